@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install the Debian 12 Cyrus packages backupd-sim drives, when they are missing.
+#
+#   scripts/install-cyrus.sh            install if /usr/lib/cyrus/bin/sync_client is absent
+#   CYRUS_BIN=/some/dir scripts/...     only check that DIR holds the binaries; install nothing
+#
+# The packages are cyrus-common (master, backupd, ctl_backups, ...), cyrus-imapd
+# (imapd) and cyrus-replication (sync_client, sync_server). A policy-rc.d that
+# refuses every service start is in place during the install, so the system
+# cyrus service never starts on the standard ports; it is removed afterwards
+# unless it was already there.
+set -euo pipefail
+
+BIN=${CYRUS_BIN:-/usr/lib/cyrus/bin}
+need=(master imapd sync_client sync_server backupd ctl_backups ctl_cyrusdb)
+
+have_all() {
+    local b
+    for b in "${need[@]}"; do [ -x "$BIN/$b" ] || return 1; done
+    getent passwd cyrus >/dev/null
+}
+
+if have_all; then
+    echo "cyrus: found in $BIN"
+    exit 0
+fi
+if [ "$BIN" != /usr/lib/cyrus/bin ]; then
+    echo "cyrus: $BIN lacks one of: ${need[*]} (CYRUS_BIN points at a build; nothing is installed for it)" >&2
+    exit 2
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "cyrus: not installed, and installing needs root: run 'sudo make setup'" >&2
+    exit 2
+fi
+
+echo "cyrus: installing cyrus-common cyrus-imapd cyrus-replication with apt-get ..."
+prc=/usr/sbin/policy-rc.d
+own_prc=0
+if [ ! -e "$prc" ]; then
+    printf '#!/bin/sh\n# added by backupd-sim install-cyrus.sh: no service starts during install\nexit 101\n' > "$prc"
+    chmod 755 "$prc"
+    own_prc=1
+fi
+cleanup() { if [ "$own_prc" = 1 ]; then rm -f "$prc"; fi; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends cyrus-common cyrus-imapd cyrus-replication
+
+# hyperfine is only for `make bench`; not required here.
+if have_all; then
+    echo "cyrus: installed in $BIN ($(dpkg-query -W -f='${Version}' cyrus-common))"
+else
+    echo "cyrus: install finished but $BIN still lacks one of: ${need[*]}" >&2
+    exit 1
+fi

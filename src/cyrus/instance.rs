@@ -1,0 +1,693 @@
+//! A real, throwaway Cyrus "source" instance (`master` + `imapd`, `sync_log` on)
+//! living entirely inside a caller-owned directory.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Group, Uid, User};
+use sha1::{Digest, Sha1};
+
+use super::imap::ImapClient;
+use super::process::{self, PortOwner, ProcStat};
+use super::{last_lines, CyrusBins, CyrusError};
+use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
+
+type Result<T> = std::result::Result<T, CyrusError>;
+
+/// How many fresh ports to try if the chosen one is taken before master binds it.
+const PORT_ATTEMPTS: usize = 5;
+/// If master has not bound its port this long after starting, assume the bind failed.
+const BIND_GRACE: Duration = Duration::from_secs(5);
+/// How long `stop` waits for master to exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Timeout of each IMAP socket operation.
+const IMAP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Any password works (`sasl_pwcheck_method: alwaystrue`).
+const PASSWORD: &str = "backupd-sim";
+
+/// One `sync_log` channel of the source (a replication target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Channel name, e.g. `backup` (letters, digits, `_` and `-`).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub authname: String,
+    pub password: String,
+    pub repeat_interval_secs: u32,
+    pub sync_timeout_secs: Option<u32>,
+    /// `<ch>_sync_try_imap`; keep it off against backupd (see the lab report).
+    pub try_imap: bool,
+}
+
+impl Channel {
+    /// A channel to `127.0.0.1:port` as `repluser`, repeat interval 1 s, no try_imap.
+    pub fn new(name: impl Into<String>, port: u16) -> Channel {
+        Channel {
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            port,
+            authname: "repluser".into(),
+            password: "lab".into(),
+            repeat_interval_secs: 1,
+            sync_timeout_secs: None,
+            try_imap: false,
+        }
+    }
+}
+
+/// What [`SourceInstance::start`] needs.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub bins: CyrusBins,
+    /// The sandbox directory; created if missing, chowned to `cyrus:mail`.
+    pub root: PathBuf,
+    pub channels: Vec<Channel>,
+    pub start_timeout: Duration,
+}
+
+impl SourceOptions {
+    /// No channels, 30 s start timeout.
+    pub fn new(bins: CyrusBins, root: impl Into<PathBuf>) -> SourceOptions {
+        SourceOptions {
+            bins,
+            root: root.into(),
+            channels: Vec::new(),
+            start_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running Cyrus source. Stopped (by PID) on [`SourceInstance::stop`] or drop.
+#[derive(Debug)]
+pub struct SourceInstance {
+    root: PathBuf,
+    config_path: PathBuf,
+    addr: SocketAddr,
+    master: Option<Child>,
+    master_pid: i32,
+    /// Every child of master seen so far (for `stop`).
+    seen_children: Vec<ProcStat>,
+}
+
+/// The Cyrus internal name of `user`'s INBOX (`alice` -> `user.alice`; a `.` in a
+/// userid is stored as `^` with `unixhierarchysep: no`).
+pub fn user_inbox(user: &str) -> String {
+    format!("user.{}", user.replace('.', "^"))
+}
+
+/// `user`'s own IMAP view -> internal name: `INBOX` -> `user.alice`,
+/// `INBOX.X.Y` -> `user.alice.X.Y`; anything else (`user.bob.X`) is kept as is.
+pub fn to_internal_name(user: &str, name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return user_inbox(user);
+    }
+    match name.get(..6) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("INBOX.") => {
+            format!("{}.{}", user_inbox(user), &name[6..])
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Internal name -> `user`'s own IMAP view (inverse of [`to_internal_name`]).
+pub fn to_user_view_name(user: &str, internal: &str) -> String {
+    let inbox = user_inbox(user);
+    if internal == inbox {
+        return "INBOX".into();
+    }
+    match internal
+        .strip_prefix(&inbox)
+        .and_then(|r| r.strip_prefix('.'))
+    {
+        Some(rest) => format!("INBOX.{rest}"),
+        None => internal.to_string(),
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CyrusError {
+    CyrusError::io(context)
+}
+
+fn validate(opts: &SourceOptions) -> Result<()> {
+    let simple = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    };
+    if !opts.root.is_absolute() {
+        return Err(CyrusError::Config(format!(
+            "root `{}` must be an absolute path",
+            opts.root.display()
+        )));
+    }
+    if opts
+        .root
+        .to_str()
+        .is_none_or(|s| s.contains(|c: char| c.is_whitespace() || c == '"'))
+    {
+        return Err(CyrusError::Config(format!(
+            "root `{}` must be valid UTF-8 without spaces or quotes (it goes into cyrus.conf)",
+            opts.root.display()
+        )));
+    }
+    let mut names = Vec::new();
+    for ch in &opts.channels {
+        if !ch
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || ch.name.is_empty()
+            || names.contains(&&ch.name)
+        {
+            return Err(CyrusError::Config(format!(
+                "channel name `{}` must be unique, non-empty, letters, digits or `_`",
+                ch.name
+            )));
+        }
+        names.push(&ch.name);
+        for (what, v) in [
+            ("host", &ch.host),
+            ("authname", &ch.authname),
+            ("password", &ch.password),
+        ] {
+            if !simple(v) {
+                return Err(CyrusError::Config(format!(
+                    "channel `{}`: {what} must be non-empty letters, digits, `_`, `-` or `.`",
+                    ch.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every ancestor of `root` must be searchable by the cyrus user.
+fn check_traversable(root: &Path, uid: Uid, gid: Gid) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in root.ancestors().skip(1) {
+        let Ok(meta) = fs::metadata(dir) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let ok = mode & 0o001 != 0
+            || (meta.uid() == uid.as_raw() && mode & 0o100 != 0)
+            || (meta.gid() == gid.as_raw() && mode & 0o010 != 0);
+        if !ok {
+            return Err(CyrusError::Config(format!(
+                "user `cyrus` cannot enter `{}` (mode {:o}), a parent of the instance root; \
+                 use a root under /tmp or `chmod o+x` it",
+                dir.display(),
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
+    nix::unistd::fchownat(
+        None,
+        path,
+        Some(uid),
+        Some(gid),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| CyrusError::Io {
+        context: format!("chown `{}` to cyrus:mail", path.display()),
+        source: e.into(),
+    })?;
+    let meta = fs::symlink_metadata(path).map_err(io(format!("stat `{}`", path.display())))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(io(format!("read `{}`", path.display())))? {
+            let entry = entry.map_err(io(format!("read `{}`", path.display())))?;
+            chown_tree(&entry.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_tail(path: &Path, lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), lines),
+        Err(_) => String::new(),
+    }
+}
+
+impl SourceInstance {
+    /// Create the configuration under `opts.root` and start master; returns once the
+    /// IMAP port greets. On failure nothing is left running.
+    pub fn start(opts: &SourceOptions) -> Result<SourceInstance> {
+        validate(opts)?;
+        let root = opts.root.clone();
+        let user =
+            User::from_name("cyrus")
+                .ok()
+                .flatten()
+                .ok_or_else(|| CyrusError::MissingUser {
+                    user: "cyrus".into(),
+                })?;
+        let gid = Group::from_name("mail")
+            .ok()
+            .flatten()
+            .map_or(user.gid, |g| g.gid);
+        for d in [
+            "etc",
+            "run",
+            "tmp",
+            "data",
+            "log",
+            "conf/db",
+            "conf/sieve",
+            "conf/socket",
+            "conf/proc",
+            "conf/lock",
+            "conf/log",
+            "conf/sync",
+        ] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io(format!("create `{}`", p.display())))?;
+        }
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("chmod `{}`", root.display())))?;
+        check_traversable(&root, user.uid, gid)?;
+
+        let deadline = Instant::now() + opts.start_timeout;
+        let mut last_reason = String::new();
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = process::free_port().map_err(io("finding a free port on 127.0.0.1"))?;
+            let mut inst = Self::launch(opts, port, user.uid, gid)?;
+            match inst.wait_ready(deadline, port) {
+                Ok(()) => return Ok(inst),
+                Err(Ready::PortTaken(why)) => {
+                    let _ = inst.stop();
+                    last_reason = format!("attempt {attempt}: {why}");
+                }
+                Err(Ready::Failed(reason)) => {
+                    let _ = inst.stop();
+                    return Err(CyrusError::StartFailed {
+                        log_tail: read_tail(&root.join("master.log"), 30),
+                        root,
+                        reason,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(CyrusError::StartFailed {
+            log_tail: read_tail(&root.join("master.log"), 30),
+            root,
+            reason: format!("no usable port after {PORT_ATTEMPTS} attempts; last: {last_reason}"),
+        })
+    }
+
+    fn servername(port: u16) -> String {
+        format!("src-{port}.backupd-sim.test")
+    }
+
+    /// Write the configs for `port` and spawn master (foreground, so we own its PID).
+    fn launch(opts: &SourceOptions, port: u16, uid: Uid, gid: Gid) -> Result<SourceInstance> {
+        let root = &opts.root;
+        let conf = root.join("etc/imapd.conf");
+        let r = root.display();
+        let mut imapd = format!(
+            "# generated by backupd-sim\n\
+             configdirectory: {r}/conf\n\
+             partition-default: {r}/data\n\
+             defaultpartition: default\n\
+             sievedir: {r}/conf/sieve\n\
+             temp_path: {r}/tmp\n\
+             proc_path: {r}/conf/proc\n\
+             mboxname_lockpath: {r}/conf/lock\n\
+             lmtpsocket: {r}/conf/socket/lmtp\n\
+             idlesocket: {r}/conf/socket/idle\n\
+             notifysocket: {r}/conf/socket/notify\n\
+             servername: {server}\n\
+             syslog_prefix: backupd-sim-src\n\
+             sasl_pwcheck_method: alwaystrue\n\
+             sasl_mech_list: PLAIN\n\
+             allowplaintext: yes\n\
+             admins: admin repluser\n\
+             unixhierarchysep: no\n\
+             altnamespace: no\n\
+             umask: 077\n\
+             sync_try_imap: no\n",
+            server = Self::servername(port)
+        );
+        if !opts.channels.is_empty() {
+            let names: Vec<&str> = opts.channels.iter().map(|c| c.name.as_str()).collect();
+            let _ = writeln!(imapd, "sync_log: 1\nsync_log_channels: {}", names.join(" "));
+        }
+        for ch in &opts.channels {
+            let n = &ch.name;
+            let _ = write!(
+                imapd,
+                "{n}_sync_host: {}\n{n}_sync_port: {}\n{n}_sync_authname: {}\n\
+                 {n}_sync_password: {}\n{n}_sync_try_imap: {}\n{n}_sync_repeat_interval: {}\n",
+                ch.host,
+                ch.port,
+                ch.authname,
+                ch.password,
+                u8::from(ch.try_imap),
+                ch.repeat_interval_secs
+            );
+            if let Some(t) = ch.sync_timeout_secs {
+                let _ = writeln!(imapd, "{n}_sync_timeout: {t}");
+            }
+        }
+        let bin = |name: &str| opts.bins.path(name).display().to_string();
+        let c = conf.display();
+        let cyrus_conf = format!(
+            "START {{\n  recover cmd=\"{ctl} -C {c} -r\"\n}}\n\
+             SERVICES {{\n  imap cmd=\"{imapd_bin} -C {c}\" listen=\"127.0.0.1:{port}\" prefork=0\n}}\n\
+             EVENTS {{\n  checkpoint cmd=\"{ctl} -C {c} -c\" period=30\n}}\n",
+            ctl = bin("ctl_cyrusdb"),
+            imapd_bin = bin("imapd"),
+        );
+        let write = |path: PathBuf, text: &str| -> Result<()> {
+            fs::write(&path, text).map_err(io(format!("write `{}`", path.display())))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .map_err(io(format!("chmod `{}`", path.display())))
+        };
+        write(conf.clone(), &imapd)?;
+        write(root.join("etc/cyrus.conf"), &cyrus_conf)?;
+        let log_path = root.join("master.log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("open `{}`", log_path.display())))?;
+        let pidfile = root.join("run/master.pid");
+        let _ = fs::remove_file(&pidfile);
+        let _ = fs::remove_file(root.join("run/master.pid.lock"));
+        chown_tree(root, uid, gid)?;
+
+        let log2 = log.try_clone().map_err(io("duplicate log handle"))?;
+        let master = Command::new(opts.bins.path("master"))
+            .arg("-C")
+            .arg(&conf)
+            .arg("-M")
+            .arg(root.join("etc/cyrus.conf"))
+            .arg("-p")
+            .arg(&pidfile)
+            .arg("-D")
+            // Own process group: on shutdown master signals its whole group, which in
+            // foreground mode would otherwise be ours (and every other instance's).
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(io(format!(
+                "start `{}`",
+                opts.bins.path("master").display()
+            )))?;
+        let master_pid = i32::try_from(master.id()).unwrap_or(-1);
+        Ok(SourceInstance {
+            root: root.clone(),
+            config_path: conf,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            master: Some(master),
+            master_pid,
+            seen_children: Vec::new(),
+        })
+    }
+
+    fn wait_ready(&mut self, deadline: Instant, port: u16) -> std::result::Result<(), Ready> {
+        let started = Instant::now();
+        let servername = Self::servername(port);
+        loop {
+            if let Some(child) = self.master.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.master = None;
+                    return Err(Ready::Failed(format!("master exited early ({status})")));
+                }
+            }
+            match process::port_owner(self.master_pid, port) {
+                PortOwner::Listening => {
+                    if let Ok(client) = ImapClient::connect(self.addr, Duration::from_secs(5)) {
+                        let greeting = client.greeting().to_string();
+                        let _ = client.logout();
+                        if greeting.contains(&servername) {
+                            return Ok(());
+                        }
+                        return Err(Ready::Failed(format!(
+                            "unexpected greeting on our port: {greeting}"
+                        )));
+                    }
+                }
+                PortOwner::Other => {
+                    // Someone else holds the port; master's bind failed or will.
+                    if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
+                        || started.elapsed() > Duration::from_millis(500)
+                    {
+                        return Err(Ready::PortTaken(format!(
+                            "port {port} is used by another process"
+                        )));
+                    }
+                }
+                PortOwner::Free if started.elapsed() > BIND_GRACE => {
+                    return Err(Ready::PortTaken(format!(
+                        "master did not bind port {port} within {BIND_GRACE:?}"
+                    )));
+                }
+                PortOwner::Free => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(Ready::Failed(format!(
+                    "imap on {} not ready within the start timeout",
+                    self.addr
+                )));
+            }
+            sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Stop master (SIGTERM, then SIGKILL after 10 s) and any of its children still
+    /// alive, by PID only. Idempotent.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(mut master) = self.master.take() else {
+            return Ok(());
+        };
+        self.note_children();
+        let pid = self.master_pid;
+        let mut kids = self.seen_children.clone();
+        if matches!(master.try_wait(), Ok(None)) {
+            process::signal(pid, Signal::SIGTERM);
+            let exited = process::wait_until(STOP_GRACE, || !matches!(master.try_wait(), Ok(None)));
+            if !exited {
+                // Children may have appeared meanwhile.
+                kids.extend(process::descendants(pid));
+                let _ = master.kill();
+            }
+        }
+        let _ = master.wait();
+        let left = process::terminate_all(&kids, Duration::from_millis(500));
+        let _ = fs::remove_file(self.root.join("run/master.pid"));
+        match left.first() {
+            Some(&pid) => Err(CyrusError::Stop {
+                pid,
+                reason: format!("still alive after SIGKILL (all left: {left:?})"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Record master's current descendants (so `stop` can kill stragglers).
+    fn note_children(&mut self) {
+        for s in process::descendants(self.master_pid) {
+            if !self
+                .seen_children
+                .iter()
+                .any(|k| k.pid == s.pid && k.starttime == s.starttime)
+            {
+                self.seen_children.push(s);
+            }
+        }
+    }
+
+    /// Whether master is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.master.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The master PID.
+    pub fn master_pid(&self) -> i32 {
+        self.master_pid
+    }
+
+    /// Master and every descendant seen so far (including now): for leak checks.
+    pub fn pids(&mut self) -> Vec<i32> {
+        self.note_children();
+        let mut pids = vec![self.master_pid];
+        pids.extend(self.seen_children.iter().map(|s| s.pid));
+        pids
+    }
+
+    pub fn imap_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `<root>/etc/imapd.conf`: pass it to every Cyrus tool with `-C`.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// master's stdout/stderr (Cyrus logs to syslog, so this is usually quiet).
+    pub fn master_log_path(&self) -> PathBuf {
+        self.root.join("master.log")
+    }
+
+    /// `<configdirectory>/sync/<channel>/log`, the rolling replication log.
+    pub fn sync_log_path(&self, channel: &str) -> PathBuf {
+        self.root.join("conf/sync").join(channel).join("log")
+    }
+
+    /// `<configdirectory>/sync/<channel>/log-run`, the log being processed.
+    pub fn sync_log_run_path(&self, channel: &str) -> PathBuf {
+        self.root.join("conf/sync").join(channel).join("log-run")
+    }
+
+    /// A connection logged in as `user` (any password works).
+    pub fn login_as(&self, user: &str) -> Result<ImapClient> {
+        let mut client = ImapClient::connect(self.addr, IMAP_TIMEOUT)?;
+        client.login(user, PASSWORD)?;
+        Ok(client)
+    }
+
+    /// A connection logged in as the admin `admin`.
+    pub fn admin(&self) -> Result<ImapClient> {
+        self.login_as("admin")
+    }
+
+    /// Create `user`'s INBOX (`CREATE user.<name>` as admin).
+    pub fn create_user(&self, user: &str) -> Result<()> {
+        let mut admin = self.admin()?;
+        admin.create(&user_inbox(user))?;
+        admin.logout()
+    }
+
+    /// Read each user's mailboxes, messages and subscriptions, logged in as that user
+    /// (so `\Seen` is the owner's). Read-only: EXAMINE and `BODY.PEEK[]`.
+    pub fn read_state(&self, users: &[&str]) -> Result<MailState> {
+        let mut state = MailState::default();
+        for &user in users {
+            let mut imap = self.login_as(user)?;
+            let mut us = UserState::default();
+            for entry in imap.list("", "*")? {
+                let own = to_internal_name(user, &entry.name);
+                let inbox = user_inbox(user);
+                let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
+                let selectable = !entry.attributes.iter().any(|a| {
+                    a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+                });
+                if !is_own || !selectable {
+                    continue;
+                }
+                let info = imap.examine(&entry.name)?;
+                let mut messages = std::collections::BTreeMap::new();
+                for m in imap.uid_fetch_all()? {
+                    let guid = hex::encode(Sha1::digest(&m.body));
+                    messages.insert(
+                        m.uid,
+                        MessageState {
+                            guid,
+                            flags: MessageState::normalize_flags(m.flags),
+                            internaldate: m.internaldate,
+                            size: m.size,
+                        },
+                    );
+                }
+                us.mailboxes.insert(
+                    own,
+                    MailboxState {
+                        uniqueid: info.mailboxid,
+                        uidvalidity: info.uidvalidity,
+                        last_uid: info.uidnext.saturating_sub(1),
+                        highestmodseq: info.highestmodseq,
+                        messages,
+                    },
+                );
+            }
+            for entry in imap.lsub("", "*")? {
+                us.subscriptions.insert(to_internal_name(user, &entry.name));
+            }
+            imap.logout()?;
+            state.users.insert(user.to_string(), us);
+        }
+        Ok(state)
+    }
+}
+
+impl Drop for SourceInstance {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+enum Ready {
+    /// Try again with another port.
+    PortTaken(String),
+    Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_conversion() {
+        let cases = [
+            ("INBOX", "user.alice"),
+            ("INBOX.Sent", "user.alice.Sent"),
+            ("INBOX.Work.Deep", "user.alice.Work.Deep"),
+            ("user.bob.Shared", "user.bob.Shared"),
+            ("shared.folder", "shared.folder"),
+        ];
+        for (view, internal) in cases {
+            assert_eq!(to_internal_name("alice", view), internal);
+            assert_eq!(to_user_view_name("alice", internal), view);
+        }
+        assert_eq!(to_internal_name("alice", "inbox"), "user.alice");
+        assert_eq!(to_internal_name("alice", "Inbox.X"), "user.alice.X");
+        // not a prefix match on a longer userid
+        assert_eq!(to_user_view_name("alice", "user.alicex.Y"), "user.alicex.Y");
+        assert_eq!(to_user_view_name("alice", "user.alice"), "INBOX");
+        assert_eq!(to_internal_name("INBOXER", "INBOXER"), "INBOXER");
+        assert_eq!(user_inbox("john.doe"), "user.john^doe");
+        assert_eq!(to_internal_name("john.doe", "INBOX.a"), "user.john^doe.a");
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let bins = CyrusBins {
+            dir: PathBuf::from("/nonexistent"),
+        };
+        let mut opts = SourceOptions::new(bins, "relative/dir");
+        assert!(matches!(validate(&opts), Err(CyrusError::Config(_))));
+        opts.root = PathBuf::from("/tmp/x");
+        opts.channels = vec![Channel::new("back up", 1)];
+        assert!(matches!(validate(&opts), Err(CyrusError::Config(_))));
+        opts.channels = vec![Channel::new("backup", 1), Channel::new("backup", 2)];
+        assert!(matches!(validate(&opts), Err(CyrusError::Config(_))));
+        opts.channels = vec![Channel::new("backup", 1)];
+        assert!(validate(&opts).is_ok());
+    }
+}

@@ -1,0 +1,235 @@
+//! Run the real `sync_client` with a timeout and captured output.
+//!
+//! `sync_client` retries a failed connect forever (15 s, 30 s, ...), even with `-o`,
+//! so every run here has a deadline. `-v -v` sends its syslog lines (`Deferred: ...`)
+//! and a protocol trace to stderr.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{last_lines, process, CyrusBins, CyrusError};
+
+type Result<T> = std::result::Result<T, CyrusError>;
+
+/// How many output lines [`SyncRun`]'s `Display` shows per stream.
+const SHOWN_LINES: usize = 40;
+/// How long to wait for the output pipes to close after the process is reaped.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs `<bins>/sync_client -C <config> ...`.
+#[derive(Debug, Clone)]
+pub struct SyncClient {
+    program: PathBuf,
+    config: PathBuf,
+}
+
+/// The outcome of one `sync_client` process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    /// Exit code; `None` if it was killed by a signal.
+    pub status: Option<i32>,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// Killed because the timeout passed.
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub argv: Vec<String>,
+}
+
+impl SyncRun {
+    /// Exited by itself with code 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0) && !self.timed_out
+    }
+}
+
+impl fmt::Display for SyncRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "sync_client run: `{}`", self.argv.join(" "))?;
+        let how = match (self.timed_out, self.status, self.signal) {
+            (true, _, _) => "killed after timeout".to_string(),
+            (false, Some(code), _) => format!("exit status {code}"),
+            (false, None, Some(sig)) => format!("killed by signal {sig}"),
+            (false, None, None) => "unknown exit".to_string(),
+        };
+        writeln!(
+            f,
+            "  result: {how}, elapsed {:.3} s",
+            self.elapsed.as_secs_f64()
+        )?;
+        for (name, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let total = text.lines().count();
+            if total == 0 {
+                writeln!(f, "  {name}: (empty)")?;
+                continue;
+            }
+            writeln!(
+                f,
+                "  {name} (last {} of {total} lines):",
+                total.min(SHOWN_LINES)
+            )?;
+            for line in last_lines(text, SHOWN_LINES).lines() {
+                writeln!(f, "    {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SyncClient {
+    /// `sync_client` from `bins`, reading `config_path` (the source's `imapd.conf`).
+    pub fn new(bins: &CyrusBins, config_path: impl AsRef<Path>) -> SyncClient {
+        SyncClient {
+            program: bins.path("sync_client"),
+            config: config_path.as_ref().to_path_buf(),
+        }
+    }
+
+    /// Run to completion, or kill it (SIGKILL) at `timeout`.
+    pub fn run(&self, args: &[String], timeout: Duration) -> Result<SyncRun> {
+        let mut running = self.spawn(args)?;
+        running.finish(None, timeout)
+    }
+
+    /// Start it in the background (e.g. `-R` rolling mode); see [`RunningSyncClient`].
+    pub fn spawn(&self, args: &[String]) -> Result<RunningSyncClient> {
+        if args.iter().any(|a| a == "-r") {
+            return Err(CyrusError::Config(
+                "`sync_client -r` forks into the background where it cannot be supervised; use `-R`"
+                    .into(),
+            ));
+        }
+        let mut argv = vec![
+            self.program.display().to_string(),
+            "-C".to_string(),
+            self.config.display().to_string(),
+        ];
+        argv.extend(args.iter().cloned());
+        let mut child = Command::new(&self.program)
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(CyrusError::io(format!(
+                "start `{}`",
+                self.program.display()
+            )))?;
+        let stdout = child.stdout.take().map(drain);
+        let stderr = child.stderr.take().map(drain);
+        Ok(RunningSyncClient {
+            child: Some(child),
+            argv,
+            started: Instant::now(),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Read a pipe to the end on its own thread, so the child never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// The drained output; gives up after a short wait if the pipe is still held open
+/// (by a grandchild that inherited it).
+fn collect(rx: Option<Receiver<Vec<u8>>>) -> String {
+    match rx.map(|rx| rx.recv_timeout(PIPE_GRACE)) {
+        Some(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Some(Err(_)) => "(output incomplete: the pipe stayed open after exit)".into(),
+        None => String::new(),
+    }
+}
+
+/// A `sync_client` running in the background. Dropping it kills and reaps it.
+#[derive(Debug)]
+pub struct RunningSyncClient {
+    child: Option<Child>,
+    argv: Vec<String>,
+    started: Instant,
+    stdout: Option<Receiver<Vec<u8>>>,
+    stderr: Option<Receiver<Vec<u8>>>,
+}
+
+impl RunningSyncClient {
+    /// The process id (until it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Wait up to `timeout` for it to exit by itself; kill it (SIGKILL) otherwise.
+    pub fn wait(&mut self, timeout: Duration) -> Result<SyncRun> {
+        self.finish(None, timeout)
+    }
+
+    /// SIGTERM, wait up to `timeout`, then SIGKILL (then `timed_out` is set); reap and
+    /// collect the output.
+    pub fn stop(&mut self, timeout: Duration) -> Result<SyncRun> {
+        self.finish(Some(Signal::SIGTERM), timeout)
+    }
+
+    fn finish(&mut self, first: Option<Signal>, timeout: Duration) -> Result<SyncRun> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| CyrusError::Config("sync_client was already stopped".into()))?;
+        let pid = i32::try_from(child.id()).unwrap_or(-1);
+        if let Some(sig) = first {
+            if matches!(child.try_wait(), Ok(None)) {
+                // Not yet reaped, so the PID is still ours.
+                process::signal(pid, sig);
+            }
+        }
+        let exited = process::wait_until(timeout, || !matches!(child.try_wait(), Ok(None)));
+        let timed_out = !exited;
+        if !exited {
+            let _ = child.kill();
+        }
+        let status: ExitStatus = child
+            .wait()
+            .map_err(CyrusError::io(format!("wait for sync_client (pid {pid})")))?;
+        let elapsed = self.started.elapsed();
+        use std::os::unix::process::ExitStatusExt;
+        Ok(SyncRun {
+            status: status.code(),
+            signal: status.signal(),
+            timed_out,
+            stdout: collect(self.stdout.take()),
+            stderr: collect(self.stderr.take()),
+            elapsed,
+            argv: self.argv.clone(),
+        })
+    }
+}
+
+impl Drop for RunningSyncClient {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

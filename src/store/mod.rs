@@ -1,0 +1,445 @@
+//! The fake backupd's backup contents and its per-user locks.
+//!
+//! [`Store`] holds one [`UserBackup`] per userid (plus [`names::SHARED`] for
+//! mailboxes with no owner), keyed and merged the way real backupd does it
+//! (`backup/lcb_indexw.c` at 3.6.1), except that records are keyed by UID, not by
+//! GUID (see `docs/sync-protocol.md` §3.3). Message bodies go to [`Bodies`].
+//!
+//! The store never sees a socket or a clock. It is shared by every connection
+//! behind one mutex; a session "holds" a user between the first command that
+//! opens the user's backup and RESTART, EXIT or the end of the connection, and
+//! another session that tries to open it meanwhile gets `LOCKED`.
+
+pub mod bodies;
+pub mod names;
+mod state_file;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+pub use bodies::{Bodies, MessageMeta};
+pub use state_file::{load_state, save_state, StateError};
+
+use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
+use crate::proto::{Annotation, MailboxUpdate, RecordUpdate, SeenUpdate};
+
+/// Identifies one client connection.
+pub type SessionId = u64;
+
+/// The opening of a user's backup failed because another session holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("backup of `{user}` is held by session {holder}")]
+pub struct Locked {
+    /// The userid (or [`names::SHARED`]).
+    pub user: String,
+    /// The session holding it.
+    pub holder: SessionId,
+}
+
+/// Every backup, the bodies and who holds what.
+#[derive(Debug)]
+pub struct Store {
+    /// Backups by userid.
+    pub users: BTreeMap<String, UserBackup>,
+    /// Message bodies.
+    pub bodies: Bodies,
+    holders: BTreeMap<String, SessionId>,
+}
+
+/// One user's backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserBackup {
+    /// Live mailboxes by internal name.
+    pub mailboxes: BTreeMap<String, Mailbox>,
+    /// Mailboxes removed by `APPLY UNMAILBOX` or replaced by a newer one of the
+    /// same name; kept as backupd keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_mailboxes: Vec<Mailbox>,
+    /// Subscribed mailbox names.
+    #[serde(default)]
+    pub subscriptions: BTreeSet<String>,
+    /// Seen state for mailboxes this user does not own, by mailbox uniqueid.
+    #[serde(default)]
+    pub seen: BTreeMap<String, Seen>,
+    /// Sieve scripts.
+    #[serde(default)]
+    pub sieve: Vec<Sieve>,
+    /// GUIDs of the bodies appended to this user's backup (backupd checks a
+    /// record's GUID against these, not against every backup).
+    #[serde(default)]
+    pub guids: BTreeSet<String>,
+}
+
+/// One mailbox, with every field `APPLY MAILBOX` sent, echoed back verbatim.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mailbox {
+    pub uniqueid: String,
+    /// Internal name (the key it is stored under, repeated for tombstones).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mboxtype: Option<String>,
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+    pub highestmodseq: u64,
+    #[serde(default)]
+    pub recentuid: u32,
+    #[serde(default)]
+    pub recenttime: i64,
+    #[serde(default)]
+    pub last_appenddate: i64,
+    #[serde(default)]
+    pub pop3_last_login: i64,
+    #[serde(default)]
+    pub pop3_show_after: i64,
+    #[serde(default)]
+    pub partition: String,
+    #[serde(default, with = "bytes_serde")]
+    pub acl: Bytes,
+    #[serde(default)]
+    pub options: String,
+    #[serde(default)]
+    pub sync_crc: u32,
+    #[serde(default)]
+    pub sync_crc_annot: u32,
+    #[serde(default)]
+    pub xconvmodseq: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<Annotation>,
+    /// Records sorted by UID; expunged ones are kept, marked.
+    #[serde(default)]
+    pub records: Vec<Record>,
+}
+
+/// One message record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// UID.
+    pub uid: u32,
+    /// GUID, 40 hex digits.
+    pub guid: String,
+    /// Flags without `\Expunged`, in wire order.
+    pub flags: Vec<String>,
+    /// MODSEQ.
+    pub modseq: u64,
+    /// LAST_UPDATED.
+    #[serde(default)]
+    pub last_updated: i64,
+    /// INTERNALDATE.
+    pub internaldate: i64,
+    /// SIZE.
+    pub size: u64,
+    /// Once true, stays true (backupd keeps the first expunge time).
+    pub expunged: bool,
+    /// Per-record annotations, verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<Annotation>,
+}
+
+/// Seen state of one mailbox.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub lastread: i64,
+    pub lastuid: u32,
+    pub lastchange: i64,
+    #[serde(with = "bytes_serde")]
+    pub seenuids: Bytes,
+}
+
+/// One sieve script.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sieve {
+    pub filename: String,
+    pub last_update: i64,
+    /// SHA-1 of the content.
+    pub guid: String,
+    #[serde(with = "bytes_serde")]
+    pub content: Bytes,
+}
+
+/// Lower-case hex SHA-1 of `data`: the Cyrus message GUID.
+pub fn sha1_hex(data: &[u8]) -> String {
+    hex::encode(Sha1::digest(data))
+}
+
+impl Store {
+    /// An empty store with its bodies in an anonymous temporary file.
+    pub fn temporary() -> io::Result<Store> {
+        Ok(Store::with_bodies(Bodies::temporary()?))
+    }
+
+    /// An empty store over `bodies`.
+    pub fn with_bodies(bodies: Bodies) -> Store {
+        Store {
+            users: BTreeMap::new(),
+            bodies,
+            holders: BTreeMap::new(),
+        }
+    }
+
+    /// Open `user`'s backup for `session`, creating it when absent, as backupd's
+    /// `backupd_open_backup` does. Fails when another session holds it.
+    pub fn open(&mut self, session: SessionId, user: &str) -> Result<&mut UserBackup, Locked> {
+        match self.holders.get(user) {
+            Some(&holder) if holder != session => {
+                return Err(Locked {
+                    user: user.to_owned(),
+                    holder,
+                })
+            }
+            _ => {}
+        }
+        self.holders.insert(user.to_owned(), session);
+        Ok(self.users.entry(user.to_owned()).or_default())
+    }
+
+    /// The session holding `user`, if any.
+    pub fn holder(&self, user: &str) -> Option<SessionId> {
+        self.holders.get(user).copied()
+    }
+
+    /// Release every backup `session` holds (RESTART, EXIT, disconnect).
+    pub fn release(&mut self, session: SessionId) {
+        self.holders.retain(|_, s| *s != session);
+    }
+
+    /// Apply `APPLY MAILBOX` to `user`'s backup, merging as backupd does: the
+    /// mailbox is upserted by UNIQUEID, records are merged by UID (never removed),
+    /// and a record whose body is not in this backup is skipped.
+    ///
+    /// The caller has opened `user` and checked [`MailboxUpdate::missing_required`].
+    pub fn apply_mailbox(&mut self, user: &str, u: &MailboxUpdate) {
+        let backup = self.users.entry(user.to_owned()).or_default();
+        let mut mbox = backup.take_by_uniqueid(&u.uniqueid).unwrap_or_default();
+        if let Some(other) = backup.mailboxes.remove(&u.mboxname) {
+            // A different mailbox of the same name: it was deleted and re-created.
+            backup.deleted_mailboxes.push(other);
+        }
+        mbox.uniqueid.clone_from(&u.uniqueid);
+        mbox.name.clone_from(&u.mboxname);
+        mbox.mboxtype.clone_from(&u.mboxtype);
+        mbox.last_uid = u.last_uid.unwrap_or(mbox.last_uid);
+        mbox.highestmodseq = u.highestmodseq.unwrap_or(mbox.highestmodseq);
+        mbox.recentuid = u.recentuid.unwrap_or(mbox.recentuid);
+        mbox.recenttime = u.recenttime.unwrap_or(mbox.recenttime);
+        mbox.last_appenddate = u.last_appenddate.unwrap_or(mbox.last_appenddate);
+        mbox.pop3_last_login = u.pop3_last_login.unwrap_or(mbox.pop3_last_login);
+        mbox.pop3_show_after = u.pop3_show_after.unwrap_or(0);
+        mbox.uidvalidity = u.uidvalidity.unwrap_or(mbox.uidvalidity);
+        if let Some(p) = &u.partition {
+            mbox.partition.clone_from(p);
+        }
+        if let Some(a) = &u.acl {
+            mbox.acl = a.clone();
+        }
+        if let Some(o) = &u.options {
+            mbox.options.clone_from(o);
+        }
+        mbox.sync_crc = u.sync_crc.unwrap_or(0);
+        mbox.sync_crc_annot = u.sync_crc_annot.unwrap_or(0);
+        mbox.xconvmodseq = u.xconvmodseq.unwrap_or(0);
+        mbox.annotations = u.annotations.clone().unwrap_or_default();
+        for r in u.records.iter().flatten() {
+            if backup.guids.contains(&r.guid) {
+                mbox.merge_record(r);
+            }
+        }
+        backup.mailboxes.insert(mbox.name.clone(), mbox);
+    }
+
+    /// Project every backup onto the comparable [`MailState`]: live mailboxes
+    /// (not deleted, not moved aside as `DELETED.*`), live records, subscriptions.
+    pub fn mail_state(&self) -> MailState {
+        MailState {
+            users: self
+                .users
+                .iter()
+                .filter(|(u, _)| u.as_str() != names::SHARED)
+                .map(|(u, b)| (u.clone(), b.user_state()))
+                .collect(),
+        }
+    }
+}
+
+impl UserBackup {
+    fn take_by_uniqueid(&mut self, uniqueid: &str) -> Option<Mailbox> {
+        if let Some(name) = self
+            .mailboxes
+            .iter()
+            .find(|(_, m)| m.uniqueid == uniqueid)
+            .map(|(n, _)| n.clone())
+        {
+            return self.mailboxes.remove(&name);
+        }
+        let i = self
+            .deleted_mailboxes
+            .iter()
+            .position(|m| m.uniqueid == uniqueid)?;
+        Some(self.deleted_mailboxes.remove(i))
+    }
+
+    /// Mark a mailbox deleted (`APPLY UNMAILBOX`); unknown names are ignored.
+    pub fn unmailbox(&mut self, name: &str) {
+        if let Some(m) = self.mailboxes.remove(name) {
+            self.deleted_mailboxes.push(m);
+        }
+    }
+
+    /// Rename the mailbox called `old` (`APPLY RENAME`).
+    pub fn rename(&mut self, old: &str, new: &str, partition: &str, uidvalidity: Option<u32>) {
+        if let Some(mut m) = self.mailboxes.remove(old) {
+            if let Some(other) = self.mailboxes.remove(new) {
+                self.deleted_mailboxes.push(other);
+            }
+            m.name = new.to_owned();
+            m.partition = partition.to_owned();
+            if let Some(v) = uidvalidity {
+                m.uidvalidity = v;
+            }
+            self.mailboxes.insert(new.to_owned(), m);
+        }
+    }
+
+    /// Upsert seen state (`APPLY SEEN`).
+    pub fn set_seen(&mut self, s: &SeenUpdate) {
+        self.seen.insert(
+            s.uniqueid.clone(),
+            Seen {
+                lastread: s.lastread,
+                lastuid: s.lastuid,
+                lastchange: s.lastchange,
+                seenuids: s.seenuids.clone(),
+            },
+        );
+    }
+
+    /// Store a sieve script (`APPLY SIEVE`), replacing one of the same name.
+    pub fn put_sieve(&mut self, filename: &str, last_update: i64, content: &Bytes) {
+        self.sieve.retain(|s| s.filename != filename);
+        self.sieve.push(Sieve {
+            filename: filename.to_owned(),
+            last_update,
+            guid: sha1_hex(content),
+            content: content.clone(),
+        });
+    }
+
+    /// Remove a sieve script (`APPLY UNSIEVE`).
+    pub fn delete_sieve(&mut self, filename: &str) {
+        self.sieve.retain(|s| s.filename != filename);
+    }
+
+    fn user_state(&self) -> UserState {
+        UserState {
+            mailboxes: self
+                .mailboxes
+                .iter()
+                .filter(|(n, _)| !names::is_deleted_name(n))
+                .map(|(n, m)| (n.clone(), m.mailbox_state()))
+                .collect(),
+            subscriptions: self.subscriptions.clone(),
+        }
+    }
+}
+
+impl Mailbox {
+    fn merge_record(&mut self, r: &RecordUpdate) {
+        let expunged = r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Expunged"));
+        let flags: Vec<String> = r
+            .flags
+            .iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Expunged"))
+            .cloned()
+            .collect();
+        let new = Record {
+            uid: r.uid,
+            guid: r.guid.clone(),
+            flags,
+            modseq: r.modseq,
+            last_updated: r.last_updated,
+            internaldate: r.internaldate,
+            size: r.size,
+            expunged,
+            annotations: r.annotations.clone(),
+        };
+        match self.records.binary_search_by_key(&r.uid, |x| x.uid) {
+            Ok(i) => {
+                let was_expunged = self.records[i].expunged;
+                self.records[i] = new;
+                self.records[i].expunged |= was_expunged;
+            }
+            Err(i) => self.records.insert(i, new),
+        }
+    }
+
+    fn mailbox_state(&self) -> MailboxState {
+        MailboxState {
+            uniqueid: Some(self.uniqueid.clone()),
+            uidvalidity: self.uidvalidity,
+            last_uid: self.last_uid,
+            highestmodseq: self.highestmodseq,
+            messages: self
+                .records
+                .iter()
+                .filter(|r| !r.expunged)
+                .map(|r| {
+                    (
+                        r.uid,
+                        MessageState {
+                            guid: r.guid.clone(),
+                            flags: MessageState::normalize_flags(r.flags.iter().cloned()),
+                            internaldate: r.internaldate,
+                            size: r.size,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Serialize bytes as a JSON string when they are UTF-8, else as
+/// `{"base64": "…"}`, so the state file stays readable and lossless.
+pub mod bytes_serde {
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Binary { base64: String },
+    }
+
+    /// Serialize.
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(b) {
+            Ok(t) => Repr::Text(t.to_owned()),
+            Err(_) => Repr::Binary {
+                base64: base64::engine::general_purpose::STANDARD.encode(b),
+            },
+        }
+        .serialize(s)
+    }
+
+    /// Deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Text(t) => Ok(Bytes::from(t)),
+            Repr::Binary { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map(Bytes::from)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
