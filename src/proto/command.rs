@@ -701,3 +701,94 @@ mod tests {
         );
     }
 }
+
+impl Command {
+    /// A short name for logs and counters: `GET USER`, `APPLY MESSAGE`, `EXIT`.
+    pub fn label(&self) -> String {
+        match self {
+            Command::Authenticate { .. } => "AUTHENTICATE".into(),
+            Command::Compress { .. } => "COMPRESS".into(),
+            Command::Starttls => "STARTTLS".into(),
+            Command::Noop => "NOOP".into(),
+            Command::Restart => "RESTART".into(),
+            Command::Exit => "EXIT".into(),
+            Command::ImapProbe { command, .. } => format!("IMAP {command}"),
+            Command::Unknown { verb } => format!("UNKNOWN {verb}"),
+            Command::Get(g) => format!(
+                "GET {}",
+                match g {
+                    Get::User(_) => "USER",
+                    Get::Mailboxes(_) => "MAILBOXES",
+                    Get::FullMailbox(_) => "FULLMAILBOX",
+                    Get::Meta(_) => "META",
+                    Get::UniqueIds => "UNIQUEIDS",
+                    Get::Unsupported { key } => key,
+                }
+            ),
+            Command::Apply(a) => format!(
+                "APPLY {}",
+                match a {
+                    Apply::Reserve { .. } => "RESERVE",
+                    Apply::Message(_) => "MESSAGE",
+                    Apply::Mailbox(_) => "MAILBOX",
+                    Apply::Unmailbox(_) => "UNMAILBOX",
+                    Apply::Rename { .. } => "RENAME",
+                    Apply::Seen(_) => "SEEN",
+                    Apply::Sub { .. } => "SUB",
+                    Apply::Unsub { .. } => "UNSUB",
+                    Apply::Sieve { .. } => "SIEVE",
+                    Apply::Unsieve { .. } => "UNSIEVE",
+                    Apply::ActivateSieve { .. } => "ACTIVATE_SIEVE",
+                    Apply::UnactivateSieve { .. } => "UNACTIVATE_SIEVE",
+                    Apply::Quota { .. } => "QUOTA",
+                    Apply::Unuser(_) => "UNUSER",
+                    Apply::Unsupported { key } => key,
+                }
+            ),
+        }
+    }
+
+    /// The mailboxes a command names (internal names), in wire order.
+    pub fn mailboxes(&self) -> Vec<&str> {
+        match self {
+            Command::Get(Get::Mailboxes(list)) => list.iter().map(String::as_str).collect(),
+            Command::Get(Get::FullMailbox(m)) | Command::Apply(Apply::Unmailbox(m)) => vec![m],
+            Command::Apply(Apply::Reserve { mailboxes, .. }) => {
+                mailboxes.iter().map(String::as_str).collect()
+            }
+            Command::Apply(Apply::Mailbox(u)) => vec![&u.mboxname],
+            Command::Apply(Apply::Rename { old, new, .. }) => vec![old, new],
+            Command::Apply(Apply::Sub { mailbox, .. } | Apply::Unsub { mailbox, .. }) => {
+                vec![mailbox]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The users a command touches: named directly (`GET USER alice`,
+    /// `USERID alice`) or as owners of the mailboxes it names.
+    pub fn users(&self) -> Vec<String> {
+        let direct: Option<&str> = match self {
+            Command::Get(Get::User(Some(u)) | Get::Meta(u)) => Some(u),
+            Command::Apply(
+                Apply::Sub { user, .. }
+                | Apply::Unsub { user, .. }
+                | Apply::Sieve { user, .. }
+                | Apply::Unsieve { user, .. }
+                | Apply::ActivateSieve { user }
+                | Apply::UnactivateSieve { user },
+            ) => Some(user),
+            Command::Apply(Apply::Seen(s)) => Some(&s.user),
+            Command::Apply(Apply::Unuser(u)) => Some(u),
+            _ => None,
+        };
+        let mut out: Vec<String> = direct.into_iter().map(str::to_owned).collect();
+        for m in self.mailboxes() {
+            let owner = crate::store::names::backup_of(m);
+            if !out.contains(&owner) {
+                out.push(owner);
+            }
+        }
+        out
+    }
+}

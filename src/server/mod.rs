@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,8 +21,9 @@ use tokio::task::JoinSet;
 
 pub use deflate::Deflate;
 
-use crate::session::{After, Session, SessionConfig};
-use crate::store::Store;
+use crate::events::{EventKind, EventLog};
+use crate::session::{After, Incoming, Session, SessionConfig};
+use crate::store::{SessionId, Store};
 
 /// Largest piece of received plaintext handed to a session at once.
 pub const CHUNK: usize = 64 * 1024;
@@ -53,6 +54,8 @@ pub struct Shared {
     config: Arc<SessionConfig>,
     idle_timeout: Duration,
     next_session: AtomicU64,
+    events: Mutex<EventLog>,
+    started: Instant,
 }
 
 impl Shared {
@@ -63,7 +66,19 @@ impl Shared {
             config: Arc::new(config.session),
             idle_timeout: config.idle_timeout,
             next_session: AtomicU64::new(1),
+            events: Mutex::new(EventLog::default()),
+            started: Instant::now(),
         })
+    }
+
+    /// The event log.
+    pub fn events(&self) -> MutexGuard<'_, EventLog> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, session: SessionId, kind: EventKind) {
+        let t_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.events().push(t_us, session, kind);
     }
 
     /// Lock the store. A panic while it was held leaves it usable: every store
@@ -210,6 +225,10 @@ impl Conn {
 async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    shared.record(id, EventKind::Connected { peer });
     let mut session = Session::new(id, Arc::clone(&shared.config));
     let mut conn = Conn {
         stream,
@@ -220,10 +239,20 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let result = drive(&mut session, &mut conn, &shared).await;
     session.end(&mut shared.store());
     let _ = conn.stream.shutdown().await;
-    result
+    let reason = match &result {
+        Ok(reason) => (*reason).to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    shared.record(id, EventKind::Closed { reason });
+    result.map(|_| ())
 }
 
-async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::Result<()> {
+/// Run one connection to its end; the reason it ended.
+async fn drive(
+    session: &mut Session,
+    conn: &mut Conn,
+    shared: &Shared,
+) -> io::Result<&'static str> {
     conn.write(&session.greeting().encode()).await?;
     loop {
         loop {
@@ -231,15 +260,19 @@ async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::R
                 Ok(Some(i)) => i,
                 Ok(None) => break,
                 Err(e) => {
-                    conn.write(&session.frame_error(&e).encode()).await?;
-                    return Ok(());
+                    let response = session.frame_error(&e);
+                    record_reply(shared, session.id(), &response.replies);
+                    conn.write(&response.encode()).await?;
+                    return Ok("framing error");
                 }
             };
+            record_command(shared, session, &incoming);
             let response = session.execute(incoming, &mut shared.store());
+            record_reply(shared, session.id(), &response.replies);
             conn.write(&response.encode()).await?;
             match response.after {
                 After::Continue => {}
-                After::Close => return Ok(()),
+                After::Close => return Ok("closed by the server after its reply"),
                 After::StartDeflate => {
                     if session.buffered() > 0 {
                         // The client must wait for our OK before compressing.
@@ -254,8 +287,42 @@ async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::R
         }
         let data = conn.read(shared.idle_timeout).await?;
         if data.is_empty() {
-            return Ok(());
+            return Ok("end of stream");
         }
         session.push(&data);
     }
+}
+
+fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
+    let (bytes, head) = session.last_frame();
+    let (verb, users, mailboxes) = match incoming {
+        Incoming::Command(c) => (
+            c.label(),
+            c.users(),
+            c.mailboxes().into_iter().map(str::to_owned).collect(),
+        ),
+        Incoming::Invalid(_) => ("INVALID".to_owned(), Vec::new(), Vec::new()),
+        Incoming::SaslResponse(_) => ("SASL RESPONSE".to_owned(), Vec::new(), Vec::new()),
+    };
+    shared.record(
+        session.id(),
+        EventKind::Command {
+            verb,
+            users,
+            mailboxes,
+            bytes,
+            text: head.to_owned(),
+        },
+    );
+}
+
+fn record_reply(shared: &Shared, session: SessionId, replies: &[crate::proto::Reply]) {
+    let data_lines = replies.iter().filter(|r| !r.is_final()).count();
+    let line = replies
+        .iter()
+        .rev()
+        .find(|r| r.is_final())
+        .map(crate::proto::Reply::to_line)
+        .unwrap_or_default();
+    shared.record(session, EventKind::Reply { line, data_lines });
 }

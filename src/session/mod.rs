@@ -125,6 +125,8 @@ pub struct Session {
     compressing: bool,
     /// Users this session holds, with the GUIDs reported MISSING for each.
     held: BTreeMap<String, BTreeSet<String>>,
+    /// Size and first line of the last frame taken, for logs.
+    last_frame: (usize, String),
 }
 
 impl Session {
@@ -137,7 +139,15 @@ impl Session {
             phase: Phase::PreAuth,
             compressing: false,
             held: BTreeMap::new(),
+            last_frame: (0, String::new()),
         }
+    }
+
+    /// The size and a printable head of the last input taken by
+    /// [`Session::next_incoming`]: its first line, shortened, with SASL data and
+    /// literal bytes left out.
+    pub fn last_frame(&self) -> (usize, &str) {
+        (self.last_frame.0, &self.last_frame.1)
     }
 
     /// This session's id.
@@ -183,6 +193,7 @@ impl Session {
         let Some(frame) = self.framer.next_frame()? else {
             return Ok(None);
         };
+        self.last_frame = (frame.len(), frame_head(&frame, self.phase));
         if self.phase == Phase::SaslContinue {
             let mut end = frame.len();
             while end > 0 && matches!(frame[end - 1], b'\r' | b'\n') {
@@ -527,6 +538,31 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The first line of a frame, at most 200 characters, secrets and literal
+/// bytes left out.
+fn frame_head(frame: &[u8], phase: Phase) -> String {
+    const MAX: usize = 200;
+    if phase == Phase::SaslContinue {
+        return "[SASL response]".into();
+    }
+    let first = frame.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    let mut text = String::from_utf8_lossy(first).into_owned();
+    if text.len() >= 13 && text[..13].eq_ignore_ascii_case("AUTHENTICATE ") {
+        let mech_end = text[13..].find(' ').map_or(text.len(), |i| i + 13);
+        text.truncate(mech_end);
+        if mech_end < first.len() {
+            text.push_str(" [initial response]");
+        }
+    }
+    if text.chars().count() > MAX {
+        text = text.chars().take(MAX).collect::<String>() + "…";
+    } else if first.len() + 2 < frame.len() {
+        text.push_str(" …");
+    }
+    text
 }
 
 fn meta_lines(b: &UserBackup, replies: &mut Vec<Reply>) {

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -79,7 +80,8 @@ impl Bodies {
         if self.contains(guid) {
             return Ok(());
         }
-        self.pack.write_all(data)?;
+        // Positional I/O: reads never move where the next body is written.
+        self.pack.write_all_at(data, self.pack_len)?;
         self.index.insert(
             guid.to_owned(),
             MessageMeta {
@@ -92,13 +94,12 @@ impl Bodies {
     }
 
     /// Read a body back.
-    pub fn read(&mut self, guid: &str) -> io::Result<Option<Vec<u8>>> {
+    pub fn read(&self, guid: &str) -> io::Result<Option<Vec<u8>>> {
         let Some(m) = self.index.get(guid).copied() else {
             return Ok(None);
         };
         let mut buf = vec![0; m.size as usize];
-        self.pack.seek(SeekFrom::Start(m.offset))?;
-        self.pack.read_exact(&mut buf)?;
+        self.pack.read_exact_at(&mut buf, m.offset)?;
         Ok(Some(buf))
     }
 
@@ -126,5 +127,41 @@ impl Bodies {
     /// The pack's path, when it is not anonymous.
     pub fn pack_path(&self) -> Option<&Path> {
         self.pack_path.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_between_writes_do_not_misplace_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        for mut b in [
+            Bodies::temporary().unwrap(),
+            Bodies::open(&dir.path().join("pack"), BTreeMap::new()).unwrap(),
+        ] {
+            b.insert("a", b"first").unwrap();
+            assert_eq!(b.read("a").unwrap().as_deref(), Some(&b"first"[..]));
+            b.insert("b", b"second body").unwrap();
+            b.insert("a", b"ignored: already stored").unwrap();
+            assert_eq!(b.read("a").unwrap().as_deref(), Some(&b"first"[..]));
+            assert_eq!(b.read("b").unwrap().as_deref(), Some(&b"second body"[..]));
+            assert_eq!(b.read("c").unwrap(), None);
+            assert_eq!(b.len(), 2);
+        }
+    }
+
+    #[test]
+    fn an_index_beyond_the_pack_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pack");
+        std::fs::write(&path, b"12345").unwrap();
+        let index = BTreeMap::from([("g".to_owned(), MessageMeta { size: 4, offset: 3 })]);
+        let err = Bodies::open(&path, index).unwrap_err().to_string();
+        assert!(
+            err.contains("holds 5 bytes, but message g needs bytes 3..7"),
+            "{err}"
+        );
     }
 }

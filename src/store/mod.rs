@@ -443,3 +443,34 @@ pub mod bytes_serde {
         }
     }
 }
+
+impl Store {
+    /// Check that every live record's body is stored and hashes to its GUID.
+    /// Returns one line per problem (user, mailbox, UID, what).
+    pub fn verify_bodies(&self) -> Vec<String> {
+        let mut wanted: Vec<(String, String, u32, String)> = Vec::new();
+        for (user, b) in &self.users {
+            for (name, m) in &b.mailboxes {
+                for r in m.records.iter().filter(|r| !r.expunged) {
+                    wanted.push((user.clone(), name.clone(), r.uid, r.guid.clone()));
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        for (user, name, uid, guid) in wanted {
+            match self.bodies.read(&guid) {
+                Ok(Some(data)) if sha1_hex(&data) == guid => {}
+                Ok(Some(_)) => problems.push(format!(
+                    "user {user}, mailbox {name}, UID {uid}: stored body does not hash to {guid}"
+                )),
+                Ok(None) => problems.push(format!(
+                    "user {user}, mailbox {name}, UID {uid}: no body stored for {guid}"
+                )),
+                Err(e) => problems.push(format!(
+                    "user {user}, mailbox {name}, UID {uid}: reading body {guid}: {e}"
+                )),
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,199 @@
+//! The fake's event log: every connection, command and reply, in order.
+//!
+//! Kept in memory (bounded: the oldest events are dropped past
+//! [`EventLog::capacity`], counted in [`EventLog::dropped`]; counters are never
+//! dropped) and optionally written as JSON lines as they happen. Times are
+//! monotonic microseconds since the server started.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::SessionId;
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// Microseconds since the server started.
+    pub t_us: u64,
+    /// The connection (0 for server-wide events).
+    pub session: SessionId,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A client connected.
+    Connected {
+        /// Peer address.
+        peer: String,
+    },
+    /// A command arrived.
+    Command {
+        /// Its label (`GET USER`, `APPLY MESSAGE`).
+        verb: String,
+        /// Users it touches.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        users: Vec<String>,
+        /// Mailboxes it names.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mailboxes: Vec<String>,
+        /// Bytes on the wire (after inflating), literals included.
+        bytes: usize,
+        /// The command's first line, shortened, for transcripts.
+        text: String,
+    },
+    /// The server answered a command.
+    Reply {
+        /// The final line (`OK Success`, `NO IMAP_MAILBOX_LOCKED Mailbox locked`).
+        line: String,
+        /// How many `*` data lines came before it.
+        data_lines: usize,
+    },
+    /// The connection ended.
+    Closed {
+        /// Why (`client EXIT`, `end of stream`, an I/O error).
+        reason: String,
+    },
+}
+
+/// The log.
+pub struct EventLog {
+    events: VecDeque<Event>,
+    capacity: usize,
+    dropped: u64,
+    next_seq: u64,
+    counts: BTreeMap<String, u64>,
+    sink: Option<Box<dyn Write + Send>>,
+    sink_error: Option<String>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("events", &self.events.len())
+            .field("dropped", &self.dropped)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog::new(1_000_000)
+    }
+}
+
+impl EventLog {
+    /// A log keeping at most `capacity` events in memory.
+    pub fn new(capacity: usize) -> EventLog {
+        EventLog {
+            events: VecDeque::new(),
+            capacity,
+            dropped: 0,
+            next_seq: 1,
+            counts: BTreeMap::new(),
+            sink: None,
+            sink_error: None,
+        }
+    }
+
+    /// Also write every event as one JSON line to `w`.
+    pub fn set_sink(&mut self, w: Box<dyn Write + Send>) {
+        self.sink = Some(w);
+    }
+
+    /// Record an event.
+    pub fn push(&mut self, t_us: u64, session: SessionId, kind: EventKind) {
+        if let EventKind::Command { verb, .. } = &kind {
+            *self.counts.entry(verb.clone()).or_default() += 1;
+        }
+        let ev = Event {
+            seq: self.next_seq,
+            t_us,
+            session,
+            kind,
+        };
+        self.next_seq += 1;
+        if let Some(w) = self.sink.as_mut() {
+            let r = serde_json::to_writer(&mut *w, &ev)
+                .map_err(io::Error::from)
+                .and_then(|()| w.write_all(b"\n"));
+            if let Err(e) = r {
+                self.sink_error.get_or_insert_with(|| e.to_string());
+                self.sink = None;
+            }
+        }
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        self.events.push_back(ev);
+    }
+
+    /// Flush the JSON-lines sink.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.sink.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// The events kept in memory, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    /// How many commands of each label arrived (never dropped).
+    pub fn counts(&self) -> &BTreeMap<String, u64> {
+        &self.counts
+    }
+
+    /// How many commands with this label arrived.
+    pub fn count(&self, verb: &str) -> u64 {
+        self.counts.get(verb).copied().unwrap_or(0)
+    }
+
+    /// Events dropped from memory because of the capacity.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The in-memory capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Why the JSON-lines sink stopped, if it failed.
+    pub fn sink_error(&self) -> Option<&str> {
+        self.sink_error.as_deref()
+    }
+
+    /// A readable transcript: `C:`/`S:` lines per session, in order.
+    pub fn transcript(&self) -> String {
+        let mut out = String::new();
+        for e in &self.events {
+            let line = match &e.kind {
+                EventKind::Connected { .. } => format!("-- session {} connected", e.session),
+                EventKind::Command { text, .. } => format!("C{}: {text}", e.session),
+                EventKind::Reply { line, data_lines } if *data_lines > 0 => {
+                    format!("S{}: ({data_lines} data lines) {line}", e.session)
+                }
+                EventKind::Reply { line, .. } => format!("S{}: {line}", e.session),
+                EventKind::Closed { reason } => {
+                    format!("-- session {} closed: {reason}", e.session)
+                }
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+}
