@@ -631,77 +631,6 @@ fn parse_record(r: &Value) -> Result<RecordUpdate, ParseError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(s: &str) -> Result<Command, ParseError> {
-        Command::parse(Bytes::copy_from_slice(s.as_bytes()))
-    }
-
-    #[test]
-    fn simple_verbs_and_their_errors() {
-        assert_eq!(parse("NOOP\r\n"), Ok(Command::Noop));
-        assert_eq!(parse("exit\r\n"), Ok(Command::Exit));
-        assert_eq!(
-            parse("NOOP x\r\n").unwrap_err().reply().to_line(),
-            "BAD Unexpected extra arguments to Noop"
-        );
-        assert_eq!(
-            parse("\r\n").unwrap_err().reply().to_line(),
-            "BAD Null command"
-        );
-        assert_eq!(
-            parse("GET\r\n").unwrap_err().reply().to_line(),
-            "BAD Missing required argument to Get"
-        );
-        assert_eq!(
-            parse("FOO bar\r\n"),
-            Ok(Command::Unknown { verb: "FOO".into() })
-        );
-        assert_eq!(
-            parse("C01 CAPABILITY\r\n"),
-            Ok(Command::ImapProbe {
-                tag: "C01".into(),
-                command: "CAPABILITY".into()
-            })
-        );
-    }
-
-    #[test]
-    fn get_items() {
-        assert_eq!(
-            parse("GET USER alice\r\n"),
-            Ok(Command::Get(Get::User(Some("alice".into()))))
-        );
-        assert_eq!(parse("GET USER NIL\r\n"), Ok(Command::Get(Get::User(None))));
-        assert_eq!(
-            parse("GET MAILBOXES (user.a user.a.Sent)\r\n"),
-            Ok(Command::Get(Get::Mailboxes(vec![
-                "user.a".into(),
-                "user.a.Sent".into()
-            ])))
-        );
-        assert_eq!(
-            parse("GET FETCH %(X 1)\r\n"),
-            Ok(Command::Get(Get::Unsupported {
-                key: "FETCH".into()
-            }))
-        );
-    }
-
-    #[test]
-    fn authenticate() {
-        assert_eq!(
-            parse("AUTHENTICATE PLAIN AHJlcGx1c2VyAGxhYg==\r\n"),
-            Ok(Command::Authenticate {
-                mech: "PLAIN".into(),
-                initial: Some(Bytes::from_static(b"AHJlcGx1c2VyAGxhYg=="))
-            })
-        );
-    }
-}
-
 impl Command {
     /// A short name for logs and counters: `GET USER`, `APPLY MESSAGE`, `EXIT`.
     pub fn label(&self) -> String {
@@ -790,5 +719,76 @@ impl Command {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Command, ParseError> {
+        Command::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn simple_verbs_and_their_errors() {
+        assert_eq!(parse("NOOP\r\n"), Ok(Command::Noop));
+        assert_eq!(parse("exit\r\n"), Ok(Command::Exit));
+        assert_eq!(
+            parse("NOOP x\r\n").unwrap_err().reply().to_line(),
+            "BAD Unexpected extra arguments to Noop"
+        );
+        assert_eq!(
+            parse("\r\n").unwrap_err().reply().to_line(),
+            "BAD Null command"
+        );
+        assert_eq!(
+            parse("GET\r\n").unwrap_err().reply().to_line(),
+            "BAD Missing required argument to Get"
+        );
+        assert_eq!(
+            parse("FOO bar\r\n"),
+            Ok(Command::Unknown { verb: "FOO".into() })
+        );
+        assert_eq!(
+            parse("C01 CAPABILITY\r\n"),
+            Ok(Command::ImapProbe {
+                tag: "C01".into(),
+                command: "CAPABILITY".into()
+            })
+        );
+    }
+
+    #[test]
+    fn get_items() {
+        assert_eq!(
+            parse("GET USER alice\r\n"),
+            Ok(Command::Get(Get::User(Some("alice".into()))))
+        );
+        assert_eq!(parse("GET USER NIL\r\n"), Ok(Command::Get(Get::User(None))));
+        assert_eq!(
+            parse("GET MAILBOXES (user.a user.a.Sent)\r\n"),
+            Ok(Command::Get(Get::Mailboxes(vec![
+                "user.a".into(),
+                "user.a.Sent".into()
+            ])))
+        );
+        assert_eq!(
+            parse("GET FETCH %(X 1)\r\n"),
+            Ok(Command::Get(Get::Unsupported {
+                key: "FETCH".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn authenticate() {
+        assert_eq!(
+            parse("AUTHENTICATE PLAIN AHJlcGx1c2VyAGxhYg==\r\n"),
+            Ok(Command::Authenticate {
+                mech: "PLAIN".into(),
+                initial: Some(Bytes::from_static(b"AHJlcGx1c2VyAGxhYg=="))
+            })
+        );
     }
 }
