@@ -62,6 +62,33 @@ pub enum EventKind {
         /// Why (`client EXIT`, `end of stream`, an I/O error).
         reason: String,
     },
+    /// A command was answered `LOCKED`.
+    LockHit {
+        /// The lock window, or `another connection` for a real contention.
+        lock: String,
+    },
+    /// A fault fired on the command before it.
+    Fault {
+        /// The rule.
+        rule: String,
+        /// The action's name.
+        action: String,
+    },
+    /// A connection was refused (a `refuse-connections` or `restart` fault).
+    Refused {
+        /// Peer address.
+        peer: String,
+    },
+    /// A named point was reached (a scenario step or `ctl mark`).
+    Mark {
+        /// Its name.
+        name: String,
+    },
+    /// A run-time control command arrived.
+    Control {
+        /// The request, as JSON.
+        request: String,
+    },
 }
 
 /// The log.
@@ -190,6 +217,11 @@ impl EventLog {
                 EventKind::Closed { reason } => {
                     format!("-- session {} closed: {reason}", e.session)
                 }
+                EventKind::LockHit { lock } => format!("   ! locked by {lock}"),
+                EventKind::Fault { rule, action } => format!("   ! fault {rule}: {action}"),
+                EventKind::Refused { peer } => format!("-- connection from {peer} refused"),
+                EventKind::Mark { name } => format!("-- mark {name}"),
+                EventKind::Control { request } => format!("-- control {request}"),
             };
             out.push_str(&line);
             out.push('\n');

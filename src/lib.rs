@@ -12,12 +12,14 @@
 //! - [`session`]: one connection as a sans-IO state machine over the store.
 //! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
 //! - [`server`]: the tokio driver running sessions over TCP, with DEFLATE.
+//! - [`fault`]: lock windows and faults, consulted at protocol events; the plan file.
 //! - [`harness`]: a real source, the fake and the real sync_client in one sandbox.
 //! - [`mailstate`]: the comparable view of a mail store, used by both sides of a check.
 pub mod check;
 pub mod cyrus;
 pub mod dlist;
 pub mod events;
+pub mod fault;
 pub mod harness;
 pub mod mailstate;
 pub mod populate;

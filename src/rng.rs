@@ -12,6 +12,18 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Seed(pub u64);
 
+impl Seed {
+    /// A fresh seed from the clock, for runs that were given none. The only
+    /// place randomness enters; everything after derives from the printed seed.
+    pub fn from_clock() -> Seed {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut r = Rng::new(Seed(nanos));
+        Seed(r.next_u64() % 1_000_000_000)
+    }
+}
+
 impl fmt::Display for Seed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -1,10 +1,15 @@
-//! The tokio driver: accepts connections and runs a [`Session`] over each one.
+//! The tokio driver: accepts connections and runs a [`Session`] over each one,
+//! consulting the fault [`Engine`] at every command.
 //!
-//! This and the runner are the only modules that touch sockets. Every read has a
-//! deadline (the idle timeout), every buffer a bound: received plaintext enters
-//! the session at most [`CHUNK`] bytes at a time, and the framer's limits are
-//! checked after each chunk, so a deflate bomb cannot grow memory either.
+//! This, the control endpoint and the runner are the only modules that touch
+//! sockets. Every read has a deadline (the idle timeout), every buffer a bound:
+//! received plaintext enters the session at most [`CHUNK`] bytes at a time, and
+//! the framer's limits are checked after each chunk, so a deflate bomb cannot
+//! grow memory either.
+//!
+//! Lock order, everywhere: engine, then store, then events.
 
+pub mod control;
 mod deflate;
 
 use std::future::Future;
@@ -16,17 +21,24 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 pub use deflate::Deflate;
 
+use crate::dlist::Value;
 use crate::events::{EventKind, EventLog};
-use crate::session::{After, Incoming, Session, SessionConfig};
+use crate::fault::{Action, CommandEvent, Engine, Plan, Verdict};
+use crate::proto::Reply;
+use crate::rng::Seed;
+use crate::session::{After, Incoming, Response, Session, SessionConfig};
 use crate::store::{SessionId, Store};
 
 /// Largest piece of received plaintext handed to a session at once.
 pub const CHUNK: usize = 64 * 1024;
+
+/// How often time-based lock windows are checked when no command arrives.
+const TICK: Duration = Duration::from_millis(20);
 
 /// Server-wide settings.
 #[derive(Debug, Clone)]
@@ -36,6 +48,10 @@ pub struct ServerConfig {
     /// Close a connection that sends nothing for this long (backupd uses
     /// `sync_timeout`, 30 minutes by default).
     pub idle_timeout: Duration,
+    /// Locks and faults.
+    pub plan: Plan,
+    /// The seed every random choice comes from.
+    pub seed: Seed,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +59,8 @@ impl Default for ServerConfig {
         ServerConfig {
             session: SessionConfig::default(),
             idle_timeout: Duration::from_secs(30 * 60),
+            plan: Plan::default(),
+            seed: Seed(0),
         }
     }
 }
@@ -50,41 +68,82 @@ impl Default for ServerConfig {
 /// State every connection shares.
 #[derive(Debug)]
 pub struct Shared {
+    engine: Mutex<Engine>,
     store: Mutex<Store>,
+    events: Mutex<EventLog>,
     config: Arc<SessionConfig>,
     idle_timeout: Duration,
     next_session: AtomicU64,
-    events: Mutex<EventLog>,
     started: Instant,
+    /// Bumped by a `restart` fault: every connection closes.
+    restart: watch::Sender<u64>,
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every operation leaves its state consistent before it can panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
     /// Shared state over `store`.
     pub fn new(store: Store, config: ServerConfig) -> Arc<Shared> {
         Arc::new(Shared {
+            engine: Mutex::new(Engine::new(config.plan, config.seed)),
             store: Mutex::new(store),
+            events: Mutex::new(EventLog::default()),
             config: Arc::new(config.session),
             idle_timeout: config.idle_timeout,
             next_session: AtomicU64::new(1),
-            events: Mutex::new(EventLog::default()),
             started: Instant::now(),
+            restart: watch::channel(0).0,
         })
+    }
+
+    /// The store (lock it after [`Shared::engine`] when you need both).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        relock(&self.store)
+    }
+
+    /// The lock and fault engine.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        relock(&self.engine)
     }
 
     /// The event log.
     pub fn events(&self) -> MutexGuard<'_, EventLog> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner())
+        relock(&self.events)
     }
 
-    fn record(&self, session: SessionId, kind: EventKind) {
+    /// Milliseconds since the server started: the engine's clock.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Record an event.
+    pub fn record(&self, session: SessionId, kind: EventKind) {
         let t_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.events().push(t_us, session, kind);
     }
 
-    /// Lock the store. A panic while it was held leaves it usable: every store
-    /// operation leaves it consistent before it can panic.
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    /// Record the mark `name` and let lock windows waiting for it move.
+    pub fn mark(&self, name: &str) {
+        let now = self.now_ms();
+        {
+            let mut engine = self.engine();
+            engine.mark(name, now, &mut self.store());
+        }
+        self.record(
+            0,
+            EventKind::Mark {
+                name: name.to_owned(),
+            },
+        );
+    }
+
+    fn tick(&self) {
+        let now = self.now_ms();
+        let mut engine = self.engine();
+        engine.tick(now, &mut self.store());
     }
 }
 
@@ -92,12 +151,21 @@ impl Shared {
 /// open connection and return.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     let mut conns = JoinSet::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            _ = tick.tick() => shared.tick(),
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    let now = shared.now_ms();
+                    if !shared.engine().accept_connection(now) {
+                        shared.record(0, EventKind::Refused { peer: peer.to_string() });
+                        drop(stream);
+                        continue;
+                    }
                     let shared = Arc::clone(&shared);
                     conns.spawn(async move {
                         // A failed connection is the client's business; the server goes on.
@@ -149,7 +217,7 @@ impl FakeBackupd {
         self.addr
     }
 
-    /// The shared state (to read the store).
+    /// The shared state (store, engine, events).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -180,6 +248,14 @@ struct Conn {
     /// Compressed bytes received and not yet inflated.
     pending: Vec<u8>,
     buf: Vec<u8>,
+    restart: watch::Receiver<u64>,
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    Data(Vec<u8>),
+    Eof,
+    Restart,
 }
 
 impl Conn {
@@ -193,8 +269,8 @@ impl Conn {
         }
     }
 
-    /// Up to [`CHUNK`] bytes of plaintext; empty at end of stream.
-    async fn read(&mut self, idle: Duration) -> io::Result<Vec<u8>> {
+    /// Up to [`CHUNK`] bytes of plaintext.
+    async fn read(&mut self, idle: Duration) -> io::Result<ReadEnd> {
         loop {
             if let Some(d) = self.deflate.as_mut() {
                 if !self.pending.is_empty() {
@@ -203,18 +279,21 @@ impl Conn {
                     self.pending.drain(..used);
                     if made > 0 {
                         out.truncate(made);
-                        return Ok(out);
+                        return Ok(ReadEnd::Data(out));
                     }
                 }
             }
-            let n = tokio::time::timeout(idle, self.stream.read(&mut self.buf))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle for too long"))??;
+            let n = tokio::select! {
+                r = tokio::time::timeout(idle, self.stream.read(&mut self.buf)) => {
+                    r.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle for too long"))??
+                }
+                _ = self.restart.changed() => return Ok(ReadEnd::Restart),
+            };
             if n == 0 {
-                return Ok(Vec::new());
+                return Ok(ReadEnd::Eof);
             }
             if self.deflate.is_none() {
-                return Ok(self.buf[..n].to_vec());
+                return Ok(ReadEnd::Data(self.buf[..n].to_vec()));
             }
             // Bounded: the pending buffer is drained before the next read.
             self.pending.extend_from_slice(&self.buf[..n]);
@@ -235,25 +314,29 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         deflate: None,
         pending: Vec::new(),
         buf: vec![0; CHUNK],
+        restart: shared.restart.subscribe(),
     };
     let result = drive(&mut session, &mut conn, &shared).await;
     session.end(&mut shared.store());
     let _ = conn.stream.shutdown().await;
     let reason = match &result {
-        Ok(reason) => (*reason).to_owned(),
+        Ok(reason) => reason.clone(),
         Err(e) => format!("error: {e}"),
     };
     shared.record(id, EventKind::Closed { reason });
     result.map(|_| ())
 }
 
+/// What the driver does after one command.
+enum Next {
+    Continue,
+    Close(String),
+}
+
 /// Run one connection to its end; the reason it ended.
-async fn drive(
-    session: &mut Session,
-    conn: &mut Conn,
-    shared: &Shared,
-) -> io::Result<&'static str> {
+async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::Result<String> {
     conn.write(&session.greeting().encode()).await?;
+    let mut index = 0u64;
     loop {
         loop {
             let incoming = match session.next_incoming() {
@@ -263,34 +346,233 @@ async fn drive(
                     let response = session.frame_error(&e);
                     record_reply(shared, session.id(), &response.replies);
                     conn.write(&response.encode()).await?;
-                    return Ok("framing error");
+                    return Ok(format!("framing error: {e}"));
                 }
             };
             record_command(shared, session, &incoming);
-            let response = session.execute(incoming, &mut shared.store());
-            record_reply(shared, session.id(), &response.replies);
-            conn.write(&response.encode()).await?;
-            match response.after {
-                After::Continue => {}
-                After::Close => return Ok("closed by the server after its reply"),
-                After::StartDeflate => {
-                    if session.buffered() > 0 {
-                        // The client must wait for our OK before compressing.
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "data sent between COMPRESS and its reply",
-                        ));
+            index += 1;
+            if let Next::Close(reason) = one_command(session, conn, shared, incoming, index).await?
+            {
+                return Ok(reason);
+            }
+        }
+        match conn.read(shared.idle_timeout).await? {
+            ReadEnd::Data(data) => session.push(&data),
+            ReadEnd::Eof => return Ok("end of stream".into()),
+            ReadEnd::Restart => return Ok("server restart (fault)".into()),
+        }
+    }
+}
+
+async fn one_command(
+    session: &mut Session,
+    conn: &mut Conn,
+    shared: &Shared,
+    incoming: Incoming,
+    index: u64,
+) -> io::Result<Next> {
+    let Incoming::Command(cmd) = &incoming else {
+        // Invalid lines and SASL answers are not protocol events for faults.
+        let response = session.execute(incoming, &mut shared.store());
+        return send(session, conn, shared, &response).await;
+    };
+    let users = cmd.users();
+    let mailboxes: Vec<String> = cmd.mailboxes().into_iter().map(str::to_owned).collect();
+    let label = cmd.label();
+    let ev = CommandEvent {
+        session: session.id(),
+        index,
+        verb: &label,
+        users: &users,
+        mailboxes: &mailboxes,
+    };
+    let now = shared.now_ms();
+    let verdict = {
+        let mut engine = shared.engine();
+        let v = engine.on_command(&ev, now, &mut shared.store());
+        v
+    };
+    let action = match verdict {
+        Verdict::Pass => None,
+        Verdict::Locked { lock } => {
+            shared.record(session.id(), EventKind::LockHit { lock });
+            let response = Response {
+                replies: vec![Reply::locked()],
+                after: After::Continue,
+            };
+            return send(session, conn, shared, &response).await;
+        }
+        Verdict::Fault { rule, action } => {
+            shared.record(
+                session.id(),
+                EventKind::Fault {
+                    rule,
+                    action: action.name().to_owned(),
+                },
+            );
+            Some(action)
+        }
+    };
+    match action {
+        None | Some(Action::RefuseConnections { .. }) => {
+            let response = execute(session, shared, incoming, &ev);
+            send(session, conn, shared, &response).await
+        }
+        Some(Action::DropBefore) => Ok(Next::Close("fault drop-before".into())),
+        Some(Action::DropAfter) => {
+            execute(session, shared, incoming, &ev);
+            Ok(Next::Close("fault drop-after".into()))
+        }
+        Some(Action::PartialReply { bytes }) => {
+            let bytes_out = execute(session, shared, incoming, &ev).encode();
+            let n = bytes.min(bytes_out.len().saturating_sub(1));
+            conn.write(&bytes_out[..n]).await?;
+            Ok(Next::Close(format!("fault partial-reply after {n} bytes")))
+        }
+        Some(Action::Delay { ms }) => {
+            let response = execute(session, shared, incoming, &ev);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            send(session, conn, shared, &response).await
+        }
+        Some(Action::Stall) => {
+            // Read and discard until the client gives up, bounded by the idle timeout.
+            loop {
+                match conn.read(shared.idle_timeout).await? {
+                    ReadEnd::Data(_) => {}
+                    ReadEnd::Eof => {
+                        return Ok(Next::Close("fault stall, then end of stream".into()))
                     }
-                    conn.deflate = Some(Deflate::default());
+                    ReadEnd::Restart => {
+                        return Ok(Next::Close("fault stall, then server restart".into()))
+                    }
                 }
             }
         }
-        let data = conn.read(shared.idle_timeout).await?;
-        if data.is_empty() {
-            return Ok("end of stream");
+        Some(Action::No { text }) => {
+            send(
+                session,
+                conn,
+                shared,
+                &Response {
+                    replies: vec![Reply::No(text)],
+                    after: After::Continue,
+                },
+            )
+            .await
         }
-        session.push(&data);
+        Some(Action::Bad { text }) => {
+            send(
+                session,
+                conn,
+                shared,
+                &Response {
+                    replies: vec![Reply::Bad(text)],
+                    after: After::Continue,
+                },
+            )
+            .await
+        }
+        Some(Action::Bye { text }) => {
+            send(
+                session,
+                conn,
+                shared,
+                &Response {
+                    replies: vec![Reply::Bye(text)],
+                    after: After::Close,
+                },
+            )
+            .await
+        }
+        Some(Action::Restart { .. }) => {
+            shared.restart.send_modify(|g| *g += 1);
+            Ok(Next::Close("fault restart".into()))
+        }
+        Some(Action::Lie) => {
+            // OK, and nothing stored.
+            send(
+                session,
+                conn,
+                shared,
+                &Response {
+                    replies: vec![Reply::success()],
+                    after: After::Continue,
+                },
+            )
+            .await
+        }
+        Some(Action::HideMissing { count }) => {
+            let mut response = execute(session, shared, incoming, &ev);
+            hide_missing(&mut response.replies, count);
+            send(session, conn, shared, &response).await
+        }
     }
+}
+
+/// Execute a command; a `LOCKED` answer the session gave by itself (a held
+/// user) is charged to the lock window holding it, or to another connection.
+fn execute(
+    session: &mut Session,
+    shared: &Shared,
+    incoming: Incoming,
+    ev: &CommandEvent<'_>,
+) -> Response {
+    let response = session.execute(incoming, &mut shared.store());
+    if response.replies.last() == Some(&Reply::locked()) {
+        let lock = {
+            let mut engine = shared.engine();
+            let l = engine.locked_by_holder(ev, &mut shared.store());
+            l
+        };
+        shared.record(
+            session.id(),
+            EventKind::LockHit {
+                lock: lock.unwrap_or_else(|| "another connection".into()),
+            },
+        );
+    }
+    response
+}
+
+async fn send(
+    session: &mut Session,
+    conn: &mut Conn,
+    shared: &Shared,
+    response: &Response,
+) -> io::Result<Next> {
+    record_reply(shared, session.id(), &response.replies);
+    conn.write(&response.encode()).await?;
+    Ok(match response.after {
+        After::Continue => Next::Continue,
+        After::Close => Next::Close("closed by the server after its reply".into()),
+        After::StartDeflate => {
+            if session.buffered() > 0 {
+                // The client must wait for our OK before compressing.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "data sent between COMPRESS and its reply",
+                ));
+            }
+            conn.deflate = Some(Deflate::default());
+            Next::Continue
+        }
+    })
+}
+
+/// Leave up to `count` GUIDs out of a `* MISSING` line (dropping the line when
+/// it empties).
+fn hide_missing(replies: &mut Vec<Reply>, count: usize) {
+    for r in replies.iter_mut() {
+        if let Reply::Data(key, Value::List(items)) = r {
+            if key == "MISSING" {
+                let keep = items.len().saturating_sub(count);
+                items.truncate(keep);
+            }
+        }
+    }
+    replies.retain(
+        |r| !matches!(r, Reply::Data(k, Value::List(items)) if k == "MISSING" && items.is_empty()),
+    );
 }
 
 fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
@@ -316,13 +598,13 @@ fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
     );
 }
 
-fn record_reply(shared: &Shared, session: SessionId, replies: &[crate::proto::Reply]) {
+fn record_reply(shared: &Shared, session: SessionId, replies: &[Reply]) {
     let data_lines = replies.iter().filter(|r| !r.is_final()).count();
     let line = replies
         .iter()
         .rev()
         .find(|r| r.is_final())
-        .map(crate::proto::Reply::to_line)
+        .map(Reply::to_line)
         .unwrap_or_default();
     shared.record(session, EventKind::Reply { line, data_lines });
 }

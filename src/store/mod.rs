@@ -30,6 +30,10 @@ use crate::proto::{Annotation, MailboxUpdate, RecordUpdate, SeenUpdate};
 /// Identifies one client connection.
 pub type SessionId = u64;
 
+/// The holder standing for "someone else" (a `hold` lock, like `ctl_backups
+/// lock` on real backupd). Real sessions are numbered from 1.
+pub const EXTERNAL: SessionId = 0;
+
 /// The opening of a user's backup failed because another session holds it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("backup of `{user}` is held by session {holder}")]
@@ -210,6 +214,35 @@ impl Store {
     /// Release every backup `session` holds (RESTART, EXIT, disconnect).
     pub fn release(&mut self, session: SessionId) {
         self.holders.retain(|_, s| *s != session);
+    }
+
+    /// Hold `user` as [`EXTERNAL`] if nobody holds it. True when held by
+    /// `EXTERNAL` afterwards; false while a session still holds it.
+    pub fn hold_external(&mut self, user: &str) -> bool {
+        match self.holders.get(user) {
+            Some(&EXTERNAL) => true,
+            Some(_) => false,
+            None => {
+                self.holders.insert(user.to_owned(), EXTERNAL);
+                true
+            }
+        }
+    }
+
+    /// Release an [`EXTERNAL`] hold on `user` (no-op when a session holds it).
+    pub fn release_external(&mut self, user: &str) {
+        if self.holders.get(user) == Some(&EXTERNAL) {
+            self.holders.remove(user);
+        }
+    }
+
+    /// Users held by [`EXTERNAL`].
+    pub fn external_holds(&self) -> Vec<String> {
+        self.holders
+            .iter()
+            .filter(|(_, s)| **s == EXTERNAL)
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     /// Apply `APPLY MAILBOX` to `user`'s backup, merging as backupd does: the

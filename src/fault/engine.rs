@@ -1,0 +1,567 @@
+//! [`Engine`]: the state of every lock window and fault rule, and the verdicts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{Action, Lock, LockMode, Match, Plan, Rule, Trigger};
+use crate::rng::{Rng, Seed};
+use crate::store::Store;
+
+/// A command as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandEvent<'a> {
+    /// Connection number, from 1.
+    pub session: u64,
+    /// Command number within the connection, from 1.
+    pub index: u64,
+    /// The command label (`APPLY MAILBOX`).
+    pub verb: &'a str,
+    /// Users it touches.
+    pub users: &'a [String],
+    /// Mailboxes it names.
+    pub mailboxes: &'a [String],
+}
+
+/// What to do with a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Execute it normally.
+    Pass,
+    /// Answer `NO IMAP_MAILBOX_LOCKED Mailbox locked` and store nothing.
+    Locked {
+        /// The lock that matched.
+        lock: String,
+    },
+    /// A fault fired.
+    Fault {
+        /// The rule that fired.
+        rule: String,
+        /// What to do.
+        action: Action,
+    },
+}
+
+#[derive(Debug)]
+struct LockState {
+    lock: Lock,
+    active: bool,
+    /// When it last opened (ms).
+    opened_at: u64,
+    /// LOCKED answers since it last opened.
+    hits: u64,
+    /// LOCKED answers in all.
+    hits_total: u64,
+    /// Matches seen by an `On` open trigger / close trigger.
+    open_matches: u64,
+    close_matches: u64,
+    /// It closed and will not reopen by itself.
+    done: bool,
+}
+
+#[derive(Debug)]
+struct RuleState {
+    rule: Rule,
+    matches: u64,
+    fires: u64,
+}
+
+/// Per-user counters, for `ctl status` and reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UserCounters {
+    /// Commands touching the user.
+    pub commands: u64,
+    /// `LOCKED` answers.
+    pub locked: u64,
+    /// Faults fired on commands touching the user.
+    pub faults: u64,
+}
+
+/// A lock, as `ctl status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockStatus {
+    /// The lock.
+    #[serde(flatten)]
+    pub lock: Lock,
+    /// Open now.
+    pub active: bool,
+    /// `LOCKED` answers it caused.
+    pub hits: u64,
+}
+
+/// A fault rule, as `ctl status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleStatus {
+    /// The rule.
+    #[serde(flatten)]
+    pub rule: Rule,
+    /// Commands it matched.
+    pub matches: u64,
+    /// Times it fired.
+    pub fires: u64,
+}
+
+/// Everything `ctl status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// The run's seed.
+    pub seed: u64,
+    /// Lock windows.
+    pub locks: Vec<LockStatus>,
+    /// Fault rules.
+    pub faults: Vec<RuleStatus>,
+    /// Per-user counters.
+    pub users: BTreeMap<String, UserCounters>,
+    /// Milliseconds new connections are still refused for.
+    pub refusing_ms: u64,
+    /// Marks reached so far.
+    pub marks: Vec<String>,
+}
+
+/// Locks, faults and their counters.
+#[derive(Debug)]
+pub struct Engine {
+    seed: Seed,
+    rng: Rng,
+    locks: Vec<LockState>,
+    rules: Vec<RuleState>,
+    users: BTreeMap<String, UserCounters>,
+    refuse_until: u64,
+    marks: Vec<String>,
+}
+
+impl Engine {
+    /// An engine running `plan`, drawing from `seed`.
+    pub fn new(plan: Plan, seed: Seed) -> Engine {
+        let mut e = Engine {
+            seed,
+            rng: Rng::new(seed).fork("faults"),
+            locks: Vec::new(),
+            rules: Vec::new(),
+            users: BTreeMap::new(),
+            refuse_until: 0,
+            marks: Vec::new(),
+        };
+        for l in plan.locks {
+            e.add_lock(l);
+        }
+        for r in plan.faults {
+            e.add_rule(r);
+        }
+        e
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> Seed {
+        self.seed
+    }
+
+    /// Add a lock window (opened now if its `open` is `start`).
+    pub fn add_lock(&mut self, lock: Lock) {
+        let active = lock.open == Trigger::Start;
+        self.locks.push(LockState {
+            lock,
+            active,
+            opened_at: 0,
+            hits: 0,
+            hits_total: 0,
+            open_matches: 0,
+            close_matches: 0,
+            done: false,
+        });
+    }
+
+    /// Add a fault rule (consulted after the existing ones).
+    pub fn add_rule(&mut self, rule: Rule) {
+        self.rules.push(RuleState {
+            rule,
+            matches: 0,
+            fires: 0,
+        });
+    }
+
+    /// Open the lock called `name` now. False if there is none.
+    pub fn open_lock(&mut self, name: &str, now: u64, store: &mut Store) -> bool {
+        let found = self
+            .locks
+            .iter_mut()
+            .find(|l| l.lock.name == name)
+            .map(|l| {
+                l.activate(now);
+            });
+        self.sync_holds(store);
+        found.is_some()
+    }
+
+    /// Close every lock called `name`, or targeting exactly user `name`.
+    /// Returns how many closed.
+    pub fn close_locks(&mut self, name: &str, store: &mut Store) -> usize {
+        let mut n = 0;
+        for l in &mut self.locks {
+            let user_only = l.lock.target.user.as_deref() == Some(name)
+                && l.lock.target.mailbox.is_none()
+                && l.lock.target.verb.is_none();
+            if l.active && (l.lock.name == name || user_only) {
+                l.deactivate();
+                n += 1;
+            }
+        }
+        self.sync_holds(store);
+        n
+    }
+
+    /// Remove every lock and fault rule (counters stay).
+    pub fn clear(&mut self, store: &mut Store) {
+        self.locks.clear();
+        self.rules.clear();
+        self.refuse_until = 0;
+        self.sync_holds(store);
+    }
+
+    /// Record the mark `name`: locks waiting for it open or close.
+    pub fn mark(&mut self, name: &str, now: u64, store: &mut Store) {
+        self.marks.push(name.to_owned());
+        for l in &mut self.locks {
+            match (&l.lock.open, &l.lock.close) {
+                (Trigger::Mark(m), _) if !l.active && !l.done && m == name => l.activate(now),
+                (_, Trigger::Mark(m)) if l.active && m == name => l.deactivate(),
+                _ => {}
+            }
+        }
+        self.sync_holds(store);
+    }
+
+    /// Time passes: close expired windows, take or release holds.
+    pub fn tick(&mut self, now: u64, store: &mut Store) {
+        for l in &mut self.locks {
+            if let Trigger::AfterMs(ms) = l.lock.close {
+                if l.active && now >= l.opened_at.saturating_add(ms) {
+                    l.deactivate();
+                }
+            }
+        }
+        self.sync_holds(store);
+    }
+
+    /// Should a new connection be accepted now?
+    pub fn accept_connection(&mut self, now: u64) -> bool {
+        now >= self.refuse_until
+    }
+
+    /// The verdict on a command that arrived at `now`.
+    pub fn on_command(&mut self, ev: &CommandEvent<'_>, now: u64, store: &mut Store) -> Verdict {
+        for u in ev.users {
+            self.users.entry(u.clone()).or_default().commands += 1;
+        }
+        // Event-triggered windows first, so the command that opens a window is
+        // the first one it locks.
+        for l in &mut self.locks {
+            if let Trigger::On { when, nth } = &l.lock.open {
+                if !l.active && !l.done && when.matches(ev) {
+                    l.open_matches += 1;
+                    if l.open_matches == *nth {
+                        l.activate(now);
+                    }
+                }
+            }
+            if let Trigger::On { when, nth } = &l.lock.close {
+                if l.active && when.matches(ev) {
+                    l.close_matches += 1;
+                    if l.close_matches == *nth {
+                        l.deactivate();
+                    }
+                }
+            }
+        }
+        self.tick(now, store);
+        if let Some(l) = self
+            .locks
+            .iter_mut()
+            .find(|l| l.active && l.lock.mode == LockMode::Reject && l.lock.target.matches(ev))
+        {
+            let name = l.lock.name.clone();
+            l.hit();
+            for u in ev.users {
+                self.users.entry(u.clone()).or_default().locked += 1;
+            }
+            self.sync_holds(store);
+            return Verdict::Locked { lock: name };
+        }
+        for r in &mut self.rules {
+            if !r.rule.when.matches(ev) || r.rule.times.is_some_and(|t| r.fires >= t) {
+                continue;
+            }
+            r.matches += 1;
+            let fire = match (r.rule.nth, r.rule.probability) {
+                (Some(n), _) => r.matches == n,
+                (None, Some(p)) => self.rng.chance(p),
+                (None, None) => true,
+            };
+            if fire {
+                r.fires += 1;
+                for u in ev.users {
+                    self.users.entry(u.clone()).or_default().faults += 1;
+                }
+                if let Action::RefuseConnections { ms } | Action::Restart { ms } = r.rule.action {
+                    self.refuse_until = self.refuse_until.max(now.saturating_add(ms));
+                }
+                return Verdict::Fault {
+                    rule: r.rule.name.clone(),
+                    action: r.rule.action.clone(),
+                };
+            }
+        }
+        Verdict::Pass
+    }
+
+    /// The session answered `LOCKED` by itself (a user held by [`LockMode::Hold`]
+    /// or by another connection). Returns the hold lock it is charged to, if any.
+    pub fn locked_by_holder(&mut self, ev: &CommandEvent<'_>, store: &mut Store) -> Option<String> {
+        for u in ev.users {
+            self.users.entry(u.clone()).or_default().locked += 1;
+        }
+        let l = self.locks.iter_mut().find(|l| {
+            l.active
+                && l.lock.mode == LockMode::Hold
+                && l.lock
+                    .target
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| ev.users.contains(u))
+        })?;
+        let name = l.lock.name.clone();
+        l.hit();
+        self.sync_holds(store);
+        Some(name)
+    }
+
+    /// Make the store's external holds match the active hold locks.
+    fn sync_holds(&mut self, store: &mut Store) {
+        let wanted: BTreeSet<&str> = self
+            .locks
+            .iter()
+            .filter(|l| l.active && l.lock.mode == LockMode::Hold)
+            .filter_map(|l| l.lock.target.user.as_deref())
+            .collect();
+        for u in store.external_holds() {
+            if !wanted.contains(u.as_str()) {
+                store.release_external(&u);
+            }
+        }
+        for u in wanted {
+            // A session holding the user keeps it; the hold is taken later.
+            store.hold_external(u);
+        }
+    }
+
+    /// Everything, for `ctl status`.
+    pub fn status(&self, now: u64) -> Status {
+        Status {
+            seed: self.seed.0,
+            locks: self
+                .locks
+                .iter()
+                .map(|l| LockStatus {
+                    lock: l.lock.clone(),
+                    active: l.active,
+                    hits: l.hits_total,
+                })
+                .collect(),
+            faults: self
+                .rules
+                .iter()
+                .map(|r| RuleStatus {
+                    rule: r.rule.clone(),
+                    matches: r.matches,
+                    fires: r.fires,
+                })
+                .collect(),
+            users: self.users.clone(),
+            refusing_ms: self.refuse_until.saturating_sub(now),
+            marks: self.marks.clone(),
+        }
+    }
+
+    /// Names of the locks open now.
+    pub fn active_locks(&self) -> Vec<&str> {
+        self.locks
+            .iter()
+            .filter(|l| l.active)
+            .map(|l| l.lock.name.as_str())
+            .collect()
+    }
+
+    /// Does any lock target this user (for tests and reports)?
+    pub fn targets_user(&self, user: &str) -> bool {
+        self.locks
+            .iter()
+            .any(|l| l.lock.target.user.as_deref() == Some(user))
+    }
+
+    /// The matcher of every lock, for reports.
+    pub fn lock_targets(&self) -> Vec<&Match> {
+        self.locks.iter().map(|l| &l.lock.target).collect()
+    }
+}
+
+impl LockState {
+    fn activate(&mut self, now: u64) {
+        self.active = true;
+        self.opened_at = now;
+        self.hits = 0;
+        self.close_matches = 0;
+    }
+
+    fn deactivate(&mut self) {
+        self.active = false;
+        // A window opened by an event or by start runs once; marks and ctl may reopen.
+        self.done = matches!(self.lock.open, Trigger::On { .. } | Trigger::Start);
+    }
+
+    fn hit(&mut self) {
+        self.hits += 1;
+        self.hits_total += 1;
+        if let Trigger::Attempts(n) = self.lock.close {
+            if self.hits >= n {
+                self.deactivate();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev<'a>(verb: &'a str, users: &'a [String], mailboxes: &'a [String]) -> CommandEvent<'a> {
+        CommandEvent {
+            session: 1,
+            index: 1,
+            verb,
+            users,
+            mailboxes,
+        }
+    }
+
+    fn plan(text: &str) -> Plan {
+        Plan::parse(text, "test.toml").unwrap()
+    }
+
+    #[test]
+    fn reject_lock_on_the_second_apply_mailbox_for_a_mailbox_for_two_attempts() {
+        let mut store = Store::temporary().unwrap();
+        let mut e = Engine::new(
+            plan(
+                r#"
+                [[lock]]
+                mailbox = "user.alice"
+                verb = "APPLY MAILBOX"
+                open = { on = { verb = "APPLY MAILBOX", mailbox = "user.alice", nth = 2 } }
+                close = { attempts = 2 }
+                "#,
+            ),
+            Seed(1),
+        );
+        let users = vec!["alice".to_owned()];
+        let mb = vec!["user.alice".to_owned()];
+        let verdicts: Vec<bool> = (0..5)
+            .map(|i| {
+                matches!(
+                    e.on_command(&ev("APPLY MAILBOX", &users, &mb), i, &mut store),
+                    Verdict::Locked { .. }
+                )
+            })
+            .collect();
+        assert_eq!(verdicts, [false, true, true, false, false]);
+        let other = vec!["user.alice.Sent".to_owned()];
+        assert_eq!(
+            e.on_command(&ev("APPLY MAILBOX", &users, &other), 9, &mut store),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn hold_lock_takes_the_user_and_expires() {
+        let mut store = Store::temporary().unwrap();
+        let mut e = Engine::new(
+            plan("[[lock]]\nuser = \"bob\"\nclose = { after_ms = 100 }\n"),
+            Seed(1),
+        );
+        e.tick(0, &mut store);
+        assert_eq!(store.external_holds(), vec!["bob".to_owned()]);
+        assert!(store.open(5, "bob").is_err());
+        e.tick(100, &mut store);
+        assert!(store.external_holds().is_empty());
+        assert!(store.open(5, "bob").is_ok());
+    }
+
+    #[test]
+    fn a_hold_waits_for_the_session_that_holds_the_user() {
+        let mut store = Store::temporary().unwrap();
+        store.open(3, "carol").unwrap();
+        let mut e = Engine::new(
+            plan("[[lock]]\nuser = \"carol\"\nopen = \"manual\"\n"),
+            Seed(1),
+        );
+        assert!(e.open_lock("lock-1", 0, &mut store));
+        assert!(store.open(3, "carol").is_ok(), "the holder keeps working");
+        assert!(store.open(4, "carol").is_err());
+        store.release(3);
+        e.tick(1, &mut store);
+        assert_eq!(store.holder("carol"), Some(crate::store::EXTERNAL));
+        assert_eq!(e.close_locks("carol", &mut store), 1);
+        assert_eq!(store.holder("carol"), None);
+    }
+
+    #[test]
+    fn probability_draws_come_from_the_seed() {
+        let run = |seed| {
+            let mut store = Store::temporary().unwrap();
+            let mut e = Engine::new(
+                plan("[[fault]]\nwhen = { verb = \"GET\" }\nprobability = 0.5\naction = \"drop-before\"\n"),
+                Seed(seed),
+            );
+            (0..64)
+                .map(|i| e.on_command(&ev("GET USER", &[], &[]), i, &mut store) != Verdict::Pass)
+                .collect::<Vec<bool>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+        let fired = run(7).iter().filter(|f| **f).count();
+        assert!((16..48).contains(&fired), "{fired} of 64");
+    }
+
+    #[test]
+    fn nth_and_times() {
+        let mut store = Store::temporary().unwrap();
+        let mut e = Engine::new(
+            plan("[[fault]]\nwhen = { verb = \"APPLY\" }\nnth = 3\naction = \"lie\"\n[[fault]]\nwhen = { verb = \"GET\" }\ntimes = 2\naction = \"stall\"\n"),
+            Seed(1),
+        );
+        let a: Vec<bool> = (0..5)
+            .map(|i| e.on_command(&ev("APPLY MESSAGE", &[], &[]), i, &mut store) != Verdict::Pass)
+            .collect();
+        assert_eq!(a, [false, false, true, false, false]);
+        let g: Vec<bool> = (0..4)
+            .map(|i| e.on_command(&ev("GET META", &[], &[]), i, &mut store) != Verdict::Pass)
+            .collect();
+        assert_eq!(g, [true, true, false, false]);
+    }
+
+    #[test]
+    fn marks_open_and_close_windows() {
+        let mut store = Store::temporary().unwrap();
+        let mut e = Engine::new(
+            plan("[[lock]]\nverb = \"GET\"\nopen = { mark = \"a\" }\nclose = { mark = \"b\" }\n"),
+            Seed(1),
+        );
+        let get = |e: &mut Engine, s: &mut Store| {
+            e.on_command(&ev("GET USER", &[], &[]), 0, s) != Verdict::Pass
+        };
+        assert!(!get(&mut e, &mut store));
+        e.mark("a", 1, &mut store);
+        assert!(get(&mut e, &mut store));
+        e.mark("b", 2, &mut store);
+        assert!(!get(&mut e, &mut store));
+    }
+}
