@@ -15,7 +15,7 @@ use crate::cyrus::{
     Channel, CyrusBins, CyrusError, SourceInstance, SourceOptions, SyncClient, SyncRun,
 };
 use crate::mailstate::MailState;
-use crate::server::{FakeBackupd, ServerConfig, Shared};
+use crate::server::{control, FakeBackupd, ServerConfig, Shared};
 use crate::session::Credentials;
 use crate::store::Store;
 
@@ -60,6 +60,8 @@ pub struct HarnessOptions {
     pub sync_timeout: Duration,
     /// Give the client this password instead of the fake's (to test refusal).
     pub client_password: Option<String>,
+    /// Serve the run-time control endpoint on `127.0.0.1:0`.
+    pub control: bool,
 }
 
 impl HarnessOptions {
@@ -73,6 +75,7 @@ impl HarnessOptions {
             repeat_interval_secs: 1,
             sync_timeout: Duration::from_secs(120),
             client_password: None,
+            control: false,
         }
     }
 }
@@ -88,6 +91,7 @@ pub struct Harness {
     sync_timeout: Duration,
     sandbox: Option<tempfile::TempDir>,
     sandbox_path: PathBuf,
+    control_addr: Option<std::net::SocketAddr>,
 }
 
 impl Harness {
@@ -129,6 +133,20 @@ impl Harness {
                 server,
             ))
             .map_err(io_err("starting the fake backupd on 127.0.0.1:0"))?;
+        let control_addr = if opts.control {
+            let shared = Arc::clone(fake.shared());
+            let listener = rt
+                .block_on(control::bind(
+                    "127.0.0.1:0".parse().expect("literal address"),
+                    false,
+                ))
+                .map_err(io_err("binding the control endpoint on 127.0.0.1:0"))?;
+            let addr = listener.local_addr().map_err(io_err("control address"))?;
+            rt.spawn(control::serve_control(listener, shared));
+            Some(addr)
+        } else {
+            None
+        };
         let mut channel = Channel::new(CHANNEL, fake.addr().port());
         channel.authname = creds.user;
         channel.password = opts.client_password.clone().unwrap_or(creds.password);
@@ -151,7 +169,36 @@ impl Harness {
             sync_timeout: opts.sync_timeout,
             sandbox,
             sandbox_path,
+            control_addr,
         })
+    }
+
+    /// The control endpoint, when [`HarnessOptions::control`] was set.
+    pub fn control_addr(&self) -> Option<std::net::SocketAddr> {
+        self.control_addr
+    }
+
+    /// Apply a control request directly (what `backupd-sim ctl` sends).
+    pub fn ctl(&self, req: &control::Request) -> Result<crate::fault::Status, String> {
+        control::apply(self.fake(), req)
+    }
+
+    /// Lock `user` as another connection holding its backup would.
+    pub fn lock_user(&self, user: &str) {
+        let req = control::Request::Lock {
+            lock: crate::fault::LockSpec {
+                user: Some(user.to_owned()),
+                ..crate::fault::LockSpec::default()
+            },
+        };
+        self.ctl(&req).expect("a user lock is always valid");
+    }
+
+    /// Close every lock on `user`.
+    pub fn unlock_user(&self, user: &str) {
+        let _ = self.ctl(&control::Request::Unlock {
+            name: user.to_owned(),
+        });
     }
 
     /// The source instance.

@@ -112,6 +112,11 @@ impl Framer {
                         limit: self.limits.line_bytes_max,
                     });
                 }
+                if self.buf.len() > self.limits.command_bytes_max {
+                    return Err(FrameError::CommandTooLong {
+                        limit: self.limits.command_bytes_max,
+                    });
+                }
                 return Ok(None);
             };
             let line_end = self.scanned + nl; // index of '\n'
@@ -142,6 +147,11 @@ impl Framer {
                     self.literal_end = Some(end);
                 }
                 None => {
+                    if line_end + 1 > self.limits.command_bytes_max {
+                        return Err(FrameError::CommandTooLong {
+                            limit: self.limits.command_bytes_max,
+                        });
+                    }
                     let frame = self.buf.split_to(line_end + 1).freeze();
                     self.scanned = 0;
                     return Ok(Some(frame));

@@ -279,9 +279,11 @@ pub enum ParseError {
         /// Where and what.
         source: DecodeError,
     },
-    /// A field is missing or of the wrong type: `NO IMAP_PROTOCOL_BAD_PARAMETERS`.
-    #[error("bad parameters to `{key}`: {detail}")]
-    BadParameters {
+    /// A field is missing or of the wrong type: backupd answers
+    /// `NO IMAP_PROTOCOL_ERROR Protocol error` (its `Bad parameters` comes
+    /// only from indexing an `APPLY MAILBOX`, checked after the lock).
+    #[error("bad fields in `{key}`: {detail}")]
+    BadFields {
         /// The item key.
         key: String,
         /// What is wrong.
@@ -290,6 +292,18 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// True for a GET or APPLY (backupd checks authentication before parsing
+    /// their arguments).
+    pub fn needs_auth(&self) -> bool {
+        match self {
+            ParseError::NullCommand => false,
+            ParseError::MissingArgument { verb }
+            | ParseError::ExtraArguments { verb }
+            | ParseError::Malformed { verb, .. } => matches!(*verb, "Get" | "Apply"),
+            ParseError::BadFields { .. } => true,
+        }
+    }
+
     /// The reply real backupd gives.
     pub fn reply(&self) -> Reply {
         match self {
@@ -300,16 +314,17 @@ impl ParseError {
             ParseError::ExtraArguments { verb } => {
                 Reply::Bad(format!("Unexpected extra arguments to {verb}"))
             }
-            ParseError::Malformed { verb, source } => {
-                Reply::Bad(format!("IMAP_PROTOCOL_ERROR malformed {verb} {source}"))
+            // backupd says this when its dlist parse fails, whatever the cause.
+            ParseError::Malformed { verb, .. } => {
+                Reply::Bad(format!("Missing required argument to {verb}"))
             }
-            ParseError::BadParameters { .. } => Reply::bad_parameters(),
+            ParseError::BadFields { .. } => Reply::protocol_error(),
         }
     }
 }
 
 fn bad(key: &str, detail: impl Into<String>) -> ParseError {
-    ParseError::BadParameters {
+    ParseError::BadFields {
         key: key.to_owned(),
         detail: detail.into(),
     }
@@ -429,6 +444,14 @@ fn field_num(top: &str, kv: &Value, key: &str) -> Result<u64, ParseError> {
         .ok_or_else(|| bad(top, format!("{key} is not a number")))
 }
 
+fn field_u32(top: &str, kv: &Value, key: &str) -> Result<u32, ParseError> {
+    u32::try_from(field_num(top, kv, key)?).map_err(|_| bad(top, format!("{key} exceeds 32 bits")))
+}
+
+fn field_date(top: &str, kv: &Value, key: &str) -> Result<i64, ParseError> {
+    i64::try_from(field_num(top, kv, key)?).map_err(|_| bad(top, format!("{key} is out of range")))
+}
+
 fn opt_num(kv: &Value, key: &str) -> Option<u64> {
     kv.get(key).and_then(Value::as_u64)
 }
@@ -490,9 +513,9 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
         "SEEN" => Apply::Seen(SeenUpdate {
             user: field_str(k, &v, "USERID")?,
             uniqueid: field_str(k, &v, "UNIQUEID")?,
-            lastread: field_num(k, &v, "LASTREAD")? as i64,
-            lastuid: field_num(k, &v, "LASTUID")? as u32,
-            lastchange: field_num(k, &v, "LASTCHANGE")? as i64,
+            lastread: field_date(k, &v, "LASTREAD")?,
+            lastuid: field_u32(k, &v, "LASTUID")?,
+            lastchange: field_date(k, &v, "LASTCHANGE")?,
             seenuids: field(k, &v, "SEENUIDS")?
                 .as_bytes()
                 .map(Bytes::copy_from_slice)
@@ -510,7 +533,7 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
         "SIEVE" => Apply::Sieve {
             user: field_str(k, &v, "USERID")?,
             filename: field_str(k, &v, "FILENAME")?,
-            last_update: field_num(k, &v, "LAST_UPDATE")? as i64,
+            last_update: field_date(k, &v, "LAST_UPDATE")?,
             content: field(k, &v, "CONTENT")?
                 .as_bytes()
                 .map(Bytes::copy_from_slice)
@@ -622,9 +645,9 @@ fn parse_record(r: &Value) -> Result<RecordUpdate, ParseError> {
     Ok(RecordUpdate {
         uid: num32("UID")?,
         modseq: field_num(K, r, "MODSEQ")?,
-        last_updated: field_num(K, r, "LAST_UPDATED")? as i64,
+        last_updated: field_date(K, r, "LAST_UPDATED")?,
         flags,
-        internaldate: field_num(K, r, "INTERNALDATE")? as i64,
+        internaldate: field_date(K, r, "INTERNALDATE")?,
         size: field_num(K, r, "SIZE")?,
         guid: field_str(K, r, "GUID")?,
         annotations: parse_annotations(K, r.get("ANNOTATIONS"))?,

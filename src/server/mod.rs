@@ -316,15 +316,33 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         buf: vec![0; CHUNK],
         restart: shared.restart.subscribe(),
     };
+    let release = ReleaseOnDrop {
+        shared: Arc::clone(&shared),
+        session: id,
+    };
     let result = drive(&mut session, &mut conn, &shared).await;
-    session.end(&mut shared.store());
-    let _ = conn.stream.shutdown().await;
+    drop(release);
     let reason = match &result {
         Ok(reason) => reason.clone(),
         Err(e) => format!("error: {e}"),
     };
+    // Recorded before the peer can see the close, so a reconnect is logged after it.
     shared.record(id, EventKind::Closed { reason });
+    let _ = conn.stream.shutdown().await;
     result.map(|_| ())
+}
+
+/// Releases a session's users when the connection ends, however it ends (an
+/// error, a panic in the task, the server shutting down).
+struct ReleaseOnDrop {
+    shared: Arc<Shared>,
+    session: SessionId,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.shared.store().release(self.session);
+    }
 }
 
 /// What the driver does after one command.

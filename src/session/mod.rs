@@ -224,6 +224,9 @@ impl Session {
     /// Execute one input against the store.
     pub fn execute(&mut self, input: Incoming, store: &mut Store) -> Response {
         let cmd = match input {
+            Incoming::Invalid(e) if e.needs_auth() && self.phase != Phase::Authed => {
+                return Response::one(Reply::No("Please authenticate first".into()))
+            }
             Incoming::Invalid(e) => return Response::one(e.reply()),
             Incoming::SaslResponse(line) => {
                 self.phase = Phase::PreAuth;
@@ -496,14 +499,12 @@ impl Session {
         if files.is_empty() || self.held.is_empty() {
             return Err(Reply::protocol_error());
         }
-        if let Some(f) = files
+        if files
             .iter()
-            .find(|f| sha1_hex(&f.data) != f.guid.to_ascii_lowercase())
+            .any(|f| sha1_hex(&f.data) != f.guid.to_ascii_lowercase())
         {
-            return Err(Reply::No(format!(
-                "IMAP_PROTOCOL_ERROR GUID {} does not match the message bytes",
-                f.guid
-            )));
+            // backupd's text: the whole command is refused, nothing is stored.
+            return Err(Reply::protocol_error());
         }
         // Bodies go to every held backup that reserved one of them, else to all held.
         let reserved: Vec<String> = self
@@ -549,14 +550,23 @@ fn frame_head(frame: &[u8], phase: Phase) -> String {
     }
     let first = frame.split(|&b| b == b'\n').next().unwrap_or_default();
     let first = first.strip_suffix(b"\r").unwrap_or(first);
-    let mut text = String::from_utf8_lossy(first).into_owned();
-    if text.len() >= 13 && text[..13].eq_ignore_ascii_case("AUTHENTICATE ") {
-        let mech_end = text[13..].find(' ').map_or(text.len(), |i| i + 13);
-        text.truncate(mech_end);
+    let is_auth = first
+        .get(..13)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"AUTHENTICATE "));
+    let mut text = if is_auth {
+        // Keep the mechanism, never the credentials.
+        let mech_end = first[13..]
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or(first.len(), |i| i + 13);
+        let mut t = String::from_utf8_lossy(&first[..mech_end]).into_owned();
         if mech_end < first.len() {
-            text.push_str(" [initial response]");
+            t.push_str(" [initial response]");
         }
-    }
+        t
+    } else {
+        String::from_utf8_lossy(first).into_owned()
+    };
     if text.chars().count() > MAX {
         text = text.chars().take(MAX).collect::<String>() + "…";
     } else if first.len() + 2 < frame.len() {

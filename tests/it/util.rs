@@ -22,3 +22,72 @@ pub fn cyrus_bins() -> Option<CyrusBins> {
         }
     }
 }
+
+/// A scripted csync client over TCP: connects, authenticates as
+/// `repluser`/`secret`, sends each line and collects the final reply lines
+/// (`OK …`, `NO …`, or `<closed>` when the server dropped the connection, after
+/// which it reconnects for the next line). Every read has a 5 s deadline.
+pub fn run_script(addr: std::net::SocketAddr, lines: &[&str]) -> Vec<String> {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    fn connect(addr: std::net::SocketAddr) -> (BufReader<TcpStream>, TcpStream) {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut r = BufReader::new(s.try_clone().expect("clone"));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                r.read_line(&mut line).expect("greeting") > 0,
+                "closed during greeting"
+            );
+            if line.starts_with("* OK") {
+                break;
+            }
+        }
+        (r, s)
+    }
+    fn final_line(r: &mut BufReader<TcpStream>) -> Option<String> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if line.starts_with("* ") => continue,
+                Ok(_) => return Some(line.trim_end().to_owned()),
+            }
+        }
+    }
+    let auth = format!(
+        "AUTHENTICATE PLAIN {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode("\0repluser\0secret")
+    );
+    let mut conn: Option<(BufReader<TcpStream>, TcpStream)> = None;
+    let mut out = Vec::new();
+    for l in lines {
+        let (r, w) = conn.get_or_insert_with(|| {
+            let (mut r, mut w) = connect(addr);
+            w.write_all(auth.as_bytes()).expect("auth");
+            assert_eq!(
+                final_line(&mut r).as_deref(),
+                Some("OK Success (no protection)")
+            );
+            (r, w)
+        });
+        let sent = w
+            .write_all(l.as_bytes())
+            .and_then(|()| w.write_all(b"\r\n"));
+        match sent.ok().and_then(|()| final_line(r)) {
+            Some(reply) => out.push(reply),
+            None => {
+                out.push("<closed>".into());
+                conn = None;
+            }
+        }
+    }
+    out
+}

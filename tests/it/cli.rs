@@ -1,0 +1,205 @@
+//! The `backupd-sim` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backupd_sim::check::compare;
+use backupd_sim::cyrus::{Channel, SourceInstance, SourceOptions, SyncClient};
+use backupd_sim::populate::fill_user;
+use backupd_sim::rng::{Rng, Seed};
+use backupd_sim::store::load_state;
+
+use crate::util::cyrus_bins;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
+
+/// A `backupd-sim serve` child, killed on drop.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Served {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn backupd-sim");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read the first line");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {first:?}"))
+            .to_owned();
+        Served { child, addr }
+    }
+
+    fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    fn terminate(mut self) -> i32 {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_bin(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run backupd-sim");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().expect("exit code"), text)
+}
+
+fn sync(client: &SyncClient, args: &[&str]) -> backupd_sim::cyrus::SyncRun {
+    let argv: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    client
+        .run(&argv, Duration::from_secs(60))
+        .expect("sync_client")
+}
+
+/// The README's hand-run flow: `serve --state s.json`, `sync_client -u alice`,
+/// SIGTERM: s.json holds alice's mail in the documented shape; a restarted
+/// server loads it and the next `-u alice` uploads nothing.
+#[test]
+fn serve_writes_and_reloads_the_state_file() {
+    let Some(bins) = cyrus_bins() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let state = dir.path().join("s.json");
+    let state_arg = state.to_str().expect("utf-8 path");
+
+    let served = Served::start(&["--password", "lab", "--state", state_arg]);
+    let mut opts = SourceOptions::new(bins.clone(), dir.path().join("source"));
+    opts.channels = vec![Channel::new("backup", served.port())];
+    let source = SourceInstance::start(&opts).expect("source");
+    fill_user(&source, "alice", 12, &mut Rng::new(Seed(9))).expect("fill");
+    let client = SyncClient::new(&bins, source.config_path());
+    let run = sync(&client, &["-n", "backup", "-u", "alice"]);
+    assert_eq!(run.status, Some(0), "{run}");
+    assert_eq!(served.terminate(), 0);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state file")).expect("json");
+    let inbox = &json["users"]["alice"]["mailboxes"]["user.alice"];
+    assert!(
+        inbox["uniqueid"].is_string() && inbox["uidvalidity"].as_u64() > Some(0),
+        "{inbox:#}"
+    );
+    assert!(inbox["last_uid"].as_u64() >= Some(8) && inbox["highestmodseq"].as_u64() > Some(0));
+    let records = inbox["records"].as_array().expect("records");
+    assert!(records.len() >= 8, "{records:#?}");
+    for r in records {
+        let guid = r["guid"].as_str().expect("guid");
+        assert!(
+            guid.len() == 40 && guid.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{r}"
+        );
+        assert!(r["flags"].is_array() && r["modseq"].is_u64() && r["internaldate"].is_i64());
+        assert!(r["size"].is_u64() && r["expunged"].is_boolean());
+        assert_eq!(json["messages"][guid]["size"], r["size"], "{guid}");
+    }
+    assert!(
+        records.iter().any(|r| r["expunged"] == true),
+        "expunged records are kept"
+    );
+    assert!(json["users"]["alice"]["subscriptions"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(
+        json["users"]["alice"]["seen"].is_object() && json["users"]["alice"]["sieve"].is_array()
+    );
+
+    // What the file holds is what the source holds.
+    let loaded = load_state(&state).expect("load");
+    let c = compare(
+        &source.read_state(&["alice"]).expect("read"),
+        &loaded.mail_state(),
+    );
+    assert!(c.converged(), "{c}");
+    assert!(loaded.verify_bodies().is_empty());
+
+    // A restarted server answers from the file: nothing is uploaded again.
+    let served = Served::start(&["--password", "lab", "--state", state_arg]);
+    let target = format!("127.0.0.1:{}", served.port());
+    let run = sync(
+        &client,
+        &["-n", "backup", "-S", &target, "-v", "-v", "-u", "alice"],
+    );
+    assert_eq!(run.status, Some(0), "{run}");
+    assert!(
+        run.stderr.contains("GET USER alice"),
+        "no protocol trace: {run}"
+    );
+    assert!(
+        !run.stderr.contains("APPLY"),
+        "the reloaded state was incomplete: {run}"
+    );
+    assert_eq!(served.terminate(), 0);
+}
+
+/// Bad input to the CLI gets a clear error and exit 2, never a panic, and an
+/// unreadable state file is left untouched.
+#[test]
+fn serve_refuses_bad_input() {
+    let (code, text) = run_bin(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("refusing to listen on non-loopback address `0.0.0.0:0`"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("s.json");
+    std::fs::write(&state, "{\"users\": {}, \n \"messages\": 7}").expect("write");
+    let (code, text) = run_bin(&["serve", "--state", state.to_str().expect("path")]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("s.json` line 2 column"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(&state).expect("read"),
+        "{\"users\": {}, \n \"messages\": 7}"
+    );
+
+    let (code, text) = run_bin(&["serve", "--listen", "nonsense"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("invalid value 'nonsense'"), "{text}");
+    assert!(!Path::new(BIN).with_file_name("core").exists());
+}
