@@ -102,14 +102,63 @@ pub fn compare(source: &MailState, backup: &MailState) -> Comparison {
         let before = divergences.len();
         compare_user(user, s, b, &mut divergences);
         if divergences.len() > before {
-            diff.push_str(&format!(
+            let full = format!(
                 "{}",
                 pretty_assertions::Comparison::new(&DebugAs(s), &DebugAs(b))
-            ));
-            diff.push('\n');
+            );
+            diff.push_str(&format!("user {user}:\n{}", compact_diff(&full, 3)));
         }
     }
     Comparison { divergences, diff }
+}
+
+/// The changed lines of a pretty_assertions diff with `context` lines around
+/// them, colours removed, skipped stretches shown as `...`.
+fn compact_diff(full: &str, context: usize) -> String {
+    let plain = strip_ansi(full);
+    let lines: Vec<&str> = plain
+        .lines()
+        .skip_while(|l| !l.starts_with(' ') && !l.starts_with('<') && !l.starts_with('>'))
+        .collect();
+    let changed: Vec<bool> = lines
+        .iter()
+        .map(|l| l.starts_with('<') || l.starts_with('>'))
+        .collect();
+    let mut out = String::new();
+    let mut last_shown: Option<usize> = None;
+    for i in 0..lines.len() {
+        let near = (i.saturating_sub(context)..=(i + context).min(lines.len().saturating_sub(1)))
+            .any(|j| changed[j]);
+        if !near {
+            continue;
+        }
+        if last_shown.is_some_and(|l| i > l + 1) || (last_shown.is_none() && i > 0) {
+            out.push_str("    ...\n");
+        }
+        out.push_str("  ");
+        out.push_str(lines[i]);
+        out.push('\n');
+        last_shown = Some(i);
+    }
+    out
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Pretty `Debug` through serde: stable, readable, one field a line.

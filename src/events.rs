@@ -84,6 +84,16 @@ pub enum EventKind {
         /// Its name.
         name: String,
     },
+    /// A command is held by a scenario trigger.
+    Held {
+        /// The hold's id.
+        hold: u64,
+    },
+    /// A held command goes on.
+    Released {
+        /// The hold's id.
+        hold: u64,
+    },
     /// A run-time control command arrived.
     Control {
         /// The request, as JSON.
@@ -222,6 +232,8 @@ impl EventLog {
                 EventKind::Refused { peer } => format!("-- connection from {peer} refused"),
                 EventKind::Mark { name } => format!("-- mark {name}"),
                 EventKind::Control { request } => format!("-- control {request}"),
+                EventKind::Held { hold } => format!("   ! held by trigger {hold}"),
+                EventKind::Released { hold } => format!("   ! released by trigger {hold}"),
             };
             out.push_str(&line);
             out.push('\n');

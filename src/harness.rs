@@ -62,6 +62,10 @@ pub struct HarnessOptions {
     pub client_password: Option<String>,
     /// Serve the run-time control endpoint on `127.0.0.1:0`.
     pub control: bool,
+    /// The source writes its rolling replication log (`sync_log: 1`).
+    pub sync_log: bool,
+    /// `<channel>_sync_timeout` in seconds (the client's read timeout).
+    pub channel_sync_timeout: Option<u32>,
 }
 
 impl HarnessOptions {
@@ -76,6 +80,8 @@ impl HarnessOptions {
             sync_timeout: Duration::from_secs(120),
             client_password: None,
             control: false,
+            sync_log: true,
+            channel_sync_timeout: None,
         }
     }
 }
@@ -151,8 +157,10 @@ impl Harness {
         channel.authname = creds.user;
         channel.password = opts.client_password.clone().unwrap_or(creds.password);
         channel.repeat_interval_secs = opts.repeat_interval_secs;
+        channel.sync_timeout_secs = opts.channel_sync_timeout;
         let mut source_opts = SourceOptions::new(opts.bins.clone(), sandbox_path.join("source"));
         source_opts.channels = vec![channel];
+        source_opts.sync_log = opts.sync_log;
         let source = SourceInstance::start(&source_opts)?;
         let client = SyncClient::new(&opts.bins, source.config_path());
         let sandbox = if opts.keep {
@@ -171,6 +179,13 @@ impl Harness {
             sandbox_path,
             control_addr,
         })
+    }
+
+    /// Keep the sandbox directory after the harness is dropped.
+    pub fn keep_sandbox(&mut self) {
+        if let Some(t) = self.sandbox.take() {
+            let _ = t.keep();
+        }
     }
 
     /// The control endpoint, when [`HarnessOptions::control`] was set.

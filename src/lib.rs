@@ -11,6 +11,8 @@
 //! - [`store`]: the fake's backup contents, per-user locks, body pack, state file.
 //! - [`session`]: one connection as a sans-IO state machine over the store.
 //! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
+//! - [`runner`]: runs scenarios against the real client and judges them; suite, reports.
+//! - [`scenario`]: scenario files (TOML), validated with file/line/column errors; the ledger.
 //! - [`server`]: the tokio driver running sessions over TCP, with DEFLATE.
 //! - [`fault`]: lock windows and faults, consulted at protocol events; the plan file.
 //! - [`harness`]: a real source, the fake and the real sync_client in one sandbox.
@@ -25,6 +27,8 @@ pub mod mailstate;
 pub mod populate;
 pub mod proto;
 pub mod rng;
+pub mod runner;
+pub mod scenario;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -24,6 +24,10 @@ struct Cli {
 enum Cmd {
     /// Serve the fake backupd until SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// Run scenario files (default: scenarios/) against the real sync_client
+    /// and the fake; exit 0 when all went as expected, 1 when some failed,
+    /// 2 on invalid input or environment.
+    Run(RunArgs),
     /// One built-in end-to-end replication with the real sync_client, and what it verified.
     Demo(DemoArgs),
     /// Change locks and faults of a running `serve --control` at run time.
@@ -53,6 +57,46 @@ struct SourceArgs {
     /// Create USER with N generated messages (repeatable), e.g. `--fill alice:20`.
     #[arg(long, value_name = "USER:N")]
     fill: Vec<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Scenario files or directories (searched for *.toml).
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Scenarios run at once (each has its own source instance and fake).
+    #[arg(short = 'j', long, default_value_t = 1)]
+    jobs: usize,
+    /// Run only shard K of N (e.g. 1/2), to split a suite across machines.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<backupd_sim::runner::suite::Shard>,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Seed for every scenario (default: the scenario's own, else one derived from its name).
+    #[arg(long)]
+    seed: Option<backupd_sim::rng::Seed>,
+    /// Cyrus binaries to use (a Debian install or a build directory).
+    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    cyrus_bin: PathBuf,
+    /// Write every report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Keep every sandbox (failed ones are always kept).
+    #[arg(long)]
+    keep: bool,
+    /// Where sandboxes go (default: the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    sandbox_dir: Option<PathBuf>,
+    /// Write missing or changed transcript snapshots instead of failing.
+    #[arg(long)]
+    update_snapshots: bool,
+    /// Only validate the scenario files.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Args)]
@@ -225,6 +269,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Serve(args) => serve(args),
+        Cmd::Run(args) => run(args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Source(args) => source(args),
         Cmd::Ctl(args) => ctl(args),
@@ -301,6 +346,69 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             eprintln!("backupd-sim: state written to {}", path.display());
         }
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    use backupd_sim::runner::{report, suite, RunOptions};
+    let scenarios = match suite::load(&args.paths, args.shard, args.filter.as_deref()) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("backupd-sim: invalid scenario: {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.check {
+        println!("{} scenario file(s) valid", scenarios.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if scenarios.is_empty() {
+        eprintln!(
+            "backupd-sim: no scenario to run (paths: {:?}, filter: {:?}, shard: {:?})",
+            args.paths,
+            args.filter,
+            args.shard.map(|s| format!("{}/{}", s.index, s.count))
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let bins = match backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("backupd-sim: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let version = bins.version();
+    eprintln!(
+        "backupd-sim: {} scenario(s), Cyrus {version} from {}, {} at a time",
+        scenarios.len(),
+        bins.dir().display(),
+        args.jobs.max(1)
+    );
+    let opts = RunOptions {
+        bins,
+        version,
+        seed: args.seed,
+        keep: args.keep,
+        sandbox_parent: args.sandbox_dir.clone(),
+        update_snapshots: args.update_snapshots,
+    };
+    let reports = suite::run_all(&scenarios, &opts, args.jobs.max(1));
+    print!("{}", report::summary(&reports));
+    if let Some(p) = &args.json {
+        std::fs::write(p, report::json(&reports))
+            .with_context(|| format!("writing `{}`", p.display()))?;
+    }
+    if let Some(p) = &args.junit {
+        std::fs::write(p, report::junit(&reports))
+            .with_context(|| format!("writing `{}`", p.display()))?;
+    }
+    Ok(if reports.iter().any(|r| r.verdict.is_bad()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -13,6 +13,17 @@ pub const FIXTURE_MESSAGES: [&[u8]; 3] = [
     include_bytes!("../fixtures/mail/specials.eml"),
 ];
 
+/// Names of [`FIXTURE_MESSAGES`], as scenarios refer to them.
+pub const FIXTURE_NAMES: [&str; 3] = ["plain-8bit.eml", "multipart.eml", "specials.eml"];
+
+/// A fixture message by file name.
+pub fn fixture(name: &str) -> Option<&'static [u8]> {
+    FIXTURE_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| FIXTURE_MESSAGES[i])
+}
+
 const FLAGS: [&str; 5] = ["\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Label1"];
 
 /// 2026-01-01T00:00:00Z, the base of generated INTERNALDATEs.

@@ -72,6 +72,8 @@ pub struct SourceOptions {
     pub root: PathBuf,
     pub channels: Vec<Channel>,
     pub start_timeout: Duration,
+    /// Write the rolling replication log (`sync_log: 1`) for the channels.
+    pub sync_log: bool,
 }
 
 impl SourceOptions {
@@ -82,6 +84,7 @@ impl SourceOptions {
             root: root.into(),
             channels: Vec::new(),
             start_timeout: Duration::from_secs(30),
+            sync_log: true,
         }
     }
 }
@@ -344,7 +347,7 @@ impl SourceInstance {
              sync_try_imap: no\n",
             server = Self::servername(port)
         );
-        if !opts.channels.is_empty() {
+        if opts.sync_log && !opts.channels.is_empty() {
             let names: Vec<&str> = opts.channels.iter().map(|c| c.name.as_str()).collect();
             let _ = writeln!(imapd, "sync_log: 1\nsync_log_channels: {}", names.join(" "));
         }
@@ -362,7 +365,8 @@ impl SourceInstance {
                 ch.repeat_interval_secs
             );
             if let Some(t) = ch.sync_timeout_secs {
-                let _ = writeln!(imapd, "{n}_sync_timeout: {t}");
+                // 3.6.1 reads the global option too; set both.
+                let _ = writeln!(imapd, "{n}_sync_timeout: {t}\nsync_timeout: {t}");
             }
         }
         let bin = |name: &str| opts.bins.path(name).display().to_string();

@@ -117,6 +117,24 @@ impl CyrusBins {
         &self.dir
     }
 
+    /// The Cyrus version (`3.6.1`) from `master -V`, or `unknown`.
+    pub fn version(&self) -> String {
+        std::process::Command::new(self.path("master"))
+            .arg("-V")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr);
+                text.split_whitespace()
+                    .skip_while(|w| *w != "cyrus-imapd")
+                    .nth(1)
+                    .map(|v| v.split('-').next().unwrap_or(v).to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     /// The path of one executable, e.g. `path("sync_client")`.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

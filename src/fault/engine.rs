@@ -33,6 +33,11 @@ pub enum Verdict {
         /// The lock that matched.
         lock: String,
     },
+    /// Hold the command until the hold is released (a scenario trigger).
+    Hold {
+        /// The hold's id.
+        id: u64,
+    },
     /// A fault fired.
     Fault {
         /// The rule that fired.
@@ -57,6 +62,15 @@ struct LockState {
     close_matches: u64,
     /// It closed and will not reopen by itself.
     done: bool,
+}
+
+#[derive(Debug)]
+struct HoldState {
+    id: u64,
+    when: Match,
+    nth: u64,
+    matches: u64,
+    fired: bool,
 }
 
 #[derive(Debug)]
@@ -128,6 +142,8 @@ pub struct Engine {
     users: BTreeMap<String, UserCounters>,
     refuse_until: u64,
     marks: Vec<String>,
+    holds: Vec<HoldState>,
+    next_hold: u64,
 }
 
 impl Engine {
@@ -141,9 +157,11 @@ impl Engine {
             users: BTreeMap::new(),
             refuse_until: 0,
             marks: Vec::new(),
+            holds: Vec::new(),
+            next_hold: 1,
         };
         for l in plan.locks {
-            e.add_lock(l);
+            e.add_lock(l, 0);
         }
         for r in plan.faults {
             e.add_rule(r);
@@ -156,19 +174,33 @@ impl Engine {
         self.seed
     }
 
-    /// Add a lock window (opened now if its `open` is `start`).
-    pub fn add_lock(&mut self, lock: Lock) {
+    /// Add a lock window at time `now` (opened now if its `open` is `start`).
+    pub fn add_lock(&mut self, lock: Lock, now: u64) {
         let active = lock.open == Trigger::Start;
         self.locks.push(LockState {
             lock,
             active,
-            opened_at: 0,
+            opened_at: now,
             hits: 0,
             hits_total: 0,
             open_matches: 0,
             close_matches: 0,
             done: false,
         });
+    }
+
+    /// Hold the `nth` command matching `when` (once); returns the hold's id.
+    pub fn add_hold(&mut self, when: Match, nth: u64) -> u64 {
+        let id = self.next_hold;
+        self.next_hold += 1;
+        self.holds.push(HoldState {
+            id,
+            when,
+            nth: nth.max(1),
+            matches: 0,
+            fired: false,
+        });
+        id
     }
 
     /// Add a fault rule (consulted after the existing ones).
@@ -250,6 +282,15 @@ impl Engine {
 
     /// The verdict on a command that arrived at `now`.
     pub fn on_command(&mut self, ev: &CommandEvent<'_>, now: u64, store: &mut Store) -> Verdict {
+        for h in self.holds.iter_mut().filter(|h| !h.fired) {
+            if h.when.matches(ev) {
+                h.matches += 1;
+                if h.matches == h.nth {
+                    h.fired = true;
+                    return Verdict::Hold { id: h.id };
+                }
+            }
+        }
         for u in ev.users {
             self.users.entry(u.clone()).or_default().commands += 1;
         }

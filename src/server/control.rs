@@ -93,7 +93,7 @@ pub fn apply(shared: &Shared, req: &Request) -> Result<Status, String> {
             let mut engine = shared.engine();
             let mut store = shared.store();
             if !engine.open_lock(&name, now, &mut store) {
-                engine.add_lock(lock);
+                engine.add_lock(lock, now);
                 engine.tick(now, &mut store);
             }
         }

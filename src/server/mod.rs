@@ -77,7 +77,25 @@ pub struct Shared {
     started: Instant,
     /// Bumped by a `restart` fault: every connection closes.
     restart: watch::Sender<u64>,
+    /// Scenario triggers: which holds were reached and released.
+    holds: Mutex<std::collections::BTreeMap<u64, HoldPhase>>,
+    /// Bumped whenever a hold is released.
+    hold_released: watch::Sender<u64>,
 }
+
+/// Where a trigger's hold is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldPhase {
+    /// No command matched yet.
+    Waiting,
+    /// A command is held now.
+    Reached,
+    /// Released: the command went on.
+    Released,
+}
+
+/// How long a held command waits for its release before going on anyway.
+pub const HOLD_MAX: Duration = Duration::from_secs(120);
 
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every operation leaves its state consistent before it can panic.
@@ -96,7 +114,42 @@ impl Shared {
             next_session: AtomicU64::new(1),
             started: Instant::now(),
             restart: watch::channel(0).0,
+            holds: Mutex::new(std::collections::BTreeMap::new()),
+            hold_released: watch::channel(0).0,
         })
+    }
+
+    /// Hold the `nth` command matching `when` until [`Shared::release_hold`].
+    pub fn add_hold(&self, when: crate::fault::Match, nth: u64) -> u64 {
+        let id = self.engine().add_hold(when, nth);
+        relock(&self.holds).insert(id, HoldPhase::Waiting);
+        id
+    }
+
+    /// Where hold `id` is (`None` for an unknown id).
+    pub fn hold_phase(&self, id: u64) -> Option<HoldPhase> {
+        relock(&self.holds).get(&id).copied()
+    }
+
+    /// Let the command held by `id` go on (or never hold one, if not reached yet).
+    pub fn release_hold(&self, id: u64) {
+        relock(&self.holds).insert(id, HoldPhase::Released);
+        self.hold_released.send_modify(|g| *g += 1);
+    }
+
+    async fn wait_released(&self, id: u64) -> bool {
+        let mut rx = self.hold_released.subscribe();
+        let wait = async {
+            loop {
+                if self.hold_phase(id) == Some(HoldPhase::Released) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(HOLD_MAX, wait).await.is_ok()
     }
 
     /// The store (lock it after [`Shared::engine`] when you need both).
@@ -404,14 +457,31 @@ async fn one_command(
         users: &users,
         mailboxes: &mailboxes,
     };
-    let now = shared.now_ms();
-    let verdict = {
-        let mut engine = shared.engine();
-        let v = engine.on_command(&ev, now, &mut shared.store());
-        v
+    let verdict = loop {
+        let now = shared.now_ms();
+        let v = {
+            let mut engine = shared.engine();
+            let v = engine.on_command(&ev, now, &mut shared.store());
+            v
+        };
+        let Verdict::Hold { id } = v else { break v };
+        // A trigger: the runner makes its changes while this command waits,
+        // then the command is judged again (a lock opened meanwhile applies).
+        {
+            let mut holds = relock(&shared.holds);
+            if holds.get(&id) != Some(&HoldPhase::Released) {
+                holds.insert(id, HoldPhase::Reached);
+            }
+        }
+        shared.record(session.id(), EventKind::Held { hold: id });
+        let released = shared.wait_released(id).await;
+        shared.record(session.id(), EventKind::Released { hold: id });
+        if !released {
+            shared.release_hold(id);
+        }
     };
     let action = match verdict {
-        Verdict::Pass => None,
+        Verdict::Pass | Verdict::Hold { .. } => None,
         Verdict::Locked { lock } => {
             shared.record(session.id(), EventKind::LockHit { lock });
             let response = Response {

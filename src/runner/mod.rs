@@ -1,0 +1,1050 @@
+//! Runs scenarios against the real Cyrus source and `sync_client`, with the
+//! fake as the target, and judges them.
+//!
+//! One scenario: a fresh [`Harness`] (sandbox, source, fake), the set-up and
+//! baseline, the steps in order, the final catch-up, then the checks: exit
+//! codes, convergence, the ledger (lost, queued), deferrals, lock hits,
+//! connections, reconnect rate, restarts, the transcript snapshot. Everything
+//! the run did is written to the sandbox, which is kept when the scenario
+//! fails (or with `--keep`), with the command that replays it.
+
+mod client;
+pub mod report;
+pub mod suite;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::check::compare;
+use crate::cyrus::{CyrusBins, ImapClient, SyncRun};
+use crate::events::EventKind;
+use crate::harness::{Harness, HarnessOptions};
+use crate::mailstate::MailState;
+use crate::populate;
+use crate::rng::{Rng, Seed};
+use crate::scenario::ledger::{classify, Change, Class, Classified, Entry};
+use crate::scenario::{Mode, Scenario, Step, SyncSpec};
+use crate::server::control::Request;
+use crate::server::HoldPhase;
+
+use client::Supervised;
+
+/// How a scenario ended, measured against what it expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// Some expectation did not hold.
+    Fail,
+    /// It failed, as its `known_failure` says it does on this version.
+    Xfail,
+    /// It passed although a `known_failure` says it fails here: a change in
+    /// behaviour worth a look, so it counts as a failure.
+    Xpass,
+    /// It could not run (set-up or harness trouble).
+    Error,
+}
+
+impl Verdict {
+    /// True for the verdicts that make a suite fail.
+    pub fn is_bad(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::Xpass | Verdict::Error)
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Xfail => "XFAIL",
+            Verdict::Xpass => "XPASS",
+            Verdict::Error => "ERROR",
+        })
+    }
+}
+
+/// Options for a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The Cyrus installation.
+    pub bins: CyrusBins,
+    /// The client version (`3.6.1`), for `known_failure`.
+    pub version: String,
+    /// Override every scenario's seed.
+    pub seed: Option<Seed>,
+    /// Keep every sandbox (failed ones are always kept).
+    pub keep: bool,
+    /// Where sandboxes go (default: the system temp dir).
+    pub sandbox_parent: Option<PathBuf>,
+    /// Write missing or changed transcript snapshots instead of failing.
+    pub update_snapshots: bool,
+}
+
+/// Counters measured during a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// `sync_client` processes run.
+    pub client_runs: usize,
+    /// Connections the fake accepted.
+    pub connections: u64,
+    /// Commands the fake answered `LOCKED`.
+    pub lock_hits: u64,
+    /// `Deferred:` lines the client printed.
+    pub deferrals: u64,
+    /// Faults fired.
+    pub faults: u64,
+    /// Restarts by the operator policy.
+    pub restarts: u64,
+    /// Connections per second while lock hits happened (first to last).
+    pub reconnect_rate: f64,
+}
+
+/// One expectation and whether it held.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// Expected and seen, or the difference.
+    pub detail: String,
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioReport {
+    /// Scenario name.
+    pub name: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// What it proves.
+    pub description: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, for XFAIL/XPASS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_failure: Option<String>,
+    /// The seed used.
+    pub seed: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Every expectation checked.
+    pub checks: Vec<Check>,
+    /// Measured counters.
+    pub stats: Stats,
+    /// The classified ledger.
+    pub ledger: Vec<Classified>,
+    /// Trouble that stopped the run (for ERROR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The kept sandbox, if kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<PathBuf>,
+    /// The command that replays this run.
+    pub replay: String,
+}
+
+impl ScenarioReport {
+    /// The failed checks, one line each.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        if let Some(e) = &self.error {
+            out.push(format!("error: {e}"));
+        }
+        out
+    }
+
+    /// Ledger entries in a class.
+    pub fn count(&self, class: Class) -> u64 {
+        self.ledger.iter().filter(|c| c.class == class).count() as u64
+    }
+}
+
+/// The seed a scenario runs with: `--seed`, else its own, else one derived
+/// from its name (so CI runs are repeatable without pinning every file).
+pub fn seed_for(s: &Scenario, opts: &RunOptions) -> Seed {
+    opts.seed.or(s.seed).unwrap_or_else(|| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in s.name.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Seed(h % 1_000_000_000)
+    })
+}
+
+/// Run one scenario to its verdict. Never panics on scenario or Cyrus trouble:
+/// that becomes an ERROR verdict with the reason.
+pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
+    let started = Instant::now();
+    let seed = seed_for(s, opts);
+    let replay = format!(
+        "backupd-sim run {} --seed {seed} --keep{}",
+        s.path.display(),
+        if opts.bins.dir() == Path::new(crate::cyrus::DEFAULT_CYRUS_BIN) {
+            String::new()
+        } else {
+            format!(" --cyrus-bin {}", opts.bins.dir().display())
+        }
+    );
+    let mut report = ScenarioReport {
+        name: s.name.clone(),
+        path: s.path.clone(),
+        description: s.description.clone(),
+        verdict: Verdict::Error,
+        known_failure: None,
+        seed: seed.0,
+        seconds: 0.0,
+        checks: Vec::new(),
+        stats: Stats::default(),
+        ledger: Vec::new(),
+        error: None,
+        sandbox: None,
+        replay,
+    };
+    let mut hopts = HarnessOptions::new(opts.bins.clone());
+    hopts.sandbox_parent.clone_from(&opts.sandbox_parent);
+    hopts.server.seed = seed;
+    hopts.repeat_interval_secs = s.client.repeat_interval;
+    hopts.channel_sync_timeout = s.client.sync_timeout;
+    hopts.sync_log = s.client.sync_log;
+    hopts.sync_timeout = Duration::from_secs(s.client.timeout);
+    let mut h = match Harness::start(hopts) {
+        Ok(h) => h,
+        Err(e) => {
+            report.error = Some(format!("starting the harness: {e}"));
+            report.seconds = started.elapsed().as_secs_f64();
+            return report;
+        }
+    };
+    let mut run = Run {
+        s,
+        h: &h,
+        rng: Rng::new(seed).fork("source"),
+        ledger: Vec::new(),
+        runs: Vec::new(),
+        checks: Vec::new(),
+        client: None,
+        restarts: 0,
+        triggers: Vec::new(),
+        opts,
+        setup_seq: 0,
+    };
+    let outcome = run.execute();
+    let (checks, ledger, stats) = match outcome {
+        Ok(()) => run.judge(),
+        Err(e) => {
+            run.shutdown();
+            report.error = Some(e);
+            (std::mem::take(&mut run.checks), Vec::new(), run.stats())
+        }
+    };
+    report.checks = checks;
+    report.ledger = ledger;
+    report.stats = stats;
+    let failed = report.error.is_some() || report.checks.iter().any(|c| !c.ok);
+    let known = s.expect.known_failure.as_ref().filter(|k| {
+        k.versions.is_empty()
+            || k.versions
+                .iter()
+                .any(|v| opts.version.starts_with(v.as_str()))
+    });
+    report.verdict = match (report.error.is_some(), failed, known) {
+        (true, _, _) => Verdict::Error,
+        (false, true, Some(_)) => Verdict::Xfail,
+        (false, false, Some(_)) => Verdict::Xpass,
+        (false, true, None) => Verdict::Fail,
+        (false, false, None) => Verdict::Pass,
+    };
+    report.known_failure = known.map(|k| k.reason.clone());
+    report.seconds = started.elapsed().as_secs_f64();
+    write_artifacts(&h, &report);
+    if opts.keep || report.verdict.is_bad() {
+        h.keep_sandbox();
+        report.sandbox = Some(h.sandbox().to_owned());
+    }
+    drop(h);
+    report
+}
+
+fn write_artifacts(h: &Harness, report: &ScenarioReport) {
+    let dir = h.sandbox();
+    let _ = std::fs::write(dir.join("transcript.txt"), h.transcript());
+    if let Ok(json) = serde_json::to_string_pretty(report) {
+        let _ = std::fs::write(dir.join("report.json"), json);
+    }
+    let events = h.fake().events();
+    let mut lines = String::new();
+    for e in events.events() {
+        if let Ok(l) = serde_json::to_string(e) {
+            lines.push_str(&l);
+            lines.push('\n');
+        }
+    }
+    let _ = std::fs::write(dir.join("events.jsonl"), lines);
+}
+
+struct Trigger {
+    id: u64,
+    step: usize,
+    then: Vec<Step>,
+    deadline: Instant,
+}
+
+/// One scenario in progress.
+struct Run<'a> {
+    s: &'a Scenario,
+    h: &'a Harness,
+    rng: Rng,
+    ledger: Vec<Entry>,
+    runs: Vec<SyncRun>,
+    checks: Vec<Check>,
+    client: Option<Supervised>,
+    restarts: u32,
+    triggers: Vec<Trigger>,
+    opts: &'a RunOptions,
+    /// Events up to this sequence number belong to the set-up, not the steps.
+    setup_seq: u64,
+}
+
+fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+impl Run<'_> {
+    fn execute(&mut self) -> Result<(), String> {
+        self.setup()?;
+        self.setup_seq = self.h.fake().events().events().last().map_or(0, |e| e.seq);
+        for (i, step) in self.s.steps.iter().enumerate() {
+            self.serve_triggers()?;
+            self.step(i + 1, step)
+                .map_err(|e| format!("step {} ({}): {e}", i + 1, step.describe()))?;
+        }
+        // Triggers still pending get until their deadline to be reached.
+        while !self.triggers.is_empty() {
+            self.serve_triggers()?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.s.expect.catch_up {
+            self.catch_up()?;
+        } else {
+            self.shutdown();
+        }
+        Ok(())
+    }
+
+    fn setup(&mut self) -> Result<(), String> {
+        let src = self.h.source();
+        for u in &self.s.users {
+            populate::fill_user(src, &u.name, u.messages, &mut self.rng)
+                .map_err(|e| format!("filling {}: {e}", u.name))?;
+            if !u.fixtures.is_empty() {
+                let mut c = src.login_as(&u.name).map_err(|e| e.to_string())?;
+                for f in &u.fixtures {
+                    let body = populate::fixture(f).ok_or_else(|| format!("no fixture `{f}`"))?;
+                    c.append("INBOX", &[], None, body)
+                        .map_err(|e| e.to_string())?;
+                }
+                c.logout().map_err(|e| e.to_string())?;
+            }
+        }
+        let base: Vec<&str> = self
+            .s
+            .users
+            .iter()
+            .filter(|u| u.baseline)
+            .map(|u| u.name.as_str())
+            .collect();
+        if !base.is_empty() {
+            let mut args: Vec<&str> = vec!["-u"];
+            args.extend(&base);
+            let run = self.h.sync(&args).map_err(|e| e.to_string())?;
+            if run.status != Some(0) {
+                return Err(format!("the baseline `-u` failed:\n{run}"));
+            }
+            if self.s.client.sync_log {
+                let run = self.h.sync(&["-R", "-1"]).map_err(|e| e.to_string())?;
+                if run.status != Some(0) {
+                    return Err(format!("the baseline rolling pass failed:\n{run}"));
+                }
+            }
+            let c = self.h.compare(&base).map_err(|e| e.to_string())?;
+            if !c.converged() {
+                return Err(format!("the baseline did not converge:\n{c}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_args(&self, spec: &SyncSpec) -> Vec<String> {
+        let mode = spec.mode.unwrap_or(self.s.client.mode);
+        let mut args: Vec<String> = vec!["-v".into(), "-v".into()];
+        args.extend(self.s.client.flags.iter().cloned());
+        args.extend(spec.flags.iter().cloned());
+        match mode {
+            Mode::User => {
+                args.push("-u".into());
+                match &spec.users {
+                    Some(u) => args.extend(u.iter().cloned()),
+                    None => args.extend(self.s.users.iter().map(|u| u.name.clone())),
+                }
+            }
+            Mode::Mailbox => {
+                args.push("-m".into());
+                args.extend(spec.mailboxes.iter().flatten().cloned());
+            }
+            Mode::All => args.push("-A".into()),
+            Mode::RollingOnce => {
+                args.push("-R".into());
+                args.push("-1".into());
+            }
+            Mode::Rolling => args.push("-R".into()),
+        }
+        args
+    }
+
+    fn step(&mut self, n: usize, step: &Step) -> Result<(), String> {
+        match step {
+            Step::Sync(spec) => {
+                let args = self.sync_args(spec);
+                // Triggers are served while the client runs: it is the client's
+                // command that a trigger holds.
+                let h = self.h;
+                let run = std::thread::scope(|sc| {
+                    let t = sc.spawn(move || {
+                        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                        h.sync(&argv)
+                    });
+                    let mut served = Ok(());
+                    while !t.is_finished() {
+                        if served.is_ok() {
+                            served = self.serve_triggers();
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    served.and_then(|()| {
+                        t.join()
+                            .map_err(|_| "the client thread panicked".to_owned())
+                    })
+                })?
+                .map_err(|e| e.to_string())?;
+                if let Some(want) = spec.expect_exit {
+                    self.checks.push(check(
+                        format!("step {n}: exit status"),
+                        run.status == Some(want),
+                        format!(
+                            "expected {want}, got {}",
+                            run.status
+                                .map_or_else(|| "none (killed)".into(), |s| s.to_string())
+                        ),
+                    ));
+                }
+                if run.timed_out {
+                    self.checks.push(check(
+                        format!("step {n}: finished"),
+                        false,
+                        format!("killed at the timeout:\n{run}"),
+                    ));
+                }
+                self.runs.push(run);
+                Ok(())
+            }
+            Step::Start => {
+                if self.client.is_some() {
+                    return Err("the continuous client is already running".into());
+                }
+                let mut args = vec![
+                    "-n".to_owned(),
+                    crate::harness::CHANNEL.to_owned(),
+                    "-v".into(),
+                    "-v".into(),
+                ];
+                args.extend(self.s.client.flags.iter().cloned());
+                args.push("-R".into());
+                let log_run = self.h.source().sync_log_run_path(crate::harness::CHANNEL);
+                self.client = Some(Supervised::start(
+                    self.h.client().clone(),
+                    args,
+                    self.s.client.policy,
+                    log_run,
+                )?);
+                Ok(())
+            }
+            Step::Stop => {
+                self.stop_client();
+                Ok(())
+            }
+            Step::Kill => {
+                let c = self
+                    .client
+                    .as_ref()
+                    .ok_or("no continuous client is running")?;
+                c.kill();
+                Ok(())
+            }
+            Step::WaitMs(ms) => {
+                std::thread::sleep(Duration::from_millis(*ms));
+                Ok(())
+            }
+            Step::WaitFor(w) => {
+                let deadline = Instant::now() + Duration::from_millis(w.timeout_ms);
+                loop {
+                    let have = self.count_event(&w.event, w.verb.as_deref())?;
+                    if have >= w.count {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "waited {} ms for {} x{}, saw {have}",
+                            w.timeout_ms, w.event, w.count
+                        ));
+                    }
+                    self.serve_triggers()?;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Step::Trigger {
+                when,
+                then,
+                timeout_ms,
+            } => {
+                let m = crate::fault::Match {
+                    verb: when.verb.as_ref().map(|v| v.to_ascii_uppercase()),
+                    user: when.user.clone(),
+                    mailbox: when.mailbox.clone(),
+                    session: when.session,
+                    index: when.index,
+                };
+                let id = self.h.fake().add_hold(m, when.nth.unwrap_or(1));
+                self.triggers.push(Trigger {
+                    id,
+                    step: n,
+                    then: then.clone(),
+                    deadline: Instant::now() + Duration::from_millis(*timeout_ms),
+                });
+                Ok(())
+            }
+            other => self.change(n, other),
+        }
+    }
+
+    /// Steps that change the source or the fake (also run inside triggers).
+    fn change(&mut self, n: usize, step: &Step) -> Result<(), String> {
+        let ctl = |req: Request| self.h.ctl(&req).map(|_| ());
+        match step {
+            Step::Lock(l) => ctl(Request::Lock { lock: l.clone() }),
+            Step::Unlock(name) => ctl(Request::Unlock { name: name.clone() }),
+            Step::Fault(f) => ctl(Request::Fault { fault: f.clone() }),
+            Step::Clear => ctl(Request::Clear),
+            Step::Mark(m) => ctl(Request::Mark { name: m.clone() }),
+            Step::Append(a) => {
+                let mut c = self.login(&a.user)?;
+                let flags: Vec<&str> = a.flags.iter().map(String::as_str).collect();
+                for i in 0..a.count {
+                    let body = match &a.fixture {
+                        Some(f) => populate::fixture(f)
+                            .ok_or_else(|| format!("no fixture `{f}`"))?
+                            .to_vec(),
+                        None => populate::message(
+                            &format!("{}-s{n}", a.user),
+                            i,
+                            self.rng.below(1024) as usize,
+                        ),
+                    };
+                    let uid = c
+                        .append(&a.folder, &flags, None, &body)
+                        .map_err(|e| e.to_string())?
+                        .ok_or("the source gave no APPENDUID")?;
+                    self.ledger.push(Entry {
+                        step: n,
+                        change: Change::Append {
+                            user: a.user.clone(),
+                            mailbox: crate::cyrus::to_internal_name(&a.user, &a.folder),
+                            uid,
+                            guid: crate::store::sha1_hex(&body),
+                        },
+                    });
+                }
+                c.logout().map_err(|e| e.to_string())
+            }
+            Step::Flag(f) => {
+                let mut c = self.login(&f.user)?;
+                c.select(&f.folder).map_err(|e| e.to_string())?;
+                let uids = resolve_uids(&mut c, &f.uids)?;
+                let add: Vec<&str> = f.add.iter().map(String::as_str).collect();
+                let remove: Vec<&str> = f.remove.iter().map(String::as_str).collect();
+                if !add.is_empty() {
+                    c.uid_store(&f.uids, "+FLAGS", &add)
+                        .map_err(|e| e.to_string())?;
+                }
+                if !remove.is_empty() {
+                    c.uid_store(&f.uids, "-FLAGS", &remove)
+                        .map_err(|e| e.to_string())?;
+                }
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Flags {
+                        user: f.user.clone(),
+                        mailbox: crate::cyrus::to_internal_name(&f.user, &f.folder),
+                        uids,
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
+            Step::Expunge(x) => {
+                let mut c = self.login(&x.user)?;
+                c.select(&x.folder).map_err(|e| e.to_string())?;
+                let uids = resolve_uids(&mut c, &x.uids)?;
+                c.uid_store(&x.uids, "+FLAGS", &["\\Deleted"])
+                    .map_err(|e| e.to_string())?;
+                c.uid_expunge(&x.uids).map_err(|e| e.to_string())?;
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Expunge {
+                        user: x.user.clone(),
+                        mailbox: crate::cyrus::to_internal_name(&x.user, &x.folder),
+                        uids,
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
+            Step::Create(f) | Step::Delete(f) | Step::Subscribe(f) | Step::Unsubscribe(f) => {
+                let mut c = self.login(&f.user)?;
+                let mailbox = crate::cyrus::to_internal_name(&f.user, &f.folder);
+                let user = f.user.clone();
+                let change = match step {
+                    Step::Create(_) => {
+                        c.create(&f.folder).map_err(|e| e.to_string())?;
+                        Change::Create { user, mailbox }
+                    }
+                    Step::Delete(_) => {
+                        c.delete(&f.folder).map_err(|e| e.to_string())?;
+                        Change::Delete { user, mailbox }
+                    }
+                    Step::Subscribe(_) => {
+                        c.subscribe(&f.folder).map_err(|e| e.to_string())?;
+                        Change::Subscription {
+                            user,
+                            mailbox,
+                            on: true,
+                        }
+                    }
+                    _ => {
+                        c.unsubscribe(&f.folder).map_err(|e| e.to_string())?;
+                        Change::Subscription {
+                            user,
+                            mailbox,
+                            on: false,
+                        }
+                    }
+                };
+                self.ledger.push(Entry { step: n, change });
+                c.logout().map_err(|e| e.to_string())
+            }
+            Step::Rename(r) => {
+                let mut c = self.login(&r.user)?;
+                c.rename(&r.from, &r.to).map_err(|e| e.to_string())?;
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Rename {
+                        user: r.user.clone(),
+                        from: crate::cyrus::to_internal_name(&r.user, &r.from),
+                        to: crate::cyrus::to_internal_name(&r.user, &r.to),
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
+            other => Err(format!("`{}` is not a change", other.describe())),
+        }
+    }
+
+    fn login(&self, user: &str) -> Result<ImapClient, String> {
+        self.h.source().login_as(user).map_err(|e| e.to_string())
+    }
+
+    /// Run the `then` steps of every trigger whose command is held now, then
+    /// release it; fail a trigger whose deadline passed unreached.
+    fn serve_triggers(&mut self) -> Result<(), String> {
+        let mut pending = std::mem::take(&mut self.triggers);
+        let mut result = Ok(());
+        pending.retain(|t| {
+            if result.is_err() {
+                return true;
+            }
+            match self.h.fake().hold_phase(t.id) {
+                Some(HoldPhase::Reached) => {
+                    for (i, sub) in t.then.iter().enumerate() {
+                        if let Err(e) = self.change(t.step, sub) {
+                            result = Err(format!(
+                                "step {} trigger action {} ({}): {e}",
+                                t.step,
+                                i + 1,
+                                sub.describe()
+                            ));
+                            break;
+                        }
+                    }
+                    self.h.fake().release_hold(t.id);
+                    false
+                }
+                Some(HoldPhase::Waiting) if Instant::now() > t.deadline => {
+                    self.h.fake().release_hold(t.id);
+                    self.checks.push(check(
+                        format!("step {}: trigger", t.step),
+                        false,
+                        "no command matched before its timeout",
+                    ));
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.triggers = pending;
+        result
+    }
+
+    fn count_event(&self, event: &str, verb: Option<&str>) -> Result<u64, String> {
+        Ok(match event {
+            "converged" => {
+                let users = self.s.user_names();
+                u64::from(
+                    self.h
+                        .compare(&users)
+                        .map_err(|e| e.to_string())?
+                        .converged(),
+                )
+            }
+            "client-exit" => u64::from(self.client.as_ref().is_some_and(|c| !c.running())),
+            _ => {
+                let events = self.h.fake().events();
+                events
+                    .events()
+                    .filter(|e| e.seq > self.setup_seq)
+                    .filter(|e| match (&e.kind, event) {
+                        (EventKind::LockHit { .. }, "lock-hit") => true,
+                        (EventKind::Fault { .. }, "fault") => true,
+                        (EventKind::Connected { .. }, "connections") => true,
+                        (EventKind::Command { verb: v, .. }, "command") => {
+                            verb.is_none_or(|want| {
+                                let want = want.to_ascii_uppercase();
+                                *v == want
+                                    || v.strip_prefix(want.as_str())
+                                        .is_some_and(|r| r.starts_with(' '))
+                            })
+                        }
+                        _ => false,
+                    })
+                    .count() as u64
+            }
+        })
+    }
+
+    fn stop_client(&mut self) {
+        if let Some(c) = self.client.take() {
+            let (runs, restarts, errors) = c.stop();
+            self.runs.extend(runs);
+            self.restarts += restarts;
+            for e in errors {
+                self.checks.push(check("continuous client", false, e));
+            }
+        }
+    }
+
+    /// Release every hold, clear locks and faults, stop the client.
+    fn shutdown(&mut self) {
+        for t in std::mem::take(&mut self.triggers) {
+            self.h.fake().release_hold(t.id);
+        }
+        let _ = self.h.ctl(&Request::Clear);
+        self.stop_client();
+    }
+
+    /// Locks and faults cleared, client stopped, then `-R -1` until the
+    /// channel log is drained (at most 3 passes).
+    fn catch_up(&mut self) -> Result<(), String> {
+        self.shutdown();
+        if !self.s.client.sync_log {
+            return Ok(());
+        }
+        let src = self.h.source();
+        for _ in 0..3 {
+            let log = src.sync_log_path(crate::harness::CHANNEL);
+            let run_file = src.sync_log_run_path(crate::harness::CHANNEL);
+            if !log.exists() && !run_file.exists() {
+                break;
+            }
+            let run = self
+                .h
+                .sync(&["-v", "-v", "-R", "-1"])
+                .map_err(|e| e.to_string())?;
+            self.runs.push(run);
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Stats {
+        let events = self.h.fake().events();
+        let mut stats = Stats {
+            client_runs: self.runs.len(),
+            restarts: u64::from(self.restarts),
+            deferrals: self
+                .runs
+                .iter()
+                .map(|r| r.stderr.matches("Deferred: ").count() as u64)
+                .sum(),
+            ..Stats::default()
+        };
+        let mut conn_times = Vec::new();
+        let (mut first_hit, mut last_hit) = (None, None);
+        for e in events.events().filter(|e| e.seq > self.setup_seq) {
+            match &e.kind {
+                EventKind::Connected { .. } => {
+                    stats.connections += 1;
+                    conn_times.push(e.t_us);
+                }
+                EventKind::LockHit { .. } => {
+                    stats.lock_hits += 1;
+                    first_hit.get_or_insert(e.t_us);
+                    last_hit = Some(e.t_us);
+                }
+                EventKind::Fault { .. } => stats.faults += 1,
+                _ => {}
+            }
+        }
+        if let (Some(a), Some(b)) = (first_hit, last_hit) {
+            let during = conn_times.iter().filter(|t| (a..=b).contains(*t)).count();
+            let secs = (b - a) as f64 / 1e6;
+            stats.reconnect_rate = if secs > 0.05 {
+                during as f64 / secs
+            } else {
+                0.0
+            };
+        }
+        stats
+    }
+
+    fn channel_log_text(&self) -> String {
+        let src = self.h.source();
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        read(src.sync_log_path(crate::harness::CHANNEL))
+            + &read(src.sync_log_run_path(crate::harness::CHANNEL))
+    }
+
+    fn judge(&mut self) -> (Vec<Check>, Vec<Classified>, Stats) {
+        let users = self.s.user_names();
+        let stats = self.stats();
+        let mut checks = std::mem::take(&mut self.checks);
+        let e = &self.s.expect;
+        let source = match self.h.source().read_state(&users) {
+            Ok(s) => s,
+            Err(err) => {
+                checks.push(check("read the source", false, err.to_string()));
+                return (checks, Vec::new(), stats);
+            }
+        };
+        let mut backup: MailState = self.h.backup_state();
+        let wanted: BTreeSet<&str> = users.iter().copied().collect();
+        backup.users.retain(|u, _| wanted.contains(u.as_str()));
+        let c = compare(&source, &backup);
+        checks.push(check(
+            "converged",
+            c.converged() == e.converged,
+            if c.converged() {
+                "the backup equals the source".to_owned()
+            } else {
+                c.to_string()
+            },
+        ));
+        if e.converged {
+            let bad = self.h.verify_bodies();
+            checks.push(check("bodies", bad.is_empty(), bad.join("\n")));
+        }
+        let ledger = classify(&self.ledger, &source, &backup, &self.channel_log_text());
+        let lost: Vec<String> = ledger
+            .iter()
+            .filter(|c| c.class == Class::Lost)
+            .map(|c| format!("step {}: {}", c.entry.step, c.entry.change))
+            .collect();
+        let queued = ledger.iter().filter(|c| c.class == Class::Queued).count() as u64;
+        if let Some(want) = e.lost {
+            checks.push(check(
+                "lost changes",
+                lost.len() as u64 == want,
+                format!(
+                    "expected {want}, ledger says {}{}",
+                    lost.len(),
+                    if lost.is_empty() {
+                        String::new()
+                    } else {
+                        format!(":\n  {}", lost.join("\n  "))
+                    }
+                ),
+            ));
+        }
+        if let Some(want) = e.queued {
+            checks.push(check(
+                "queued changes",
+                queued == want,
+                format!("expected {want}, ledger says {queued}"),
+            ));
+        }
+        let ranges = [
+            ("deferrals", e.deferrals, stats.deferrals),
+            ("lock hits", e.lock_hits, stats.lock_hits),
+            ("connections", e.connections, stats.connections),
+            ("restarts", e.restarts, stats.restarts),
+        ];
+        for (name, range, have) in ranges {
+            if let Some(r) = range {
+                checks.push(check(
+                    name,
+                    r.contains(have),
+                    format!("expected {r}, saw {have}"),
+                ));
+            }
+        }
+        if let Some(max) = e.reconnect_rate_max {
+            checks.push(check(
+                "reconnect rate",
+                stats.reconnect_rate <= max,
+                format!(
+                    "expected at most {max:.1}/s, saw {:.1}/s",
+                    stats.reconnect_rate
+                ),
+            ));
+        }
+        if e.snapshot {
+            checks.push(self.snapshot());
+        }
+        (checks, ledger, stats)
+    }
+
+    /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.
+    fn snapshot(&self) -> Check {
+        let text = normalize_transcript(&self.h.transcript());
+        let dir = self
+            .s
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("snapshots");
+        let path = dir.join(format!("{}.snap", self.s.name));
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == text => {
+                check("transcript snapshot", true, path.display().to_string())
+            }
+            result => {
+                if self.opts.update_snapshots {
+                    let ok = std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&path, &text))
+                        .is_ok();
+                    return check(
+                        "transcript snapshot",
+                        ok,
+                        format!("written to {}", path.display()),
+                    );
+                }
+                let detail = match result {
+                    Ok(want) => format!(
+                        "{} differs (re-run with --update-snapshots to accept):\n{}",
+                        path.display(),
+                        pretty_assertions::StrComparison::new(&want, &text)
+                    ),
+                    Err(_) => format!(
+                        "{} is missing (re-run with --update-snapshots to write it)",
+                        path.display()
+                    ),
+                };
+                check("transcript snapshot", false, detail)
+            }
+        }
+    }
+}
+
+/// Resolve a UID set (`1`, `2:4`, `1,3`, `5:*`) against the selected mailbox.
+fn resolve_uids(c: &mut ImapClient, set: &str) -> Result<Vec<u32>, String> {
+    let have: Vec<u32> = c
+        .uid_fetch_all()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    let max = have.iter().copied().max().unwrap_or(0);
+    let num = |s: &str| -> Result<u32, String> {
+        if s == "*" {
+            Ok(max)
+        } else {
+            s.parse().map_err(|_| format!("`{set}` is not a UID set"))
+        }
+    };
+    let mut out = BTreeSet::new();
+    for part in set.split(',') {
+        let (a, b) = match part.split_once(':') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        let (lo, hi) = (a.min(b), a.max(b));
+        out.extend(have.iter().copied().filter(|u| (lo..=hi).contains(u)));
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// A transcript with what changes between runs replaced: numbers of 9 or
+/// more digits (times, UIDVALIDITY, CRCs) become `[N]`, uniqueids `[UNIQUEID]`,
+/// session numbers stay (they are deterministic for one client).
+pub fn normalize_transcript(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    for line in t.lines() {
+        let mut words = Vec::new();
+        let mut after_uniqueid = false;
+        for w in line.split(' ') {
+            let w2 = if after_uniqueid {
+                "[UNIQUEID]".to_owned()
+            } else {
+                normalize_word(w)
+            };
+            after_uniqueid = w.ends_with("UNIQUEID");
+            words.push(w2);
+        }
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+fn normalize_word(w: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 9 {
+            out.push_str("[N]");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for ch in w.chars() {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}

@@ -1,0 +1,190 @@
+//! Suite reports: the summary table, JSON and JUnit XML.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{ScenarioReport, Verdict};
+use crate::scenario::ledger::Class;
+
+/// The summary table and, for every bad verdict, its failures, sandbox and
+/// replay command.
+pub fn summary(reports: &[ScenarioReport]) -> String {
+    let mut out = String::new();
+    let w = reports
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let _ = writeln!(
+        out,
+        "{:<w$}  {:<6} {:>6} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5}",
+        "scenario", "result", "secs", "runs", "conns", "locked", "defer", "queued", "lost"
+    );
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<6} {:>6.1} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5}",
+            r.name,
+            r.verdict.to_string(),
+            r.seconds,
+            r.stats.client_runs,
+            r.stats.connections,
+            r.stats.lock_hits,
+            r.stats.deferrals,
+            r.count(Class::Queued),
+            r.count(Class::Lost),
+        );
+    }
+    let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    let _ = writeln!(
+        out,
+        "\n{} scenarios: {} passed, {} failed, {} xfail, {} xpass, {} errors",
+        reports.len(),
+        count(Verdict::Pass),
+        count(Verdict::Fail),
+        count(Verdict::Xfail),
+        count(Verdict::Xpass),
+        count(Verdict::Error)
+    );
+    for r in reports
+        .iter()
+        .filter(|r| r.verdict.is_bad() || r.verdict == Verdict::Xfail)
+    {
+        let _ = writeln!(
+            out,
+            "\n{} {} (seed {}): {}",
+            r.verdict, r.name, r.seed, r.description
+        );
+        if let Some(k) = &r.known_failure {
+            let _ = writeln!(out, "  known failure: {k}");
+        }
+        for f in r.failures() {
+            for (i, line) in f.lines().enumerate() {
+                let _ = writeln!(out, "  {}{line}", if i == 0 { "- " } else { "  " });
+            }
+        }
+        if let Some(s) = &r.sandbox {
+            let _ = writeln!(
+                out,
+                "  sandbox: {} (transcript.txt, events.jsonl, report.json)",
+                s.display()
+            );
+        }
+        let _ = writeln!(out, "  replay:  {}", r.replay);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    passed: bool,
+    scenarios: &'a [ScenarioReport],
+}
+
+/// Every report as JSON.
+pub fn json(reports: &[ScenarioReport]) -> String {
+    let passed = !reports.iter().any(|r| r.verdict.is_bad());
+    serde_json::to_string_pretty(&JsonReport {
+        passed,
+        scenarios: reports,
+    })
+    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 forbids most control characters, even escaped.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JUnit XML (the Ant/Surefire shape CI servers read): one `testcase` per
+/// scenario; FAIL and XPASS are `failure`, ERROR is `error`, XFAIL passes
+/// with its reason in `system-out`.
+pub fn junit(reports: &[ScenarioReport]) -> String {
+    let failures = reports
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Xpass))
+        .count();
+    let errors = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Error)
+        .count();
+    let time: f64 = reports.iter().map(|r| r.seconds).sum();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"backupd-sim\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">",
+        reports.len()
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"scenarios\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{time:.3}\">",
+        reports.len()
+    );
+    for r in reports {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"backupd-sim.scenarios\" name=\"{}\" file=\"{}\" time=\"{:.3}\">",
+            xml(&r.name),
+            xml(&r.path.display().to_string()),
+            r.seconds
+        );
+        let body = format!(
+            "{}\nseed {}\nreplay: {}",
+            r.failures().join("\n"),
+            r.seed,
+            r.replay
+        );
+        match r.verdict {
+            Verdict::Fail | Verdict::Xpass => {
+                let msg = if r.verdict == Verdict::Xpass {
+                    "passed, but a known failure was expected"
+                } else {
+                    "expectations not met"
+                };
+                let _ = write!(
+                    out,
+                    "\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    ",
+                    xml(msg),
+                    r.verdict,
+                    xml(&body)
+                );
+            }
+            Verdict::Error => {
+                let _ = write!(
+                    out,
+                    "\n      <error message=\"could not run\" type=\"ERROR\">{}</error>\n    ",
+                    xml(&body)
+                );
+            }
+            Verdict::Xfail => {
+                let _ = write!(
+                    out,
+                    "\n      <system-out>{}</system-out>\n    ",
+                    xml(&format!(
+                        "expected failure: {}\n{}",
+                        r.known_failure.as_deref().unwrap_or(""),
+                        body
+                    ))
+                );
+            }
+            Verdict::Pass => {}
+        }
+        out.push_str("</testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}

@@ -1,0 +1,330 @@
+//! The ledger: every source change a scenario made, and where it ended up.
+//!
+//! At the end of a run each change is classified against the final source
+//! state, the backup and the channel log:
+//! - **on backup**: the backup reflects it;
+//! - **queued**: not on the backup yet, but a channel log (`log` or `log-run`)
+//!   still names its mailbox or user, so a later rolling pass will carry it;
+//! - **lost**: neither: nothing will ever bring it to the backup;
+//! - **superseded**: a later change undid it on the source (say, an append
+//!   whose message was expunged afterwards), so there is nothing to carry.
+
+use serde::Serialize;
+
+use crate::mailstate::MailState;
+
+/// One change made on the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A message appended.
+    Append {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+        /// UID the source gave it.
+        uid: u32,
+        /// SHA-1 of its bytes.
+        guid: String,
+    },
+    /// Flags changed on these UIDs.
+    Flags {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+        /// UIDs touched.
+        uids: Vec<u32>,
+    },
+    /// These UIDs expunged.
+    Expunge {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+        /// UIDs expunged.
+        uids: Vec<u32>,
+    },
+    /// A mailbox created.
+    Create {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+    },
+    /// A mailbox deleted.
+    Delete {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+    },
+    /// A mailbox renamed.
+    Rename {
+        /// Owner.
+        user: String,
+        /// Old internal name.
+        from: String,
+        /// New internal name.
+        to: String,
+    },
+    /// A subscription added (`on`) or removed.
+    Subscription {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+        /// Subscribed afterwards.
+        on: bool,
+    },
+}
+
+/// Where a change ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// On the backup.
+    OnBackup,
+    /// Still named by a channel log.
+    Queued,
+    /// Nowhere: lost.
+    Lost,
+    /// Undone on the source later.
+    Superseded,
+}
+
+/// One ledger line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Scenario step number (1-based; 0 for the set-up).
+    pub step: usize,
+    /// What changed.
+    pub change: Change,
+}
+
+/// A classified ledger line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Classified {
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// Where it ended up.
+    pub class: Class,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Append {
+                mailbox, uid, guid, ..
+            } => write!(f, "append {mailbox} UID {uid} ({guid})"),
+            Change::Flags { mailbox, uids, .. } => write!(f, "flags {mailbox} UIDs {uids:?}"),
+            Change::Expunge { mailbox, uids, .. } => write!(f, "expunge {mailbox} UIDs {uids:?}"),
+            Change::Create { mailbox, .. } => write!(f, "create {mailbox}"),
+            Change::Delete { mailbox, .. } => write!(f, "delete {mailbox}"),
+            Change::Rename { from, to, .. } => write!(f, "rename {from} to {to}"),
+            Change::Subscription { mailbox, on, .. } => {
+                write!(
+                    f,
+                    "{} {mailbox}",
+                    if *on { "subscribe" } else { "unsubscribe" }
+                )
+            }
+        }
+    }
+}
+
+/// Classify every entry. `channel_log` is the text of the source's channel
+/// `log` and `log-run` together.
+pub fn classify(
+    entries: &[Entry],
+    source: &MailState,
+    backup: &MailState,
+    channel_log: &str,
+) -> Vec<Classified> {
+    entries
+        .iter()
+        .map(|e| Classified {
+            entry: e.clone(),
+            class: class_of(&e.change, source, backup, channel_log),
+        })
+        .collect()
+}
+
+fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Class {
+    let mbox = |state: &MailState, user: &str, name: &str| {
+        state
+            .users
+            .get(user)
+            .and_then(|u| u.mailboxes.get(name))
+            .cloned()
+    };
+    let logged = |user: &str, names: &[&str]| {
+        log.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            names.iter().any(|n| words.contains(n))
+                || (words.first() == Some(&"USER") && words.get(1) == Some(&user))
+                || (words.first() == Some(&"META") && words.get(1) == Some(&user))
+        })
+    };
+    let (done, superseded, user, names): (bool, bool, &str, Vec<&str>) = match c {
+        Change::Append {
+            user,
+            mailbox,
+            uid,
+            guid,
+        } => {
+            let live = mbox(source, user, mailbox).and_then(|m| m.messages.get(uid).cloned());
+            let on = mbox(backup, user, mailbox).and_then(|m| m.messages.get(uid).cloned());
+            (
+                on.is_some_and(|m| &m.guid == guid),
+                live.is_none_or(|m| &m.guid != guid),
+                user,
+                vec![mailbox],
+            )
+        }
+        Change::Flags {
+            user,
+            mailbox,
+            uids,
+        } => {
+            let (s, b) = (mbox(source, user, mailbox), mbox(backup, user, mailbox));
+            let live: Vec<u32> = uids
+                .iter()
+                .copied()
+                .filter(|u| s.as_ref().is_some_and(|m| m.messages.contains_key(u)))
+                .collect();
+            let done = live.iter().all(|u| {
+                let sf = s.as_ref().and_then(|m| m.messages.get(u)).map(|m| &m.flags);
+                let bf = b.as_ref().and_then(|m| m.messages.get(u)).map(|m| &m.flags);
+                sf == bf
+            });
+            (done, live.is_empty(), user, vec![mailbox])
+        }
+        Change::Expunge {
+            user,
+            mailbox,
+            uids,
+        } => {
+            let b = mbox(backup, user, mailbox);
+            let done = uids
+                .iter()
+                .all(|u| b.as_ref().is_none_or(|m| !m.messages.contains_key(u)));
+            (done, false, user, vec![mailbox])
+        }
+        Change::Create { user, mailbox } => (
+            mbox(backup, user, mailbox).is_some(),
+            mbox(source, user, mailbox).is_none(),
+            user,
+            vec![mailbox],
+        ),
+        Change::Delete { user, mailbox } => (
+            mbox(backup, user, mailbox).is_none(),
+            mbox(source, user, mailbox).is_some(),
+            user,
+            vec![mailbox],
+        ),
+        Change::Rename { user, from, to } => (
+            mbox(backup, user, to).is_some() && mbox(backup, user, from).is_none(),
+            mbox(source, user, to).is_none(),
+            user,
+            vec![from, to],
+        ),
+        Change::Subscription { user, mailbox, on } => {
+            let has = |s: &MailState| {
+                s.users
+                    .get(user)
+                    .is_some_and(|u| u.subscriptions.contains(mailbox))
+            };
+            (has(backup) == *on, has(source) != *on, user, vec![mailbox])
+        }
+    };
+    if superseded {
+        Class::Superseded
+    } else if done {
+        Class::OnBackup
+    } else if logged(user, &names) {
+        Class::Queued
+    } else {
+        Class::Lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailstate::{MailboxState, MessageState, UserState};
+
+    fn state(uids: &[(u32, &str)], subs: &[&str]) -> MailState {
+        let mut m = MailboxState::default();
+        for (u, g) in uids {
+            m.messages.insert(
+                *u,
+                MessageState {
+                    guid: (*g).into(),
+                    ..MessageState::default()
+                },
+            );
+        }
+        let mut u = UserState::default();
+        u.mailboxes.insert("user.a".into(), m);
+        u.subscriptions = subs.iter().map(|s| (*s).to_owned()).collect();
+        let mut s = MailState::default();
+        s.users.insert("a".into(), u);
+        s
+    }
+
+    fn append(uid: u32, guid: &str) -> Entry {
+        Entry {
+            step: 1,
+            change: Change::Append {
+                user: "a".into(),
+                mailbox: "user.a".into(),
+                uid,
+                guid: guid.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn each_class() {
+        let source = state(&[(1, "g1"), (2, "g2"), (3, "g3")], &["user.a"]);
+        let backup = state(&[(1, "g1")], &[]);
+        let entries = vec![
+            append(1, "g1"),
+            append(2, "g2"),
+            append(4, "g4"),
+            Entry {
+                step: 2,
+                change: Change::Subscription {
+                    user: "a".into(),
+                    mailbox: "user.a".into(),
+                    on: true,
+                },
+            },
+        ];
+        let classes: Vec<Class> = classify(&entries, &source, &backup, "")
+            .iter()
+            .map(|c| c.class)
+            .collect();
+        assert_eq!(
+            classes,
+            [Class::OnBackup, Class::Lost, Class::Superseded, Class::Lost]
+        );
+        let classes: Vec<Class> =
+            classify(&entries, &source, &backup, "APPEND user.a\nSUB a user.a\n")
+                .iter()
+                .map(|c| c.class)
+                .collect();
+        assert_eq!(
+            classes,
+            [
+                Class::OnBackup,
+                Class::Queued,
+                Class::Superseded,
+                Class::Queued
+            ]
+        );
+    }
+}
