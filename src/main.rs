@@ -97,6 +97,9 @@ struct RunArgs {
     /// Only validate the scenario files.
     #[arg(long)]
     check: bool,
+    /// Only list the selected scenarios (after --filter and --shard), one path a line.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(Args)]
@@ -362,6 +365,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     if args.check {
         println!("{} scenario file(s) valid", scenarios.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.list {
+        for s in &scenarios {
+            println!("{}", s.path.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if scenarios.is_empty() {

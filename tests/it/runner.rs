@@ -1,0 +1,180 @@
+//! `backupd-sim run`: the bundled suite, invalid scenarios, a broken fake
+//! caught, JUnit, shards.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::cyrus_bins;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("run backupd-sim");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// The bundled suite (`scenarios/`) runs with every verdict as expected, and
+/// its JUnit report is well-formed JUnit XML with one testcase per scenario.
+#[test]
+fn bundled_suite_passes_with_a_valid_junit_report() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = scratch();
+    let junit = dir.path().join("junit.xml");
+    let json = dir.path().join("report.json");
+    let (code, stdout, stderr) = run(&[
+        "-j",
+        "2",
+        "--junit",
+        junit.to_str().expect("path"),
+        "--json",
+        json.to_str().expect("path"),
+        "--sandbox-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (_, listed, _) = run(&["--list"]);
+    let count = listed.lines().count();
+    assert!(count >= 15, "{listed}");
+
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suite = root
+        .children()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("testsuite");
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), count);
+    assert_eq!(suite.attribute("tests"), Some(count.to_string().as_str()));
+    assert_eq!(suite.attribute("failures"), Some("0"));
+    assert_eq!(suite.attribute("errors"), Some("0"));
+    for c in &cases {
+        assert!(c.attribute("name").is_some() && c.attribute("classname").is_some());
+        assert!(c
+            .attribute("time")
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some());
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["scenarios"].as_array().map(Vec::len), Some(count));
+}
+
+/// A typo in a key fails with exit 2, naming the file, the line and the key,
+/// before anything runs.
+#[test]
+fn a_typo_in_a_key_is_exit_2_with_file_line_and_key() {
+    let dir = scratch();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(
+        &path,
+        "description = \"typo\"\n[[user]]\nname = \"a\"\n\n[[step]]\nappend = { user = \"a\", cuont = 2 }\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run(&[path.to_str().expect("path")]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stderr.contains("typo.toml line 6 column"), "{stderr}");
+    assert!(stderr.contains("unknown field `cuont`"), "{stderr}");
+
+    std::fs::write(&path, "description = \"x\"\n[[user]]\nname = \"a\"\n[[step]]\nsync = {}\nlock = { user = \"a\" }\n").expect("write");
+    let (code, _, stderr) = run(&[path.to_str().expect("path")]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("line 4") && stderr.contains("exactly one action"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(&["/nonexistent/dir"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("/nonexistent/dir: no such file or directory"),
+        "{stderr}"
+    );
+}
+
+/// Breaking the fake on purpose (a `lie` on APPLY MESSAGE added to a scenario
+/// that expects convergence) fails that scenario, with a diff naming the lost
+/// message, a kept sandbox and the replay command.
+#[test]
+fn a_lying_fake_fails_a_convergence_scenario_naming_the_lost_message() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = scratch();
+    let original = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/basic/rolling-changes.toml"),
+    )
+    .expect("read");
+    let broken = original.replacen(
+        "[[step]]",
+        "[[step]]\nfault = { when = { verb = \"APPLY MESSAGE\" }, action = \"lie\" }\n[[step]]",
+        1,
+    );
+    let path = dir.path().join("rolling-changes-broken.toml");
+    std::fs::write(&path, broken).expect("write");
+    let (code, stdout, stderr) = run(&[
+        path.to_str().expect("path"),
+        "--sandbox-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("FAIL rolling-changes-broken"), "{stdout}");
+    assert!(
+        stdout.contains("lost: message "),
+        "no lost message named:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("lost changes: expected 0, ledger says"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("replay:  backupd-sim run") && stdout.contains("--seed"),
+        "{stdout}"
+    );
+    let sandbox: PathBuf = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sandbox: "))
+        .and_then(|l| l.split(' ').next())
+        .map(PathBuf::from)
+        .expect("sandbox line");
+    assert!(sandbox.join("transcript.txt").exists() && sandbox.join("report.json").exists());
+    let _ = std::fs::remove_dir_all(sandbox);
+}
+
+/// `--shard 1/2` and `--shard 2/2` together select every scenario exactly once.
+#[test]
+fn shards_cover_the_suite_exactly_once() {
+    let (_, all, _) = run(&["--list"]);
+    let (c1, one, _) = run(&["--list", "--shard", "1/2"]);
+    let (c2, two, _) = run(&["--list", "--shard", "2/2"]);
+    assert_eq!((c1, c2), (0, 0));
+    let mut union: Vec<&str> = one.lines().chain(two.lines()).collect();
+    union.sort_unstable();
+    let mut all: Vec<&str> = all.lines().collect();
+    all.sort_unstable();
+    assert!(!one.is_empty() && !two.is_empty());
+    assert!(one.lines().all(|l| !two.lines().any(|m| m == l)), "overlap");
+    assert_eq!(union, all);
+    let (code, _, stderr) = run(&["--list", "--shard", "3/2"]);
+    assert_eq!(code, 2, "{stderr}");
+}
