@@ -9,7 +9,7 @@ CARGO ?= cargo
 CYRUS_BIN ?= /usr/lib/cyrus/bin
 export CYRUS_BIN
 
-.PHONY: help setup build run demo test lint fmt clean
+.PHONY: help setup build run demo test lint fmt clean bench
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -17,6 +17,10 @@ help:
 	@echo "make build  build the release binary target/release/backupd-sim"
 	@echo "make demo   one built-in end-to-end replication, printing what it verified"
 	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
+	@echo "make hygiene  HYGIENE_RUNS (50) runs + interrupts: no leftover Cyrus process or sandbox"
+	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60); fails on a crash"
+	@echo "make soak   convergence scenarios SOAK_RUNS (1000) times correct, then with lie/hide-missing"
+	@echo "make bench  fake vs real backupd vs real sync_server vs a floor: bench/results.md and .json"
 
 setup:
 	@scripts/install-cyrus.sh
@@ -33,6 +37,12 @@ run: setup build
 demo: setup build
 	target/release/backupd-sim demo --cyrus-bin "$(CYRUS_BIN)"
 
+# Benchmarks (issue 6): every workload against the fake, the real backupd, the real
+# sync_server and a floor; writes bench/results.md and bench/results.json (~10 min).
+# Extra arguments in BENCH_ARGS (e.g. BENCH_ARGS="--quick --reps 1").
+bench: setup build
+	target/release/backupd-sim bench --cyrus-bin "$(CYRUS_BIN)" --out bench $(BENCH_ARGS)
+
 # The Cyrus tests are required here: setup installed Cyrus, so a missing one is a failure.
 test: setup
 	BACKUPD_SIM_REQUIRE_CYRUS=1 $(CARGO) test --locked
@@ -46,3 +56,32 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+.PHONY: hygiene fuzz soak
+
+# No orphans (issue 7): SIGINT/SIGTERM mid-run, a killed sync_client, and
+# HYGIENE_RUNS runs of a short scenario leave no Cyrus process and no sandbox.
+HYGIENE_RUNS ?= 50
+hygiene: setup
+	HYGIENE_RUNS=$(HYGIENE_RUNS) BACKUPD_SIM_REQUIRE_CYRUS=1 $(CARGO) test --locked --test it hygiene -- --nocapture
+
+# cargo-fuzz targets (fuzz/, a crate of its own) for FUZZ_SECONDS each; a crash
+# fails (its input is in fuzz/artifacts/<target>/). Stable Rust needs
+# RUSTC_BOOTSTRAP=1 for cargo-fuzz's -Z flags. New inputs go to fuzz/work/
+# (ignored); the committed seeds in fuzz/corpus/ come from fuzz/seed-corpus.py.
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 32768
+FUZZ_TARGETS ?= dlist_frame_decode session
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/work/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/work/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1; \
+	done
+
+# Soak (issue 7): scripts/soak.sh; SOAK_RUNS per phase (~1.5-5 s a run).
+SOAK_RUNS ?= 1000
+soak: setup build
+	SOAK_RUNS=$(SOAK_RUNS) BIN=target/release/backupd-sim scripts/soak.sh

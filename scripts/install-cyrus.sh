@@ -20,7 +20,9 @@ need=(master imapd sync_client ctl_cyrusdb)
 have_all() {
     local b
     for b in "${need[@]}"; do [ -x "$BIN/$b" ] || return 1; done
-    getent passwd cyrus >/dev/null
+    getent passwd cyrus >/dev/null || return 1
+    # sqlite3 reads a real backupd's index (side-by-side runs and make bench).
+    [ "$BIN" != /usr/lib/cyrus/bin ] || command -v sqlite3 >/dev/null
 }
 
 if have_all; then
@@ -36,7 +38,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 
-echo "cyrus: installing cyrus-common cyrus-imapd cyrus-replication with apt-get ..."
+echo "cyrus: installing cyrus-common cyrus-imapd cyrus-replication sqlite3 with apt-get ..."
 prc=/usr/sbin/policy-rc.d
 own_prc=0
 if [ ! -e "$prc" ]; then
@@ -49,7 +51,7 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends cyrus-common cyrus-imapd cyrus-replication
+apt-get install -y -q --no-install-recommends cyrus-common cyrus-imapd cyrus-replication sqlite3
 
 # hyperfine is only for `make bench`; not required here.
 if have_all; then

@@ -96,6 +96,7 @@ pub struct Harness {
     client: SyncClient,
     sync_timeout: Duration,
     sandbox: Option<tempfile::TempDir>,
+    sandbox_reg: crate::cyrus::process::SandboxRegistration,
     sandbox_path: PathBuf,
     control_addr: Option<std::net::SocketAddr>,
 }
@@ -115,6 +116,7 @@ impl Harness {
                 parent.display()
             )))?;
         let sandbox_path = sandbox.path().to_owned();
+        let sandbox_reg = crate::cyrus::process::SandboxRegistration::new(&sandbox_path, opts.keep);
         // Cyrus runs as `cyrus` and must be able to enter the sandbox.
         std::fs::set_permissions(
             &sandbox_path,
@@ -176,6 +178,7 @@ impl Harness {
             client,
             sync_timeout: opts.sync_timeout,
             sandbox,
+            sandbox_reg,
             sandbox_path,
             control_addr,
         })
@@ -186,6 +189,7 @@ impl Harness {
         if let Some(t) = self.sandbox.take() {
             let _ = t.keep();
         }
+        self.sandbox_reg.keep();
     }
 
     /// The control endpoint, when [`HarnessOptions::control`] was set.

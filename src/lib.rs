@@ -2,25 +2,30 @@
 //!
 //! # Layout
 //!
-//! - [`check`]: convergence of a source and a backup, with divergences named.
-//! - [`cyrus`]: the real Cyrus pieces: installation, source instance, IMAP client, sync_client runs.
 //! - [`dlist`]: sans-IO framing and grammar of the csync wire format.
-//! - [`events`]: the bounded event log (connections, commands, replies) and transcripts.
-//! - [`populate`]: deterministic mail and changes made on the source over IMAP.
 //! - [`proto`]: typed commands and replies on top of `dlist`.
-//! - [`store`]: the fake's backup contents, per-user locks, body pack, state file.
 //! - [`session`]: one connection as a sans-IO state machine over the store.
-//! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
-//! - [`runner`]: runs scenarios against the real client and judges them; suite, reports.
-//! - [`scenario`]: scenario files (TOML), validated with file/line/column errors; the ledger.
-//! - [`server`]: the tokio driver running sessions over TCP, with DEFLATE.
+//! - [`store`]: the fake's backup contents, per-user locks, body pack, state file.
 //! - [`fault`]: lock windows and faults, consulted at protocol events; the plan file.
+//! - [`server`]: the tokio driver running sessions over TCP, with DEFLATE; the control endpoint.
+//! - [`events`]: the bounded event log (connections, commands, replies, locks, faults) and transcripts.
+//! - [`cyrus`]: the real Cyrus pieces: installation, source instance, real targets, IMAP client, sync_client runs.
 //! - [`harness`]: a real source, the fake and the real sync_client in one sandbox.
+//! - [`populate`]: deterministic mail and changes made on the source over IMAP.
 //! - [`mailstate`]: the comparable view of a mail store, used by both sides of a check.
+//! - [`check`]: convergence of a source and a backup, with divergences named.
+//! - [`scenario`]: scenario files (TOML), validated with file/line/column errors; the ledger.
+//! - [`runner`]: runs scenarios against the real client and judges them; suite, reports.
+//! - [`explore`]: property-based convergence testing with the real client; shrinking to a scenario file.
+//! - [`timeline`]: the picture of a run (timeline.svg/.html): lanes, lock windows, storms, convergence.
+//! - [`bench`]: benchmarks of the fake against the real backupd, sync_server and a floor.
+//! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
+pub mod bench;
 pub mod check;
 pub mod cyrus;
 pub mod dlist;
 pub mod events;
+pub mod explore;
 pub mod fault;
 pub mod harness;
 pub mod mailstate;
@@ -32,3 +37,4 @@ pub mod scenario;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod timeline;

@@ -28,8 +28,14 @@ enum Cmd {
     /// and the fake; exit 0 when all went as expected, 1 when some failed,
     /// 2 on invalid input or environment.
     Run(RunArgs),
+    /// Property-based convergence testing with the real sync_client: generate
+    /// scenarios, run them, shrink a failure to a scenario file.
+    Explore(ExploreArgs),
     /// One built-in end-to-end replication with the real sync_client, and what it verified.
     Demo(DemoArgs),
+    /// Benchmark the fake against the real backupd, the real sync_server and a
+    /// floor; writes bench/results.md and bench/results.json.
+    Bench(BenchArgs),
     /// Change locks and faults of a running `serve --control` at run time.
     Ctl(CtlArgs),
     /// Run a throwaway real Cyrus source instance in the foreground until SIGINT,
@@ -100,6 +106,65 @@ struct RunArgs {
     /// Only list the selected scenarios (after --filter and --shard), one path a line.
     #[arg(long)]
     list: bool,
+    /// Copy every scenario's artifacts (transcript, events, report, timeline.svg/html) to DIR/<scenario>/.
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExploreArgs {
+    /// Cases to generate and run.
+    #[arg(long, default_value_t = 50)]
+    cases: u32,
+    /// Seed (default: drawn now and printed).
+    #[arg(long)]
+    seed: Option<backupd_sim::rng::Seed>,
+    /// Client modes: rolling, user, all or mixed.
+    #[arg(long, default_value = "mixed")]
+    mode: backupd_sim::explore::ExploreMode,
+    /// Most steps per case.
+    #[arg(long, default_value_t = 8)]
+    steps_max: usize,
+    /// Let `lie` and `hide-missing` into the generated faults (cases then fail on purpose).
+    #[arg(long)]
+    allow_loss_faults: bool,
+    /// Where a shrunk failing case is written.
+    #[arg(long, default_value = "scenarios/regressions")]
+    out: PathBuf,
+    /// proptest's regression file.
+    #[arg(long, default_value = "proptest-regressions/explore.txt")]
+    regressions: PathBuf,
+    /// Only write the generated cases as scenario files into DIR; run nothing.
+    #[arg(long, value_name = "DIR")]
+    dry_run: Option<PathBuf>,
+    /// Cyrus binaries to use.
+    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    cyrus_bin: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Cyrus binaries to use.
+    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    cyrus_bin: PathBuf,
+    /// Repetitions of each workload.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Small sizes (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Where results.md and results.json go.
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// The scenario suite timed by workload 3.
+    #[arg(long, default_value = "scenarios")]
+    scenarios: PathBuf,
+    /// Skip workload 3 (the scenario suite).
+    #[arg(long)]
+    no_suite: bool,
+    /// Where sandboxes go.
+    #[arg(long, value_name = "DIR")]
+    sandbox_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -162,6 +227,9 @@ struct ServeArgs {
     /// Write every event as a JSON line to FILE.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// When stopped, write the run's timeline.svg and timeline.html into DIR.
+    #[arg(long, value_name = "DIR")]
+    timeline: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -270,10 +338,23 @@ mod demo;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every Cyrus process and sandbox we start is stopped or removed on
+    // SIGINT/SIGTERM/SIGHUP (`serve` handles its signals itself: it saves state).
+    if matches!(
+        cli.command,
+        Cmd::Run(_) | Cmd::Demo(_) | Cmd::Source(_) | Cmd::Explore(_) | Cmd::Bench(_)
+    ) {
+        if let Err(e) = backupd_sim::cyrus::process::install_interrupt_handler() {
+            eprintln!("backupd-sim: error: installing the interrupt handler: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let result = match cli.command {
         Cmd::Serve(args) => serve(args),
         Cmd::Run(args) => run(args),
+        Cmd::Explore(args) => explore(args),
         Cmd::Demo(args) => demo::run(&args),
+        Cmd::Bench(args) => bench(args),
         Cmd::Source(args) => source(args),
         Cmd::Ctl(args) => ctl(args),
     };
@@ -344,6 +425,20 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         let shared = std::sync::Arc::clone(fake.shared());
         fake.stop().await;
         shared.events().flush()?;
+        if let Some(dir) = &args.timeline {
+            let events: Vec<_> = shared.events().events().cloned().collect();
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating `{}`", dir.display()))?;
+            backupd_sim::timeline::write_files(
+                dir,
+                &backupd_sim::timeline::TimelineInput::new("backupd-sim serve", &events),
+            )
+            .with_context(|| format!("writing the timeline to `{}`", dir.display()))?;
+            eprintln!(
+                "backupd-sim: timeline written to {}",
+                dir.join("timeline.html").display()
+            );
+        }
         if let Some(path) = &args.state {
             save_state(&mut shared.store(), path)?;
             eprintln!("backupd-sim: state written to {}", path.display());
@@ -403,6 +498,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         keep: args.keep,
         sandbox_parent: args.sandbox_dir.clone(),
         update_snapshots: args.update_snapshots,
+        report_dir: args.report_dir.clone(),
     };
     let reports = suite::run_all(&scenarios, &opts, args.jobs.max(1));
     print!("{}", report::summary(&reports));
@@ -419,6 +515,142 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn explore(args: ExploreArgs) -> Result<ExitCode> {
+    use backupd_sim::explore::{generate, ExploreOptions, GenOptions};
+    let seed = args.seed.unwrap_or_else(backupd_sim::rng::Seed::from_clock);
+    let gen = GenOptions {
+        mode: args.mode,
+        allow_loss_faults: args.allow_loss_faults,
+        steps_max: args.steps_max,
+    };
+    if let Some(dir) = &args.dry_run {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+        for (i, case) in generate(seed, &gen, args.cases).iter().enumerate() {
+            let path = dir.join(format!("case-{i:04}.toml"));
+            std::fs::write(
+                &path,
+                case.to_toml(
+                    &format!("c{i}"),
+                    &format!("explore --seed {seed}, case {i}"),
+                ),
+            )?;
+        }
+        println!(
+            "wrote {} generated case(s) to {} (seed {seed})",
+            args.cases,
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bins = match backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("backupd-sim: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let version = bins.version();
+    let mut hopts = backupd_sim::harness::HarnessOptions::new(bins.clone());
+    hopts.server.seed = seed;
+    hopts.sync_timeout = Duration::from_secs(60);
+    let h = backupd_sim::harness::Harness::start(hopts).context("starting the harness")?;
+    eprintln!(
+        "backupd-sim explore: seed {seed}, {} cases, mode {:?}, Cyrus {version}",
+        args.cases, args.mode
+    );
+    let opts = ExploreOptions {
+        cases: args.cases,
+        seed,
+        gen,
+        out_dir: args.out.clone(),
+        regressions: args.regressions.clone(),
+        run: backupd_sim::runner::RunOptions {
+            bins,
+            version,
+            seed: Some(seed),
+            keep: false,
+            sandbox_parent: None,
+            update_snapshots: false,
+            report_dir: None,
+        },
+    };
+    if let Some(parent) = args.regressions.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = backupd_sim::explore::explore(&h, &opts, |done, failures, per_min| {
+        if live {
+            eprint!("\r\x1b[K{done} cases, {failures} failing, {per_min:.1} cases/min");
+        } else if done % 10 == 0 || failures > 0 {
+            eprintln!("{done} cases, {failures} failing, {per_min:.1} cases/min");
+        }
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    if live {
+        eprintln!();
+    }
+    println!(
+        "{} case(s) run in {:.1} s: {:.1} cases/min (seed {seed})",
+        outcome.cases_run,
+        outcome.seconds,
+        outcome.cases_run as f64 / outcome.seconds.max(1e-3) * 60.0
+    );
+    match outcome.failure {
+        None => {
+            println!("no failure");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((path, report)) => {
+            println!("FAILURE, shrunk and written to {}", path.display());
+            for f in report.failures() {
+                println!("  - {}", f.lines().next().unwrap_or(""));
+            }
+            println!("replay: backupd-sim run {}", path.display());
+            println!(
+                "explore again: backupd-sim explore --seed {seed} --cases {}{}",
+                args.cases,
+                if args.allow_loss_faults {
+                    " --allow-loss-faults"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
+    let exe = std::env::current_exe().context("locating the backupd-sim executable")?;
+    let mut opts = backupd_sim::bench::BenchOptions::new(bins, exe);
+    if args.quick {
+        opts = opts.quick();
+    }
+    opts.reps = args.reps;
+    opts.out_dir = args.out;
+    opts.scenarios = (!args.no_suite && args.scenarios.is_dir()).then_some(args.scenarios);
+    if let Some(d) = args.sandbox_dir {
+        opts.sandbox_parent = d;
+    }
+    let r = backupd_sim::bench::run_bench(&opts)?;
+    for g in &r.goals {
+        println!(
+            "{} {}: {} (limit {})",
+            if g.pass { "pass" } else { "MISS" },
+            g.name,
+            g.measured,
+            g.limit
+        );
+    }
+    println!(
+        "wrote {0}/results.md and {0}/results.json",
+        opts.out_dir.display()
+    );
+    // Missed goals are reported, not an error.
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ctl(args: CtlArgs) -> Result<ExitCode> {
@@ -574,6 +806,8 @@ fn source(args: SourceArgs) -> Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(&root)?;
+    // Removed on Ctrl-C by the interrupt handler (a --dir is the user's: kept).
+    let _reg = backupd_sim::cyrus::process::SandboxRegistration::new(&root, args.dir.is_some());
     std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let mut channel = Channel::new("backup", args.backup_port);
     channel.authname = args.user;
@@ -606,12 +840,9 @@ fn source(args: SourceArgs) -> Result<ExitCode> {
     );
     use std::io::Write;
     std::io::stdout().flush()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(wait_for_signal())?;
-    drop(source);
-    Ok(ExitCode::SUCCESS)
+    let _keep_running = source;
+    // The interrupt handler stops the instance, removes the temp dir and exits.
+    backupd_sim::cyrus::process::park_until_interrupted()
 }
 
 async fn wait_for_signal() -> Result<()> {

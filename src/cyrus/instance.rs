@@ -97,6 +97,8 @@ pub struct SourceInstance {
     addr: SocketAddr,
     master: Option<Child>,
     master_pid: i32,
+    /// Master's entry in the interrupt registry, until it is stopped.
+    tracked: Option<process::Tracked>,
     /// Every child of master seen so far (for `stop`).
     seen_children: Vec<ProcStat>,
 }
@@ -397,8 +399,8 @@ impl SourceInstance {
         chown_tree(root, uid, gid)?;
 
         let log2 = log.try_clone().map_err(io("duplicate log handle"))?;
-        let master = Command::new(opts.bins.path("master"))
-            .arg("-C")
+        let mut cmd = Command::new(opts.bins.path("master"));
+        cmd.arg("-C")
             .arg(&conf)
             .arg("-M")
             .arg(root.join("etc/cyrus.conf"))
@@ -410,12 +412,15 @@ impl SourceInstance {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(io(format!(
-                "start `{}`",
-                opts.bins.path("master").display()
-            )))?;
+            .stderr(log2);
+        // Registered for the interrupt handler; `stop` unregisters it.
+        let marker = process::Kind::Master {
+            marker: conf.clone(),
+        };
+        let (master, tracked) = process::spawn_tracked(&mut cmd, marker).map_err(io(format!(
+            "start `{}`",
+            opts.bins.path("master").display()
+        )))?;
         let master_pid = i32::try_from(master.id()).unwrap_or(-1);
         Ok(SourceInstance {
             root: root.clone(),
@@ -423,6 +428,7 @@ impl SourceInstance {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             master: Some(master),
             master_pid,
+            tracked: Some(tracked),
             seen_children: Vec::new(),
         })
     }
@@ -481,6 +487,7 @@ impl SourceInstance {
     /// alive, by PID only. Idempotent.
     pub fn stop(&mut self) -> Result<()> {
         let Some(mut master) = self.master.take() else {
+            self.untrack();
             return Ok(());
         };
         self.note_children();
@@ -498,12 +505,20 @@ impl SourceInstance {
         let _ = master.wait();
         let left = process::terminate_all(&kids, Duration::from_millis(500));
         let _ = fs::remove_file(self.root.join("run/master.pid"));
+        self.untrack();
         match left.first() {
             Some(&pid) => Err(CyrusError::Stop {
                 pid,
                 reason: format!("still alive after SIGKILL (all left: {left:?})"),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Leave the interrupt registry (master was reaped).
+    fn untrack(&mut self) {
+        if let Some(t) = self.tracked.take() {
+            process::untrack(t);
         }
     }
 

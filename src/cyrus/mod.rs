@@ -5,17 +5,20 @@
 //! * [`SourceInstance`] - a running `master` + `imapd` with `sync_log` channels.
 //! * [`ImapClient`] - a small blocking IMAP4rev1 client.
 //! * [`SyncClient`] - runs `sync_client` with a timeout and captured output.
+//! * [`RealTarget`] - a real `backupd` or `sync_server` replica to replicate into.
 
 pub mod imap;
 pub mod instance;
 pub mod process;
 pub mod sync_client;
+pub mod target;
 
 use std::path::{Path, PathBuf};
 
 pub use imap::{FetchedMessage, ImapClient, ListEntry, MailboxInfo, StatusInfo};
 pub use instance::{to_internal_name, to_user_view_name, Channel, SourceInstance, SourceOptions};
 pub use sync_client::{RunningSyncClient, SyncClient, SyncRun};
+pub use target::{BackupLock, RealTarget, StateScope, TargetKind};
 
 /// Default Debian location of the Cyrus executables.
 pub const DEFAULT_CYRUS_BIN: &str = "/usr/lib/cyrus/bin";

@@ -113,20 +113,21 @@ impl SyncClient {
             self.config.display().to_string(),
         ];
         argv.extend(args.iter().cloned());
-        let mut child = Command::new(&self.program)
-            .args(&argv[1..])
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(CyrusError::io(format!(
-                "start `{}`",
-                self.program.display()
-            )))?;
+            .stderr(Stdio::piped());
+        // Registered for the interrupt handler until reaped.
+        let (mut child, tracked) =
+            process::spawn_tracked(&mut cmd, process::Kind::SyncClient).map_err(CyrusError::io(
+                format!("start `{}`", self.program.display()),
+            ))?;
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().map(drain);
         Ok(RunningSyncClient {
             child: Some(child),
+            tracked: Some(tracked),
             argv,
             started: Instant::now(),
             stdout,
@@ -160,6 +161,8 @@ fn collect(rx: Option<Receiver<Vec<u8>>>) -> String {
 #[derive(Debug)]
 pub struct RunningSyncClient {
     child: Option<Child>,
+    /// Its entry in the interrupt registry, until reaped.
+    tracked: Option<process::Tracked>,
     argv: Vec<String>,
     started: Instant,
     stdout: Option<Receiver<Vec<u8>>>,
@@ -208,9 +211,12 @@ impl RunningSyncClient {
         if !exited {
             let _ = child.kill();
         }
-        let status: ExitStatus = child
-            .wait()
-            .map_err(CyrusError::io(format!("wait for sync_client (pid {pid})")))?;
+        let status = child.wait();
+        if let Some(t) = self.tracked.take() {
+            process::untrack(t);
+        }
+        let status: ExitStatus =
+            status.map_err(CyrusError::io(format!("wait for sync_client (pid {pid})")))?;
         let elapsed = self.started.elapsed();
         use std::os::unix::process::ExitStatusExt;
         Ok(SyncRun {
@@ -230,6 +236,9 @@ impl Drop for RunningSyncClient {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(t) = self.tracked.take() {
+            process::untrack(t);
         }
     }
 }

@@ -83,6 +83,9 @@ pub struct RunOptions {
     pub sandbox_parent: Option<PathBuf>,
     /// Write missing or changed transcript snapshots instead of failing.
     pub update_snapshots: bool,
+    /// Also copy every scenario's artifacts (transcript, events, report,
+    /// timeline) to `DIR/<scenario>/`.
+    pub report_dir: Option<PathBuf>,
 }
 
 /// Counters measured during a run.
@@ -147,6 +150,12 @@ pub struct ScenarioReport {
     pub sandbox: Option<PathBuf>,
     /// The command that replays this run.
     pub replay: String,
+    /// The timeline, when written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<PathBuf>,
+    /// What the runner saw happen, on the fake's clock (for the timeline).
+    #[serde(skip)]
+    pub annotations: Vec<crate::timeline::Annotation>,
 }
 
 impl ScenarioReport {
@@ -183,11 +192,58 @@ pub fn seed_for(s: &Scenario, opts: &RunOptions) -> Seed {
     })
 }
 
-/// Run one scenario to its verdict. Never panics on scenario or Cyrus trouble:
-/// that becomes an ERROR verdict with the reason.
+/// Run one scenario to its verdict in a fresh harness. Never panics on
+/// scenario or Cyrus trouble: that becomes an ERROR verdict with the reason.
 pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
     let started = Instant::now();
     let seed = seed_for(s, opts);
+    let mut hopts = HarnessOptions::new(opts.bins.clone());
+    hopts.sandbox_parent.clone_from(&opts.sandbox_parent);
+    hopts.keep = opts.keep;
+    hopts.server.seed = seed;
+    hopts.repeat_interval_secs = s.client.repeat_interval;
+    hopts.channel_sync_timeout = s.client.sync_timeout;
+    hopts.sync_log = s.client.sync_log;
+    hopts.sync_timeout = Duration::from_secs(s.client.timeout);
+    let mut h = match Harness::start(hopts) {
+        Ok(h) => h,
+        Err(e) => {
+            let mut report = empty_report(s, opts, seed);
+            report.error = Some(format!("starting the harness: {e}"));
+            report.seconds = started.elapsed().as_secs_f64();
+            return report;
+        }
+    };
+    let mut report = run_on(&h, s, opts, seed);
+    report.seconds = started.elapsed().as_secs_f64();
+    write_artifacts(&h, &report);
+    if let Some(dir) = &opts.report_dir {
+        let dir = dir.join(&s.name);
+        if std::fs::create_dir_all(&dir).is_ok() {
+            for f in [
+                "transcript.txt",
+                "events.jsonl",
+                "report.json",
+                "timeline.svg",
+                "timeline.html",
+            ] {
+                let _ = std::fs::copy(h.sandbox().join(f), dir.join(f));
+            }
+            report.timeline = Some(dir.join("timeline.html"));
+        }
+    }
+    if opts.keep || report.verdict.is_bad() {
+        h.keep_sandbox();
+        report.sandbox = Some(h.sandbox().to_owned());
+        report
+            .timeline
+            .get_or_insert_with(|| h.sandbox().join("timeline.html"));
+    }
+    drop(h);
+    report
+}
+
+fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
     let replay = format!(
         "backupd-sim run {} --seed {seed} --keep{}",
         s.path.display(),
@@ -197,7 +253,7 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
             format!(" --cyrus-bin {}", opts.bins.dir().display())
         }
     );
-    let mut report = ScenarioReport {
+    ScenarioReport {
         name: s.name.clone(),
         path: s.path.clone(),
         description: s.description.clone(),
@@ -211,25 +267,20 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
         error: None,
         sandbox: None,
         replay,
-    };
-    let mut hopts = HarnessOptions::new(opts.bins.clone());
-    hopts.sandbox_parent.clone_from(&opts.sandbox_parent);
-    hopts.server.seed = seed;
-    hopts.repeat_interval_secs = s.client.repeat_interval;
-    hopts.channel_sync_timeout = s.client.sync_timeout;
-    hopts.sync_log = s.client.sync_log;
-    hopts.sync_timeout = Duration::from_secs(s.client.timeout);
-    let mut h = match Harness::start(hopts) {
-        Ok(h) => h,
-        Err(e) => {
-            report.error = Some(format!("starting the harness: {e}"));
-            report.seconds = started.elapsed().as_secs_f64();
-            return report;
-        }
-    };
+        timeline: None,
+        annotations: Vec::new(),
+    }
+}
+
+/// Run one scenario on an existing harness (shared by `explore`, which gives
+/// every case fresh users). The harness' client settings are used as they are;
+/// locks, faults and holds are cleared at the end.
+pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = empty_report(s, opts, seed);
     let mut run = Run {
         s,
-        h: &h,
+        h,
         rng: Rng::new(seed).fork("source"),
         ledger: Vec::new(),
         runs: Vec::new(),
@@ -239,6 +290,8 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
         triggers: Vec::new(),
         opts,
         setup_seq: 0,
+        annotations: Vec::new(),
+        converged_seen: false,
     };
     let outcome = run.execute();
     let (checks, ledger, stats) = match outcome {
@@ -249,6 +302,8 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
             (std::mem::take(&mut run.checks), Vec::new(), run.stats())
         }
     };
+    let _ = h.ctl(&Request::Clear);
+    report.annotations = std::mem::take(&mut run.annotations);
     report.checks = checks;
     report.ledger = ledger;
     report.stats = stats;
@@ -268,12 +323,6 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
     };
     report.known_failure = known.map(|k| k.reason.clone());
     report.seconds = started.elapsed().as_secs_f64();
-    write_artifacts(&h, &report);
-    if opts.keep || report.verdict.is_bad() {
-        h.keep_sandbox();
-        report.sandbox = Some(h.sandbox().to_owned());
-    }
-    drop(h);
     report
 }
 
@@ -283,15 +332,21 @@ fn write_artifacts(h: &Harness, report: &ScenarioReport) {
     if let Ok(json) = serde_json::to_string_pretty(report) {
         let _ = std::fs::write(dir.join("report.json"), json);
     }
-    let events = h.fake().events();
+    let events: Vec<crate::events::Event> = h.fake().events().events().cloned().collect();
     let mut lines = String::new();
-    for e in events.events() {
+    for e in &events {
         if let Ok(l) = serde_json::to_string(e) {
             lines.push_str(&l);
             lines.push('\n');
         }
     }
     let _ = std::fs::write(dir.join("events.jsonl"), lines);
+    let mut input = crate::timeline::TimelineInput::new(
+        format!("{}: {}", report.name, report.description),
+        &events,
+    );
+    input.annotations.clone_from(&report.annotations);
+    let _ = crate::timeline::write_files(dir, &input);
 }
 
 struct Trigger {
@@ -299,6 +354,7 @@ struct Trigger {
     step: usize,
     then: Vec<Step>,
     deadline: Instant,
+    required: bool,
 }
 
 /// One scenario in progress.
@@ -315,6 +371,10 @@ struct Run<'a> {
     opts: &'a RunOptions,
     /// Events up to this sequence number belong to the set-up, not the steps.
     setup_seq: u64,
+    /// What happened, for the timeline.
+    annotations: Vec<crate::timeline::Annotation>,
+    /// The first time the backup was seen converged during the steps.
+    converged_seen: bool,
 }
 
 fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
@@ -326,15 +386,29 @@ fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check 
 }
 
 impl Run<'_> {
+    fn note(&mut self, kind: crate::timeline::AnnotationKind, label: impl Into<String>) {
+        let t = self.h.fake().now_us();
+        self.annotations
+            .push(crate::timeline::Annotation::new(t, kind, label));
+    }
+
     fn execute(&mut self) -> Result<(), String> {
         self.setup()?;
         self.setup_seq = self.h.fake().events().events().last().map_or(0, |e| e.seq);
         for (i, step) in self.s.steps.iter().enumerate() {
             self.serve_triggers()?;
+            self.note(
+                crate::timeline::AnnotationKind::Step,
+                format!("step {}: {}", i + 1, step.describe()),
+            );
             self.step(i + 1, step)
                 .map_err(|e| format!("step {} ({}): {e}", i + 1, step.describe()))?;
         }
-        // Triggers still pending get until their deadline to be reached.
+        // Required triggers still pending get until their deadline to be reached.
+        for t in self.triggers.iter().filter(|t| !t.required) {
+            self.h.fake().release_hold(t.id);
+        }
+        self.triggers.retain(|t| t.required);
         while !self.triggers.is_empty() {
             self.serve_triggers()?;
             std::thread::sleep(Duration::from_millis(10));
@@ -421,6 +495,10 @@ impl Run<'_> {
         match step {
             Step::Sync(spec) => {
                 let args = self.sync_args(spec);
+                self.note(
+                    crate::timeline::AnnotationKind::ClientStart,
+                    format!("sync_client {}", args.join(" ")),
+                );
                 // Triggers are served while the client runs: it is the client's
                 // command that a trigger holds.
                 let h = self.h;
@@ -442,6 +520,14 @@ impl Run<'_> {
                     })
                 })?
                 .map_err(|e| e.to_string())?;
+                self.note(
+                    crate::timeline::AnnotationKind::ClientExit { status: run.status },
+                    format!(
+                        "sync_client exited {}",
+                        run.status
+                            .map_or_else(|| "(killed)".into(), |s| s.to_string())
+                    ),
+                );
                 if let Some(want) = spec.expect_exit {
                     self.checks.push(check(
                         format!("step {n}: exit status"),
@@ -476,6 +562,10 @@ impl Run<'_> {
                 args.extend(self.s.client.flags.iter().cloned());
                 args.push("-R".into());
                 let log_run = self.h.source().sync_log_run_path(crate::harness::CHANNEL);
+                self.note(
+                    crate::timeline::AnnotationKind::ClientStart,
+                    "sync_client -R (continuous)",
+                );
                 self.client = Some(Supervised::start(
                     self.h.client().clone(),
                     args,
@@ -505,6 +595,13 @@ impl Run<'_> {
                 loop {
                     let have = self.count_event(&w.event, w.verb.as_deref())?;
                     if have >= w.count {
+                        if w.event == "converged" && !self.converged_seen {
+                            self.converged_seen = true;
+                            self.note(
+                                crate::timeline::AnnotationKind::Converged,
+                                "backup converged",
+                            );
+                        }
                         return Ok(());
                     }
                     if Instant::now() > deadline {
@@ -521,6 +618,7 @@ impl Run<'_> {
                 when,
                 then,
                 timeout_ms,
+                required,
             } => {
                 let m = crate::fault::Match {
                     verb: when.verb.as_ref().map(|v| v.to_ascii_uppercase()),
@@ -535,6 +633,7 @@ impl Run<'_> {
                     step: n,
                     then: then.clone(),
                     deadline: Instant::now() + Duration::from_millis(*timeout_ms),
+                    required: *required,
                 });
                 Ok(())
             }
@@ -544,6 +643,19 @@ impl Run<'_> {
 
     /// Steps that change the source or the fake (also run inside triggers).
     fn change(&mut self, n: usize, step: &Step) -> Result<(), String> {
+        let before = self.ledger.len();
+        let result = self.change_inner(n, step);
+        let new: Vec<(String, String)> = self.ledger[before..]
+            .iter()
+            .map(|e| (change_user(&e.change).to_owned(), e.change.to_string()))
+            .collect();
+        for (user, text) in new {
+            self.note(crate::timeline::AnnotationKind::SourceChange { user }, text);
+        }
+        result
+    }
+
+    fn change_inner(&mut self, n: usize, step: &Step) -> Result<(), String> {
         let ctl = |req: Request| self.h.ctl(&req).map(|_| ());
         match step {
             Step::Lock(l) => ctl(Request::Lock { lock: l.clone() }),
@@ -755,6 +867,10 @@ impl Run<'_> {
 
     fn stop_client(&mut self) {
         if let Some(c) = self.client.take() {
+            self.note(
+                crate::timeline::AnnotationKind::ClientExit { status: None },
+                "continuous sync_client stopped",
+            );
             let (runs, restarts, errors) = c.stop();
             self.runs.extend(runs);
             self.restarts += restarts;
@@ -860,6 +976,13 @@ impl Run<'_> {
         let wanted: BTreeSet<&str> = users.iter().copied().collect();
         backup.users.retain(|u, _| wanted.contains(u.as_str()));
         let c = compare(&source, &backup);
+        if c.converged() && !self.converged_seen {
+            self.converged_seen = true;
+            self.note(
+                crate::timeline::AnnotationKind::Converged,
+                "backup converged (checked after the catch-up)",
+            );
+        }
         checks.push(check(
             "converged",
             c.converged() == e.converged,
@@ -972,6 +1095,18 @@ impl Run<'_> {
                 check("transcript snapshot", false, detail)
             }
         }
+    }
+}
+
+fn change_user(c: &Change) -> &str {
+    match c {
+        Change::Append { user, .. }
+        | Change::Flags { user, .. }
+        | Change::Expunge { user, .. }
+        | Change::Create { user, .. }
+        | Change::Delete { user, .. }
+        | Change::Rename { user, .. }
+        | Change::Subscription { user, .. } => user,
     }
 }
 

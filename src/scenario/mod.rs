@@ -356,6 +356,9 @@ pub struct TriggerSpec {
     /// Fail if no command matches within this long.
     #[serde(default = "default_wait")]
     pub timeout_ms: u64,
+    /// An unreached trigger fails the scenario (`false`: it is only dropped).
+    #[serde(default = "yes")]
+    pub required: bool,
 }
 
 /// One `[[step]]` as written: exactly one key.
@@ -413,6 +416,7 @@ pub enum Step {
         when: MatchSpec,
         then: Vec<Step>,
         timeout_ms: u64,
+        required: bool,
     },
 }
 
@@ -618,6 +622,7 @@ impl StepSpec {
                 when: t.when.clone(),
                 then,
                 timeout_ms: t.timeout_ms,
+                required: t.required,
             });
         }
         match found.len() {

@@ -172,6 +172,11 @@ impl Shared {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Microseconds since the server started: the event log's clock.
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Record an event.
     pub fn record(&self, session: SessionId, kind: EventKind) {
         let t_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -300,6 +305,8 @@ struct Conn {
     deflate: Option<Deflate>,
     /// Compressed bytes received and not yet inflated.
     pending: Vec<u8>,
+    /// The last inflate filled its whole output chunk: more may be buffered.
+    inflate_full: bool,
     buf: Vec<u8>,
     restart: watch::Receiver<u64>,
 }
@@ -326,10 +333,14 @@ impl Conn {
     async fn read(&mut self, idle: Duration) -> io::Result<ReadEnd> {
         loop {
             if let Some(d) = self.deflate.as_mut() {
-                if !self.pending.is_empty() {
+                // The inflater may hold output even when all input is consumed:
+                // after a full chunk, always ask it again before waiting on the
+                // socket, or a command larger than a chunk waits for ever.
+                if !self.pending.is_empty() || self.inflate_full {
                     let mut out = vec![0; CHUNK];
                     let (used, made) = d.decompress(&self.pending, &mut out)?;
                     self.pending.drain(..used);
+                    self.inflate_full = made == out.len();
                     if made > 0 {
                         out.truncate(made);
                         return Ok(ReadEnd::Data(out));
@@ -366,6 +377,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         stream,
         deflate: None,
         pending: Vec::new(),
+        inflate_full: false,
         buf: vec![0; CHUNK],
         restart: shared.restart.subscribe(),
     };

@@ -272,7 +272,8 @@ impl Store {
             mbox.partition.clone_from(p);
         }
         if let Some(a) = &u.acl {
-            mbox.acl = a.clone();
+            // A copy: a slice would keep the whole command frame alive.
+            mbox.acl = Bytes::copy_from_slice(a);
         }
         if let Some(o) = &u.options {
             mbox.options.clone_from(o);
@@ -280,7 +281,7 @@ impl Store {
         mbox.sync_crc = u.sync_crc.unwrap_or(0);
         mbox.sync_crc_annot = u.sync_crc_annot.unwrap_or(0);
         mbox.xconvmodseq = u.xconvmodseq.unwrap_or(0);
-        mbox.annotations = u.annotations.clone().unwrap_or_default();
+        mbox.annotations = owned_annotations(u.annotations.as_deref().unwrap_or_default());
         for r in u.records.iter().flatten() {
             if backup.guids.contains(&r.guid) {
                 mbox.merge_record(r);
@@ -350,7 +351,7 @@ impl UserBackup {
                 lastread: s.lastread,
                 lastuid: s.lastuid,
                 lastchange: s.lastchange,
-                seenuids: s.seenuids.clone(),
+                seenuids: Bytes::copy_from_slice(&s.seenuids),
             },
         );
     }
@@ -362,7 +363,7 @@ impl UserBackup {
             filename: filename.to_owned(),
             last_update,
             guid: sha1_hex(content),
-            content: content.clone(),
+            content: Bytes::copy_from_slice(content),
         });
     }
 
@@ -402,7 +403,7 @@ impl Mailbox {
             internaldate: r.internaldate,
             size: r.size,
             expunged,
-            annotations: r.annotations.clone(),
+            annotations: owned_annotations(&r.annotations),
         };
         match self.records.binary_search_by_key(&r.uid, |x| x.uid) {
             Ok(i) => {
@@ -438,6 +439,20 @@ impl Mailbox {
                 .collect(),
         }
     }
+}
+
+/// Annotations with their values copied out of the command frame they were
+/// parsed from (a `Bytes` slice would keep the whole frame, megabytes for a
+/// big `APPLY MAILBOX`, alive for as long as the record lives).
+fn owned_annotations(a: &[Annotation]) -> Vec<Annotation> {
+    a.iter()
+        .map(|a| Annotation {
+            entry: a.entry.clone(),
+            userid: a.userid.clone(),
+            modseq: a.modseq,
+            value: Bytes::copy_from_slice(&a.value),
+        })
+        .collect()
 }
 
 /// Serialize bytes as a JSON string when they are UTF-8, else as

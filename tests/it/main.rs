@@ -3,9 +3,14 @@
 mod cli; // the binary as a user runs it: serve, --state, bad input
 mod codec; // dlist framing, decoding and encoding against real captures and generated input
 mod cyrus_source; // the real Cyrus source instance: start, fill, read back, stop
+mod explore; // backupd-sim explore: deterministic generation, a clean run, a lying fake found and shrunk
 mod faults; // every fault action and lock mode vs an in-process fake and a scripted client
+mod hygiene; // no orphans: run interrupted (SIGINT/SIGTERM), a killed sync_client, repeated runs
 mod locks; // lock windows and faults vs the real sync_client: lab cases A-E, drops, ctl
 mod replication; // real sync_client into the fake: -u, -m, -R -1, refused credentials, the IMAP probe
 mod runner; // backupd-sim run: the bundled suite, bad scenarios, a broken fake caught, JUnit, shards
+mod server; // the tokio driver over sockets: DEFLATE both ways, commands larger than a chunk
 mod session; // the sans-IO session over a temporary store: replies, auth, bad input, locks, sync
+mod targets; // real backupd and sync_server targets: convergence, a real lock (case A), benchmarks smoke
+mod timeline; // timeline.svg/.html from real event logs (case C storm, case A) and synthetic ones
 mod util;

@@ -1,0 +1,1207 @@
+//! Real Cyrus replication *targets* in a caller-owned directory: a `backupd`
+//! instance (Cyrus Backups) or a `sync_server` + `imapd` replica.
+//!
+//! Like [`super::SourceInstance`], master runs in the foreground in its own process
+//! group, on 127.0.0.1 ports chosen by the OS (retried when taken before master
+//! binds them), and is stopped by PID together with every descendant seen, never by
+//! name. Every wait is bounded.
+//!
+//! Reading a target back into a [`MailState`]:
+//! - replica: over IMAP as each user through its `imapd`, exactly like the source;
+//! - backupd: `cyr_backup -C conf -u U json mailboxes` gives the mailboxes
+//!   (uniqueid, internal name) and every record (UID, GUID, `expunged` mark), but no
+//!   flags, dates, sizes, counters or subscriptions. Those live in the backup's
+//!   SQLite index (`<backup>.index`), which is read with the `sqlite3` command line
+//!   tool when it is installed ([`StateScope::Full`]). Without it the state holds
+//!   only what `cyr_backup` prints ([`StateScope::UidGuid`]) and both sides of a
+//!   comparison must be cut down with [`StateScope::project`]. Only live records
+//!   (no `expunged` mark) and live mailboxes (not `DELETED.*`, not marked deleted in
+//!   the index) are projected: backupd keeps the rest forever.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Group, Uid, User};
+use sha1::{Digest, Sha1};
+
+use super::imap::ImapClient;
+use super::instance::{to_internal_name, user_inbox};
+use super::process::{self, PortOwner, ProcStat};
+use super::{last_lines, CyrusBins, CyrusError};
+use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
+
+type Result<T> = std::result::Result<T, CyrusError>;
+
+const PORT_ATTEMPTS: usize = 5;
+const BIND_GRACE: Duration = Duration::from_secs(5);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const IMAP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound of one `cyr_backup` / `ctl_backups` / `sqlite3` run.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long [`RealTarget::lock_user`] waits for the lock to be visible.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(15);
+/// `ctl_backups` exit code for "Mailbox is locked" (EX_TEMPFAIL).
+const EX_TEMPFAIL: i32 = 75;
+
+/// Which real Cyrus service receives the replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// `backupd` (Cyrus Backups), what the fake imitates.
+    Backupd,
+    /// `sync_server` (a replica), with an `imapd` to read it back.
+    SyncServer,
+}
+
+impl TargetKind {
+    /// `backupd` or `sync_server`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Backupd => "backupd",
+            TargetKind::SyncServer => "sync_server",
+        }
+    }
+}
+
+/// How much of a [`MailState`] a reader can see; comparisons must be made at the
+/// scope of the weaker side (see [`StateScope::project`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum StateScope {
+    /// Only mailbox names, uniqueids and live UID -> GUID (all `cyr_backup` prints).
+    UidGuid,
+    /// Every field of [`MailState`].
+    Full,
+}
+
+impl StateScope {
+    /// Cut `state` down to what this scope can see: at [`StateScope::UidGuid`],
+    /// flags, INTERNALDATE, size, UIDVALIDITY, last UID, HIGHESTMODSEQ and
+    /// subscriptions are cleared. Apply it to *both* sides before comparing.
+    pub fn project(self, state: &MailState) -> MailState {
+        let mut out = state.clone();
+        if self == StateScope::Full {
+            return out;
+        }
+        for user in out.users.values_mut() {
+            user.subscriptions.clear();
+            for mb in user.mailboxes.values_mut() {
+                mb.uidvalidity = 0;
+                mb.last_uid = 0;
+                mb.highestmodseq = 0;
+                for m in mb.messages.values_mut() {
+                    m.flags.clear();
+                    m.internaldate = 0;
+                    m.size = 0;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A running real target. Stopped (by PID) on [`RealTarget::stop`] or drop.
+#[derive(Debug)]
+pub struct RealTarget {
+    kind: TargetKind,
+    bins: CyrusBins,
+    root: PathBuf,
+    config_path: PathBuf,
+    addr: SocketAddr,
+    imap_addr: Option<SocketAddr>,
+    authname: String,
+    password: String,
+    master: Option<Child>,
+    master_pid: i32,
+    seen_children: Vec<ProcStat>,
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CyrusError {
+    CyrusError::io(context)
+}
+
+fn simple_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
+    nix::unistd::fchownat(
+        None,
+        path,
+        Some(uid),
+        Some(gid),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| CyrusError::Io {
+        context: format!("chown `{}` to cyrus:mail", path.display()),
+        source: e.into(),
+    })?;
+    let meta = fs::symlink_metadata(path).map_err(io(format!("stat `{}`", path.display())))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(io(format!("read `{}`", path.display())))? {
+            let entry = entry.map_err(io(format!("read `{}`", path.display())))?;
+            chown_tree(&entry.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_tail(path: &Path, lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), lines),
+        Err(_) => String::new(),
+    }
+}
+
+/// The outcome of a bounded tool run.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    /// Exit code; `None` when killed (timeout or signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+}
+
+/// Run `cmd` with stdin closed, capturing output, killing it (by PID) after `timeout`.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<ToolOutput> {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(io(format!("start {shown}")))?;
+    let pump = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = pump(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = pump(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(io(format!("wait {shown}")))? {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().map_err(io(format!("wait {shown}")))?;
+        }
+        sleep(Duration::from_millis(5));
+    };
+    Ok(ToolOutput {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        timed_out,
+    })
+}
+
+enum Ready {
+    PortTaken(String),
+    Failed(String),
+}
+
+impl RealTarget {
+    /// Create a `kind` instance under `root` (absolute, no spaces; created if
+    /// missing, chowned to `cyrus:mail`) and start it; returns once every port
+    /// greets. `authname` is made an admin (the replication user); with
+    /// `sasl_pwcheck_method: alwaystrue` any password is accepted, `password` is only
+    /// kept for [`RealTarget::password`]. On failure nothing is left running.
+    pub fn start(
+        kind: TargetKind,
+        bins: &CyrusBins,
+        root: &Path,
+        authname: &str,
+        password: &str,
+    ) -> Result<RealTarget> {
+        if !root.is_absolute()
+            || root
+                .to_str()
+                .is_none_or(|s| s.contains(|c: char| c.is_whitespace() || c == '"'))
+        {
+            return Err(CyrusError::Config(format!(
+                "target root `{}` must be absolute UTF-8 without spaces or quotes",
+                root.display()
+            )));
+        }
+        if !simple_word(authname) || authname == "admin" {
+            return Err(CyrusError::Config(format!(
+                "authname `{authname}` must be letters, digits, `_`, `-`, `.` (not `admin`)"
+            )));
+        }
+        let needed: &[&str] = match kind {
+            TargetKind::Backupd => &["backupd", "ctl_backups", "cyr_backup"],
+            TargetKind::SyncServer => &["sync_server"],
+        };
+        for n in needed {
+            if !bins.path(n).is_file() {
+                return Err(CyrusError::MissingBinaries {
+                    dir: bins.dir().to_path_buf(),
+                    missing: format!("`{n}`"),
+                });
+            }
+        }
+        let user =
+            User::from_name("cyrus")
+                .ok()
+                .flatten()
+                .ok_or_else(|| CyrusError::MissingUser {
+                    user: "cyrus".into(),
+                })?;
+        let gid = Group::from_name("mail")
+            .ok()
+            .flatten()
+            .map_or(user.gid, |g| g.gid);
+        for d in [
+            "etc",
+            "run",
+            "tmp",
+            "tmp/backup",
+            "data",
+            "backup",
+            "conf/db",
+            "conf/sieve",
+            "conf/socket",
+            "conf/proc",
+            "conf/lock",
+            "conf/log",
+            "conf/sync",
+        ] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io(format!("create `{}`", p.display())))?;
+        }
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("chmod `{}`", root.display())))?;
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last_reason = String::new();
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = process::free_port().map_err(io("finding a free port on 127.0.0.1"))?;
+            let imap_port = match kind {
+                TargetKind::Backupd => None,
+                TargetKind::SyncServer => Some(loop {
+                    let p = process::free_port().map_err(io("finding a free port"))?;
+                    if p != port {
+                        break p;
+                    }
+                }),
+            };
+            let mut t = Self::launch(
+                kind, bins, root, authname, password, port, imap_port, user.uid, gid,
+            )?;
+            match t.wait_ready(deadline) {
+                Ok(()) => return Ok(t),
+                Err(Ready::PortTaken(why)) => {
+                    let _ = t.stop();
+                    last_reason = format!("attempt {attempt}: {why}");
+                }
+                Err(Ready::Failed(reason)) => {
+                    let _ = t.stop();
+                    return Err(CyrusError::StartFailed {
+                        log_tail: read_tail(&root.join("master.log"), 30),
+                        root: root.to_path_buf(),
+                        reason,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(CyrusError::StartFailed {
+            log_tail: read_tail(&root.join("master.log"), 30),
+            root: root.to_path_buf(),
+            reason: format!("no usable port after {PORT_ATTEMPTS} attempts; last: {last_reason}"),
+        })
+    }
+
+    fn servername(kind: TargetKind, port: u16) -> String {
+        match kind {
+            TargetKind::Backupd => format!("bak-{port}.backupd-sim.test"),
+            TargetKind::SyncServer => format!("rep-{port}.backupd-sim.test"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        kind: TargetKind,
+        bins: &CyrusBins,
+        root: &Path,
+        authname: &str,
+        password: &str,
+        port: u16,
+        imap_port: Option<u16>,
+        uid: Uid,
+        gid: Gid,
+    ) -> Result<RealTarget> {
+        let conf = root.join("etc/imapd.conf");
+        let r = root.display();
+        let mut imapd = format!(
+            "# generated by backupd-sim ({kind})\n\
+             configdirectory: {r}/conf\n\
+             partition-default: {r}/data\n\
+             defaultpartition: default\n\
+             sievedir: {r}/conf/sieve\n\
+             temp_path: {r}/tmp\n\
+             proc_path: {r}/conf/proc\n\
+             mboxname_lockpath: {r}/conf/lock\n\
+             lmtpsocket: {r}/conf/socket/lmtp\n\
+             idlesocket: {r}/conf/socket/idle\n\
+             notifysocket: {r}/conf/socket/notify\n\
+             servername: {server}\n\
+             syslog_prefix: backupd-sim-{short}\n\
+             sasl_pwcheck_method: alwaystrue\n\
+             sasl_mech_list: PLAIN\n\
+             allowplaintext: yes\n\
+             admins: admin {authname}\n\
+             unixhierarchysep: no\n\
+             altnamespace: no\n\
+             umask: 077\n\
+             sync_try_imap: no\n",
+            kind = kind.name(),
+            server = Self::servername(kind, port),
+            short = match kind {
+                TargetKind::Backupd => "bak",
+                TargetKind::SyncServer => "rep",
+            },
+        );
+        if kind == TargetKind::Backupd {
+            let _ = write!(
+                imapd,
+                "backuppartition-default: {r}/backup\n\
+                 backup_db: twoskip\n\
+                 backup_db_path: {r}/conf/backups.db\n\
+                 backup_staging_path: {r}/tmp/backup\n\
+                 backup_keep_previous: no\n\
+                 backup_retention: 7d\n"
+            );
+        }
+        let bin = |name: &str| bins.path(name).display().to_string();
+        let c = conf.display();
+        let mut services = match kind {
+            TargetKind::Backupd => format!(
+                "  backupd cmd=\"{} -C {c}\" listen=\"127.0.0.1:{port}\" prefork=0\n",
+                bin("backupd")
+            ),
+            TargetKind::SyncServer => format!(
+                "  sync cmd=\"{} -C {c}\" listen=\"127.0.0.1:{port}\" prefork=0\n",
+                bin("sync_server")
+            ),
+        };
+        if let Some(ip) = imap_port {
+            let _ = writeln!(
+                services,
+                "  imap cmd=\"{} -C {c}\" listen=\"127.0.0.1:{ip}\" prefork=0",
+                bin("imapd")
+            );
+        }
+        let cyrus_conf = format!(
+            "START {{\n  recover cmd=\"{ctl} -C {c} -r\"\n}}\n\
+             SERVICES {{\n{services}}}\n\
+             EVENTS {{\n  checkpoint cmd=\"{ctl} -C {c} -c\" period=30\n}}\n",
+            ctl = bin("ctl_cyrusdb"),
+        );
+        let write = |path: PathBuf, text: &str| -> Result<()> {
+            fs::write(&path, text).map_err(io(format!("write `{}`", path.display())))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .map_err(io(format!("chmod `{}`", path.display())))
+        };
+        write(conf.clone(), &imapd)?;
+        write(root.join("etc/cyrus.conf"), &cyrus_conf)?;
+        let log_path = root.join("master.log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("open `{}`", log_path.display())))?;
+        let pidfile = root.join("run/master.pid");
+        let _ = fs::remove_file(&pidfile);
+        let _ = fs::remove_file(root.join("run/master.pid.lock"));
+        chown_tree(root, uid, gid)?;
+        let log2 = log.try_clone().map_err(io("duplicate log handle"))?;
+        let master = Command::new(bins.path("master"))
+            .arg("-C")
+            .arg(&conf)
+            .arg("-M")
+            .arg(root.join("etc/cyrus.conf"))
+            .arg("-p")
+            .arg(&pidfile)
+            .arg("-D")
+            // Own process group: master signals its whole group on shutdown.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(io(format!("start `{}`", bins.path("master").display())))?;
+        let master_pid = i32::try_from(master.id()).unwrap_or(-1);
+        Ok(RealTarget {
+            kind,
+            bins: bins.clone(),
+            root: root.to_path_buf(),
+            config_path: conf,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            imap_addr: imap_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+            authname: authname.to_string(),
+            password: password.to_string(),
+            master: Some(master),
+            master_pid,
+            seen_children: Vec::new(),
+        })
+    }
+
+    /// Read the csync banner on `addr` until `* OK ...`.
+    fn csync_banner(addr: SocketAddr) -> Option<String> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut r = BufReader::new(s);
+        let mut all = String::new();
+        for _ in 0..10 {
+            let mut line = String::new();
+            if r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            all.push_str(&line);
+            if line.starts_with("* OK") {
+                return Some(all);
+            }
+        }
+        None
+    }
+
+    fn wait_ready(&mut self, deadline: Instant) -> std::result::Result<(), Ready> {
+        let started = Instant::now();
+        let servername = Self::servername(self.kind, self.addr.port());
+        let mut ports = vec![self.addr];
+        ports.extend(self.imap_addr);
+        let mut greeted = vec![false; ports.len()];
+        loop {
+            if let Some(child) = self.master.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.master = None;
+                    return Err(Ready::Failed(format!("master exited early ({status})")));
+                }
+            }
+            for (i, addr) in ports.iter().enumerate() {
+                if greeted[i] {
+                    continue;
+                }
+                match process::port_owner(self.master_pid, addr.port()) {
+                    PortOwner::Listening => {
+                        let banner = if i == 0 {
+                            Self::csync_banner(*addr)
+                        } else {
+                            ImapClient::connect(*addr, Duration::from_secs(5))
+                                .ok()
+                                .map(|c| {
+                                    let g = c.greeting().to_string();
+                                    let _ = c.logout();
+                                    g
+                                })
+                        };
+                        if let Some(b) = banner {
+                            if !b.contains(&servername) {
+                                return Err(Ready::Failed(format!(
+                                    "unexpected greeting on {addr}: {b}"
+                                )));
+                            }
+                            greeted[i] = true;
+                        }
+                    }
+                    PortOwner::Other => {
+                        if started.elapsed() > Duration::from_millis(500) {
+                            return Err(Ready::PortTaken(format!(
+                                "port {} is used by another process",
+                                addr.port()
+                            )));
+                        }
+                    }
+                    PortOwner::Free if started.elapsed() > BIND_GRACE => {
+                        return Err(Ready::PortTaken(format!(
+                            "master did not bind port {} within {BIND_GRACE:?}",
+                            addr.port()
+                        )));
+                    }
+                    PortOwner::Free => {}
+                }
+            }
+            if greeted.iter().all(|g| *g) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Ready::Failed(format!(
+                    "{} on {} not ready within {START_TIMEOUT:?}",
+                    self.kind.name(),
+                    self.addr
+                )));
+            }
+            sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Stop master (SIGTERM, SIGKILL after 10 s) and every descendant seen, by PID.
+    /// Idempotent.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(mut master) = self.master.take() else {
+            return Ok(());
+        };
+        self.note_children();
+        let pid = self.master_pid;
+        let mut kids = self.seen_children.clone();
+        if matches!(master.try_wait(), Ok(None)) {
+            process::signal(pid, Signal::SIGTERM);
+            let exited = process::wait_until(STOP_GRACE, || !matches!(master.try_wait(), Ok(None)));
+            if !exited {
+                kids.extend(process::descendants(pid));
+                let _ = master.kill();
+            }
+        }
+        let _ = master.wait();
+        let left = process::terminate_all(&kids, Duration::from_millis(500));
+        let _ = fs::remove_file(self.root.join("run/master.pid"));
+        match left.first() {
+            Some(&pid) => Err(CyrusError::Stop {
+                pid,
+                reason: format!("still alive after SIGKILL (all left: {left:?})"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn note_children(&mut self) {
+        for s in process::descendants(self.master_pid) {
+            if !self
+                .seen_children
+                .iter()
+                .any(|k| k.pid == s.pid && k.starttime == s.starttime)
+            {
+                self.seen_children.push(s);
+            }
+        }
+    }
+
+    /// Master and every descendant seen so far (including now): for leak checks.
+    pub fn pids(&mut self) -> Vec<i32> {
+        self.note_children();
+        let mut pids = vec![self.master_pid];
+        pids.extend(self.seen_children.iter().map(|s| s.pid));
+        pids
+    }
+
+    /// Master and its current descendants (the service processes doing the work).
+    pub fn live_pids(&self) -> Vec<i32> {
+        if !process::pid_alive(self.master_pid) {
+            return Vec::new();
+        }
+        let mut pids = vec![self.master_pid];
+        pids.extend(process::descendants(self.master_pid).iter().map(|s| s.pid));
+        pids
+    }
+
+    /// Whether master is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.master.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The csync port (`backupd` or `sync_server`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The replica's `imapd` (sync_server targets only).
+    pub fn imap_addr(&self) -> Option<SocketAddr> {
+        self.imap_addr
+    }
+
+    pub fn kind(&self) -> TargetKind {
+        self.kind
+    }
+
+    pub fn master_pid(&self) -> i32 {
+        self.master_pid
+    }
+
+    /// `<root>/etc/imapd.conf`: pass it to every Cyrus tool with `-C`.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The replication user (an admin here).
+    pub fn authname(&self) -> &str {
+        &self.authname
+    }
+
+    /// The password given to `start` (any password is accepted).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// What [`RealTarget::read_state`] can see: [`StateScope::Full`] for a replica,
+    /// and for backupd when the `sqlite3` tool is installed.
+    pub fn state_scope(&self) -> StateScope {
+        match self.kind {
+            TargetKind::SyncServer => StateScope::Full,
+            TargetKind::Backupd if sqlite3_available() => StateScope::Full,
+            TargetKind::Backupd => StateScope::UidGuid,
+        }
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(self.bins.path(name));
+        c.arg("-C").arg(&self.config_path);
+        c
+    }
+
+    /// Run `ctl_backups -C conf ARGS` (bounded).
+    pub fn ctl_backups(&self, args: &[&str]) -> Result<ToolOutput> {
+        let mut c = self.tool("ctl_backups");
+        c.args(args);
+        run_bounded(c, TOOL_TIMEOUT)
+    }
+
+    /// Run `cyr_backup -C conf ARGS` (bounded).
+    pub fn cyr_backup(&self, args: &[&str]) -> Result<ToolOutput> {
+        let mut c = self.tool("cyr_backup");
+        c.args(args);
+        run_bounded(c, TOOL_TIMEOUT)
+    }
+
+    /// Read each user's live mailboxes, messages and subscriptions (see the module
+    /// doc for what each kind can show; check [`RealTarget::state_scope`]). A user
+    /// the target does not know reads as empty.
+    pub fn read_state(&self, users: &[&str]) -> Result<MailState> {
+        match self.kind {
+            TargetKind::SyncServer => {
+                let addr = self
+                    .imap_addr
+                    .ok_or_else(|| CyrusError::Config("replica has no imap port".into()))?;
+                read_state_imap(addr, users)
+            }
+            TargetKind::Backupd => {
+                let mut state = MailState::default();
+                for &u in users {
+                    state.users.insert(u.to_string(), self.read_backup_user(u)?);
+                }
+                Ok(state)
+            }
+        }
+    }
+
+    /// The path of `user`'s backup data file (from `ctl_backups list -j`), if any.
+    pub fn backup_path(&self, user: &str) -> Result<Option<PathBuf>> {
+        let out = self.ctl_backups(&["list", "-j", "-u", user])?;
+        if out.stderr.contains("not found in backups.db") {
+            return Ok(None);
+        }
+        if out.code != Some(0) {
+            return Err(CyrusError::Config(format!(
+                "ctl_backups list -j -u {user}: rc {:?}: {}{}",
+                out.code, out.stdout, out.stderr
+            )));
+        }
+        let text = out.stdout.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&text[text.find(['[', '{']).unwrap_or(0)..]).map_err(|e| {
+                CyrusError::Config(format!("ctl_backups list -j output: {e}: {text}"))
+            })?;
+        let find = |v: &serde_json::Value| -> Option<PathBuf> {
+            v.get("fname")
+                .or_else(|| v.get("filename"))
+                .or_else(|| v.get("path"))
+                .and_then(|p| p.as_str())
+                .map(PathBuf::from)
+        };
+        Ok(match &json {
+            serde_json::Value::Array(items) => items.iter().find_map(find),
+            serde_json::Value::Object(map) => find(&json).or_else(|| map.values().find_map(find)),
+            _ => None,
+        })
+    }
+
+    fn read_backup_user(&self, user: &str) -> Result<UserState> {
+        let out = self.cyr_backup(&["-u", user, "json", "mailboxes"])?;
+        if out.code != Some(0) {
+            // An unknown user: cyr_backup fails to open a backup that does not exist.
+            if self.backup_path(user)?.is_none() {
+                return Ok(UserState::default());
+            }
+            return Err(CyrusError::Config(format!(
+                "cyr_backup -u {user} json mailboxes: rc {:?}{}: {}{}",
+                out.code,
+                if out.timed_out { " (timed out)" } else { "" },
+                out.stdout.trim(),
+                out.stderr.trim()
+            )));
+        }
+        let mut us = parse_cyr_backup_mailboxes(&out.stdout)?;
+        if sqlite3_available() {
+            if let Some(path) = self.backup_path(user)? {
+                let mut index = path.into_os_string();
+                index.push(".index");
+                enrich_from_index(&mut us, Path::new(&index))?;
+            }
+        }
+        Ok(us)
+    }
+
+    /// Hold `user`'s backup lock like another backupd connection would
+    /// (`ctl_backups lock -u USER`, released on stdin EOF). Returns once
+    /// `ctl_backups list -u USER` answers rc 75 "Mailbox is locked" (bounded).
+    /// The user's backup must exist already.
+    pub fn lock_user(&self, user: &str) -> Result<BackupLock> {
+        if self.kind != TargetKind::Backupd {
+            return Err(CyrusError::Config(
+                "lock_user needs a backupd target".into(),
+            ));
+        }
+        let deadline = Instant::now() + LOCK_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            // `-x CMD` runs CMD while the lock is held: it says LOCKED (unbuffered,
+            // unlike ctl_backups' own "OK locked") and holds the lock until our
+            // stdin closes.
+            let mut cmd = self.tool("ctl_backups");
+            cmd.args(["lock", "-u", user, "-x", "echo LOCKED; exec cat >/dev/null"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            let mut child = cmd.spawn().map_err(io("start ctl_backups lock"))?;
+            let stdout = child.stdout.take().expect("piped");
+            let stderr = child.stderr.take();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stdout);
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    if line.contains("LOCKED") {
+                        let _ = tx.send(true);
+                        // Keep draining until ctl_backups exits.
+                        let _ = std::io::copy(&mut r, &mut std::io::sink());
+                        return;
+                    }
+                    line.clear();
+                }
+                let _ = tx.send(false);
+            });
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let mut lock = BackupLock {
+                user: user.to_string(),
+                child: Some(child),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(true) => {
+                    drop(stderr);
+                    return Ok(lock);
+                }
+                Ok(false) => {
+                    // Exited without locking: another holder (e.g. a backupd
+                    // connection that is still closing) has it. Try again.
+                    let _ = lock.release();
+                    let mut e = String::new();
+                    if let Some(mut se) = stderr {
+                        let _ = se.read_to_string(&mut e);
+                    }
+                    last = e.trim().to_string();
+                    sleep(Duration::from_millis(100));
+                }
+                Err(_) => {
+                    let _ = lock.release();
+                    break;
+                }
+            }
+        }
+        Err(CyrusError::Config(format!(
+            "could not lock {user}'s backup within {LOCK_TIMEOUT:?} (last: {last})"
+        )))
+    }
+
+    /// Whether `ctl_backups list -u USER` says the backup is locked (rc 75,
+    /// `Mailbox is locked`).
+    pub fn is_locked(&self, user: &str) -> Result<bool> {
+        Ok(is_locked_answer(&self.ctl_backups(&["list", "-u", user])?))
+    }
+}
+
+impl Drop for RealTarget {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A held backup lock (`ctl_backups lock`). Released on [`BackupLock::release`] or drop.
+#[derive(Debug)]
+pub struct BackupLock {
+    user: String,
+    child: Option<Child>,
+}
+
+impl BackupLock {
+    /// The locked user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The `ctl_backups` PID, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    /// Close its stdin (the lock goes with the process) and wait up to 10 s; then
+    /// kill it by PID. Idempotent.
+    pub fn release(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = i32::try_from(child.id()).unwrap_or(-1);
+        let kids = process::descendants(pid);
+        drop(child.stdin.take());
+        let exited = process::wait_until(Duration::from_secs(10), || {
+            !matches!(child.try_wait(), Ok(None))
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        // The `-x` shell and its `cat`, should any outlive ctl_backups.
+        let _ = process::terminate_all(&kids, Duration::from_millis(500));
+        let _ = child.wait();
+        if exited {
+            Ok(())
+        } else {
+            Err(CyrusError::Stop {
+                pid: i32::try_from(child.id()).unwrap_or(-1),
+                reason: "ctl_backups lock did not exit on stdin EOF; killed".into(),
+            })
+        }
+    }
+}
+
+impl Drop for BackupLock {
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
+/// rc 75 alone is ambiguous (`not found in backups.db` also gives 75).
+fn is_locked_answer(out: &ToolOutput) -> bool {
+    out.code == Some(EX_TEMPFAIL)
+        && (out.stdout.contains("Mailbox is locked") || out.stderr.contains("Mailbox is locked"))
+}
+
+fn sqlite3_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        Command::new("sqlite3")
+            .arg("-version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// `cyr_backup json mailboxes` -> live mailboxes with uniqueid and live UID -> GUID
+/// (flags, dates, sizes and counters are not printed and stay zero).
+pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
+    let start = text.find('[').unwrap_or(text.len());
+    let json: serde_json::Value = if start == text.len() {
+        serde_json::Value::Array(Vec::new())
+    } else {
+        serde_json::from_str(&text[start..])
+            .map_err(|e| CyrusError::Config(format!("cyr_backup json mailboxes: {e}")))?
+    };
+    let mut us = UserState::default();
+    for mb in json.as_array().into_iter().flatten() {
+        let Some(name) = mb.get("mboxname").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        if name.starts_with("DELETED.") {
+            continue;
+        }
+        let mut messages = BTreeMap::new();
+        for m in mb
+            .get("messages")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if m.get("expunged").is_some() {
+                continue;
+            }
+            let (Some(uid), Some(guid)) = (
+                m.get("uid").and_then(|v| v.as_u64()),
+                m.get("guid").and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            messages.insert(
+                u32::try_from(uid).unwrap_or(u32::MAX),
+                MessageState {
+                    guid: guid.to_string(),
+                    ..MessageState::default()
+                },
+            );
+        }
+        us.mailboxes.insert(
+            name.to_string(),
+            MailboxState {
+                uniqueid: mb
+                    .get("uniqueid")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                messages,
+                ..MailboxState::default()
+            },
+        );
+    }
+    Ok(us)
+}
+
+fn sqlite_json(index: &Path, sql: &str) -> Result<Vec<serde_json::Value>> {
+    let mut c = Command::new("sqlite3");
+    c.arg("-readonly").arg("-json").arg(index).arg(sql);
+    let out = run_bounded(c, TOOL_TIMEOUT)?;
+    if out.code != Some(0) {
+        return Err(CyrusError::Config(format!(
+            "sqlite3 {}: rc {:?}: {}",
+            index.display(),
+            out.code,
+            out.stderr.trim()
+        )));
+    }
+    if out.stdout.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(&out.stdout)
+        .map_err(|e| CyrusError::Config(format!("sqlite3 json output: {e}")))
+}
+
+/// Fill in what `cyr_backup` does not print from the backup's SQLite index: per
+/// mailbox UIDVALIDITY, LAST_UID, HIGHESTMODSEQ and the deleted mark; per record
+/// flags, INTERNALDATE and size; and the subscriptions. The UID -> GUID sets must
+/// agree with `cyr_backup`'s.
+fn enrich_from_index(us: &mut UserState, index: &Path) -> Result<()> {
+    let mailboxes = sqlite_json(
+        index,
+        "SELECT id, mboxname, uidvalidity, last_uid, highestmodseq, deleted FROM mailbox",
+    )?;
+    let mut by_id = BTreeMap::new();
+    for row in &mailboxes {
+        let name = row["mboxname"].as_str().unwrap_or_default().to_string();
+        let id = row["id"].as_i64().unwrap_or(-1);
+        let deleted = row["deleted"].as_i64().unwrap_or(0) != 0;
+        if deleted {
+            us.mailboxes.remove(&name);
+            continue;
+        }
+        let Some(mb) = us.mailboxes.get_mut(&name) else {
+            continue;
+        };
+        mb.uidvalidity = u32::try_from(row["uidvalidity"].as_i64().unwrap_or(0)).unwrap_or(0);
+        mb.last_uid = u32::try_from(row["last_uid"].as_i64().unwrap_or(0)).unwrap_or(0);
+        mb.highestmodseq = u64::try_from(row["highestmodseq"].as_i64().unwrap_or(0)).unwrap_or(0);
+        by_id.insert(id, name);
+    }
+    let records = sqlite_json(
+        index,
+        "SELECT mm.mailbox_id, mm.uid, mm.flags, mm.internaldate, mm.expunged, m.size, m.guid \
+         FROM mailbox_message mm JOIN message m ON m.id = mm.message_id",
+    )?;
+    for row in &records {
+        let Some(name) = by_id.get(&row["mailbox_id"].as_i64().unwrap_or(-1)) else {
+            continue;
+        };
+        if row["expunged"].as_i64().unwrap_or(0) != 0 {
+            continue;
+        }
+        let uid = u32::try_from(row["uid"].as_i64().unwrap_or(0)).unwrap_or(0);
+        let mb = us
+            .mailboxes
+            .get_mut(name)
+            .expect("by_id names live mailboxes");
+        let Some(m) = mb.messages.get_mut(&uid) else {
+            return Err(CyrusError::Config(format!(
+                "backup index has live record {name} UID {uid} that cyr_backup does not show"
+            )));
+        };
+        if let Some(g) = row["guid"].as_str() {
+            if g != m.guid {
+                return Err(CyrusError::Config(format!(
+                    "backup index GUID {g} != cyr_backup GUID {} for {name} UID {uid}",
+                    m.guid
+                )));
+            }
+        }
+        m.flags = MessageState::normalize_flags(
+            row["flags"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_matches(|c| c == '(' || c == ')')
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        m.internaldate = row["internaldate"].as_i64().unwrap_or(0);
+        m.size = u64::try_from(row["size"].as_i64().unwrap_or(0)).unwrap_or(0);
+    }
+    let subs = sqlite_json(index, "SELECT mboxname, unsubscribed FROM subscription")?;
+    for row in &subs {
+        if row["unsubscribed"].as_i64().unwrap_or(0) != 0 {
+            continue;
+        }
+        if let Some(n) = row["mboxname"].as_str() {
+            us.subscriptions.insert(n.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Read each user's own mailboxes over IMAP as that user (read-only), like
+/// [`super::SourceInstance::read_state`].
+pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
+    let mut state = MailState::default();
+    for &user in users {
+        let mut imap = ImapClient::connect(addr, IMAP_TIMEOUT)?;
+        imap.login(user, "backupd-sim")?;
+        let mut us = UserState::default();
+        let inbox = user_inbox(user);
+        for entry in imap.list("", "*")? {
+            let own = to_internal_name(user, &entry.name);
+            let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
+            let selectable = !entry.attributes.iter().any(|a| {
+                a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+            });
+            if !is_own || !selectable {
+                continue;
+            }
+            let info = imap.examine(&entry.name)?;
+            let mut messages = BTreeMap::new();
+            for m in imap.uid_fetch_all()? {
+                messages.insert(
+                    m.uid,
+                    MessageState {
+                        guid: hex::encode(Sha1::digest(&m.body)),
+                        flags: MessageState::normalize_flags(m.flags),
+                        internaldate: m.internaldate,
+                        size: m.size,
+                    },
+                );
+            }
+            us.mailboxes.insert(
+                own,
+                MailboxState {
+                    uniqueid: info.mailboxid,
+                    uidvalidity: info.uidvalidity,
+                    last_uid: info.uidnext.saturating_sub(1),
+                    highestmodseq: info.highestmodseq,
+                    messages,
+                },
+            );
+        }
+        for entry in imap.lsub("", "*")? {
+            us.subscriptions.insert(to_internal_name(user, &entry.name));
+        }
+        imap.logout()?;
+        state.users.insert(user.to_string(), us);
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cyr_backup_json_keeps_live_records_only() {
+        let text = r#"reading backup...
+[
+  {"uniqueid": "u1", "mboxname": "user.a", "last_appenddate": "x",
+   "messages": [{"uid": 1, "guid": "aa"}, {"uid": 2, "guid": "bb", "expunged": "2026"}]},
+  {"uniqueid": "u2", "mboxname": "DELETED.user.a.T.123", "last_appenddate": "x"},
+  {"uniqueid": "u3", "mboxname": "user.a.Empty", "last_appenddate": "x"}
+]"#;
+        let us = parse_cyr_backup_mailboxes(text).expect("parse");
+        assert_eq!(
+            us.mailboxes.keys().collect::<Vec<_>>(),
+            ["user.a", "user.a.Empty"]
+        );
+        let a = &us.mailboxes["user.a"];
+        assert_eq!(a.uniqueid.as_deref(), Some("u1"));
+        assert_eq!(a.messages.len(), 1);
+        assert_eq!(a.messages[&1].guid, "aa");
+    }
+
+    #[test]
+    fn uid_guid_scope_clears_what_cyr_backup_cannot_show() {
+        let mut s = MailState::default();
+        let mut us = UserState::default();
+        us.subscriptions.insert("user.a".into());
+        let mut mb = MailboxState {
+            uniqueid: Some("u".into()),
+            uidvalidity: 7,
+            last_uid: 3,
+            highestmodseq: 9,
+            ..MailboxState::default()
+        };
+        mb.messages.insert(
+            3,
+            MessageState {
+                guid: "g".into(),
+                flags: vec!["\\Seen".into()],
+                internaldate: 5,
+                size: 10,
+            },
+        );
+        us.mailboxes.insert("user.a".into(), mb);
+        s.users.insert("a".into(), us);
+        assert_eq!(StateScope::Full.project(&s), s);
+        let p = StateScope::UidGuid.project(&s);
+        let pm = &p.users["a"].mailboxes["user.a"];
+        assert_eq!(pm.uniqueid.as_deref(), Some("u"));
+        assert_eq!((pm.uidvalidity, pm.last_uid, pm.highestmodseq), (0, 0, 0));
+        assert_eq!(pm.messages[&3].guid, "g");
+        assert!(pm.messages[&3].flags.is_empty());
+        assert!(p.users["a"].subscriptions.is_empty());
+    }
+}

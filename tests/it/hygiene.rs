@@ -1,0 +1,355 @@
+//! No orphans, ever: `backupd-sim run` interrupted by SIGINT/SIGTERM, or with a
+//! sync_client killed under it, or run many times, leaves no Cyrus process and no
+//! sandbox behind (only the sandboxes of failed scenarios, which are kept on
+//! purpose).
+//!
+//! Every check finds "our" processes by the sandbox path in `/proc/PID/cmdline`
+//! (master, imapd and sync_client all run with `-C <sandbox>/source/etc/imapd.conf`),
+//! so tests running beside these never interfere.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Live processes (not zombies) whose command line contains `needle`, as
+/// `(pid, command line)`.
+fn processes_naming(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            // A zombie (state Z) is dead: it only waits for its parent to reap it.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| Some(s[s.rfind(')')? + 2..].chars().next()? != 'Z'))
+                .unwrap_or(false)
+        })
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(needle)
+                .then_some((pid, cmd.trim_end().to_owned()))
+        })
+        .collect()
+}
+
+fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+/// A `backupd-sim run` started by the test, with its output in files.
+struct Runner {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Runner {
+    fn start(args: &[&str], sandbox_dir: &Path, logs: &Path, tag: &str) -> Runner {
+        let out = logs.join(format!("{tag}.stdout"));
+        let err = logs.join(format!("{tag}.stderr"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupd-sim"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("run")
+            .args(args)
+            .arg("--sandbox-dir")
+            .arg(sandbox_dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"));
+        if let Ok(dir) = std::env::var("CYRUS_BIN") {
+            cmd.arg("--cyrus-bin").arg(dir);
+        }
+        Runner {
+            child: cmd.spawn().expect("start backupd-sim run"),
+            out,
+            err,
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Wait (bounded) for the exit; kill it and fail the test on timeout.
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut status = None;
+        poll(timeout, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        match status {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "backupd-sim run did not exit within {timeout:?}\n{}",
+                    self.output()
+                );
+            }
+        }
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The entries of `dir` (the sandboxes left in it).
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(d) => d.filter_map(|e| Some(e.ok()?.path())).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A sandbox parent the cyrus user can enter, removed by the test at the end.
+fn sandbox_parent() -> tempfile::TempDir {
+    let t = tempfile::Builder::new()
+        .prefix("backupd-sim-hygiene-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(
+        t.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    t
+}
+
+/// Waits until a sync_client of this sandbox runs (so master and imapd do too).
+fn wait_for_sync_client(runner: &mut Runner, needle: &str, count: usize) {
+    let seen = poll(Duration::from_secs(60), || {
+        processes_naming(needle)
+            .iter()
+            .filter(|(_, c)| c.contains("sync_client"))
+            .count()
+            >= count
+            || matches!(runner.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(
+        seen && matches!(runner.child.try_wait(), Ok(None)),
+        "no running sync_client for `{needle}`\n{}",
+        runner.output()
+    );
+}
+
+/// After the runner is gone nothing of the sandbox may run (a short grace
+/// for children still dying).
+fn assert_no_process_of(needle: &str, runner: &Runner) {
+    let clean = poll(Duration::from_secs(3), || {
+        processes_naming(needle).is_empty()
+    });
+    assert!(
+        clean,
+        "processes of `{needle}` outlived the runner: {:#?}\n{}",
+        processes_naming(needle),
+        runner.output()
+    );
+}
+
+fn interrupt(sig: Signal, code: i32, scenarios: &[&str], jobs: usize) {
+    let parent = sandbox_parent();
+    let dir = parent.path().join("sandboxes");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let needle = dir.display().to_string();
+    let jobs_arg = jobs.to_string();
+    let mut args = scenarios.to_vec();
+    args.extend(["-j", &jobs_arg]);
+    let mut runner = Runner::start(&args, &dir, parent.path(), "run");
+    wait_for_sync_client(&mut runner, &needle, jobs);
+    let before = processes_naming(&needle);
+    assert!(
+        before.iter().any(|(_, c)| c.contains("/master ")),
+        "no master seen: {before:#?}"
+    );
+    kill(runner.pid(), sig).expect("signal the runner");
+    // The handler's own bound is ~15 s.
+    let status = runner.wait(Duration::from_secs(20));
+    let stderr = std::fs::read_to_string(&runner.err).unwrap_or_default();
+    assert_eq!(status.code(), Some(code), "{}", runner.output());
+    let expected = format!(
+        "interrupted: stopped {jobs} Cyrus instance{}",
+        if jobs == 1 { "" } else { "s" }
+    );
+    assert!(stderr.contains(&expected), "{}", runner.output());
+    assert!(
+        stderr.contains(&format!(
+            "removed {jobs} sandbox{}",
+            if jobs == 1 { "" } else { "es" }
+        )),
+        "{}",
+        runner.output()
+    );
+    assert_no_process_of(&needle, &runner);
+    assert_eq!(entries(&dir), Vec::<PathBuf>::new(), "sandboxes left");
+}
+
+/// SIGINT in the middle of a scenario: exit 130, master, imapd and sync_client
+/// all gone, the sandbox removed, and the one line saying so.
+#[test]
+fn sigint_mid_scenario_stops_everything_and_removes_the_sandbox() {
+    let Some(_) = crate::util::cyrus_bins() else {
+        return;
+    };
+    interrupt(
+        Signal::SIGINT,
+        130,
+        &["scenarios/locks/c-continuous-storm.toml"],
+        1,
+    );
+}
+
+/// SIGTERM with two scenarios running at once (two instances, two clients):
+/// exit 143 and both cleaned up.
+#[test]
+fn sigterm_with_two_jobs_stops_both_instances() {
+    let Some(_) = crate::util::cyrus_bins() else {
+        return;
+    };
+    interrupt(
+        Signal::SIGTERM,
+        143,
+        &[
+            "scenarios/locks/c-continuous-storm.toml",
+            "scenarios/locks/c2-continuous-mailbox-only.toml",
+        ],
+        2,
+    );
+}
+
+/// A sync_client SIGKILLed under a running scenario: the scenario may fail, but
+/// the runner ends normally (0 or 1) and nothing of that sandbox keeps running;
+/// the sandbox is removed on a pass and kept (with its report) on a failure.
+#[test]
+fn a_killed_sync_client_leaves_no_process_behind() {
+    let Some(_) = crate::util::cyrus_bins() else {
+        return;
+    };
+    let parent = sandbox_parent();
+    let dir = parent.path().join("sandboxes");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let needle = dir.display().to_string();
+    let mut runner = Runner::start(
+        &["scenarios/locks/c-continuous-storm.toml"],
+        &dir,
+        parent.path(),
+        "run",
+    );
+    wait_for_sync_client(&mut runner, &needle, 1);
+    let clients: Vec<i32> = processes_naming(&needle)
+        .into_iter()
+        .filter(|(_, c)| c.contains("sync_client"))
+        .map(|(p, _)| p)
+        .collect();
+    for pid in &clients {
+        // A grandchild of this test: the runner's sync_client for our sandbox.
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let status = runner.wait(Duration::from_secs(120));
+    let code = status.code();
+    assert!(matches!(code, Some(0 | 1)), "{}", runner.output());
+    assert_no_process_of(&needle, &runner);
+    let left = entries(&dir);
+    if code == Some(0) {
+        assert_eq!(
+            left,
+            Vec::<PathBuf>::new(),
+            "a passing run keeps no sandbox"
+        );
+    } else {
+        assert_eq!(left.len(), 1, "a failed run keeps its sandbox: {left:?}");
+        assert!(
+            left[0].join("report.json").exists(),
+            "the kept sandbox has its report"
+        );
+    }
+    eprintln!(
+        "killed sync_client {clients:?}: runner exit {code:?}, {} sandbox(es) kept",
+        left.len()
+    );
+    // `parent` removes what was kept.
+}
+
+/// `HYGIENE_RUNS` (default 5; `make hygiene` runs 50) runs of a short scenario:
+/// after each, no process of its sandbox and no sandbox but a failed run's.
+#[test]
+fn repeated_runs_leave_nothing_behind() {
+    let Some(_) = crate::util::cyrus_bins() else {
+        return;
+    };
+    let runs: usize = std::env::var("HYGIENE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let parent = sandbox_parent();
+    let dir = parent.path().join("sandboxes");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let needle = dir.display().to_string();
+    let started = Instant::now();
+    let (mut passed, mut failed) = (0, 0);
+    for i in 0..runs {
+        let seed = (i + 1).to_string();
+        let mut runner = Runner::start(
+            &[
+                "scenarios/locks/a-rolling-once-defers.toml",
+                "--seed",
+                &seed,
+            ],
+            &dir,
+            parent.path(),
+            &format!("run-{i}"),
+        );
+        let status = runner.wait(Duration::from_secs(120));
+        match status.code() {
+            Some(0) => passed += 1,
+            Some(1) => failed += 1,
+            other => panic!("run {i}: exit {other:?}\n{}", runner.output()),
+        }
+        assert_no_process_of(&needle, &runner);
+        assert_eq!(
+            entries(&dir).len(),
+            failed,
+            "run {i}: only failed runs keep a sandbox\n{}",
+            runner.output()
+        );
+    }
+    eprintln!(
+        "hygiene: {runs} runs ({passed} passed, {failed} failed, {failed} sandbox(es) kept), \
+         no leftover process, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
