@@ -100,6 +100,8 @@ pub enum GenStep {
     Sync { mode: usize },
     /// Hold the user's next GET MAILBOXES and append a message meanwhile.
     Trigger { user: usize },
+    /// Rename the subscribed folder INBOX.Work (only with `renames`).
+    RenameSubscribed { user: usize, n: u32 },
 }
 
 const FOLDERS: [&str; 3] = ["INBOX", "INBOX.Sent", "INBOX.Work"];
@@ -130,6 +132,11 @@ pub struct GenOptions {
     pub allow_loss_faults: bool,
     /// Most steps a case has.
     pub steps_max: usize,
+    /// Also rename subscribed folders (3.6.1 keeps their old subscription
+    /// on the backup: switch that off with `off = ["stale-subscriptions"]`).
+    pub renames: bool,
+    /// Known violations not counted (names from [`crate::scenario::IGNORABLE`]).
+    pub off: Vec<String>,
 }
 
 fn step_strategy(opts: &GenOptions) -> BoxedStrategy<GenStep> {
@@ -151,7 +158,7 @@ fn step_strategy(opts: &GenOptions) -> BoxedStrategy<GenStep> {
         kinds.extend([FaultKind::Lie, FaultKind::HideMissing].repeat(3));
     }
     let u = 0..3usize;
-    prop_oneof![
+    let base = prop_oneof![
         4 => (u.clone(), 0..FOLDERS.len(), 1..=3usize).prop_map(|(user, folder, count)| GenStep::Append { user, folder, count }),
         2 => (u.clone(), 1..=6u32, 0..FLAGS.len()).prop_map(|(user, uid, flag)| GenStep::Flag { user, uid, flag }),
         1 => (u.clone(), 1..=6u32).prop_map(|(user, uid)| GenStep::Expunge { user, uid }),
@@ -160,9 +167,19 @@ fn step_strategy(opts: &GenOptions) -> BoxedStrategy<GenStep> {
         2 => u.clone().prop_map(|user| GenStep::Unlock { user }),
         2 => (proptest::sample::select(kinds), 0..VERBS.len(), 1..=2u64).prop_map(|(kind, verb, nth)| GenStep::Fault { kind, verb, nth }),
         3 => proptest::sample::select(modes).prop_map(|mode| GenStep::Sync { mode }),
-        1 => u.prop_map(|user| GenStep::Trigger { user }),
-    ]
-    .boxed()
+        1 => u.clone().prop_map(|user| GenStep::Trigger { user }),
+    ];
+    // Only present when asked for: proptest shrinks a union towards its
+    // earlier arms, so even a zero-weight arm would appear in shrunk cases.
+    if opts.renames {
+        prop_oneof![
+            18 => base,
+            2 => (u, 1..=3u32).prop_map(|(user, n)| GenStep::RenameSubscribed { user, n }),
+        ]
+        .boxed()
+    } else {
+        base.boxed()
+    }
 }
 
 /// The case strategy: 2-3 users, 1..=`steps_max` steps.
@@ -178,6 +195,11 @@ pub fn case_strategy(opts: &GenOptions) -> BoxedStrategy<GenCase> {
 impl GenCase {
     /// The scenario file text, with users named `{prefix}u{i}`.
     pub fn to_toml(&self, prefix: &str, header: &str) -> String {
+        self.to_toml_with(prefix, header, &[])
+    }
+
+    /// Like [`GenCase::to_toml`], with `[expect] ignore = OFF`.
+    pub fn to_toml_with(&self, prefix: &str, header: &str, off: &[String]) -> String {
         let user = |i: usize| format!("{prefix}u{}", i % self.users);
         let mut t = String::new();
         for line in header.lines() {
@@ -189,6 +211,7 @@ impl GenCase {
         }
         let modes = ["rolling-once", "user", "all"];
         let mut locked = std::collections::BTreeSet::new();
+        let mut renamed = std::collections::BTreeSet::new();
         for (i, s) in self.steps.iter().enumerate() {
             // An unlock of a user that is not locked would be a scenario error,
             // and a trigger with no client run after it can never be reached.
@@ -247,6 +270,15 @@ impl GenCase {
                     )
                 }
                 GenStep::Sync { mode } => format!("sync = {{ mode = \"{}\" }}", modes[*mode]),
+                GenStep::RenameSubscribed { user: u, n } => {
+                    let from = if renamed.contains(&(u % self.users)) {
+                        continue;
+                    } else {
+                        renamed.insert(u % self.users);
+                        "INBOX.Work"
+                    };
+                    format!("rename = {{ user = \"{}\", from = \"{from}\", to = \"INBOX.W{n}\" }}", user(*u))
+                }
                 // The pass must touch the user: a rolling pass only does when
                 // the channel log names it, so a change goes first.
                 GenStep::Trigger { user: u } => match next_mode {
@@ -263,6 +295,10 @@ impl GenCase {
             let _ = writeln!(t, "[[step]]\n{line}");
         }
         let _ = writeln!(t, "\n[expect]\nconverged = true\nlost = 0");
+        if !off.is_empty() {
+            let names: Vec<String> = off.iter().map(|n| format!("\"{n}\"")).collect();
+            let _ = writeln!(t, "ignore = [{}]", names.join(", "));
+        }
         t
     }
 }
@@ -334,7 +370,7 @@ pub fn explore(
     let result = runner.run(&case_strategy(&opts.gen), |case| {
         let n = counter.lock().map(|c| c.0).unwrap_or(0);
         let prefix = format!("x{n}");
-        let text = case.to_toml(&prefix, "");
+        let text = case.to_toml_with(&prefix, "", &opts.gen.off);
         let scenario = Scenario::parse(&text, Path::new("explore-case.toml")).map_err(|e| {
             TestCaseError::fail(format!("generated an invalid scenario: {e}\n{text}"))
         })?;
@@ -375,7 +411,7 @@ pub fn explore(
                 why,
                 path.display()
             );
-            let text = minimal.to_toml("r", &header).replacen(
+            let text = minimal.to_toml_with("r", &header, &opts.gen.off).replacen(
                 "description = \"generated by backupd-sim explore\"",
                 &format!(
                     "description = \"explore seed {}: shrunk failing case\"\nseed = {}",
@@ -409,6 +445,8 @@ mod tests {
             mode: ExploreMode::Mixed,
             allow_loss_faults: false,
             steps_max: 8,
+            renames: true,
+            off: vec!["stale-subscriptions".into()],
         }
     }
 
@@ -419,7 +457,11 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, generate(Seed(4), &gen(), 40));
         for (i, c) in a.iter().enumerate() {
-            let text = c.to_toml(&format!("c{i}"), "header");
+            let text = c.to_toml_with(
+                &format!("c{i}"),
+                "header",
+                &["stale-subscriptions".to_owned()],
+            );
             Scenario::parse(&text, Path::new("gen.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
         }
     }

@@ -128,6 +128,14 @@ struct ExploreArgs {
     /// Let `lie` and `hide-missing` into the generated faults (cases then fail on purpose).
     #[arg(long)]
     allow_loss_faults: bool,
+    /// Also rename subscribed folders (Cyrus 3.6.1 violates convergence there:
+    /// see `--off stale-subscriptions`).
+    #[arg(long)]
+    renames: bool,
+    /// Switch off a property the Cyrus version is known to violate, by name
+    /// (repeatable): stale-subscriptions.
+    #[arg(long, value_name = "NAME")]
+    off: Vec<String>,
     /// Where a shrunk failing case is written.
     #[arg(long, default_value = "scenarios/regressions")]
     out: PathBuf,
@@ -520,10 +528,21 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 fn explore(args: ExploreArgs) -> Result<ExitCode> {
     use backupd_sim::explore::{generate, ExploreOptions, GenOptions};
     let seed = args.seed.unwrap_or_else(backupd_sim::rng::Seed::from_clock);
+    for name in &args.off {
+        match backupd_sim::scenario::ignorable_reason(name) {
+            Some(reason) => eprintln!("backupd-sim explore: property off: {name}: {reason}"),
+            None => {
+                eprintln!("backupd-sim: --off `{name}`: unknown; known: stale-subscriptions");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     let gen = GenOptions {
         mode: args.mode,
         allow_loss_faults: args.allow_loss_faults,
         steps_max: args.steps_max,
+        renames: args.renames,
+        off: args.off.clone(),
     };
     if let Some(dir) = &args.dry_run {
         std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
@@ -531,9 +550,10 @@ fn explore(args: ExploreArgs) -> Result<ExitCode> {
             let path = dir.join(format!("case-{i:04}.toml"));
             std::fs::write(
                 &path,
-                case.to_toml(
+                case.to_toml_with(
                     &format!("c{i}"),
                     &format!("explore --seed {seed}, case {i}"),
+                    &gen.off,
                 ),
             )?;
         }
@@ -608,15 +628,22 @@ fn explore(args: ExploreArgs) -> Result<ExitCode> {
                 println!("  - {}", f.lines().next().unwrap_or(""));
             }
             println!("replay: backupd-sim run {}", path.display());
-            println!(
-                "explore again: backupd-sim explore --seed {seed} --cases {}{}",
+            let mut again = format!(
+                "backupd-sim explore --seed {seed} --cases {} --mode {} --steps-max {}",
                 args.cases,
-                if args.allow_loss_faults {
-                    " --allow-loss-faults"
-                } else {
-                    ""
-                }
+                format!("{:?}", args.mode).to_lowercase(),
+                args.steps_max
             );
+            if args.allow_loss_faults {
+                again.push_str(" --allow-loss-faults");
+            }
+            if args.renames {
+                again.push_str(" --renames");
+            }
+            for o in &args.off {
+                again.push_str(&format!(" --off {o}"));
+            }
+            println!("explore again: {again}");
             Ok(ExitCode::from(1))
         }
     }

@@ -7,7 +7,7 @@
 //! 1. first `sync_client -u` of one user with 10,000 small messages;
 //! 2. a rolling `-R -1` pass after 1,000 changes over 5 users;
 //! 3. the bundled scenario suite (fake only): wall time per scenario;
-//! 4. explore cases per minute: not built yet, reported as skipped;
+//! 4. explore cases per minute (seed 1, mixed modes, the correct fake);
 //! 5. the fake's peak RSS (VmHWM) after receiving 100,000 messages;
 //! 6. codec throughput: MB/s framing + parsing APPLY MESSAGE / APPLY MAILBOX.
 //!
@@ -227,13 +227,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchResults> {
         workload1(opts, reps).context("workload 1")?,
         workload2(opts, reps).context("workload 2")?,
         workload3(opts).context("workload 3")?,
-        WorkloadResult {
-            id: 4,
-            name: "explore cases per minute".into(),
-            skipped: Some("not built yet: there is no explore mode in backupd-sim".into()),
-            series: Vec::new(),
-            notes: Vec::new(),
-        },
+        workload4(opts).context("workload 4")?,
         workload5(opts).context("workload 5")?,
         workload6(opts, reps)?,
     ];
@@ -874,6 +868,67 @@ fn workload3(opts: &BenchOptions) -> Result<WorkloadResult> {
                     .join(", ")
             ),
         ],
+    })
+}
+
+/// `explore` cases per minute against the correct fake (one harness, fresh
+/// users per case, as `backupd-sim explore` runs them).
+fn workload4(opts: &BenchOptions) -> Result<WorkloadResult> {
+    use crate::explore::{explore, ExploreMode, ExploreOptions, GenOptions};
+    let cases: u32 = if opts.sizes.w1_messages < 10_000 {
+        5
+    } else {
+        30
+    };
+    log(opts, format!("workload 4: {cases} explore cases"));
+    let mut hopts = crate::harness::HarnessOptions::new(opts.bins.clone());
+    hopts.sandbox_parent = Some(opts.sandbox_parent.clone());
+    let h = crate::harness::Harness::start(hopts).context("starting the harness")?;
+    let scratch = tempfile::tempdir_in(&opts.sandbox_parent)?;
+    let eo = ExploreOptions {
+        cases,
+        seed: crate::rng::Seed(1),
+        gen: GenOptions {
+            mode: ExploreMode::Mixed,
+            allow_loss_faults: false,
+            steps_max: 8,
+            renames: false,
+            off: Vec::new(),
+        },
+        out_dir: scratch.path().join("regressions"),
+        regressions: scratch.path().join("explore.txt"),
+        run: crate::runner::RunOptions {
+            bins: opts.bins.clone(),
+            version: opts.bins.version(),
+            seed: Some(crate::rng::Seed(1)),
+            keep: false,
+            sandbox_parent: Some(opts.sandbox_parent.clone()),
+            update_snapshots: false,
+            report_dir: None,
+        },
+    };
+    let outcome = explore(&h, &eo, |_, _, _| {}).map_err(|e| anyhow!(e))?;
+    let per_min = outcome.cases_run as f64 / outcome.seconds.max(1e-3) * 60.0;
+    Ok(WorkloadResult {
+        id: 4,
+        name: "explore cases per minute".into(),
+        skipped: None,
+        series: vec![Series::new(
+            "fake",
+            "cases_per_minute",
+            "cases/min",
+            vec![per_min],
+        )],
+        notes: vec![format!(
+            "{} case(s) in {:.1} s, seed 1, mode mixed, {}",
+            outcome.cases_run,
+            outcome.seconds,
+            if outcome.failure.is_some() {
+                "A FAILURE WAS FOUND"
+            } else {
+                "no failure"
+            }
+        )],
     })
 }
 

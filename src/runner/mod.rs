@@ -975,7 +975,25 @@ impl Run<'_> {
         let mut backup: MailState = self.h.backup_state();
         let wanted: BTreeSet<&str> = users.iter().copied().collect();
         backup.users.retain(|u, _| wanted.contains(u.as_str()));
-        let c = compare(&source, &backup);
+        let mut c = compare(&source, &backup);
+        if e.ignore.iter().any(|n| n == "stale-subscriptions") {
+            let before = c.divergences.len();
+            c.divergences.retain(|d| {
+                !(d.what.starts_with("subscription to ") && d.what.ends_with(" on the backup only"))
+            });
+            let ignored = before - c.divergences.len();
+            if c.divergences.is_empty() {
+                c.diff.clear();
+            }
+            checks.push(check(
+                "ignored: stale-subscriptions",
+                true,
+                format!(
+                    "{ignored} stale subscription(s) not counted: {}",
+                    crate::scenario::ignorable_reason("stale-subscriptions").unwrap_or_default()
+                ),
+            ));
+        }
         if c.converged() && !self.converged_seen {
             self.converged_seen = true;
             self.note(

@@ -204,6 +204,21 @@ pub struct Expect {
     /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.
     #[serde(default)]
     pub snapshot: bool,
+    /// Known client behaviours not counted as divergence, by name (see
+    /// [`IGNORABLE`]); the report says what was ignored and why.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// Differences a scenario may choose not to count, with the reason shown.
+pub const IGNORABLE: [(&str, &str); 1] = [(
+    "stale-subscriptions",
+    "Cyrus 3.6.1 rolling sync keeps the subscription of a renamed or deleted folder on the backup: imapd logs no SUB line for the subscription a RENAME or DELETE removes",
+)];
+
+/// The reason for an ignorable difference, or `None` for an unknown name.
+pub fn ignorable_reason(name: &str) -> Option<&'static str> {
+    IGNORABLE.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
 }
 
 impl Default for Expect {
@@ -220,6 +235,7 @@ impl Default for Expect {
             restarts: None,
             known_failure: None,
             snapshot: false,
+            ignore: Vec::new(),
         }
     }
 }
@@ -713,6 +729,18 @@ impl Scenario {
                         ),
                     ));
                 }
+            }
+        }
+        for name in &raw.expect.ignore {
+            if ignorable_reason(name).is_none() {
+                let known: Vec<&str> = IGNORABLE.iter().map(|(n, _)| *n).collect();
+                return Err(err_at(
+                    0,
+                    format!(
+                        "[expect] ignore: unknown `{name}`; known: {}",
+                        known.join(", ")
+                    ),
+                ));
             }
         }
         let mut expect = raw.expect;
