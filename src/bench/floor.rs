@@ -13,8 +13,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
+use crate::server::Deflate;
 use bytes::Bytes;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -90,61 +90,16 @@ impl Drop for Floor {
     }
 }
 
-fn zerr(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("deflate: {e}"))
-}
-
-/// Raw deflate both ways, sync-flushed per write.
-struct Deflate {
-    out: Compress,
-    inp: Decompress,
-}
-
-impl Deflate {
-    fn new() -> Deflate {
-        Deflate {
-            out: Compress::new(Compression::fast(), false),
-            inp: Decompress::new(false),
-        }
-    }
-
-    fn compress(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(input.len() / 2 + 64);
-        let mut consumed = 0;
-        loop {
-            if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(1024));
-            }
-            let before = self.out.total_in();
-            self.out
-                .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
-                .map_err(zerr)?;
-            consumed += (self.out.total_in() - before) as usize;
-            if consumed == input.len() && out.len() < out.capacity() {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Inflate all of `input` into `sink`.
-    fn decompress_all(&mut self, mut input: &[u8], sink: &mut Framer) -> io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let (in0, out0) = (self.inp.total_in(), self.inp.total_out());
-            let status = self
-                .inp
-                .decompress(input, &mut buf, FlushDecompress::None)
-                .map_err(zerr)?;
-            let used = (self.inp.total_in() - in0) as usize;
-            let made = (self.inp.total_out() - out0) as usize;
-            sink.push(&buf[..made]);
-            input = &input[used..];
-            if status == Status::StreamEnd {
-                return Err(zerr("stream ended"));
-            }
-            if input.is_empty() && made < buf.len() {
-                return Ok(());
-            }
+/// Inflate all of `input` into `sink` with the server's [`Deflate`]
+/// (unbounded: the floor only ever talks to the local sync_client).
+fn decompress_all(z: &mut Deflate, mut input: &[u8], sink: &mut Framer) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let (used, made) = z.decompress(input, &mut buf)?;
+        sink.push(&buf[..made]);
+        input = &input[used..];
+        if input.is_empty() && made < buf.len() {
+            return Ok(());
         }
     }
 }
@@ -199,13 +154,16 @@ async fn connection(mut s: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         match z.as_mut() {
-            Some(d) => d.decompress_all(&buf[..n], &mut framer)?,
+            Some(d) => decompress_all(d, &buf[..n], &mut framer)?,
             None => framer.push(&buf[..n]),
         }
         let mut out = Vec::new();
         let mut start_deflate = false;
         let mut close = false;
-        while let Some(frame) = framer.next_frame().map_err(zerr)? {
+        while let Some(frame) = framer
+            .next_frame()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+        {
             if frame
                 .get(..8)
                 .is_some_and(|w| w.eq_ignore_ascii_case(b"COMPRESS"))
@@ -226,7 +184,7 @@ async fn connection(mut s: TcpStream) -> io::Result<()> {
             send(&mut s, &mut z, &out).await?;
         }
         if start_deflate {
-            z = Some(Deflate::new());
+            z = Some(Deflate::default());
             // Anything buffered after COMPRESS was already compressed: the client
             // waits for our OK before compressing, so nothing is buffered here.
         }
