@@ -1156,30 +1156,60 @@ fn resolve_uids(c: &mut ImapClient, set: &str) -> Result<Vec<u32>, String> {
     Ok(out.into_iter().collect())
 }
 
-/// A transcript with what changes between runs replaced: numbers of 9 or
-/// more digits (times, UIDVALIDITY, CRCs) become `[N]`, uniqueids `[UNIQUEID]`,
-/// session numbers stay (they are deterministic for one client).
+/// A transcript with what changes between runs replaced: the value after a
+/// key that carries a time, a checksum or an id (`UNIQUEID`, `SYNC_CRC`,
+/// `RECENTTIME`, …) becomes `[X]`, any other number of 9 or more digits `[N]`.
+/// A line the event log shortened (ending in `…`) is cut at 100 characters,
+/// well before the shortening, whose place moves with the width of the
+/// numbers before it.
 pub fn normalize_transcript(t: &str) -> String {
+    const VOLATILE: [&str; 9] = [
+        "UNIQUEID",
+        "SYNC_CRC",
+        "SYNC_CRC_ANNOT",
+        "RECENTTIME",
+        "LAST_APPENDDATE",
+        "LAST_UPDATED",
+        "UIDVALIDITY",
+        "POP3_LAST_LOGIN",
+        "INTERNALDATE",
+    ];
     let mut out = String::with_capacity(t.len());
     for line in t.lines() {
         let mut words = Vec::new();
-        let mut after_uniqueid = false;
+        let mut after_key = false;
         for w in line.split(' ') {
-            let w2 = if after_uniqueid {
-                "[UNIQUEID]".to_owned()
+            words.push(if after_key {
+                "[X]".to_owned()
             } else {
                 normalize_word(w)
-            };
-            after_uniqueid = w.ends_with("UNIQUEID");
-            words.push(w2);
+            });
+            after_key = VOLATILE
+                .iter()
+                .any(|k| w.ends_with(k) && w.trim_start_matches("%(") == *k);
         }
-        out.push_str(&words.join(" "));
+        let mut text = words.join(" ");
+        if line.ends_with('…') && text.chars().count() > 100 {
+            text = text.chars().take(100).collect::<String>() + "…";
+        }
+        out.push_str(&text);
         out.push('\n');
     }
     out
 }
 
 fn normalize_word(w: &str) -> String {
+    // A delayed delete's name ends in the time as hex: DELETED.user.a.Trash.6B0B076B
+    if let Some(i) = w.find("DELETED.") {
+        let tail = &w[i..];
+        let end = tail.find([')', ' ']).map_or(w.len(), |e| i + e);
+        if let Some(dot) = w[..end].rfind('.') {
+            let hex = &w[dot + 1..end];
+            if hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return format!("{}.[HEX]{}", &w[..dot], &w[end..]);
+            }
+        }
+    }
     let mut out = String::new();
     let mut digits = String::new();
     let flush = |digits: &mut String, out: &mut String| {
@@ -1200,4 +1230,24 @@ fn normalize_word(w: &str) -> String {
     }
     flush(&mut digits, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_hides_what_changes_between_runs() {
+        let t = "C1: APPLY MAILBOX %(UNIQUEID ab12 MBOXNAME DELETED.user.a.Trash.6B0B076B SYNC_CRC 123 LAST_UID 6 RECENTTIME 1795880136\n\
+                 C2: GET MAILBOXES (user.a DELETED.user.a.Trash.6B0B0773)\n\
+                 S2: OK 1234567890 done\n";
+        assert_eq!(
+            normalize_transcript(t),
+            "C1: APPLY MAILBOX %(UNIQUEID [X] MBOXNAME DELETED.user.a.Trash.[HEX] SYNC_CRC [X] LAST_UID 6 RECENTTIME [X]\n\
+             C2: GET MAILBOXES (user.a DELETED.user.a.Trash.[HEX])\n\
+             S2: OK [N] done\n"
+        );
+        let long = format!("C1: APPLY X {}…", "y".repeat(150));
+        assert_eq!(normalize_transcript(&long).trim_end().chars().count(), 101);
+    }
 }
