@@ -20,12 +20,26 @@ pub const RESTARTS_MAX: u32 = 50;
 /// Shared between the runner and the supervisor thread.
 #[derive(Debug, Default)]
 struct State {
+    /// When each client exited (its status) or was restarted, on the caller's clock.
+    life: Mutex<Vec<(u64, Life)>>,
     runs: Mutex<Vec<SyncRun>>,
     current_pid: Mutex<Option<u32>>,
     stopping: AtomicBool,
     restarts: AtomicU32,
     errors: Mutex<Vec<String>>,
 }
+
+/// What happened to the supervised client, for the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    /// It exited with this status (`None`: killed by a signal).
+    Exit(Option<i32>),
+    /// The policy started it again.
+    Restart,
+}
+
+/// The time source the supervisor stamps [`Life`] events with.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// A supervised continuous client.
 #[derive(Debug)]
@@ -42,13 +56,15 @@ impl Supervised {
         args: Vec<String>,
         policy: Policy,
         log_run: PathBuf,
+        clock: Clock,
     ) -> Result<Supervised, String> {
         let first = client.spawn(&args).map_err(|e| e.to_string())?;
         let state = Arc::new(State::default());
         *state.current_pid.lock().unwrap_or_else(|e| e.into_inner()) = first.pid();
         let st = Arc::clone(&state);
-        let thread =
-            std::thread::spawn(move || supervise(client, args, policy, log_run, first, &st));
+        let thread = std::thread::spawn(move || {
+            supervise(client, args, policy, log_run, first, &st, &*clock);
+        });
         Ok(Supervised {
             state,
             thread: Some(thread),
@@ -82,17 +98,36 @@ impl Supervised {
     }
 
     /// Stop supervising, stop the client (SIGTERM, then SIGKILL after 10 s),
-    /// and return every run's output and any supervision errors.
-    pub fn stop(mut self) -> (Vec<SyncRun>, u32, Vec<String>) {
+    /// and return every run's output, the restarts, supervision errors and the
+    /// exits and restarts with their times.
+    pub fn stop(mut self) -> Stopped {
         self.state.stopping.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let runs = std::mem::take(&mut *self.state.runs.lock().unwrap_or_else(|e| e.into_inner()));
-        let errors =
-            std::mem::take(&mut *self.state.errors.lock().unwrap_or_else(|e| e.into_inner()));
-        (runs, self.restarts(), errors)
+        fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+            std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
+        }
+        Stopped {
+            runs: take(&self.state.runs),
+            restarts: self.restarts(),
+            errors: take(&self.state.errors),
+            life: take(&self.state.life),
+        }
     }
+}
+
+/// What [`Supervised::stop`] returns.
+#[derive(Debug)]
+pub struct Stopped {
+    /// Every run's output.
+    pub runs: Vec<SyncRun>,
+    /// Restarts the policy made.
+    pub restarts: u32,
+    /// Supervision trouble.
+    pub errors: Vec<String>,
+    /// Exits and restarts with their times.
+    pub life: Vec<(u64, Life)>,
 }
 
 impl Drop for Supervised {
@@ -111,7 +146,14 @@ fn supervise(
     log_run: PathBuf,
     first: RunningSyncClient,
     st: &State,
+    clock: &(dyn Fn() -> u64 + Send + Sync),
 ) {
+    let life = |e: Life| {
+        st.life
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((clock(), e))
+    };
     let mut current = Some(first);
     let record = |r: Result<SyncRun, crate::cyrus::CyrusError>| match r {
         Ok(run) => st.runs.lock().unwrap_or_else(|e| e.into_inner()).push(run),
@@ -132,7 +174,9 @@ fn supervise(
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
-        record(c.wait(Duration::from_secs(5)));
+        let result = c.wait(Duration::from_secs(5));
+        life(Life::Exit(result.as_ref().ok().and_then(|r| r.status)));
+        record(result);
         *st.current_pid.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let restart = match policy {
             Policy::None => false,
@@ -148,6 +192,7 @@ fn supervise(
         match client.spawn(&args) {
             Ok(c) => {
                 st.restarts.fetch_add(1, Ordering::Relaxed);
+                life(Life::Restart);
                 *st.current_pid.lock().unwrap_or_else(|e| e.into_inner()) = c.pid();
                 current = Some(c);
             }

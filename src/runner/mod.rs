@@ -566,11 +566,13 @@ impl Run<'_> {
                     crate::timeline::AnnotationKind::ClientStart,
                     "sync_client -R (continuous)",
                 );
+                let shared = std::sync::Arc::clone(self.h.fake());
                 self.client = Some(Supervised::start(
                     self.h.client().clone(),
                     args,
                     self.s.client.policy,
                     log_run,
+                    std::sync::Arc::new(move || shared.now_us()),
                 )?);
                 Ok(())
             }
@@ -871,10 +873,27 @@ impl Run<'_> {
                 crate::timeline::AnnotationKind::ClientExit { status: None },
                 "continuous sync_client stopped",
             );
-            let (runs, restarts, errors) = c.stop();
-            self.runs.extend(runs);
-            self.restarts += restarts;
-            for e in errors {
+            let stopped = c.stop();
+            for (t, e) in stopped.life {
+                let (kind, label) = match e {
+                    client::Life::Exit(status) => (
+                        crate::timeline::AnnotationKind::ClientExit { status },
+                        format!(
+                            "sync_client exited {}",
+                            status.map_or_else(|| "(signal)".into(), |s| s.to_string())
+                        ),
+                    ),
+                    client::Life::Restart => (
+                        crate::timeline::AnnotationKind::ClientRestart,
+                        "restarted by the policy".to_owned(),
+                    ),
+                };
+                self.annotations
+                    .push(crate::timeline::Annotation::new(t, kind, label));
+            }
+            self.runs.extend(stopped.runs);
+            self.restarts += stopped.restarts;
+            for e in stopped.errors {
                 self.checks.push(check("continuous client", false, e));
             }
         }
