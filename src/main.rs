@@ -485,13 +485,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let bins = match backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("backupd-sim: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    // A missing installation is an environment error: `main` prints it, exit 2.
+    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
     let version = bins.version();
     eprintln!(
         "backupd-sim: {} scenario(s), Cyrus {version} from {}, {} at a time",
@@ -564,13 +559,8 @@ fn explore(args: ExploreArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let bins = match backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("backupd-sim: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    // A missing installation is an environment error: `main` prints it, exit 2.
+    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
     let version = bins.version();
     let mut hopts = backupd_sim::harness::HarnessOptions::new(bins.clone());
     hopts.server.seed = seed;

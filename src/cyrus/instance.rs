@@ -218,7 +218,7 @@ fn check_traversable(root: &Path, uid: Uid, gid: Gid) -> Result<()> {
     Ok(())
 }
 
-fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
+pub(crate) fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
     nix::unistd::fchownat(
         None,
         path,
@@ -240,7 +240,7 @@ fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
     Ok(())
 }
 
-fn read_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn read_tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {
         Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), lines),
         Err(_) => String::new(),
@@ -606,52 +606,7 @@ impl SourceInstance {
     /// Read each user's mailboxes, messages and subscriptions, logged in as that user
     /// (so `\Seen` is the owner's). Read-only: EXAMINE and `BODY.PEEK[]`.
     pub fn read_state(&self, users: &[&str]) -> Result<MailState> {
-        let mut state = MailState::default();
-        for &user in users {
-            let mut imap = self.login_as(user)?;
-            let mut us = UserState::default();
-            for entry in imap.list("", "*")? {
-                let own = to_internal_name(user, &entry.name);
-                let inbox = user_inbox(user);
-                let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
-                let selectable = !entry.attributes.iter().any(|a| {
-                    a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
-                });
-                if !is_own || !selectable {
-                    continue;
-                }
-                let info = imap.examine(&entry.name)?;
-                let mut messages = std::collections::BTreeMap::new();
-                for m in imap.uid_fetch_all()? {
-                    let guid = hex::encode(Sha1::digest(&m.body));
-                    messages.insert(
-                        m.uid,
-                        MessageState {
-                            guid,
-                            flags: MessageState::normalize_flags(m.flags),
-                            internaldate: m.internaldate,
-                            size: m.size,
-                        },
-                    );
-                }
-                us.mailboxes.insert(
-                    own,
-                    MailboxState {
-                        uniqueid: info.mailboxid,
-                        uidvalidity: info.uidvalidity,
-                        last_uid: info.uidnext.saturating_sub(1),
-                        highestmodseq: info.highestmodseq,
-                        messages,
-                    },
-                );
-            }
-            for entry in imap.lsub("", "*")? {
-                us.subscriptions.insert(to_internal_name(user, &entry.name));
-            }
-            imap.logout()?;
-            state.users.insert(user.to_string(), us);
-        }
-        Ok(state)
+        read_state_imap(self.addr, users)
     }
 }
 
@@ -665,6 +620,58 @@ enum Ready {
     /// Try again with another port.
     PortTaken(String),
     Failed(String),
+}
+
+/// Read each user's own mailboxes over IMAP at `addr`, logging in as that user
+/// (Cyrus keeps `\Seen` per owner) and only examining (reading changes nothing).
+/// Used for the source and for a real replica alike.
+pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
+    let mut state = MailState::default();
+    for &user in users {
+        let mut imap = ImapClient::connect(addr, IMAP_TIMEOUT)?;
+        imap.login(user, "backupd-sim")?;
+        let mut us = UserState::default();
+        let inbox = user_inbox(user);
+        for entry in imap.list("", "*")? {
+            let own = to_internal_name(user, &entry.name);
+            let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
+            let selectable = !entry.attributes.iter().any(|a| {
+                a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+            });
+            if !is_own || !selectable {
+                continue;
+            }
+            let info = imap.examine(&entry.name)?;
+            let mut messages = std::collections::BTreeMap::new();
+            for m in imap.uid_fetch_all()? {
+                messages.insert(
+                    m.uid,
+                    MessageState {
+                        guid: hex::encode(Sha1::digest(&m.body)),
+                        flags: MessageState::normalize_flags(m.flags),
+                        internaldate: m.internaldate,
+                        size: m.size,
+                    },
+                );
+            }
+            us.mailboxes.insert(
+                own,
+                MailboxState {
+                    uniqueid: info.mailboxid,
+                    uidvalidity: info.uidvalidity,
+                    last_uid: info.uidnext.saturating_sub(1),
+                    highestmodseq: info.highestmodseq,
+                    messages,
+                },
+            );
+        }
+        for entry in imap.lsub("", "*")? {
+            us.subscriptions.insert(to_internal_name(user, &entry.name));
+        }
+        imap.logout()?;
+        state.users.insert(user.to_string(), us);
+    }
+    Ok(state)
 }
 
 #[cfg(test)]

@@ -32,12 +32,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Group, Uid, User};
-use sha1::{Digest, Sha1};
 
 use super::imap::ImapClient;
-use super::instance::{to_internal_name, user_inbox};
+use super::instance::{chown_tree, read_state_imap, read_tail};
 use super::process::{self, PortOwner, ProcStat};
-use super::{last_lines, CyrusBins, CyrusError};
+use super::{CyrusBins, CyrusError};
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
 
 type Result<T> = std::result::Result<T, CyrusError>;
@@ -46,7 +45,6 @@ const PORT_ATTEMPTS: usize = 5;
 const BIND_GRACE: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-const IMAP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound of one `cyr_backup` / `ctl_backups` / `sqlite3` run.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long [`RealTarget::lock_user`] waits for the lock to be visible.
@@ -134,35 +132,6 @@ fn simple_word(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-}
-
-fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
-    nix::unistd::fchownat(
-        None,
-        path,
-        Some(uid),
-        Some(gid),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| CyrusError::Io {
-        context: format!("chown `{}` to cyrus:mail", path.display()),
-        source: e.into(),
-    })?;
-    let meta = fs::symlink_metadata(path).map_err(io(format!("stat `{}`", path.display())))?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(path).map_err(io(format!("read `{}`", path.display())))? {
-            let entry = entry.map_err(io(format!("read `{}`", path.display())))?;
-            chown_tree(&entry.path(), uid, gid)?;
-        }
-    }
-    Ok(())
-}
-
-fn read_tail(path: &Path, lines: usize) -> String {
-    match fs::read(path) {
-        Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), lines),
-        Err(_) => String::new(),
-    }
 }
 
 /// The outcome of a bounded tool run.
@@ -1095,57 +1064,6 @@ fn enrich_from_index(us: &mut UserState, index: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Read each user's own mailboxes over IMAP as that user (read-only), like
-/// [`super::SourceInstance::read_state`].
-pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
-    let mut state = MailState::default();
-    for &user in users {
-        let mut imap = ImapClient::connect(addr, IMAP_TIMEOUT)?;
-        imap.login(user, "backupd-sim")?;
-        let mut us = UserState::default();
-        let inbox = user_inbox(user);
-        for entry in imap.list("", "*")? {
-            let own = to_internal_name(user, &entry.name);
-            let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
-            let selectable = !entry.attributes.iter().any(|a| {
-                a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
-            });
-            if !is_own || !selectable {
-                continue;
-            }
-            let info = imap.examine(&entry.name)?;
-            let mut messages = BTreeMap::new();
-            for m in imap.uid_fetch_all()? {
-                messages.insert(
-                    m.uid,
-                    MessageState {
-                        guid: hex::encode(Sha1::digest(&m.body)),
-                        flags: MessageState::normalize_flags(m.flags),
-                        internaldate: m.internaldate,
-                        size: m.size,
-                    },
-                );
-            }
-            us.mailboxes.insert(
-                own,
-                MailboxState {
-                    uniqueid: info.mailboxid,
-                    uidvalidity: info.uidvalidity,
-                    last_uid: info.uidnext.saturating_sub(1),
-                    highestmodseq: info.highestmodseq,
-                    messages,
-                },
-            );
-        }
-        for entry in imap.lsub("", "*")? {
-            us.subscriptions.insert(to_internal_name(user, &entry.name));
-        }
-        imap.logout()?;
-        state.users.insert(user.to_string(), us);
-    }
-    Ok(state)
 }
 
 #[cfg(test)]
