@@ -109,6 +109,37 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 const LOCKED: &str = "NO IMAP_MAILBOX_LOCKED Mailbox locked";
 
+/// Spawn a continuous `sync_client -R` and wait (bounded) until it has
+/// authenticated (the baseline made two AUTHENTICATEs before it).
+fn start_rolling(h: &Harness) -> backupd_sim::cyrus::RunningSyncClient {
+    let client = h
+        .client()
+        .spawn(&["-n".into(), "backup".into(), "-R".into()])
+        .expect("spawn -R");
+    wait_for(
+        "the rolling client to connect",
+        Duration::from_secs(10),
+        || replies_to(h, "AUTHENTICATE").len() >= 3,
+    );
+    client
+}
+
+/// Hold `user`'s backup for `ms` milliseconds from now.
+fn lock_for(h: &Harness, user: &str, ms: u64) {
+    let lock = backupd_sim::fault::LockSpec {
+        user: Some(user.into()),
+        close: Some(backupd_sim::fault::TriggerSpec::Table(
+            backupd_sim::fault::TriggerTable {
+                after_ms: Some(ms),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    h.ctl(&backupd_sim::server::control::Request::Lock { lock })
+        .expect("lock");
+}
+
 /// Case A: one rolling pass with the user locked and only APPEND/MAILBOX queued:
 /// the mailbox is deferred into the channel log, exit 0, `log-run` removed;
 /// after unlock the next pass converges with nothing lost.
@@ -299,29 +330,10 @@ fn case_c_continuous_rolling_with_sub_storms_then_converges() {
     let Some(h) = harness_with("") else { return };
     let mut rng = Rng::new(Seed(23));
     baseline(&h, "cleo", &mut rng);
-    let mut client = h
-        .client()
-        .spawn(&["-n".into(), "backup".into(), "-R".into()])
-        .expect("spawn -R");
-    wait_for(
-        "the rolling client to connect",
-        Duration::from_secs(10),
-        || !connection_times(&h).is_empty() && replies_to(&h, "AUTHENTICATE").len() >= 3,
-    );
+    let mut client = start_rolling(&h);
     let before = connection_times(&h).len();
-    let lock = backupd_sim::fault::LockSpec {
-        user: Some("cleo".into()),
-        close: Some(backupd_sim::fault::TriggerSpec::Table(
-            backupd_sim::fault::TriggerTable {
-                after_ms: Some(5000),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    };
     let t0 = Instant::now();
-    h.ctl(&backupd_sim::server::control::Request::Lock { lock })
-        .expect("lock");
+    lock_for(&h, "cleo", 5000);
     more_changes(h.source(), "cleo", &mut rng).expect("changes with a subscribe");
     wait_for(
         "convergence after the lock window",
@@ -347,28 +359,9 @@ fn case_c2_continuous_rolling_retries_once_per_interval() {
     let Some(h) = harness_with("") else { return };
     let mut rng = Rng::new(Seed(27));
     baseline(&h, "cato", &mut rng);
-    let mut client = h
-        .client()
-        .spawn(&["-n".into(), "backup".into(), "-R".into()])
-        .expect("spawn -R");
-    wait_for(
-        "the rolling client to connect",
-        Duration::from_secs(10),
-        || replies_to(&h, "AUTHENTICATE").len() >= 3,
-    );
+    let mut client = start_rolling(&h);
     let conns_before = connection_times(&h).len();
-    let lock = backupd_sim::fault::LockSpec {
-        user: Some("cato".into()),
-        close: Some(backupd_sim::fault::TriggerSpec::Table(
-            backupd_sim::fault::TriggerTable {
-                after_ms: Some(3000),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    };
-    h.ctl(&backupd_sim::server::control::Request::Lock { lock })
-        .expect("lock");
+    lock_for(&h, "cato", 3000);
     append(&h, "cato", 2, &mut rng);
     wait_for(
         "convergence after the lock window",
@@ -511,15 +504,7 @@ fn ctl_lock_and_unlock_while_rolling() {
     };
     let mut rng = Rng::new(Seed(28));
     baseline(&h, "gina", &mut rng);
-    let mut client = h
-        .client()
-        .spawn(&["-n".into(), "backup".into(), "-R".into()])
-        .expect("spawn -R");
-    wait_for(
-        "the rolling client to connect",
-        Duration::from_secs(10),
-        || replies_to(&h, "AUTHENTICATE").len() >= 3,
-    );
+    let mut client = start_rolling(&h);
 
     let (code, text) = ctl(&["lock", "gina"]);
     assert_eq!(code, Some(0), "{text}");
