@@ -107,7 +107,7 @@ impl Harness {
         let parent = opts
             .sandbox_parent
             .clone()
-            .unwrap_or_else(std::env::temp_dir);
+            .unwrap_or_else(|| opts.bins.sandbox_parent());
         let sandbox = tempfile::Builder::new()
             .prefix("backupd-sim-")
             .tempdir_in(&parent)

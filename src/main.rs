@@ -41,6 +41,30 @@ enum Cmd {
     /// Run a throwaway real Cyrus source instance in the foreground until SIGINT,
     /// with a `backup` channel pointing at a fake (for hand-run sync_client).
     Source(SourceArgs),
+    /// Cyrus installations: build Debian chroots with newer versions, list them.
+    Cyrus(CyrusArgs),
+}
+
+#[derive(Args)]
+struct CyrusArgs {
+    /// Where the chroots live (default: $BACKUPD_SIM_CYRUS_CACHE, else /var/cache/backupd-sim/cyrus).
+    #[arg(long, value_name = "DIR", global = true)]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    op: CyrusOp,
+}
+
+#[derive(Subcommand)]
+enum CyrusOp {
+    /// Build the chroot of each VERSION (3.10: Debian trixie, 3.12: sid) unless
+    /// it is complete already. Needs root and the host's Debian mirror.
+    Install {
+        /// 3.10, 3.12 (or trixie, sid).
+        #[arg(required = true)]
+        versions: Vec<String>,
+    },
+    /// Show the host's Cyrus and every chroot: version, location, size.
+    List,
 }
 
 #[derive(Args)]
@@ -85,6 +109,12 @@ struct RunArgs {
     /// Cyrus binaries to use (a Debian install or a build directory).
     #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
+    /// Cyrus installation(s) to run on, instead of --cyrus-bin (repeatable):
+    /// 3.6 (the host's), 3.10, 3.12 (chroots from `cyrus install`), `all` (every
+    /// installed one), a chroot root or a directory of Cyrus executables.
+    /// Several print a version x scenario table.
+    #[arg(long, value_name = "VERSION|DIR")]
+    cyrus: Vec<String>,
     /// Write every report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -365,6 +395,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench(args),
         Cmd::Source(args) => source(args),
         Cmd::Ctl(args) => ctl(args),
+        Cmd::Cyrus(args) => cyrus_cmd(args),
     };
     match result {
         Ok(code) => code,
@@ -486,38 +517,171 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     // A missing installation is an environment error: `main` prints it, exit 2.
-    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
-    let version = bins.version();
-    eprintln!(
-        "backupd-sim: {} scenario(s), Cyrus {version} from {}, {} at a time",
-        scenarios.len(),
-        bins.dir().display(),
-        args.jobs.max(1)
-    );
-    let opts = RunOptions {
-        bins,
-        version,
-        seed: args.seed,
-        keep: args.keep,
-        sandbox_parent: args.sandbox_dir.clone(),
-        update_snapshots: args.update_snapshots,
-        report_dir: args.report_dir.clone(),
-    };
-    let reports = suite::run_all(&scenarios, &opts, args.jobs.max(1));
-    print!("{}", report::summary(&reports));
+    let installations = installations(&args.cyrus, &args.cyrus_bin)?;
+    // Several installations: a header per version, a version x scenario table,
+    // and report dirs per version.
+    let multi = installations.len() > 1;
+    let mut matrix: Vec<(String, Vec<backupd_sim::runner::ScenarioReport>)> = Vec::new();
+    for bins in installations {
+        let version = bins.version();
+        eprintln!(
+            "backupd-sim: {} scenario(s), Cyrus {version} from {}, {} at a time",
+            scenarios.len(),
+            bins.describe(),
+            args.jobs.max(1)
+        );
+        let opts = RunOptions {
+            bins,
+            version: version.clone(),
+            seed: args.seed,
+            keep: args.keep,
+            sandbox_parent: args.sandbox_dir.clone(),
+            update_snapshots: args.update_snapshots,
+            report_dir: args.report_dir.as_ref().map(|d| {
+                if multi {
+                    d.join(&version)
+                } else {
+                    d.clone()
+                }
+            }),
+        };
+        let reports = suite::run_all(&scenarios, &opts, args.jobs.max(1));
+        if multi {
+            println!("== Cyrus {version} ({})", opts.bins.describe());
+        }
+        print!("{}", report::summary(&reports));
+        matrix.push((version, reports));
+    }
+    if matrix.len() > 1 {
+        print!("\n{}", report::matrix(&matrix));
+    }
     if let Some(p) = &args.json {
-        std::fs::write(p, report::json(&reports))
-            .with_context(|| format!("writing `{}`", p.display()))?;
+        let text = match matrix.as_slice() {
+            [(_, reports)] => report::json(reports),
+            _ => report::json_matrix(&matrix),
+        };
+        std::fs::write(p, text).with_context(|| format!("writing `{}`", p.display()))?;
     }
     if let Some(p) = &args.junit {
-        std::fs::write(p, report::junit(&reports))
-            .with_context(|| format!("writing `{}`", p.display()))?;
+        let text = match matrix.as_slice() {
+            [(_, reports)] => report::junit(reports),
+            _ => report::junit_matrix(&matrix),
+        };
+        std::fs::write(p, text).with_context(|| format!("writing `{}`", p.display()))?;
     }
-    Ok(if reports.iter().any(|r| r.verdict.is_bad()) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if matrix
+            .iter()
+            .any(|(_, reports)| reports.iter().any(|r| r.verdict.is_bad()))
+        {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// The installations `--cyrus` names (`all`: the host's and every installed
+/// chroot), else `--cyrus-bin`.
+fn installations(
+    specs: &[String],
+    cyrus_bin: &std::path::Path,
+) -> Result<Vec<backupd_sim::cyrus::CyrusBins>> {
+    use backupd_sim::cyrus::{install, CyrusBins};
+    let cache = install::cache_dir();
+    if specs.is_empty() {
+        return Ok(vec![CyrusBins::locate(cyrus_bin)?]);
+    }
+    let mut out: Vec<CyrusBins> = Vec::new();
+    for spec in specs {
+        if spec == "all" {
+            out.push(CyrusBins::locate(backupd_sim::cyrus::DEFAULT_CYRUS_BIN)?);
+            for s in install::SUITES {
+                if let Some(root) = install::installed_root(&cache, s) {
+                    out.push(CyrusBins::locate_chroot(root)?);
+                }
+            }
+        } else {
+            out.push(CyrusBins::resolve(spec, &cache)?);
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// `backupd-sim cyrus install|list`.
+fn cyrus_cmd(args: CyrusArgs) -> Result<ExitCode> {
+    use backupd_sim::cyrus::install;
+    let cache = args.cache.unwrap_or_else(install::cache_dir);
+    match args.op {
+        CyrusOp::Install { versions } => {
+            let mut suites = Vec::new();
+            for v in &versions {
+                match install::suite_for(v) {
+                    Some(s) => suites.push(s),
+                    None => {
+                        let known: Vec<&str> = install::SUITES.iter().map(|s| s.version).collect();
+                        eprintln!(
+                            "backupd-sim: cyrus install `{v}`: expected one of {} (3.6 is the host's: `make setup`)",
+                            known.join(", ")
+                        );
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+            for s in suites {
+                let started = std::time::Instant::now();
+                let mut progress = |line: &str| {
+                    eprintln!(
+                        "[{:>6.1} s] cyrus {}: {line}",
+                        started.elapsed().as_secs_f64(),
+                        s.version
+                    );
+                };
+                let done = install::install(s, &cache, &mut progress)
+                    .map_err(|e| anyhow::anyhow!("cyrus install {}: {e}", s.version))?;
+                let size = install::disk_usage(&done.root);
+                if done.built {
+                    println!(
+                        "Cyrus {} installed in {} ({:.0} MiB) in {:.1} s",
+                        done.version,
+                        done.root.display(),
+                        size as f64 / 1048576.0,
+                        done.seconds
+                    );
+                } else {
+                    println!(
+                        "Cyrus {} already installed in {} ({:.0} MiB)",
+                        done.version,
+                        done.root.display(),
+                        size as f64 / 1048576.0
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CyrusOp::List => {
+            println!("{:<6} {:<10} {:>9}  location", "cyrus", "version", "size");
+            for l in install::list(&cache) {
+                let (version, note) = if l.usable {
+                    (l.version.clone(), String::new())
+                } else {
+                    ("-".to_owned(), format!("  ({})", l.version))
+                };
+                println!(
+                    "{:<6} {:<10} {:>9}  {}{note}",
+                    l.name,
+                    version,
+                    l.bytes.map_or_else(
+                        || "-".into(),
+                        |b| format!("{:.0} MiB", b as f64 / 1048576.0)
+                    ),
+                    l.location.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn explore(args: ExploreArgs) -> Result<ExitCode> {

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,13 @@ const SHOWN_LINES: usize = 40;
 /// How long to wait for the output pipes to close after the process is reaped.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 
-/// Runs `<bins>/sync_client -C <config> ...`.
+/// Runs `<bins>/sync_client -C <config> ...` (for a chroot installation
+/// `chroot ROOT /usr/lib/cyrus/bin/sync_client -C <config inside ROOT> ...`;
+/// chroot execs it, so the PID is sync_client's).
 #[derive(Debug, Clone)]
 pub struct SyncClient {
-    program: PathBuf,
+    bins: CyrusBins,
+    /// The config as seen from the host.
     config: PathBuf,
 }
 
@@ -85,10 +88,11 @@ impl fmt::Display for SyncRun {
 }
 
 impl SyncClient {
-    /// `sync_client` from `bins`, reading `config_path` (the source's `imapd.conf`).
+    /// `sync_client` from `bins`, reading `config_path` (the source's
+    /// `imapd.conf`, a host path; below the chroot for a chroot installation).
     pub fn new(bins: &CyrusBins, config_path: impl AsRef<Path>) -> SyncClient {
         SyncClient {
-            program: bins.path("sync_client"),
+            bins: bins.clone(),
             config: config_path.as_ref().to_path_buf(),
         }
     }
@@ -107,21 +111,18 @@ impl SyncClient {
                     .into(),
             ));
         }
-        let mut argv = vec![
-            self.program.display().to_string(),
-            "-C".to_string(),
-            self.config.display().to_string(),
-        ];
-        argv.extend(args.iter().cloned());
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::null())
+        let config = self.bins.inside(&self.config)?;
+        let mut cmd = self.bins.command("sync_client");
+        cmd.arg("-C").arg(&config).args(args);
+        let mut argv = vec![cmd.get_program().to_string_lossy().into_owned()];
+        argv.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // Registered for the interrupt handler until reaped.
         let (mut child, tracked) =
             process::spawn_tracked(&mut cmd, process::Kind::SyncClient).map_err(CyrusError::io(
-                format!("start `{}`", self.program.display()),
+                format!("start `{}`", self.bins.host_path("sync_client").display()),
             ))?;
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().map(drain);

@@ -224,6 +224,13 @@ impl RealTarget {
                 root.display()
             )));
         }
+        if let Some(chroot) = bins.chroot() {
+            return Err(CyrusError::Config(format!(
+                "a real {} from the chroot `{}` is not supported yet: use the host's Cyrus for real targets",
+                kind.name(),
+                chroot.display()
+            )));
+        }
         if !simple_word(authname) || authname == "admin" {
             return Err(CyrusError::Config(format!(
                 "authname `{authname}` must be letters, digits, `_`, `-`, `.` (not `admin`)"

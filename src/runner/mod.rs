@@ -26,7 +26,7 @@ use crate::mailstate::MailState;
 use crate::populate;
 use crate::rng::{Rng, Seed};
 use crate::scenario::ledger::{classify, Change, Class, Classified, Entry};
-use crate::scenario::{Mode, Scenario, Step, SyncSpec};
+use crate::scenario::{ExitWant, Mode, Scenario, Step, SyncSpec};
 use crate::server::control::Request;
 use crate::server::HoldPhase;
 
@@ -247,11 +247,7 @@ fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
     let replay = format!(
         "backupd-sim run {} --seed {seed} --keep{}",
         s.path.display(),
-        if opts.bins.dir() == Path::new(crate::cyrus::DEFAULT_CYRUS_BIN) {
-            String::new()
-        } else {
-            format!(" --cyrus-bin {}", opts.bins.dir().display())
-        }
+        opts.bins.cli_arg()
     );
     ScenarioReport {
         name: s.name.clone(),
@@ -277,6 +273,9 @@ fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
 /// locks, faults and holds are cleared at the end.
 pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
     let started = Instant::now();
+    // The expectations for this client version (`[expect.versions."3.10"]`).
+    let resolved = s.for_version(&opts.version);
+    let s = &resolved;
     let mut report = empty_report(s, opts, seed);
     let mut run = Run {
         s,
@@ -528,18 +527,31 @@ impl Run<'_> {
                             .map_or_else(|| "(killed)".into(), |s| s.to_string())
                     ),
                 );
-                if let Some(want) = spec.expect_exit {
+                let want = spec
+                    .expect_exit
+                    .as_ref()
+                    .map(|e| e.for_version(&self.opts.version));
+                if let Some(want) = want {
+                    let ok = match want {
+                        ExitWant::Code(c) => run.status == Some(c) && !run.timed_out,
+                        ExitWant::Timeout => run.timed_out,
+                    };
                     self.checks.push(check(
                         format!("step {n}: exit status"),
-                        run.status == Some(want),
+                        ok,
                         format!(
-                            "expected {want}, got {}",
-                            run.status
-                                .map_or_else(|| "none (killed)".into(), |s| s.to_string())
+                            "expected {want} (Cyrus {}), got {}",
+                            self.opts.version,
+                            if run.timed_out {
+                                "still running at the timeout (killed)".into()
+                            } else {
+                                run.status
+                                    .map_or_else(|| "none (killed)".into(), |s| s.to_string())
+                            }
                         ),
                     ));
                 }
-                if run.timed_out {
+                if run.timed_out && want != Some(ExitWant::Timeout) {
                     self.checks.push(check(
                         format!("step {n}: finished"),
                         false,
@@ -1102,7 +1114,13 @@ impl Run<'_> {
             .parent()
             .unwrap_or(Path::new("."))
             .join("snapshots");
-        let path = dir.join(format!("{}.snap", self.s.name));
+        let name = self
+            .s
+            .expect
+            .snapshot_name
+            .as_deref()
+            .unwrap_or(&self.s.name);
+        let path = dir.join(format!("{name}.snap"));
         match std::fs::read_to_string(&path) {
             Ok(want) if want == text => {
                 check("transcript snapshot", true, path.display().to_string())

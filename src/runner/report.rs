@@ -188,3 +188,107 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
 }
+
+/// The version x scenario table of a matrix run: one row per scenario, one
+/// column per Cyrus version (in the order run), each cell the verdict; then
+/// each version's totals. `-` marks a scenario a version did not run.
+pub fn matrix(runs: &[(String, Vec<ScenarioReport>)]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, reports) in runs {
+        for r in reports {
+            if !names.contains(&r.name.as_str()) {
+                names.push(&r.name);
+            }
+        }
+    }
+    let w = names.iter().map(|n| n.len()).max().unwrap_or(8).max(8);
+    let cw = runs.iter().map(|(v, _)| v.len()).max().unwrap_or(6).max(6);
+    let mut out = String::new();
+    let _ = write!(out, "{:<w$}", "scenario");
+    for (v, _) in runs {
+        let _ = write!(out, "  {v:<cw$}");
+    }
+    out.push('\n');
+    for name in &names {
+        let _ = write!(out, "{name:<w$}");
+        for (_, reports) in runs {
+            let cell = reports
+                .iter()
+                .find(|r| r.name == *name)
+                .map_or_else(|| "-".to_owned(), |r| r.verdict.to_string());
+            let _ = write!(out, "  {cell:<cw$}");
+        }
+        out.push('\n');
+    }
+    for (v, reports) in runs {
+        let count = |x: Verdict| reports.iter().filter(|r| r.verdict == x).count();
+        let _ = writeln!(
+            out,
+            "Cyrus {v}: {} scenarios: {} passed, {} failed, {} xfail, {} xpass, {} errors",
+            reports.len(),
+            count(Verdict::Pass),
+            count(Verdict::Fail),
+            count(Verdict::Xfail),
+            count(Verdict::Xpass),
+            count(Verdict::Error)
+        );
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonVersion<'a> {
+    cyrus_version: &'a str,
+    passed: bool,
+    scenarios: &'a [ScenarioReport],
+}
+
+#[derive(Serialize)]
+struct JsonMatrix<'a> {
+    passed: bool,
+    versions: Vec<JsonVersion<'a>>,
+}
+
+/// A matrix run as JSON: `{ passed, versions: [ { cyrus_version, passed, scenarios } ] }`.
+pub fn json_matrix(runs: &[(String, Vec<ScenarioReport>)]) -> String {
+    let versions: Vec<JsonVersion> = runs
+        .iter()
+        .map(|(v, reports)| JsonVersion {
+            cyrus_version: v,
+            passed: !reports.iter().any(|r| r.verdict.is_bad()),
+            scenarios: reports,
+        })
+        .collect();
+    serde_json::to_string_pretty(&JsonMatrix {
+        passed: versions.iter().all(|v| v.passed),
+        versions,
+    })
+    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// A matrix run as JUnit XML: one `testsuite` per version, its test cases
+/// named `<scenario>` in class `backupd-sim.cyrus-<version>`.
+pub fn junit_matrix(runs: &[(String, Vec<ScenarioReport>)]) -> String {
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"backupd-sim\">\n",
+    );
+    for (v, reports) in runs {
+        let one = junit(reports);
+        // Reuse the single-suite rendering: keep its <testsuite> element, named per version.
+        let start = one.find("  <testsuite ").unwrap_or(0);
+        let end = one.rfind("</testsuites>").unwrap_or(one.len());
+        let body = one[start..end]
+            .replacen(
+                "<testsuite name=\"scenarios\"",
+                &format!("<testsuite name=\"cyrus-{}\"", xml(v)),
+                1,
+            )
+            .replace(
+                "classname=\"backupd-sim.scenarios\"",
+                &format!("classname=\"backupd-sim.cyrus-{}\"", xml(v)),
+            );
+        out.push_str(&body);
+    }
+    out.push_str("</testsuites>\n");
+    out
+}

@@ -208,6 +208,207 @@ pub struct Expect {
     /// [`IGNORABLE`]); the report says what was ignored and why.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// The snapshot file's name without `.snap` (default: the scenario's name).
+    pub snapshot_name: Option<String>,
+    /// `[expect.versions."3.10"]`: keys that differ for client versions with
+    /// this prefix (`3.10` matches 3.10.2; the longest matching prefix wins).
+    #[serde(default)]
+    pub versions: std::collections::BTreeMap<String, ExpectOverride>,
+    /// Whether the file gave `lost` (else it follows `converged`).
+    #[serde(skip)]
+    pub lost_given: bool,
+}
+
+/// One `[expect.versions."PREFIX"]` table: any `[expect]` key but `versions`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ExpectOverride {
+    pub converged: Option<bool>,
+    pub catch_up: Option<bool>,
+    pub lost: Option<u64>,
+    pub queued: Option<u64>,
+    pub deferrals: Option<Range>,
+    pub lock_hits: Option<Range>,
+    pub connections: Option<Range>,
+    pub reconnect_rate_max: Option<f64>,
+    pub restarts: Option<Range>,
+    pub known_failure: Option<KnownFailure>,
+    pub snapshot: Option<bool>,
+    pub snapshot_name: Option<String>,
+    pub ignore: Option<Vec<String>>,
+}
+
+/// Whether `prefix` (`3`, `3.10`, `3.10.2`) names `version` (`3.10.2`): equal,
+/// or a prefix ending at a `.` (so `3.1` does not match `3.10.2`).
+pub fn version_matches(prefix: &str, version: &str) -> bool {
+    version == prefix
+        || version
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// A version prefix as scenario files write it: numbers joined by `.`.
+fn valid_version_prefix(p: &str) -> bool {
+    !p.is_empty()
+        && p.split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Expect {
+    /// The expectations for client `version`: the `[expect.versions."PREFIX"]`
+    /// tables whose prefix matches it, applied shortest prefix first.
+    pub fn for_version(&self, version: &str) -> Expect {
+        let mut out = self.clone();
+        let mut matching: Vec<(&String, &ExpectOverride)> = self
+            .versions
+            .iter()
+            .filter(|(p, _)| version_matches(p, version))
+            .collect();
+        matching.sort_by_key(|(p, _)| p.len());
+        let mut lost_given = self.lost_given;
+        for (_, o) in matching {
+            macro_rules! take {
+                ($($f:ident),*) => {$(
+                    if let Some(v) = &o.$f { out.$f = v.clone().into(); }
+                )*};
+            }
+            take!(converged, catch_up, snapshot);
+            if let Some(v) = o.lost {
+                out.lost = Some(v);
+                lost_given = true;
+            }
+            for (dst, src) in [
+                (&mut out.deferrals, &o.deferrals),
+                (&mut out.lock_hits, &o.lock_hits),
+                (&mut out.connections, &o.connections),
+                (&mut out.restarts, &o.restarts),
+            ] {
+                if src.is_some() {
+                    *dst = *src;
+                }
+            }
+            if o.queued.is_some() {
+                out.queued = o.queued;
+            }
+            if o.reconnect_rate_max.is_some() {
+                out.reconnect_rate_max = o.reconnect_rate_max;
+            }
+            if o.known_failure.is_some() {
+                out.known_failure.clone_from(&o.known_failure);
+            }
+            if o.snapshot_name.is_some() {
+                out.snapshot_name.clone_from(&o.snapshot_name);
+            }
+            if let Some(v) = &o.ignore {
+                out.ignore.clone_from(v);
+            }
+        }
+        if !lost_given {
+            out.lost = out.converged.then_some(0);
+        }
+        out.versions.clear();
+        out
+    }
+}
+
+/// `expect_exit` of a `sync` step: a code, `"timeout"` (the run is expected to
+/// be killed at the client's `timeout`), or per client version
+/// `{ "3.6" = "timeout", other = 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ExitExpect {
+    /// One answer for every version.
+    One(ExitOne),
+    /// By version prefix; `other` for the rest.
+    PerVersion(std::collections::BTreeMap<String, ExitOne>),
+}
+
+/// One expected end of a run: an exit code, or `"timeout"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ExitOne {
+    /// This exit status.
+    Code(i32),
+    /// `"timeout"`: still running at the deadline (and then killed).
+    Word(String),
+}
+
+/// What a run must do, resolved for one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitWant {
+    /// Exit with this status.
+    Code(i32),
+    /// Be killed at the timeout.
+    Timeout,
+}
+
+impl std::fmt::Display for ExitWant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitWant::Code(c) => write!(f, "{c}"),
+            ExitWant::Timeout => f.write_str("still running at the timeout"),
+        }
+    }
+}
+
+impl From<i32> for ExitExpect {
+    fn from(code: i32) -> ExitExpect {
+        ExitExpect::One(ExitOne::Code(code))
+    }
+}
+
+impl ExitOne {
+    fn want(&self) -> Result<ExitWant, String> {
+        match self {
+            ExitOne::Code(c) => Ok(ExitWant::Code(*c)),
+            ExitOne::Word(w) if w == "timeout" => Ok(ExitWant::Timeout),
+            ExitOne::Word(w) => Err(format!(
+                "expect_exit \"{w}\": expected an exit code or \"timeout\""
+            )),
+        }
+    }
+}
+
+impl ExitExpect {
+    /// Check the form: known words, version prefixes, an `other` entry.
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            ExitExpect::One(o) => o.want().map(|_| ()),
+            ExitExpect::PerVersion(map) => {
+                for (k, v) in map {
+                    if k != "other" && !valid_version_prefix(k) {
+                        return Err(format!(
+                            "expect_exit key `{k}`: expected a version prefix (`3.6`, `3.10.2`) or `other`"
+                        ));
+                    }
+                    v.want()?;
+                }
+                if !map.contains_key("other") {
+                    return Err(
+                        "expect_exit by version needs an `other` entry for the remaining versions"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The expectation for client `version` (longest matching prefix, else `other`).
+    pub fn for_version(&self, version: &str) -> ExitWant {
+        let one = match self {
+            ExitExpect::One(o) => o,
+            ExitExpect::PerVersion(map) => map
+                .iter()
+                .filter(|(k, _)| *k != "other" && version_matches(k, version))
+                .max_by_key(|(k, _)| k.len())
+                .or_else(|| map.get_key_value("other"))
+                .map(|(_, v)| v)
+                .expect("validated: `other` exists"),
+        };
+        one.want().unwrap_or(ExitWant::Code(0))
+    }
 }
 
 /// Differences a scenario may choose not to count, with the reason shown.
@@ -236,6 +437,9 @@ impl Default for Expect {
             known_failure: None,
             snapshot: false,
             ignore: Vec::new(),
+            snapshot_name: None,
+            versions: std::collections::BTreeMap::new(),
+            lost_given: false,
         }
     }
 }
@@ -330,8 +534,8 @@ pub struct SyncSpec {
     pub users: Option<Vec<String>>,
     /// Internal mailbox names for `mailbox` mode.
     pub mailboxes: Option<Vec<String>>,
-    /// Expected exit status (default: not checked).
-    pub expect_exit: Option<i32>,
+    /// Expected exit status, `"timeout"`, or per version (default: not checked).
+    pub expect_exit: Option<ExitExpect>,
     /// Extra flags for this run.
     #[serde(default)]
     pub flags: Vec<String>,
@@ -584,6 +788,9 @@ impl StepSpec {
             if v.mode == Some(Mode::Rolling) {
                 return Err("`sync` runs the client to its end; continuous rolling uses `start = true` and `stop = true`".into());
             }
+            if let Some(e) = &v.expect_exit {
+                e.validate()?;
+            }
             found.push(Step::Sync(v));
         }
         for (flag, step) in [
@@ -731,6 +938,29 @@ impl Scenario {
                 }
             }
         }
+        let expect_at = |key: &str| {
+            // The line of `[expect.versions."KEY"]` (or of the key), for errors.
+            let needle = format!("\"{key}\"");
+            text.find(&needle).unwrap_or(0)
+        };
+        for (prefix, o) in &raw.expect.versions {
+            if !valid_version_prefix(prefix) {
+                return Err(err_at(
+                    expect_at(prefix),
+                    format!(
+                        "[expect.versions.\"{prefix}\"]: expected a version prefix such as \"3.10\" or \"3.6.1\""
+                    ),
+                ));
+            }
+            for name in o.ignore.iter().flatten() {
+                if ignorable_reason(name).is_none() {
+                    return Err(err_at(
+                        expect_at(prefix),
+                        format!("[expect.versions.\"{prefix}\"] ignore: unknown `{name}`"),
+                    ));
+                }
+            }
+        }
         for name in &raw.expect.ignore {
             if ignorable_reason(name).is_none() {
                 let known: Vec<&str> = IGNORABLE.iter().map(|(n, _)| *n).collect();
@@ -744,6 +974,7 @@ impl Scenario {
             }
         }
         let mut expect = raw.expect;
+        expect.lost_given = expect.lost.is_some();
         if expect.converged && expect.lost.is_none() {
             expect.lost = Some(0);
         }
@@ -757,6 +988,14 @@ impl Scenario {
             steps,
             expect,
         })
+    }
+
+    /// This scenario as client `version` should behave: its `[expect]` with
+    /// the matching `[expect.versions."PREFIX"]` tables applied.
+    pub fn for_version(&self, version: &str) -> Scenario {
+        let mut s = self.clone();
+        s.expect = self.expect.for_version(version);
+        s
     }
 
     /// Userids of the set-up.
