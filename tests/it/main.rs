@@ -14,3 +14,4 @@ mod session; // the sans-IO session over a temporary store: replies, auth, bad i
 mod targets; // real backupd and sync_server targets: convergence, a real lock (case A), benchmarks smoke
 mod timeline; // timeline.svg/.html from real event logs (case C storm, case A) and synthetic ones
 mod util;
+mod versions; // real versions side by side: 3.6.1, 3.10.2 and 3.12.4 chroots, per-version expectations, the matrix

@@ -91,3 +91,30 @@ pub fn run_script(addr: std::net::SocketAddr, lines: &[&str]) -> Vec<String> {
     }
     out
 }
+
+/// The chroot installation of Cyrus `version` (`3.10`, `3.12`) that
+/// `backupd-sim cyrus install` built in its cache (`$BACKUPD_SIM_CYRUS_CACHE`,
+/// else `/var/cache/backupd-sim/cyrus`).
+///
+/// Missing: skipped with a printed reason, unless `CI=true` or
+/// `BACKUPD_SIM_REQUIRE_CYRUS=1` (`make test` installs both first): then the
+/// test fails.
+pub fn chroot_bins(version: &str) -> Option<CyrusBins> {
+    use backupd_sim::cyrus::install;
+    let cache = install::cache_dir();
+    match CyrusBins::resolve(version, &cache) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            let required = std::env::var("CI").is_ok_and(|v| v == "true")
+                || std::env::var("BACKUPD_SIM_REQUIRE_CYRUS").is_ok_and(|v| v == "1");
+            if required {
+                panic!(
+                    "Cyrus {version} is required here (CI=true or BACKUPD_SIM_REQUIRE_CYRUS=1; \
+                     `make test` installs it with `backupd-sim cyrus install {version}`): {e}"
+                );
+            }
+            eprintln!("skipped: no Cyrus {version} chroot: {e}");
+            None
+        }
+    }
+}
