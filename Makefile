@@ -2,6 +2,7 @@
 #
 #   make run    build, install Cyrus if missing, run the bundled scenario suite (scenarios/)
 #   make test   the full test suite, Cyrus tests included (they fail, never skip, here)
+#   make matrix the bundled suite on Cyrus 3.6.1, 3.10.2 and 3.12.4, with a version x scenario table
 #
 # CYRUS_BIN=DIR points everything at another Cyrus build (default /usr/lib/cyrus/bin).
 
@@ -9,11 +10,12 @@ CARGO ?= cargo
 CYRUS_BIN ?= /usr/lib/cyrus/bin
 export CYRUS_BIN
 
-.PHONY: help setup build run demo test lint fmt clean bench
+.PHONY: help setup setup-matrix build run demo test matrix lint fmt clean bench
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
 	@echo "make setup  install cyrus-common cyrus-imapd cyrus-replication with apt-get when missing"
+	@echo "make setup-matrix  build the Cyrus 3.10 and 3.12 chroots (backupd-sim cyrus install; once, ~2x400 MiB)"
 	@echo "make build  build the release binary target/release/backupd-sim"
 	@echo "make demo   one built-in end-to-end replication, printing what it verified"
 	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
@@ -43,9 +45,23 @@ demo: setup build
 bench: setup build
 	target/release/backupd-sim bench --cyrus-bin "$(CYRUS_BIN)" --out bench $(BENCH_ARGS)
 
-# The Cyrus tests are required here: setup installed Cyrus, so a missing one is a failure.
-test: setup
+# The Cyrus versions of the matrix beside the host's 3.6.1: Debian chroots in
+# $(BACKUPD_SIM_CYRUS_CACHE) (default /var/cache/backupd-sim/cyrus), built once
+# (~30-120 s each, ~400 MiB each); a no-op when installed.
+setup-matrix:
+	$(CARGO) run --locked --quiet -- cyrus install 3.10 3.12
+
+# The Cyrus tests are required here: setup installed Cyrus (and setup-matrix the
+# 3.10 and 3.12 chroots), so a missing one is a failure.
+test: setup setup-matrix
 	BACKUPD_SIM_REQUIRE_CYRUS=1 $(CARGO) test --locked
+
+# The bundled suite on every version in MATRIX_VERSIONS (3.6 = the host's; a
+# chroot root or a directory of Cyrus executables works too), then the
+# version x scenario table. Extra arguments in RUN_ARGS (e.g. --json m.json).
+MATRIX_VERSIONS ?= 3.6 3.10 3.12
+matrix: setup setup-matrix build
+	target/release/backupd-sim run scenarios -j $(JOBS) $(foreach v,$(MATRIX_VERSIONS),--cyrus $(v)) $(RUN_ARGS)
 
 lint:
 	$(CARGO) fmt --all --check

@@ -462,3 +462,98 @@ fn reduced_matrix_on_the_chroot_versions() {
         }
     }
 }
+
+/// SIGINT in the middle of a run on a chroot version (the continuous client
+/// storming a locked user) stops every chroot'd Cyrus process by PID and
+/// removes the sandbox under the root: exit 130, nothing left.
+#[test]
+fn interrupt_leaves_no_chroot_process_or_sandbox() {
+    use nix::sys::signal::{kill, Signal};
+    let Some(bins) = chroot_bins("3.12") else {
+        return;
+    };
+    let root = bins.chroot().expect("a chroot").to_owned();
+    let parent = tempfile::Builder::new()
+        .prefix("versions-hygiene-")
+        .tempdir_in(root.join("tmp"))
+        .expect("sandbox parent under the root");
+    // Every Cyrus process of this run names this inside path in its command line.
+    let needle = bins
+        .inside(parent.path())
+        .expect("inside")
+        .display()
+        .to_string();
+    let ours = || -> Vec<(i32, String)> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| process::pid_alive(pid))
+            .filter_map(|pid| {
+                let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+                cmd.contains(&needle).then_some((pid, cmd))
+            })
+            .collect()
+    };
+    let logs = tempfile::tempdir().expect("logs");
+    let mut child = Command::new(BIN)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "scenarios/locks/c-continuous-storm.toml",
+            "--cyrus",
+            "3.12",
+            "--sandbox-dir",
+        ])
+        .arg(parent.path())
+        .stdout(std::fs::File::create(logs.path().join("out")).expect("out"))
+        .stderr(std::fs::File::create(logs.path().join("err")).expect("err"))
+        .spawn()
+        .expect("start backupd-sim run");
+    // Wait until a chroot'd sync_client runs for this sandbox.
+    let started = process::wait_until(Duration::from_secs(60), || {
+        ours()
+            .iter()
+            .any(|(_, c)| c.contains("sync_client") && c.contains(" -R"))
+    });
+    let err = || std::fs::read_to_string(logs.path().join("err")).unwrap_or_default();
+    if !started {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no continuous sync_client appeared:\n{}", err());
+    }
+    let seen = ours();
+    kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let mut status = None;
+    process::wait_until(Duration::from_secs(30), || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no exit within 30 s after SIGINT:\n{}", err());
+    };
+    assert_eq!(status.code(), Some(130), "{}", err());
+    assert!(
+        err().contains("interrupted: stopped 1 Cyrus instance"),
+        "{}",
+        err()
+    );
+    assert!(
+        seen.iter().all(|(pid, _)| !process::pid_alive(*pid)),
+        "left alive: {seen:?}"
+    );
+    assert!(ours().is_empty(), "{:?}", ours());
+    let left: Vec<_> = std::fs::read_dir(parent.path())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "sandboxes left: {left:?}");
+}
