@@ -324,14 +324,16 @@ fn recording_relay(
 
 /// What each client sends in `-u` mode (recorded by a relay, compression
 /// off): 3.12.4 adds `GET MAILBOXES` right after `GET USER` and `USERFLAGS`
-/// in every `APPLY MAILBOX`; 3.10.2 does neither. The fake takes both
-/// dialects: both converge.
+/// in every `APPLY MAILBOX`; 3.6.1 and 3.10.2 do neither. The fake takes
+/// both dialects: all converge.
 #[test]
 fn user_mode_dialect_per_version() {
-    let (Some(b310), Some(b312)) = (chroot_bins("3.10"), chroot_bins("3.12")) else {
+    let (Some(b36), Some(b310), Some(b312)) =
+        (cyrus_bins(), chroot_bins("3.10"), chroot_bins("3.12"))
+    else {
         return;
     };
-    for (bins, is_312) in [(b310, false), (b312, true)] {
+    for (bins, is_312) in [(b36, false), (b310, false), (b312, true)] {
         let version = bins.version();
         let mut opts = HarnessOptions::new(bins);
         opts.server.session.offer_compress = false;
