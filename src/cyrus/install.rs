@@ -223,7 +223,13 @@ impl Builder<'_> {
         let log2 = log
             .try_clone()
             .map_err(|e| InstallError::Other(format!("log handle: {e}")))?;
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+        // Its own process group (whose id is the child's PID), so apt's helpers
+        // (dpkg, the http methods) are stopped with it.
+        use std::os::unix::process::CommandExt;
+        cmd.stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0);
         let mut child = cmd
             .spawn()
             .map_err(|e| self.fail(name, format!("cannot start: {e}")))?;
@@ -234,16 +240,14 @@ impl Builder<'_> {
             {
                 break s;
             }
-            if self.interrupted.load(Ordering::SeqCst) {
-                // Our own child, not yet reaped: its PID is still ours.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(InstallError::Interrupted(name.to_owned()));
-            }
-            if started.elapsed() > STEP_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(self.fail(name, format!("no end within {STEP_TIMEOUT:?}")));
+            let interrupted = self.interrupted.load(Ordering::SeqCst);
+            if interrupted || started.elapsed() > STEP_TIMEOUT {
+                stop_group(&mut child);
+                return Err(if interrupted {
+                    InstallError::Interrupted(name.to_owned())
+                } else {
+                    self.fail(name, format!("no end within {STEP_TIMEOUT:?}"))
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -265,6 +269,24 @@ impl Builder<'_> {
             log: self.log.clone(),
         }
     }
+}
+
+/// Stop a step's process group (its id is the child's PID, and the child is
+/// not reaped yet, so the id is still ours): SIGTERM, up to 5 s, SIGKILL.
+fn stop_group(child: &mut std::process::Child) {
+    use nix::sys::signal::{killpg, Signal};
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    let group = nix::unistd::Pid::from_raw(pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Helpers that outlived the leader are still in the group.
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait();
 }
 
 /// Mount points under `root` that are mounted now (deepest first).
