@@ -518,6 +518,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     // A missing installation is an environment error: `main` prints it, exit 2.
     let installations = installations(&args.cyrus, &args.cyrus_bin)?;
+    if let Some(dir) = &args.sandbox_dir {
+        for bins in &installations {
+            // A chroot'd Cyrus only reaches its sandbox below the root.
+            let dir = std::fs::canonicalize(dir)
+                .with_context(|| format!("--sandbox-dir `{}`", dir.display()))?;
+            bins.inside(&dir)?;
+        }
+    }
     // Several installations: a header per version, a version x scenario table,
     // and report dirs per version.
     let multi = installations.len() > 1;

@@ -215,6 +215,20 @@ fn list_shows_every_installed_version() {
         assert!(l.ends_with(&root.display().to_string()), "{l}");
         assert_eq!(bins.version(), full);
     }
+    // A sandbox dir outside the root is refused up front (exit 2), not per scenario.
+    let (code, _, stderr) = bin(
+        &[
+            "run",
+            "scenarios/basic/user-sync.toml",
+            "--cyrus",
+            "3.12",
+            "--sandbox-dir",
+            "/tmp",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is outside the chroot"), "{stderr}");
 }
 
 /// The source and sync_client of a chroot installation run through `chroot`,
