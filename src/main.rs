@@ -138,7 +138,7 @@ struct CompareArgs {
     #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
     /// The known deviations (TOML, `[[deviation]]` tables).
-    #[arg(long, value_name = "FILE", default_value = "scenarios/deviations.toml")]
+    #[arg(long, value_name = "FILE", default_value = "fixtures/deviations.toml")]
     deviations: PathBuf,
     /// Where the reports and normalized transcripts of both sides go.
     #[arg(long, value_name = "DIR", default_value = "target/compare")]

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -362,9 +362,4 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
         out.display()
     );
     s
-}
-
-/// Where the bundled known deviations live.
-pub fn default_deviations_path() -> PathBuf {
-    PathBuf::from("scenarios/deviations.toml")
 }
