@@ -1,10 +1,15 @@
 //! A real Cyrus source, the fake backupd and the real `sync_client`, wired
 //! together in one sandbox directory.
 //!
-//! [`Harness::start`] starts the fake on `127.0.0.1:0` in its own tokio runtime
-//! and a source instance whose `backup` channel points at it. Everything stops
-//! when the harness is dropped (the source by PID, the fake with its runtime);
-//! the sandbox is removed unless it was asked to be kept.
+//! [`Harness::start`] starts the target and a source instance whose `backup`
+//! channel points at it. The target is the fake on `127.0.0.1:0` in its own tokio
+//! runtime by default; with [`HarnessOptions::target`] it is a real `backupd` or
+//! `sync_server` started in the sandbox, or any csync server at `HOST:PORT`. A
+//! real target is reached through a [`Relay`] that records the conversation
+//! into the same event log the fake keeps, so counts, transcripts and timelines
+//! read the same for every target. Everything stops when the harness is dropped
+//! (the source and a real target by PID, the fake and the relay with the
+//! runtime); the sandbox is removed unless it was asked to be kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,15 +17,110 @@ use std::time::Duration;
 
 use crate::check::{compare, Comparison};
 use crate::cyrus::{
-    Channel, CyrusBins, CyrusError, SourceInstance, SourceOptions, SyncClient, SyncRun,
+    BackupLock, Channel, CyrusBins, CyrusError, RealTarget, SourceInstance, SourceOptions,
+    StateScope, SyncClient, SyncRun, TargetKind,
 };
+use crate::events::EventKind;
+use crate::fault::{LockSpec, TriggerSpec};
 use crate::mailstate::MailState;
+use crate::relay::Relay;
 use crate::server::{control, FakeBackupd, ServerConfig, Shared};
-use crate::session::Credentials;
 use crate::store::Store;
 
 /// The channel name the source replicates to the fake on.
 pub const CHANNEL: &str = "backup";
+
+/// Which server the source replicates to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The fake backupd (the default).
+    Fake,
+    /// A real Cyrus `backupd` or `sync_server`, started in the sandbox.
+    Real(TargetKind),
+    /// Any csync server; its contents cannot be read, so convergence is judged
+    /// by a final `-u` pass that must send no `APPLY`.
+    Remote {
+        /// Where it listens.
+        addr: std::net::SocketAddr,
+        /// The replication user.
+        authname: String,
+        /// Its password.
+        password: String,
+    },
+}
+
+impl Target {
+    /// `fake`, `backupd`, `sync_server` or `HOST:PORT`, as `--target` takes it.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Fake => "fake".into(),
+            Target::Real(k) => k.name().into(),
+            Target::Remote { addr, .. } => addr.to_string(),
+        }
+    }
+
+    /// Parse `--target`: `fake`, `backupd`, `sync_server` (or `sync-server`), or
+    /// `HOST:PORT` with the credentials to use there.
+    pub fn parse(text: &str, authname: &str, password: &str) -> Result<Target, String> {
+        match text {
+            "fake" => Ok(Target::Fake),
+            "backupd" => Ok(Target::Real(TargetKind::Backupd)),
+            "sync_server" | "sync-server" => Ok(Target::Real(TargetKind::SyncServer)),
+            other => {
+                use std::net::ToSocketAddrs;
+                let addr = other
+                    .to_socket_addrs()
+                    .map_err(|e| {
+                        format!(
+                            "`{other}`: expected `fake`, `backupd`, `sync_server` or HOST:PORT ({e})"
+                        )
+                    })?
+                    .next()
+                    .ok_or_else(|| format!("`{other}` resolves to no address"))?;
+                Ok(Target::Remote {
+                    addr,
+                    authname: authname.to_owned(),
+                    password: password.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// `fake`, `backupd`, `sync_server` or `remote`: the kind, as scenario
+    /// files name it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Target::Fake => "fake",
+            Target::Real(k) => k.name(),
+            Target::Remote { .. } => "remote",
+        }
+    }
+
+    /// True for the fake.
+    pub fn is_fake(&self) -> bool {
+        *self == Target::Fake
+    }
+}
+
+/// A lock window on a real backupd: a `ctl_backups lock` process, and when it
+/// ends.
+#[derive(Debug)]
+struct RealLock {
+    name: String,
+    user: String,
+    lock: BackupLock,
+    close: RealClose,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RealClose {
+    /// By `unlock` or `clear`.
+    Manual,
+    /// At this instant.
+    At(std::time::Instant),
+    /// After this many `LOCKED` answers counted from this many.
+    Attempts { n: u64, base: u64 },
+}
 
 /// Why a harness could not be built or used.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +128,9 @@ pub enum HarnessError {
     /// A Cyrus piece failed.
     #[error(transparent)]
     Cyrus(#[from] CyrusError),
+    /// The target cannot do what was asked (e.g. read back a `HOST:PORT`).
+    #[error("{0}")]
+    Unsupported(String),
     /// The sandbox or the fake could not be set up.
     #[error("{context}: {source}")]
     Io {
@@ -66,6 +169,8 @@ pub struct HarnessOptions {
     pub sync_log: bool,
     /// `<channel>_sync_timeout` in seconds (the client's read timeout).
     pub channel_sync_timeout: Option<u32>,
+    /// The server replicated to.
+    pub target: Target,
 }
 
 impl HarnessOptions {
@@ -82,6 +187,7 @@ impl HarnessOptions {
             control: false,
             sync_log: true,
             channel_sync_timeout: None,
+            target: Target::Fake,
         }
     }
 }
@@ -91,7 +197,13 @@ impl HarnessOptions {
 pub struct Harness {
     // Field order is drop order: the source stops before its files go.
     source: SourceInstance,
+    real_locks: std::sync::Mutex<Vec<RealLock>>,
+    relay: Option<Relay>,
+    real: Option<RealTarget>,
     fake: Option<FakeBackupd>,
+    /// The event log: the fake's, or the relay's in front of a real target.
+    recorder: Arc<Shared>,
+    target: Target,
     rt: tokio::runtime::Runtime,
     client: SyncClient,
     sync_timeout: Duration,
@@ -133,16 +245,52 @@ impl Harness {
             .map_err(io_err("starting the tokio runtime"))?;
         let store = Store::temporary().map_err(io_err("creating the body store"))?;
         let server = opts.server.clone();
-        let creds: Credentials = server.session.credentials.clone();
-        let fake = rt
-            .block_on(FakeBackupd::start(
-                "127.0.0.1:0".parse().expect("literal address"),
-                store,
-                server,
-            ))
-            .map_err(io_err("starting the fake backupd on 127.0.0.1:0"))?;
+        let (mut authname, mut password) = (
+            server.session.credentials.user.clone(),
+            server.session.credentials.password.clone(),
+        );
+        let listen: std::net::SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+        let (fake, real, relay, recorder, port) = match &opts.target {
+            Target::Fake => {
+                let fake = rt
+                    .block_on(FakeBackupd::start(listen, store, server))
+                    .map_err(io_err("starting the fake backupd on 127.0.0.1:0"))?;
+                let recorder = Arc::clone(fake.shared());
+                let port = fake.addr().port();
+                (Some(fake), None, None, recorder, port)
+            }
+            Target::Real(kind) => {
+                let real = RealTarget::start(
+                    *kind,
+                    &opts.bins,
+                    &sandbox_path.join("target"),
+                    &authname,
+                    &password,
+                )?;
+                let recorder = Shared::new(store, server);
+                let relay = rt
+                    .block_on(Relay::start(listen, real.addr(), Arc::clone(&recorder)))
+                    .map_err(io_err("starting the recording relay on 127.0.0.1:0"))?;
+                let port = relay.addr().port();
+                (None, Some(real), Some(relay), recorder, port)
+            }
+            Target::Remote {
+                addr,
+                authname: a,
+                password: p,
+            } => {
+                authname.clone_from(a);
+                password.clone_from(p);
+                let recorder = Shared::new(store, server);
+                let relay = rt
+                    .block_on(Relay::start(listen, *addr, Arc::clone(&recorder)))
+                    .map_err(io_err("starting the recording relay on 127.0.0.1:0"))?;
+                let port = relay.addr().port();
+                (None, None, Some(relay), recorder, port)
+            }
+        };
         let control_addr = if opts.control {
-            let shared = Arc::clone(fake.shared());
+            let shared = Arc::clone(&recorder);
             let listener = rt
                 .block_on(control::bind(
                     "127.0.0.1:0".parse().expect("literal address"),
@@ -155,9 +303,9 @@ impl Harness {
         } else {
             None
         };
-        let mut channel = Channel::new(CHANNEL, fake.addr().port());
-        channel.authname = creds.user;
-        channel.password = opts.client_password.clone().unwrap_or(creds.password);
+        let mut channel = Channel::new(CHANNEL, port);
+        channel.authname = authname;
+        channel.password = opts.client_password.clone().unwrap_or(password);
         channel.repeat_interval_secs = opts.repeat_interval_secs;
         channel.sync_timeout_secs = opts.channel_sync_timeout;
         let mut source_opts = SourceOptions::new(opts.bins.clone(), sandbox_path.join("source"));
@@ -173,7 +321,12 @@ impl Harness {
         };
         Ok(Harness {
             source,
-            fake: Some(fake),
+            real_locks: std::sync::Mutex::new(Vec::new()),
+            relay,
+            real,
+            fake,
+            recorder,
+            target: opts.target.clone(),
             rt,
             client,
             sync_timeout: opts.sync_timeout,
@@ -230,20 +383,171 @@ impl Harness {
         &self.sandbox_path
     }
 
-    /// The fake's shared state (store, event log).
+    /// The shared state that records the conversation: the fake's (store,
+    /// engine, event log), or the relay's in front of a real target (its event
+    /// log and clock; its store and engine stay unused).
     pub fn fake(&self) -> &Arc<Shared> {
-        self.fake
-            .as_ref()
-            .expect("the fake runs until the harness is dropped")
-            .shared()
+        &self.recorder
     }
 
-    /// The fake's address.
+    /// Where the client connects: the fake, or the relay.
     pub fn fake_addr(&self) -> std::net::SocketAddr {
-        self.fake
-            .as_ref()
-            .expect("the fake runs until the harness is dropped")
-            .addr()
+        match (&self.fake, &self.relay) {
+            (Some(f), _) => f.addr(),
+            (None, Some(r)) => r.addr(),
+            (None, None) => unreachable!("a harness has a fake or a relay"),
+        }
+    }
+
+    /// The server replicated to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The real target, when one was started.
+    pub fn real_target(&self) -> Option<&RealTarget> {
+        self.real.as_ref()
+    }
+
+    /// Open a lock window. On the fake every [`LockSpec`] works; on a real
+    /// backupd a window is a `ctl_backups lock -u USER` process, so only a
+    /// user-wide `hold` lock opening at once can be made, closing by hand, after
+    /// `after_ms`, or after `attempts` LOCKED answers. Other targets cannot be
+    /// locked on demand.
+    pub fn lock(&self, spec: &LockSpec) -> Result<(), String> {
+        match &self.target {
+            Target::Fake => self
+                .ctl(&control::Request::Lock { lock: spec.clone() })
+                .map(|_| ()),
+            Target::Real(TargetKind::Backupd) => {
+                let (user, close) = real_lock_plan(spec)?;
+                let real = self.real.as_ref().expect("a real target runs");
+                let close = match close {
+                    RealCloseSpec::Manual => RealClose::Manual,
+                    RealCloseSpec::AfterMs(ms) => {
+                        RealClose::At(std::time::Instant::now() + Duration::from_millis(ms))
+                    }
+                    RealCloseSpec::Attempts(n) => RealClose::Attempts {
+                        n,
+                        base: self.lock_hits(),
+                    },
+                };
+                let lock = real
+                    .lock_user(&user)
+                    .map_err(|e| format!("ctl_backups lock -u {user}: {e}"))?;
+                let name = spec.name.clone().unwrap_or_else(|| user.clone());
+                self.recorder.record(
+                    0,
+                    EventKind::Mark {
+                        name: format!("ctl_backups lock -u {user} ({name})"),
+                    },
+                );
+                self.real_locks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(RealLock {
+                        name,
+                        user,
+                        lock,
+                        close,
+                    });
+                Ok(())
+            }
+            other => Err(format!(
+                "the {} target cannot be locked on demand",
+                other.name()
+            )),
+        }
+    }
+
+    /// Close every lock window named `name` or on user `name`.
+    pub fn unlock(&self, name: &str) -> Result<(), String> {
+        if self.target.is_fake() {
+            return self
+                .ctl(&control::Request::Unlock {
+                    name: name.to_owned(),
+                })
+                .map(|_| ());
+        }
+        let mut locks = self.real_locks.lock().unwrap_or_else(|e| e.into_inner());
+        let before = locks.len();
+        let (closing, keep): (Vec<RealLock>, Vec<RealLock>) = std::mem::take(&mut *locks)
+            .into_iter()
+            .partition(|l| l.name == name || l.user == name);
+        *locks = keep;
+        drop(locks);
+        if closing.is_empty() {
+            return Err(format!(
+                "no open lock named or targeting `{name}` ({before} open)"
+            ));
+        }
+        self.release(closing)
+    }
+
+    /// Close every lock window and clear every fault.
+    pub fn clear(&self) -> Result<(), String> {
+        if self.target.is_fake() {
+            return self.ctl(&control::Request::Clear).map(|_| ());
+        }
+        let all = std::mem::take(&mut *self.real_locks.lock().unwrap_or_else(|e| e.into_inner()));
+        self.release(all)
+    }
+
+    fn release(&self, locks: Vec<RealLock>) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for mut l in locks {
+            match l.lock.release() {
+                Ok(()) => self.recorder.record(
+                    0,
+                    EventKind::Mark {
+                        name: format!("ctl_backups unlock -u {} ({})", l.user, l.name),
+                    },
+                ),
+                Err(e) => errors.push(format!("releasing {}: {e}", l.name)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Close the real lock windows whose time or LOCKED count has come (the fake
+    /// closes its own). Call it often while a scenario runs.
+    pub fn tick(&self) -> Result<(), String> {
+        if self.target.is_fake() {
+            return Ok(());
+        }
+        let hits = self.lock_hits();
+        let now = std::time::Instant::now();
+        let mut locks = self.real_locks.lock().unwrap_or_else(|e| e.into_inner());
+        let (due, keep): (Vec<RealLock>, Vec<RealLock>) = std::mem::take(&mut *locks)
+            .into_iter()
+            .partition(|l| match l.close {
+                RealClose::Manual => false,
+                RealClose::At(t) => now >= t,
+                RealClose::Attempts { n, base } => hits >= base + n,
+            });
+        *locks = keep;
+        drop(locks);
+        self.release(due)
+    }
+
+    /// Lock windows open on a real target (0 for the fake, which keeps its own).
+    pub fn open_locks(&self) -> usize {
+        self.real_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    fn lock_hits(&self) -> u64 {
+        self.recorder
+            .events()
+            .events()
+            .filter(|e| matches!(e.kind, EventKind::LockHit { .. }))
+            .count() as u64
     }
 
     /// Run `sync_client -n backup ARGS…` to its end (or the timeout).
@@ -267,23 +571,48 @@ impl Harness {
         &self.client
     }
 
-    /// The backup's contents, projected for comparison.
+    /// The fake's store as a [`MailState`] (empty for a real target: use
+    /// [`Harness::read_backup`]).
     pub fn backup_state(&self) -> MailState {
-        self.fake().store().mail_state()
+        self.fake
+            .as_ref()
+            .map(|f| f.shared().store().mail_state())
+            .unwrap_or_default()
+    }
+
+    /// What the target holds for `users`, and the scope it can be compared at:
+    /// the fake's store, a real backupd read with `cyr_backup` and its index, or
+    /// a replica read over IMAP. A `HOST:PORT` target cannot be read.
+    pub fn read_backup(&self, users: &[&str]) -> Result<(MailState, StateScope), HarnessError> {
+        match (&self.target, &self.real) {
+            (Target::Fake, _) => {
+                let mut state = self.backup_state();
+                state.users.retain(|u, _| users.contains(&u.as_str()));
+                Ok((state, StateScope::Full))
+            }
+            (Target::Real(_), Some(real)) => Ok((real.read_state(users)?, real.state_scope())),
+            (other, _) => Err(HarnessError::Unsupported(format!(
+                "the contents of {} cannot be read back",
+                other.name()
+            ))),
+        }
     }
 
     /// Read `users` on the source and compare them with the backup (only those
-    /// users on both sides).
+    /// users on both sides), both cut down to what the target can show.
     pub fn compare(&self, users: &[&str]) -> Result<Comparison, HarnessError> {
         let source = self.source.read_state(users)?;
-        let mut backup = self.backup_state();
-        backup.users.retain(|u, _| users.contains(&u.as_str()));
-        Ok(compare(&source, &backup))
+        let (backup, scope) = self.read_backup(users)?;
+        Ok(compare(&scope.project(&source), &scope.project(&backup)))
     }
 
-    /// Bodies problems on the fake (see [`Store::verify_bodies`]).
+    /// Bodies problems on the fake (see [`Store::verify_bodies`]); a real
+    /// target keeps its own bodies, so none are reported for it.
     pub fn verify_bodies(&self) -> Vec<String> {
-        self.fake().store().verify_bodies()
+        self.fake
+            .as_ref()
+            .map(|f| f.shared().store().verify_bodies())
+            .unwrap_or_default()
     }
 
     /// Commands of this label the fake received so far.
@@ -300,9 +629,74 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         let _ = self.source.stop();
+        let _ = self.clear();
+        drop(self.relay.take());
+        if let Some(mut r) = self.real.take() {
+            let _ = r.stop();
+        }
         if let Some(f) = self.fake.take() {
             self.rt.block_on(f.stop());
         }
         drop(self.sandbox.take());
+    }
+}
+
+/// How a real lock window closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RealCloseSpec {
+    Manual,
+    AfterMs(u64),
+    Attempts(u64),
+}
+
+/// The user and closing of a lock a real backupd can be given, or why not.
+fn real_lock_plan(spec: &LockSpec) -> Result<(String, RealCloseSpec), String> {
+    let why = "a real backupd is locked with `ctl_backups lock -u USER`";
+    let user = spec
+        .user
+        .clone()
+        .ok_or_else(|| format!("{why}: the lock needs a `user`"))?;
+    if spec.mailbox.is_some() || spec.verb.is_some() {
+        return Err(format!("{why}: a lock by mailbox or verb cannot be made"));
+    }
+    if spec.mode.as_deref().is_some_and(|m| m != "hold") {
+        return Err(format!("{why}: only `hold` mode exists there"));
+    }
+    match &spec.open {
+        None => {}
+        Some(TriggerSpec::Word(w)) if w == "start" => {}
+        Some(_) => return Err(format!("{why}: the window can only open at once")),
+    }
+    let close = match &spec.close {
+        None => RealCloseSpec::Manual,
+        Some(TriggerSpec::Word(w)) if w == "never" || w == "manual" => RealCloseSpec::Manual,
+        Some(TriggerSpec::Table(t)) => match (t.after_ms, t.attempts, &t.mark, &t.on) {
+            (Some(ms), None, None, None) => RealCloseSpec::AfterMs(ms),
+            (None, Some(n), None, None) => RealCloseSpec::Attempts(n),
+            _ => {
+                return Err(format!(
+                    "{why}: it closes by hand, `after_ms` or `attempts`"
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(format!(
+                "{why}: it closes by hand, `after_ms` or `attempts`"
+            ))
+        }
+    };
+    Ok((user, close))
+}
+
+/// Why `spec` cannot be a lock window on `target`, if it cannot.
+pub fn lock_unsupported(spec: &LockSpec, target: &Target) -> Option<String> {
+    match target {
+        Target::Fake => None,
+        Target::Real(TargetKind::Backupd) => real_lock_plan(spec).err(),
+        Target::Real(TargetKind::SyncServer) => Some(
+            "a real sync_server blocks instead of answering LOCKED, and cannot be locked on demand"
+                .into(),
+        ),
+        Target::Remote { .. } => Some("a HOST:PORT target cannot be locked on demand".into()),
     }
 }

@@ -31,6 +31,7 @@ pub mod harness;
 pub mod mailstate;
 pub mod populate;
 pub mod proto;
+pub mod relay;
 pub mod rng;
 pub mod runner;
 pub mod scenario;

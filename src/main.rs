@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use backupd_sim::server::{FakeBackupd, ServerConfig};
@@ -28,6 +28,10 @@ enum Cmd {
     /// and the fake; exit 0 when all went as expected, 1 when some failed,
     /// 2 on invalid input or environment.
     Run(RunArgs),
+    /// Run scenarios on the fake and on a real target (default: backupd) and
+    /// set verdicts, exit codes, counts and transcripts side by side; exit 1
+    /// when a difference is not in the known-deviations file.
+    Compare(CompareArgs),
     /// Property-based convergence testing with the real sync_client: generate
     /// scenarios, run them, shrink a failure to a scenario file.
     Explore(ExploreArgs),
@@ -139,6 +143,64 @@ struct RunArgs {
     /// Copy every scenario's artifacts (transcript, events, report, timeline.svg/html) to DIR/<scenario>/.
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Scenario files or directories.
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// The real target compared with the fake: backupd, sync_server or HOST:PORT.
+    #[arg(long, value_name = "TARGET", default_value = "backupd")]
+    against: String,
+    /// Credentials for a HOST:PORT target.
+    #[arg(long, value_name = "USER:PASSWORD", default_value = "repluser:secret")]
+    target_auth: String,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Scenarios run at once, per target.
+    #[arg(short = 'j', long, default_value_t = 1)]
+    jobs: usize,
+    /// Cyrus binaries to use.
+    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    cyrus_bin: PathBuf,
+    /// The known deviations (TOML, `[[deviation]]` tables).
+    #[arg(long, value_name = "FILE", default_value = "fixtures/deviations.toml")]
+    deviations: PathBuf,
+    /// Where the reports and normalized transcripts of both sides go.
+    #[arg(long, value_name = "DIR", default_value = "target/compare")]
+    out: PathBuf,
+    /// Write the rows as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// The server to replicate to: `fake`, `backupd` or `sync_server` (real Cyrus
+    /// servers started in the sandbox, recorded through a relay), or HOST:PORT (any
+    /// csync server; judged by a final `-u` pass that must send no APPLY).
+    #[arg(long, value_name = "TARGET", default_value = "fake")]
+    target: String,
+    /// Credentials for a HOST:PORT target.
+    #[arg(long, value_name = "USER:PASSWORD", default_value = "repluser:secret")]
+    target_auth: String,
+}
+
+impl TargetArgs {
+    fn parse(&self) -> Result<backupd_sim::harness::Target> {
+        let (user, password) = self.target_auth.split_once(':').ok_or_else(|| {
+            anyhow!(
+                "--target-auth `{}`: expected USER:PASSWORD",
+                self.target_auth
+            )
+        })?;
+        backupd_sim::harness::Target::parse(&self.target, user, password)
+            .map_err(|e| anyhow!("--target {e}"))
+    }
 }
 
 #[derive(Args)]
@@ -390,6 +452,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Serve(args) => serve(args),
         Cmd::Run(args) => run(args),
+        Cmd::Compare(args) => compare(args),
         Cmd::Explore(args) => explore(args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Bench(args) => bench(args),
@@ -486,6 +549,86 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     })
 }
 
+fn compare(args: CompareArgs) -> Result<ExitCode> {
+    use backupd_sim::runner::{compare, suite, RunOptions};
+    let scenarios = match suite::load(&args.paths, None, args.filter.as_deref()) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => {
+            eprintln!(
+                "backupd-sim: no scenario to compare (paths: {:?})",
+                args.paths
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("backupd-sim: invalid scenario: {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let target = TargetArgs {
+        target: args.against.clone(),
+        target_auth: args.target_auth.clone(),
+    }
+    .parse();
+    let target = match target {
+        Ok(t) if !t.is_fake() => t,
+        Ok(_) => {
+            eprintln!(
+                "backupd-sim: --against must be a real target (backupd, sync_server or HOST:PORT)"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => {
+            eprintln!("backupd-sim: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let deviations = match compare::load_deviations(&args.deviations) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("backupd-sim: invalid deviations file: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
+    let version = bins.version();
+    let opts = RunOptions {
+        bins,
+        version,
+        seed: None,
+        keep: false,
+        sandbox_parent: None,
+        update_snapshots: false,
+        report_dir: None,
+        target: backupd_sim::harness::Target::Fake,
+    };
+    let rows = compare::compare(
+        &scenarios,
+        &opts,
+        &target,
+        args.jobs.max(1),
+        &args.out,
+        &deviations,
+    );
+    print!("{}", compare::summary(&rows, &target, &args.out));
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing `{}`", p.display()))?;
+    }
+    let bad = rows.iter().any(|r| {
+        r.unexplained()
+            || r.fake.verdict == backupd_sim::runner::Verdict::Error
+            || r.real.verdict == backupd_sim::runner::Verdict::Error
+    });
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn run(args: RunArgs) -> Result<ExitCode> {
     use backupd_sim::runner::{report, suite, RunOptions};
     let scenarios = match suite::load(&args.paths, args.shard, args.filter.as_deref()) {
@@ -516,6 +659,13 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    let target = match args.target.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("backupd-sim: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     // A missing installation is an environment error: `main` prints it, exit 2.
     let installations = installations(&args.cyrus, &args.cyrus_bin)?;
     if let Some(dir) = &args.sandbox_dir {
@@ -533,9 +683,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for bins in installations {
         let version = bins.version();
         eprintln!(
-            "backupd-sim: {} scenario(s), Cyrus {version} from {}, {} at a time",
+            "backupd-sim: {} scenario(s), Cyrus {version} from {}, target {}, {} at a time",
             scenarios.len(),
             bins.describe(),
+            target.name(),
             args.jobs.max(1)
         );
         let opts = RunOptions {
@@ -552,6 +703,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                     d.clone()
                 }
             }),
+            target: target.clone(),
         };
         let reports = suite::run_all(&scenarios, &opts, args.jobs.max(1));
         if multi {
@@ -756,6 +908,7 @@ fn explore(args: ExploreArgs) -> Result<ExitCode> {
             sandbox_parent: None,
             update_snapshots: false,
             report_dir: None,
+            target: backupd_sim::harness::Target::Fake,
         },
     };
     if let Some(parent) = args.regressions.parent() {

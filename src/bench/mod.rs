@@ -816,6 +816,7 @@ fn workload3(opts: &BenchOptions) -> Result<WorkloadResult> {
         sandbox_parent: Some(opts.sandbox_parent.clone()),
         update_snapshots: false,
         report_dir: None,
+        target: crate::harness::Target::Fake,
     };
     let t = Instant::now();
     let reports = suite::run_all(&scenarios, &ro, 1);
@@ -905,6 +906,7 @@ fn workload4(opts: &BenchOptions) -> Result<WorkloadResult> {
             sandbox_parent: Some(opts.sandbox_parent.clone()),
             update_snapshots: false,
             report_dir: None,
+            target: crate::harness::Target::Fake,
         },
     };
     let outcome = explore(&h, &eo, |_, _, _| {}).map_err(|e| anyhow!(e))?;

@@ -92,6 +92,14 @@ impl Framer {
         self.buf.len()
     }
 
+    /// Take every byte held and not yet returned in a frame, and start afresh
+    /// (a stream switching to another encoding after a frame, e.g. `COMPRESS`).
+    pub fn take_buffered(&mut self) -> BytesMut {
+        self.scanned = 0;
+        self.literal_end = None;
+        self.buf.split()
+    }
+
     /// The next complete command, `Ok(None)` when more bytes are needed.
     ///
     /// The frame includes its final line end. Call this after every

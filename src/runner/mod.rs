@@ -1,7 +1,8 @@
 //! Runs scenarios against the real Cyrus source and `sync_client`, with the
-//! fake as the target, and judges them.
+//! fake as the target (or, with [`RunOptions::target`], a real backupd or
+//! sync_server, or any csync server), and judges them.
 //!
-//! One scenario: a fresh [`Harness`] (sandbox, source, fake), the set-up and
+//! One scenario: a fresh [`Harness`] (sandbox, source, target), the set-up and
 //! baseline, the steps in order, the final catch-up, then the checks: exit
 //! codes, convergence, the ledger (lost, queued), deferrals, lock hits,
 //! connections, reconnect rate, restarts, the transcript snapshot. Everything
@@ -9,6 +10,7 @@
 //! fails (or with `--keep`), with the command that replays it.
 
 mod client;
+pub mod compare;
 pub mod report;
 pub mod suite;
 
@@ -21,7 +23,7 @@ use serde::Serialize;
 use crate::check::compare;
 use crate::cyrus::{CyrusBins, ImapClient, SyncRun};
 use crate::events::EventKind;
-use crate::harness::{Harness, HarnessOptions};
+use crate::harness::{lock_unsupported, Harness, HarnessOptions, Target};
 use crate::mailstate::MailState;
 use crate::populate;
 use crate::rng::{Rng, Seed};
@@ -47,6 +49,9 @@ pub enum Verdict {
     Xpass,
     /// It could not run (set-up or harness trouble).
     Error,
+    /// Not run: the target cannot do what it needs (e.g. faults on a real
+    /// server); the reason is in the report.
+    Skip,
 }
 
 impl Verdict {
@@ -64,6 +69,7 @@ impl std::fmt::Display for Verdict {
             Verdict::Xfail => "XFAIL",
             Verdict::Xpass => "XPASS",
             Verdict::Error => "ERROR",
+            Verdict::Skip => "SKIP",
         })
     }
 }
@@ -86,6 +92,8 @@ pub struct RunOptions {
     /// Also copy every scenario's artifacts (transcript, events, report,
     /// timeline) to `DIR/<scenario>/`.
     pub report_dir: Option<PathBuf>,
+    /// The server replicated to.
+    pub target: Target,
 }
 
 /// Counters measured during a run.
@@ -145,6 +153,14 @@ pub struct ScenarioReport {
     /// Trouble that stopped the run (for ERROR).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it was not run (for SKIP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// The target it ran against (`fake`, `backupd`, `sync_server`, HOST:PORT).
+    pub target: String,
+    /// Exit status of each `sync_client` run the steps made, in order (`null`
+    /// when killed); the catch-up's passes are not included.
+    pub exits: Vec<Option<i32>>,
     /// The kept sandbox, if kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<PathBuf>,
@@ -197,7 +213,14 @@ pub fn seed_for(s: &Scenario, opts: &RunOptions) -> Seed {
 pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
     let started = Instant::now();
     let seed = seed_for(s, opts);
+    if let Some(why) = unsupported(s, &opts.target) {
+        let mut report = empty_report(s, opts, seed);
+        report.verdict = Verdict::Skip;
+        report.skipped = Some(why);
+        return report;
+    }
     let mut hopts = HarnessOptions::new(opts.bins.clone());
+    hopts.target = opts.target.clone();
     hopts.sandbox_parent.clone_from(&opts.sandbox_parent);
     hopts.keep = opts.keep;
     hopts.server.seed = seed;
@@ -243,11 +266,58 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
     report
 }
 
+/// Why scenario `s` cannot run against `target`, if it cannot: faults and
+/// triggers are the fake's own; a real backupd can only be locked per user with
+/// `ctl_backups lock`; a sync_server or a `HOST:PORT` cannot be locked; a
+/// `HOST:PORT` cannot be read back, so `wait_for = converged` is out there.
+pub fn unsupported(s: &Scenario, target: &Target) -> Option<String> {
+    let kind = target.kind_name();
+    if !s.targets.is_empty() && !s.targets.iter().any(|t| t == kind) {
+        return Some(format!(
+            "the scenario is only meaningful on {} (its `targets`)",
+            s.targets.join(", ")
+        ));
+    }
+    if target.is_fake() {
+        return None;
+    }
+    fn walk(steps: &[Step], target: &Target) -> Option<String> {
+        for (i, step) in steps.iter().enumerate() {
+            let why = match step {
+                Step::Fault(f) => Some(format!(
+                    "fault `{}`: faults are injected by the fake only",
+                    f.action
+                )),
+                Step::Trigger { .. } => {
+                    Some("triggers hold commands inside the fake only".to_owned())
+                }
+                Step::Lock(l) => lock_unsupported(l, target),
+                Step::WaitFor(w)
+                    if w.event == "converged" && matches!(target, Target::Remote { .. }) =>
+                {
+                    Some("`wait_for = converged` needs a target that can be read back".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Some(format!("step {} ({}): {why}", i + 1, step.describe()));
+            }
+        }
+        None
+    }
+    walk(&s.steps, target)
+}
+
 fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
     let replay = format!(
-        "backupd-sim run {} --seed {seed} --keep{}",
+        "backupd-sim run {} --seed {seed} --keep{}{}",
         s.path.display(),
-        opts.bins.cli_arg()
+        opts.bins.cli_arg(),
+        if opts.target.is_fake() {
+            String::new()
+        } else {
+            format!(" --target {}", opts.target.name())
+        }
     );
     ScenarioReport {
         name: s.name.clone(),
@@ -261,6 +331,9 @@ fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
         stats: Stats::default(),
         ledger: Vec::new(),
         error: None,
+        skipped: None,
+        target: opts.target.name(),
+        exits: Vec::new(),
         sandbox: None,
         replay,
         timeline: None,
@@ -291,6 +364,7 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
         setup_seq: 0,
         annotations: Vec::new(),
         converged_seen: false,
+        step_runs: None,
     };
     let outcome = run.execute();
     let (checks, ledger, stats) = match outcome {
@@ -301,17 +375,21 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
             (std::mem::take(&mut run.checks), Vec::new(), run.stats())
         }
     };
-    let _ = h.ctl(&Request::Clear);
+    let _ = h.clear();
+    // The steps' runs only: how many catch-up passes follow depends on timing.
+    let steps = run.step_runs.unwrap_or(run.runs.len());
+    report.exits = run.runs[..steps].iter().map(|r| r.status).collect();
     report.annotations = std::mem::take(&mut run.annotations);
     report.checks = checks;
     report.ledger = ledger;
     report.stats = stats;
     let failed = report.error.is_some() || report.checks.iter().any(|c| !c.ok);
     let known = s.expect.known_failure.as_ref().filter(|k| {
-        k.versions.is_empty()
+        (k.versions.is_empty()
             || k.versions
                 .iter()
-                .any(|v| opts.version.starts_with(v.as_str()))
+                .any(|v| crate::scenario::version_matches(v, &opts.version)))
+            && (k.targets.is_empty() || k.targets.iter().any(|t| t == opts.target.kind_name()))
     });
     report.verdict = match (report.error.is_some(), failed, known) {
         (true, _, _) => Verdict::Error,
@@ -374,6 +452,8 @@ struct Run<'a> {
     annotations: Vec<crate::timeline::Annotation>,
     /// The first time the backup was seen converged during the steps.
     converged_seen: bool,
+    /// Client runs made by the steps (the catch-up's passes come after).
+    step_runs: Option<usize>,
 }
 
 fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
@@ -454,6 +534,10 @@ impl Run<'_> {
                 if run.status != Some(0) {
                     return Err(format!("the baseline rolling pass failed:\n{run}"));
                 }
+            }
+            // A HOST:PORT target cannot be read: its final `-u` pass judges all.
+            if matches!(self.h.target(), Target::Remote { .. }) {
+                return Ok(());
             }
             let c = self.h.compare(&base).map_err(|e| e.to_string())?;
             if !c.converged() {
@@ -601,7 +685,11 @@ impl Run<'_> {
                 Ok(())
             }
             Step::WaitMs(ms) => {
-                std::thread::sleep(Duration::from_millis(*ms));
+                let until = Instant::now() + Duration::from_millis(*ms);
+                while let Some(left) = until.checked_duration_since(Instant::now()) {
+                    self.serve_triggers()?;
+                    std::thread::sleep(left.min(Duration::from_millis(10)));
+                }
                 Ok(())
             }
             Step::WaitFor(w) => {
@@ -672,10 +760,13 @@ impl Run<'_> {
     fn change_inner(&mut self, n: usize, step: &Step) -> Result<(), String> {
         let ctl = |req: Request| self.h.ctl(&req).map(|_| ());
         match step {
-            Step::Lock(l) => ctl(Request::Lock { lock: l.clone() }),
-            Step::Unlock(name) => ctl(Request::Unlock { name: name.clone() }),
+            Step::Lock(l) => self.h.lock(l),
+            Step::Unlock(name) => self.h.unlock(name),
+            Step::Fault(_) if !self.h.target().is_fake() => {
+                Err("faults are injected by the fake only".into())
+            }
             Step::Fault(f) => ctl(Request::Fault { fault: f.clone() }),
-            Step::Clear => ctl(Request::Clear),
+            Step::Clear => self.h.clear(),
             Step::Mark(m) => ctl(Request::Mark { name: m.clone() }),
             Step::Append(a) => {
                 let mut c = self.login(&a.user)?;
@@ -805,6 +896,8 @@ impl Run<'_> {
     /// Run the `then` steps of every trigger whose command is held now, then
     /// release it; fail a trigger whose deadline passed unreached.
     fn serve_triggers(&mut self) -> Result<(), String> {
+        // Real lock windows close on the runner's watch (the fake closes its own).
+        self.h.tick()?;
         let mut pending = std::mem::take(&mut self.triggers);
         let mut result = Ok(());
         pending.retain(|t| {
@@ -845,6 +938,23 @@ impl Run<'_> {
 
     fn count_event(&self, event: &str, verb: Option<&str>) -> Result<u64, String> {
         Ok(match event {
+            "converged"
+                if self.client.is_some()
+                    && *self.h.target() == Target::Real(crate::cyrus::TargetKind::Backupd) =>
+            {
+                // A real backupd cannot be read while the continuous client is
+                // connected: the idle client keeps each user's backup locked
+                // (ctl_backups: rc 75). Wait for what convergence needs instead:
+                // the channel log drained and no lock window open; the contents
+                // are compared after the client stops.
+                let src = self.h.source();
+                let empty = |p: PathBuf| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+                u64::from(
+                    self.h.open_locks() == 0
+                        && empty(src.sync_log_path(crate::harness::CHANNEL))
+                        && empty(src.sync_log_run_path(crate::harness::CHANNEL)),
+                )
+            }
             "converged" => {
                 let users = self.s.user_names();
                 u64::from(
@@ -916,7 +1026,7 @@ impl Run<'_> {
         for t in std::mem::take(&mut self.triggers) {
             self.h.fake().release_hold(t.id);
         }
-        let _ = self.h.ctl(&Request::Clear);
+        let _ = self.h.clear();
         self.stop_client();
     }
 
@@ -924,6 +1034,7 @@ impl Run<'_> {
     /// channel log is drained (at most 3 passes).
     fn catch_up(&mut self) -> Result<(), String> {
         self.shutdown();
+        self.step_runs = Some(self.runs.len());
         if !self.s.client.sync_log {
             return Ok(());
         }
@@ -1003,7 +1114,20 @@ impl Run<'_> {
                 return (checks, Vec::new(), stats);
             }
         };
-        let mut backup: MailState = self.h.backup_state();
+        if matches!(self.h.target(), Target::Remote { .. }) {
+            // Nothing to read: the verdict is a final `-u` that must find nothing to send.
+            checks.push(self.final_pass_check(&users));
+            return (checks, Vec::new(), stats);
+        }
+        let (backup, scope) = match self.h.read_backup(&users) {
+            Ok(b) => b,
+            Err(err) => {
+                checks.push(check("read the backup", false, err.to_string()));
+                return (checks, Vec::new(), stats);
+            }
+        };
+        let (source, mut backup): (MailState, MailState) =
+            (scope.project(&source), scope.project(&backup));
         let wanted: BTreeSet<&str> = users.iter().copied().collect();
         backup.users.retain(|u, _| wanted.contains(u.as_str()));
         let mut c = compare(&source, &backup);
@@ -1041,7 +1165,7 @@ impl Run<'_> {
                 c.to_string()
             },
         ));
-        if e.converged {
+        if e.converged && self.h.target().is_fake() {
             let bad = self.h.verify_bodies();
             checks.push(check("bodies", bad.is_empty(), bad.join("\n")));
         }
@@ -1099,10 +1223,46 @@ impl Run<'_> {
                 ),
             ));
         }
-        if e.snapshot {
+        // Snapshots hold the fake's transcripts; `compare` sets real ones beside them.
+        if e.snapshot && self.h.target().is_fake() {
             checks.push(self.snapshot());
         }
         (checks, ledger, stats)
+    }
+
+    /// For a target that cannot be read: `-u` of every user after the catch-up
+    /// must send no `APPLY` (the client's exit status proves nothing: it exits 0
+    /// in many runs that lost changes).
+    fn final_pass_check(&mut self, users: &[&str]) -> Check {
+        let applies = |h: &Harness| -> u64 {
+            h.fake()
+                .events()
+                .counts()
+                .iter()
+                .filter(|(verb, _)| verb.starts_with("APPLY "))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let before = applies(self.h);
+        let mut args = vec!["-v", "-v", "-u"];
+        args.extend(users);
+        let run = match self.h.sync(&args) {
+            Ok(r) => r,
+            Err(e) => return check("final -u sends no APPLY", false, e.to_string()),
+        };
+        let sent = applies(self.h) - before;
+        let converged = sent == 0 && run.status == Some(0);
+        let want = self.s.expect.converged;
+        check(
+            "final -u sends no APPLY",
+            converged == want,
+            format!(
+                "{} (expected the target {}converged); the final -u sent {sent} APPLY and exited {}",
+                if converged { "converged" } else { "not converged" },
+                if want { "" } else { "not " },
+                run.status.map_or_else(|| "(killed)".into(), |s| s.to_string())
+            ),
+        )
     }
 
     /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.

@@ -40,14 +40,27 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
     let _ = writeln!(
         out,
-        "\n{} scenarios: {} passed, {} failed, {} xfail, {} xpass, {} errors",
+        "\n{} scenarios: {} passed, {} failed, {} xfail, {} xpass, {} errors{}",
         reports.len(),
         count(Verdict::Pass),
         count(Verdict::Fail),
         count(Verdict::Xfail),
         count(Verdict::Xpass),
-        count(Verdict::Error)
+        count(Verdict::Error),
+        match count(Verdict::Skip) {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        }
     );
+    for r in reports.iter().filter(|r| r.verdict == Verdict::Skip) {
+        let _ = writeln!(
+            out,
+            "SKIP {} on {}: {}",
+            r.name,
+            r.target,
+            r.skipped.as_deref().unwrap_or("")
+        );
+    }
     for r in reports
         .iter()
         .filter(|r| r.verdict.is_bad() || r.verdict == Verdict::Xfail)
@@ -122,6 +135,10 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
         .iter()
         .filter(|r| r.verdict == Verdict::Error)
         .count();
+    let skipped = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Skip)
+        .count();
     let time: f64 = reports.iter().map(|r| r.seconds).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
@@ -131,7 +148,7 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
     );
     let _ = writeln!(
         out,
-        "  <testsuite name=\"scenarios\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{time:.3}\">",
+        "  <testsuite name=\"scenarios\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
         reports.len()
     );
     for r in reports {
@@ -179,6 +196,13 @@ pub fn junit(reports: &[ScenarioReport]) -> String {
                         r.known_failure.as_deref().unwrap_or(""),
                         body
                     ))
+                );
+            }
+            Verdict::Skip => {
+                let _ = write!(
+                    out,
+                    "\n      <skipped message=\"{}\"/>\n    ",
+                    xml(r.skipped.as_deref().unwrap_or(""))
                 );
             }
             Verdict::Pass => {}

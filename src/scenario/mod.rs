@@ -172,6 +172,10 @@ pub struct KnownFailure {
     /// Version prefixes (`3.6`, `3.6.1`); empty means every version.
     #[serde(default)]
     pub versions: Vec<String>,
+    /// Targets it fails on (`fake`, `backupd`, `sync_server`, `remote`); empty
+    /// means every target.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 /// The `[expect]` table.
@@ -694,6 +698,7 @@ struct ScenarioFile {
     name: Option<String>,
     description: String,
     seed: Option<u64>,
+    targets: Option<Vec<String>>,
     #[serde(default)]
     client: ClientSpec,
     #[serde(default)]
@@ -715,6 +720,9 @@ pub struct Scenario {
     pub path: PathBuf,
     /// Its own seed, when pinned.
     pub seed: Option<Seed>,
+    /// The targets it is meaningful on (`fake`, `backupd`, `sync_server`,
+    /// `remote`); empty means every target that supports its steps.
+    pub targets: Vec<String>,
     /// The client.
     pub client: ClientSpec,
     /// The source set-up.
@@ -973,6 +981,22 @@ impl Scenario {
                 ));
             }
         }
+        let known_targets = |list: &[String], what: &str| -> Result<(), ScenarioError> {
+            match list.iter().find(|t| !TARGET_NAMES.contains(&t.as_str())) {
+                Some(t) => Err(err_at(
+                    0,
+                    format!(
+                        "{what}: unknown target `{t}`; known: {}",
+                        TARGET_NAMES.join(", ")
+                    ),
+                )),
+                None => Ok(()),
+            }
+        };
+        known_targets(raw.targets.as_deref().unwrap_or_default(), "targets")?;
+        if let Some(k) = &raw.expect.known_failure {
+            known_targets(&k.targets, "[expect] known_failure.targets")?;
+        }
         let mut expect = raw.expect;
         expect.lost_given = expect.lost.is_some();
         if expect.converged && expect.lost.is_none() {
@@ -983,6 +1007,7 @@ impl Scenario {
             description: raw.description,
             path: path.to_owned(),
             seed: raw.seed.map(Seed),
+            targets: raw.targets.unwrap_or_default(),
             client: raw.client,
             users: raw.user,
             steps,
@@ -1003,6 +1028,9 @@ impl Scenario {
         self.users.iter().map(|u| u.name.as_str()).collect()
     }
 }
+
+/// Target names a scenario may restrict itself to (`remote` is any HOST:PORT).
+pub const TARGET_NAMES: [&str; 4] = ["fake", "backupd", "sync_server", "remote"];
 
 /// Every `*.toml` under the given paths (files as given, directories
 /// recursively), sorted; `snapshots/` and proptest data are skipped.

@@ -183,6 +183,16 @@ impl Shared {
         self.events().push(t_us, session, kind);
     }
 
+    /// A fresh connection id (the relay numbers its connections like the fake).
+    pub fn next_session_id(&self) -> SessionId {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The settings every session of this server shares.
+    pub fn session_config(&self) -> Arc<SessionConfig> {
+        Arc::clone(&self.config)
+    }
+
     /// Record the mark `name` and let lock windows waiting for it move.
     pub fn mark(&self, name: &str) {
         let now = self.now_ms();

@@ -2,9 +2,11 @@
 
 mod cli; // the binary as a user runs it: serve, --state, bad input
 mod codec; // dlist framing, decoding and encoding against real captures and generated input
+mod compare; // run --target backupd|sync_server|HOST:PORT through the relay; compare fake vs real
 mod cyrus_source; // the real Cyrus source instance: start, fill, read back, stop
 mod explore; // backupd-sim explore: deterministic generation, a clean run, a lying fake found and shrunk
 mod faults; // every fault action and lock mode vs an in-process fake and a scripted client
+mod golden; // golden transcripts of key flows from the real backupd; the fake must match them
 mod hygiene; // no orphans: run interrupted (SIGINT/SIGTERM), a killed sync_client, repeated runs
 mod locks; // lock windows and faults vs the real sync_client: lab cases A-E, drops, ctl
 mod replication; // real sync_client into the fake: -u, -m, -R -1, refused credentials, the IMAP probe

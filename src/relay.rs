@@ -1,0 +1,411 @@
+//! A recording relay: sits between `sync_client` and a *real* csync server
+//! (backupd, sync_server, or any `HOST:PORT`) and records the conversation into
+//! the same [`EventLog`](crate::events::EventLog) the fake writes.
+//!
+//! Bytes pass through unchanged and at once; a copy of each direction is
+//! decoded on the side: commands are framed and labelled exactly as the fake
+//! labels them (so counts, `wait_for`, stats, transcripts and timelines work
+//! the same for every target), replies are framed into data lines and a final
+//! line, and `NO IMAP_MAILBOX_LOCKED` answers are recorded as lock hits. After
+//! `COMPRESS DEFLATE` is accepted, both copies are inflated first.
+//!
+//! Decoding can never break the conversation: if a direction cannot be
+//! followed any more (a framing limit, a corrupt DEFLATE stream) it is marked
+//! and no longer decoded, and the bytes still flow.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use crate::dlist::{Framer, Limits};
+use crate::events::EventKind;
+use crate::server::{Deflate, Shared};
+use crate::session::{Incoming, Session, SessionConfig};
+use crate::store::SessionId;
+
+/// How long connecting to the upstream server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no bytes in either direction for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Read size per direction.
+const CHUNK: usize = 64 * 1024;
+
+/// A running relay on its own task. Stops when dropped.
+#[derive(Debug)]
+pub struct Relay {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Relay {
+    /// Listen on `listen` (use `127.0.0.1:0`) and relay every connection to
+    /// `upstream`, recording into `shared`'s event log.
+    pub async fn start(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        shared: Arc<Shared>,
+    ) -> io::Result<Relay> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (tx, mut rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, peer)) = accepted else { continue };
+                        let shared = Arc::clone(&shared);
+                        conns.spawn(relay_one(stream, peer, upstream, shared));
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+            conns.abort_all();
+        });
+        Ok(Relay {
+            addr,
+            upstream,
+            stop: Some(tx),
+        })
+    }
+
+    /// Where the client connects.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The real server behind it.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn relay_one(client: TcpStream, peer: SocketAddr, upstream: SocketAddr, shared: Arc<Shared>) {
+    let id = shared.next_session_id();
+    shared.record(
+        id,
+        EventKind::Connected {
+            peer: peer.to_string(),
+        },
+    );
+    let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shared.record(
+                id,
+                EventKind::Closed {
+                    reason: format!("relay: connecting to {upstream}: {e}"),
+                },
+            );
+            return;
+        }
+        Err(_) => {
+            shared.record(
+                id,
+                EventKind::Closed {
+                    reason: format!("relay: connecting to {upstream} timed out"),
+                },
+            );
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let tap = Arc::new(Mutex::new(Tap::new(id, shared.session_config())));
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let up = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer);
+    let down = pump(sr, cw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToClient);
+    let (a, b) = tokio::join!(up, down);
+    let reason = match (a, b) {
+        (End::Eof, End::Eof) => "both sides closed".to_owned(),
+        (End::Error(e), _) => format!("client side: {e}"),
+        (_, End::Error(e)) => format!("server side: {e}"),
+    };
+    // Like the fake: "closed by the server after its reply" when the server hung up.
+    let reason = if tap.lock().map(|t| t.server_closed_first).unwrap_or(false) {
+        "closed by the server after its reply".to_owned()
+    } else {
+        reason
+    };
+    shared.record(id, EventKind::Closed { reason });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    ToServer,
+    ToClient,
+}
+
+enum End {
+    Eof,
+    Error(String),
+}
+
+/// Copy one direction, decoding a copy; on EOF, half-close the other side so
+/// the peer sees it too.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    tap: Arc<Mutex<Tap>>,
+    shared: Arc<Shared>,
+    dir: Dir,
+) -> End {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, from.read(&mut buf)).await {
+            Err(_) => return End::Error("idle for too long".into()),
+            Ok(Err(e)) => return End::Error(e.to_string()),
+            Ok(Ok(0)) => {
+                if dir == Dir::ToClient {
+                    if let Ok(mut t) = tap.lock() {
+                        if !t.client_closed {
+                            t.server_closed_first = true;
+                        }
+                    }
+                } else if let Ok(mut t) = tap.lock() {
+                    t.client_closed = true;
+                }
+                let _ = to.shutdown().await;
+                return End::Eof;
+            }
+            Ok(Ok(n)) => n,
+        };
+        // Decode before forwarding: the peer cannot answer what it has not
+        // seen, so a switch to DEFLATE is known before the next bytes arrive.
+        let events = match tap.lock() {
+            Ok(mut t) => t.feed(dir, &buf[..n]),
+            Err(_) => Vec::new(),
+        };
+        for (session, kind) in events {
+            shared.record(session, kind);
+        }
+        if let Err(e) = to.write_all(&buf[..n]).await {
+            return End::Error(e.to_string());
+        }
+    }
+}
+
+/// Whether `COMPRESS DEFLATE` was asked for and answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compress {
+    Off,
+    Asked,
+    On,
+}
+
+/// One direction's decoder.
+struct Side {
+    inflate: Option<Deflate>,
+    /// Set when this direction can no longer be followed.
+    lost: Option<String>,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side {
+            inflate: None,
+            lost: None,
+        }
+    }
+
+    /// The plaintext in `data` (inflated when compression is on).
+    fn plain(&mut self, data: &[u8]) -> Vec<u8> {
+        let Some(d) = self.inflate.as_mut() else {
+            return data.to_vec();
+        };
+        let mut out = Vec::with_capacity(data.len() * 4);
+        let mut chunk = vec![0u8; CHUNK];
+        let mut pos = 0;
+        loop {
+            match d.decompress(&data[pos..], &mut chunk) {
+                Ok((used, made)) => {
+                    pos += used;
+                    out.extend_from_slice(&chunk[..made]);
+                    if pos == data.len() && made < chunk.len() {
+                        return out;
+                    }
+                    if used == 0 && made == 0 {
+                        return out;
+                    }
+                }
+                Err(e) => {
+                    self.lost = Some(e.to_string());
+                    return out;
+                }
+            }
+        }
+    }
+}
+
+/// Both directions of one connection.
+struct Tap {
+    id: SessionId,
+    /// Frames and labels commands exactly as the fake does.
+    parser: Session,
+    up: Side,
+    down: Side,
+    replies: Framer,
+    compress: Compress,
+    /// A command was seen: reply lines before it are the greeting.
+    commanded: bool,
+    data_lines: usize,
+    client_closed: bool,
+    server_closed_first: bool,
+}
+
+impl Tap {
+    fn new(id: SessionId, config: Arc<SessionConfig>) -> Tap {
+        Tap {
+            id,
+            parser: Session::new(id, config),
+            up: Side::new(),
+            down: Side::new(),
+            replies: Framer::new(Limits::default()),
+            compress: Compress::Off,
+            commanded: false,
+            data_lines: 0,
+            client_closed: false,
+            server_closed_first: false,
+        }
+    }
+
+    fn feed(&mut self, dir: Dir, data: &[u8]) -> Vec<(SessionId, EventKind)> {
+        let mut out = Vec::new();
+        match dir {
+            Dir::ToServer => self.commands(data, &mut out),
+            Dir::ToClient => self.reply_bytes(data, &mut out),
+        }
+        out
+    }
+
+    fn commands(&mut self, data: &[u8], out: &mut Vec<(SessionId, EventKind)>) {
+        if self.up.lost.is_some() {
+            return;
+        }
+        let plain = self.up.plain(data);
+        self.parser.push(&plain);
+        loop {
+            let incoming = match self.parser.next_incoming() {
+                Ok(Some(i)) => i,
+                Ok(None) => break,
+                Err(e) => {
+                    self.up.lost = Some(e.to_string());
+                    break;
+                }
+            };
+            let (bytes, head) = self.parser.last_frame();
+            let (verb, users, mailboxes) = match &incoming {
+                Incoming::Command(c) => (
+                    c.label(),
+                    c.users(),
+                    c.mailboxes().into_iter().map(str::to_owned).collect(),
+                ),
+                Incoming::Invalid(_) => ("INVALID".to_owned(), Vec::new(), Vec::new()),
+                Incoming::SaslResponse(_) => ("SASL RESPONSE".to_owned(), Vec::new(), Vec::new()),
+            };
+            if verb == "COMPRESS" && head.to_ascii_uppercase().starts_with("COMPRESS DEFLATE") {
+                self.compress = Compress::Asked;
+            }
+            self.commanded = true;
+            self.data_lines = 0;
+            out.push((
+                self.id,
+                EventKind::Command {
+                    verb,
+                    users,
+                    mailboxes,
+                    bytes,
+                    text: head.to_owned(),
+                },
+            ));
+        }
+        if let Some(e) = &self.up.lost {
+            out.push((
+                self.id,
+                EventKind::Mark {
+                    name: format!("relay: client stream no longer decoded: {e}"),
+                },
+            ));
+        }
+    }
+
+    fn reply_bytes(&mut self, data: &[u8], out: &mut Vec<(SessionId, EventKind)>) {
+        if self.down.lost.is_some() {
+            return;
+        }
+        let plain = self.down.plain(data);
+        self.replies.push(&plain);
+        loop {
+            let frame = match self.replies.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    self.down.lost = Some(e.to_string());
+                    break;
+                }
+            };
+            let first = frame.split(|&b| b == b'\n').next().unwrap_or_default();
+            let first = first.strip_suffix(b"\r").unwrap_or(first);
+            let line = String::from_utf8_lossy(first).into_owned();
+            if !self.commanded {
+                continue; // the greeting
+            }
+            if line.starts_with("* ") || line == "*" {
+                self.data_lines += 1;
+                continue;
+            }
+            if line.starts_with("NO IMAP_MAILBOX_LOCKED") {
+                out.push((
+                    self.id,
+                    EventKind::LockHit {
+                        lock: "the real target".into(),
+                    },
+                ));
+            }
+            out.push((
+                self.id,
+                EventKind::Reply {
+                    line: line.clone(),
+                    data_lines: std::mem::take(&mut self.data_lines),
+                },
+            ));
+            if self.compress == Compress::Asked {
+                if line.starts_with("OK") {
+                    // Everything after this line is compressed, both ways.
+                    self.compress = Compress::On;
+                    self.up.inflate = Some(Deflate::default());
+                    self.down.inflate = Some(Deflate::default());
+                    let rest = self.replies.take_buffered();
+                    let plain = self.down.plain(&rest);
+                    self.replies.push(&plain);
+                } else {
+                    self.compress = Compress::Off;
+                }
+            }
+        }
+        if let Some(e) = &self.down.lost {
+            out.push((
+                self.id,
+                EventKind::Mark {
+                    name: format!("relay: server stream no longer decoded: {e}"),
+                },
+            ));
+        }
+    }
+}

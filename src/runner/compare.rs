@@ -1,0 +1,371 @@
+//! `backupd-sim compare`: the same scenarios against the fake and a real
+//! target, side by side.
+//!
+//! Per scenario: the verdicts, every `sync_client` exit status, the deferral,
+//! lock-hit and connection counts, each check's outcome, and how many lines of
+//! the normalized transcripts differ. A *difference* is a verdict, an exit
+//! status sequence or a check outcome that is not the same on both; counts are
+//! shown, not compared (a reconnect storm's size depends on timing). Every
+//! difference must be listed in the known-deviations file with its reason, or
+//! the comparison fails.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{normalize_transcript, suite, RunOptions, ScenarioReport, Verdict};
+use crate::harness::Target;
+use crate::scenario::Scenario;
+
+/// One known difference between the fake and a real target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deviation {
+    /// Scenario name.
+    pub scenario: String,
+    /// Target kind (`backupd`, `sync_server`, `remote`).
+    pub target: String,
+    /// `verdict`, `exits`, or `check:<name>`.
+    pub what: String,
+    /// Why it differs.
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviationFile {
+    #[serde(default)]
+    deviation: Vec<Deviation>,
+}
+
+/// Load a known-deviations file; errors name the file and line.
+pub fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let file: DeviationFile = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        format!(
+            "{}{}: {}",
+            path.display(),
+            line.map(|l| format!(":{l}")).unwrap_or_default(),
+            e.message()
+        )
+    })?;
+    for d in &file.deviation {
+        let ok_what =
+            d.what == "verdict" || d.what == "exits" || d.what.strip_prefix("check:").is_some();
+        if !ok_what {
+            return Err(format!(
+                "{}: deviation for `{}`: what = `{}`: expected `verdict`, `exits` or `check:<name>`",
+                path.display(),
+                d.scenario,
+                d.what
+            ));
+        }
+    }
+    Ok(file.deviation)
+}
+
+/// One difference found, and whether it is a known deviation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// `verdict`, `exits` or `check:<name>`.
+    pub what: String,
+    /// The fake's side.
+    pub fake: String,
+    /// The real target's side.
+    pub real: String,
+    /// The reason from the deviations file, when known.
+    pub known: Option<String>,
+}
+
+/// One scenario on both targets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// The fake's report.
+    pub fake: ScenarioReport,
+    /// The real target's report.
+    pub real: ScenarioReport,
+    /// Lines that differ between the normalized transcripts (`None` when a side
+    /// has none).
+    pub transcript_lines_differing: Option<usize>,
+    /// The differences.
+    pub differences: Vec<Difference>,
+}
+
+impl Row {
+    /// True when some difference is not a known deviation.
+    pub fn unexplained(&self) -> bool {
+        self.differences.iter().any(|d| d.known.is_none())
+    }
+}
+
+/// Run every scenario on the fake and on `target`, and set them side by side.
+/// Transcripts go to `out/fake/<scenario>/` and `out/<target>/<scenario>/`.
+pub fn compare(
+    scenarios: &[Scenario],
+    base: &RunOptions,
+    target: &Target,
+    jobs: usize,
+    out: &Path,
+    deviations: &[Deviation],
+) -> Vec<Row> {
+    let side = |t: &Target| {
+        let mut o = base.clone();
+        o.target = t.clone();
+        o.report_dir = Some(out.join(t.kind_name()));
+        o
+    };
+    let fake_opts = side(&Target::Fake);
+    let real_opts = side(target);
+    eprintln!(
+        "backupd-sim compare: {} scenario(s) on the fake",
+        scenarios.len()
+    );
+    let fake = suite::run_all(scenarios, &fake_opts, jobs);
+    eprintln!(
+        "backupd-sim compare: {} scenario(s) on {}",
+        scenarios.len(),
+        target.name()
+    );
+    let real = suite::run_all(scenarios, &real_opts, jobs);
+    fake.into_iter()
+        .zip(real)
+        .map(|(f, r)| {
+            let read = |o: &RunOptions, name: &str| -> Option<String> {
+                let dir = o.report_dir.as_ref()?.join(name);
+                std::fs::read_to_string(dir.join("transcript.txt"))
+                    .ok()
+                    .map(|t| comparable_transcript(&t))
+            };
+            let (tf, tr) = (read(&fake_opts, &f.name), read(&real_opts, &r.name));
+            let transcript_lines_differing = match (&tf, &tr) {
+                (Some(a), Some(b)) if r.verdict != Verdict::Skip => {
+                    let dir = real_opts.report_dir.as_ref().map(|d| d.join(&r.name));
+                    if let Some(dir) = dir {
+                        let _ = std::fs::write(dir.join("transcript.normalized.txt"), b);
+                    }
+                    if let Some(dir) = fake_opts.report_dir.as_ref().map(|d| d.join(&f.name)) {
+                        let _ = std::fs::write(dir.join("transcript.normalized.txt"), a);
+                    }
+                    Some(lines_differing(a, b))
+                }
+                _ => None,
+            };
+            let differences = differences(&f, &r, target.kind_name(), deviations);
+            Row {
+                scenario: f.name.clone(),
+                fake: f,
+                real: r,
+                transcript_lines_differing,
+                differences,
+            }
+        })
+        .collect()
+}
+
+/// A transcript normalized for comparing targets: [`normalize_transcript`],
+/// and the parts that name the target's own machinery (why a connection
+/// closed, which lock window answered, marks and control requests) reduced to
+/// what happened. The mailbox list of `APPLY RESERVE` is masked too: the
+/// client lists them in the order the target's `GET USER` reply gave them
+/// (`sync_reserve_partition` walks `replica_folders`), and the fake lists by
+/// name where backupd lists in its own order (a known deviation).
+pub fn comparable_transcript(t: &str) -> String {
+    normalize_transcript(t)
+        .lines()
+        .filter(|l| !l.starts_with("-- mark ") && !l.starts_with("-- control "))
+        .map(|l| {
+            if let (true, Some(i)) = (l.contains(": APPLY RESERVE "), l.find("MBOXNAME (")) {
+                format!("{}MBOXNAME ([in the target's order]) …", &l[..i])
+            } else if let Some(i) = l.find(" closed: ") {
+                format!("{} closed", &l[..i])
+            } else if l.trim_start().starts_with("! locked by ") {
+                "   ! locked".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .fold(String::new(), |mut s, l| {
+            s.push_str(&l);
+            s.push('\n');
+            s
+        })
+}
+
+/// Lines in one text and not the other, counted with multiplicity.
+fn lines_differing(a: &str, b: &str) -> usize {
+    let mut count: BTreeMap<&str, i64> = BTreeMap::new();
+    for l in a.lines() {
+        *count.entry(l).or_default() += 1;
+    }
+    for l in b.lines() {
+        *count.entry(l).or_default() -= 1;
+    }
+    count.values().map(|n| n.unsigned_abs() as usize).sum()
+}
+
+fn differences(
+    f: &ScenarioReport,
+    r: &ScenarioReport,
+    target: &str,
+    deviations: &[Deviation],
+) -> Vec<Difference> {
+    if r.verdict == Verdict::Skip {
+        return Vec::new();
+    }
+    let known = |what: &str| {
+        deviations
+            .iter()
+            .find(|d| d.scenario == f.name && d.target == target && d.what == what)
+            .map(|d| d.reason.clone())
+    };
+    let mut out = Vec::new();
+    let mut push = |what: String, fake: String, real: String| {
+        let known = known(&what);
+        out.push(Difference {
+            what,
+            fake,
+            real,
+            known,
+        });
+    };
+    if f.verdict != r.verdict {
+        push(
+            "verdict".into(),
+            f.verdict.to_string(),
+            r.verdict.to_string(),
+        );
+    }
+    if f.exits != r.exits {
+        push("exits".into(), exits(&f.exits), exits(&r.exits));
+    }
+    let fc: BTreeMap<&str, bool> = f.checks.iter().map(|c| (c.name.as_str(), c.ok)).collect();
+    let rc: BTreeMap<&str, bool> = r.checks.iter().map(|c| (c.name.as_str(), c.ok)).collect();
+    for (name, ok) in &fc {
+        if let Some(rok) = rc.get(name) {
+            if ok != rok {
+                let word = |b: bool| if b { "ok" } else { "failed" }.to_owned();
+                push(format!("check:{name}"), word(*ok), word(*rok));
+            }
+        }
+    }
+    out
+}
+
+fn exits(e: &[Option<i32>]) -> String {
+    e.iter()
+        .map(|s| s.map_or_else(|| "killed".into(), |s| s.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The side-by-side table, then every difference with its reason.
+pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
+    let t = target.kind_name();
+    let mut s = String::new();
+    let w = rows
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let _ = writeln!(
+        s,
+        "{:w$}  {:6} {:11}  {:>13}  {:>11}  {:>11}  {:>11}  transcript",
+        "scenario", "fake", t, "exits", "deferrals", "lock hits", "conns"
+    );
+    for r in rows {
+        let pair = |a: u64, b: u64| format!("{a}/{b}");
+        let skip = r.real.verdict == Verdict::Skip;
+        let _ = writeln!(
+            s,
+            "{:w$}  {:6} {:11}  {:>13}  {:>11}  {:>11}  {:>11}  {}",
+            r.scenario,
+            r.fake.verdict.to_string(),
+            r.real.verdict.to_string(),
+            if skip {
+                "-".to_owned()
+            } else if r.fake.exits == r.real.exits {
+                format!("same ({})", r.fake.exits.len())
+            } else {
+                "DIFFER".to_owned()
+            },
+            if skip {
+                "-".into()
+            } else {
+                pair(r.fake.stats.deferrals, r.real.stats.deferrals)
+            },
+            if skip {
+                "-".into()
+            } else {
+                pair(r.fake.stats.lock_hits, r.real.stats.lock_hits)
+            },
+            if skip {
+                "-".into()
+            } else {
+                pair(r.fake.stats.connections, r.real.stats.connections)
+            },
+            match r.transcript_lines_differing {
+                Some(0) => "same".to_owned(),
+                Some(n) => format!("{n} lines differ"),
+                None => "-".to_owned(),
+            }
+        );
+    }
+    let compared = rows
+        .iter()
+        .filter(|r| r.real.verdict != Verdict::Skip)
+        .count();
+    let unexplained = rows.iter().filter(|r| r.unexplained()).count();
+    let _ = writeln!(
+        s,
+        "\n{compared} of {} scenario(s) compared ({} skipped on {t}); {unexplained} with unexplained differences",
+        rows.len(),
+        rows.len() - compared
+    );
+    for r in rows {
+        for d in &r.differences {
+            let _ = writeln!(
+                s,
+                "{} {}: {}: fake {} / {t} {}{}",
+                if d.known.is_some() {
+                    "known"
+                } else {
+                    "UNEXPLAINED"
+                },
+                r.scenario,
+                d.what,
+                d.fake,
+                d.real,
+                d.known
+                    .as_ref()
+                    .map(|k| format!("\n    reason: {k}"))
+                    .unwrap_or_default()
+            );
+        }
+        if r.real.verdict == Verdict::Skip {
+            let _ = writeln!(
+                s,
+                "skipped {}: {}",
+                r.scenario,
+                r.real.skipped.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "normalized transcripts: {}/<{{fake,{t}}}>/<scenario>/transcript.normalized.txt",
+        out.display()
+    );
+    s
+}

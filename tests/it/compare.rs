@@ -1,0 +1,269 @@
+//! `run --target` and `compare`: the same scenarios against real servers,
+//! through the recording relay.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use backupd_sim::cyrus::TargetKind;
+use backupd_sim::fault::Plan;
+use backupd_sim::harness::Target;
+use backupd_sim::rng::Seed;
+use backupd_sim::runner::{run_scenario, unsupported, RunOptions, Verdict};
+use backupd_sim::scenario::Scenario;
+use backupd_sim::server::{FakeBackupd, ServerConfig};
+use backupd_sim::store::Store;
+
+use crate::util::cyrus_bins;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scenario(rel: &str) -> Scenario {
+    Scenario::load(&root().join(rel)).expect("scenario")
+}
+
+fn options(target: Target) -> Option<RunOptions> {
+    let bins = cyrus_bins()?;
+    Some(RunOptions {
+        version: bins.version(),
+        bins,
+        seed: None,
+        keep: false,
+        sandbox_parent: None,
+        update_snapshots: false,
+        report_dir: None,
+        target,
+    })
+}
+
+/// Acceptance (issue 10): `run --target backupd` with the bundled case-A
+/// scenario holds `ctl_backups lock` on the real backupd: its answers are
+/// really `NO IMAP_MAILBOX_LOCKED` (counted by the relay), the real client
+/// defers twice and exits 0, and after the unlock the backup, read back with
+/// cyr_backup and its index, converges with nothing lost.
+#[test]
+fn run_target_backupd_reproduces_case_a_for_real() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("r.json");
+    let out = Command::new(BIN)
+        .current_dir(root())
+        .args([
+            "run",
+            "scenarios/locks/a-rolling-once-defers.toml",
+            "--target",
+            "backupd",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    let r = &reports["scenarios"][0];
+    assert_eq!(r["verdict"], "pass", "{r:#}");
+    assert_eq!(r["target"], "backupd");
+    assert_eq!(r["stats"]["lock_hits"], 2, "{r:#}");
+    assert!(r["stats"]["deferrals"].as_u64() >= Some(2), "{r:#}");
+    assert_eq!(r["exits"], serde_json::json!([0, 0, 0]));
+    let converged = r["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "converged")
+        .expect("converged check");
+    assert_eq!(converged["ok"], true, "{converged:#}");
+}
+
+/// What a real target cannot do makes a scenario SKIP with the step and the
+/// reason, never a false PASS or FAIL.
+#[test]
+fn steps_a_target_lacks_are_skipped_with_the_reason() {
+    let fault = scenario("scenarios/faults/lie-caught.toml");
+    let why = unsupported(&fault, &Target::Real(TargetKind::Backupd)).expect("unsupported");
+    assert!(
+        why.contains("faults are injected by the fake only"),
+        "{why}"
+    );
+    assert_eq!(unsupported(&fault, &Target::Fake), None);
+
+    let by_verb = scenario("scenarios/locks/each-apply-kind.toml");
+    let why = unsupported(&by_verb, &Target::Real(TargetKind::Backupd)).expect("unsupported");
+    assert!(why.contains("ctl_backups lock -u USER"), "{why}");
+
+    let case_a = scenario("scenarios/locks/a-rolling-once-defers.toml");
+    assert_eq!(
+        unsupported(&case_a, &Target::Real(TargetKind::Backupd)),
+        None
+    );
+    let why = unsupported(&case_a, &Target::Real(TargetKind::SyncServer)).expect("unsupported");
+    assert!(why.contains("blocks instead of answering LOCKED"), "{why}");
+
+    let contend = scenario("scenarios/locks/two-clients-contend.toml");
+    let why = unsupported(&contend, &Target::Real(TargetKind::SyncServer)).expect("unsupported");
+    assert!(why.contains("only meaningful on fake, backupd"), "{why}");
+
+    // A SKIP runs nothing and is not a failure.
+    let Some(opts) = options(Target::Real(TargetKind::Backupd)) else {
+        return;
+    };
+    let r = run_scenario(&fault, &opts);
+    assert_eq!(r.verdict, Verdict::Skip);
+    assert!(!r.verdict.is_bad());
+    assert_eq!(r.stats.client_runs, 0);
+}
+
+/// A fake in this process, standing in for "any csync server at HOST:PORT".
+fn remote_fake(rt: &tokio::runtime::Runtime, plan: &str) -> (FakeBackupd, Target) {
+    let config = ServerConfig {
+        plan: Plan::parse(plan, "<test>").expect("plan"),
+        seed: Seed(7),
+        ..ServerConfig::default()
+    };
+    let fake = rt
+        .block_on(FakeBackupd::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            Store::temporary().expect("store"),
+            config,
+        ))
+        .expect("fake");
+    let target = Target::parse(&fake.addr().to_string(), "repluser", "secret").expect("target");
+    (fake, target)
+}
+
+/// `--target HOST:PORT` cannot read the target, so the verdict comes from a
+/// final `-u` that must send no APPLY, never from the client's exit code: an
+/// honest server passes, and one that answers OK to APPLY MAILBOX and stores
+/// nothing (exit codes all 0) fails. (A server that keeps every record but
+/// drops message bodies is not caught this way: `GET USER` shows records, not
+/// bodies; the README says so.)
+#[test]
+fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let s = scenario("scenarios/basic/rolling-changes.toml");
+
+    let (honest, target) = remote_fake(&rt, "");
+    let opts = options(target).expect("cyrus");
+    let r = run_scenario(&s, &opts);
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
+    assert!(r.target.starts_with("127.0.0.1:"));
+    let last = r.checks.last().expect("checks");
+    assert_eq!(last.name, "final -u sends no APPLY");
+    assert!(last.ok && last.detail.contains("sent 0 APPLY"), "{last:?}");
+    assert!(honest.shared().events().count("APPLY MESSAGE") > 0);
+
+    let (liar, target) = remote_fake(
+        &rt,
+        "[[fault]]\nwhen = { verb = \"APPLY MAILBOX\" }\naction = \"lie\"\n",
+    );
+    let opts = options(target).expect("cyrus");
+    let r = run_scenario(&s, &opts);
+    assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
+    assert!(r.exits.iter().all(|e| *e == Some(0)), "{:?}", r.exits);
+    let last = r.checks.last().expect("checks");
+    assert!(
+        !last.ok && last.detail.contains("not converged"),
+        "{last:?}"
+    );
+    drop((honest, liar));
+}
+
+/// `compare` against the real backupd: every scenario both can run agrees on
+/// verdict, exit codes and checks (or is a listed deviation), and the
+/// normalized transcripts of the lock cases are written for both sides.
+#[test]
+fn compare_with_the_real_backupd_agrees() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("rows.json");
+    let out = Command::new(BIN)
+        .current_dir(root())
+        .args([
+            "compare",
+            "scenarios/basic/user-sync.toml",
+            "scenarios/locks/d-user-mode-bails-out.toml",
+            "scenarios/locks/two-clients-contend.toml",
+            "scenarios/faults/lie-caught.toml",
+            "-j",
+            "2",
+            "--out",
+        ])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("compare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("3 of 4 scenario(s) compared (1 skipped on backupd); 0 with unexplained"),
+        "{stdout}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    let d = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["scenario"] == "d-user-mode-bails-out")
+        .expect("row d");
+    assert_eq!(d["fake"]["exits"], serde_json::json!([1, 0]));
+    assert_eq!(d["real"]["exits"], d["fake"]["exits"]);
+    assert_eq!(d["real"]["stats"]["lock_hits"], 1);
+    for side in ["fake", "backupd"] {
+        let t: PathBuf = dir
+            .path()
+            .join(side)
+            .join("d-user-mode-bails-out/transcript.normalized.txt");
+        let text = std::fs::read_to_string(&t).expect("transcript");
+        assert!(
+            text.contains(
+                "C3: GET USER dora\n   ! locked\nS3: NO IMAP_MAILBOX_LOCKED Mailbox locked"
+            ),
+            "{side}:\n{text}"
+        );
+    }
+}
+
+/// An unknown `--target` is exit 2 naming what is accepted.
+#[test]
+fn a_bad_target_is_exit_2() {
+    let out = Command::new(BIN)
+        .current_dir(root())
+        .args([
+            "run",
+            "scenarios/basic/user-sync.toml",
+            "--target",
+            "nowhere",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("expected `fake`, `backupd`, `sync_server` or HOST:PORT"),
+        "{stderr}"
+    );
+}
