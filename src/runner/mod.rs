@@ -311,7 +311,7 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
         k.versions.is_empty()
             || k.versions
                 .iter()
-                .any(|v| opts.version.starts_with(v.as_str()))
+                .any(|v| crate::scenario::version_matches(v, &opts.version))
     });
     report.verdict = match (report.error.is_some(), failed, known) {
         (true, _, _) => Verdict::Error,
