@@ -66,6 +66,8 @@ pub struct HarnessOptions {
     pub sync_log: bool,
     /// `<channel>_sync_timeout` in seconds (the client's read timeout).
     pub channel_sync_timeout: Option<u32>,
+    /// The server the fake imitates (overrides `server.session.personality`).
+    pub personality: crate::session::Personality,
 }
 
 impl HarnessOptions {
@@ -82,6 +84,7 @@ impl HarnessOptions {
             control: false,
             sync_log: true,
             channel_sync_timeout: None,
+            personality: crate::session::Personality::Backupd,
         }
     }
 }
@@ -132,7 +135,8 @@ impl Harness {
             .build()
             .map_err(io_err("starting the tokio runtime"))?;
         let store = Store::temporary().map_err(io_err("creating the body store"))?;
-        let server = opts.server.clone();
+        let mut server = opts.server.clone();
+        server.session.personality = opts.personality;
         let creds: Credentials = server.session.credentials.clone();
         let fake = rt
             .block_on(FakeBackupd::start(

@@ -400,6 +400,9 @@ impl<'a> Model<'a> {
                         h.2 = Some(e.t_us);
                     }
                 }
+                // sync_server personality: a command waiting for a lock window.
+                EventKind::LockWait { lock } => m.notes.push((e.t_us, "wait", lock)),
+                EventKind::LockWaited { lock, .. } => m.notes.push((e.t_us, "waited", lock)),
             }
         }
         m

@@ -89,6 +89,9 @@ pub struct UserCounters {
     pub locked: u64,
     /// Faults fired on commands touching the user.
     pub faults: u64,
+    /// Commands that waited for a lock window (the sync_server personality,
+    /// which blocks instead of answering `LOCKED`).
+    pub waited: u64,
 }
 
 /// A lock, as `ctl status` shows it.
@@ -376,6 +379,31 @@ impl Engine {
         Some(name)
     }
 
+    /// The sync_server personality: the first open lock window `ev` must wait
+    /// for, a `reject` lock matching it or a `hold` lock on one of its users.
+    pub fn blocking_lock(&self, ev: &CommandEvent<'_>) -> Option<String> {
+        self.locks
+            .iter()
+            .find(|l| l.active && l.blocks(ev))
+            .map(|l| l.lock.name.clone())
+    }
+
+    /// `ev` starts waiting for the lock `name`: one hit on it (so an
+    /// `attempts` window closes after that many waiting commands).
+    pub fn lock_waited(&mut self, name: &str, ev: &CommandEvent<'_>, store: &mut Store) {
+        for u in ev.users {
+            self.users.entry(u.clone()).or_default().waited += 1;
+        }
+        if let Some(l) = self
+            .locks
+            .iter_mut()
+            .find(|l| l.active && l.lock.name == name && l.blocks(ev))
+        {
+            l.hit();
+        }
+        self.sync_holds(store);
+    }
+
     /// Make the store's external holds match the active hold locks.
     fn sync_holds(&mut self, store: &mut Store) {
         let wanted: BTreeSet<&str> = self
@@ -457,6 +485,18 @@ impl LockState {
         self.active = false;
         // A window opened by an event or by start runs once; marks and ctl may reopen.
         self.done = matches!(self.lock.open, Trigger::On { .. } | Trigger::Start);
+    }
+
+    fn blocks(&self, ev: &CommandEvent<'_>) -> bool {
+        match self.lock.mode {
+            LockMode::Reject => self.lock.target.matches(ev),
+            LockMode::Hold => self
+                .lock
+                .target
+                .user
+                .as_ref()
+                .is_some_and(|u| ev.users.contains(u)),
+        }
     }
 
     fn hit(&mut self) {
