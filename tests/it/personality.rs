@@ -713,3 +713,86 @@ fn rolling_pass_waits_for_a_lock_window_and_converges() {
     let c = h.compare(&["anna"]).expect("compare");
     assert!(c.converged(), "{c}\n{}", h.transcript());
 }
+
+// ---------------------------------------------------------------------------
+// The command line
+// ---------------------------------------------------------------------------
+
+/// A `backupd-sim serve` child, killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Proves: `serve --personality sync_server` greets as sync_server over TCP
+/// (`* SIEVE-MAILBOX`, `Cyrus sync server`) and `serve` without the option as
+/// backupd; an unknown personality exits 2 naming the accepted values.
+#[test]
+fn serve_takes_a_personality() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
+
+    let greeting = |args: &[&str]| -> Vec<String> {
+        let mut child = Child(
+            Command::new(BIN)
+                .arg("serve")
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn backupd-sim"),
+        );
+        let mut first = String::new();
+        BufReader::new(child.0.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("first line");
+        let addr: std::net::SocketAddr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {first:?}"))
+            .parse()
+            .expect("address");
+        let s =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut lines = Vec::new();
+        let mut r = BufReader::new(s);
+        loop {
+            let mut l = String::new();
+            assert!(
+                r.read_line(&mut l).expect("greeting") > 0,
+                "closed: {lines:?}"
+            );
+            lines.push(l.trim_end().to_owned());
+            if l.starts_with("* OK") {
+                return lines;
+            }
+        }
+    };
+    let g = greeting(&["--personality", "sync_server"]);
+    assert_eq!(
+        g[..3],
+        ["* SASL PLAIN", "* COMPRESS DEFLATE", "* SIEVE-MAILBOX"]
+    );
+    assert!(g[3].contains("Cyrus sync server 3.6.1"), "{g:?}");
+    let g = greeting(&[]);
+    assert_eq!(g.len(), 3, "{g:?}");
+    assert!(g[2].contains("Cyrus backup server 3.6.1"), "{g:?}");
+
+    let out = Command::new(BIN)
+        .args(["serve", "--personality", "imapd"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown personality `imapd`: expected `backupd` or `sync_server`"),
+        "{err}"
+    );
+}
