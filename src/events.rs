@@ -253,15 +253,11 @@ impl EventLog {
                 EventKind::LockWaited {
                     lock,
                     waited_ms,
-                    timed_out,
-                } => format!(
-                    "   ! {} {lock} after {waited_ms} ms",
-                    if *timed_out {
-                        "gave up on"
-                    } else {
-                        "went on after"
-                    }
-                ),
+                    timed_out: true,
+                } => format!("   ! gave up waiting for {lock} after {waited_ms} ms"),
+                EventKind::LockWaited {
+                    lock, waited_ms, ..
+                } => format!("   ! waited {waited_ms} ms for {lock}"),
             };
             out.push_str(&line);
             out.push('\n');

@@ -645,4 +645,34 @@ mod tests {
         e.mark("b", 2, &mut store);
         assert!(!get(&mut e, &mut store));
     }
+
+    #[test]
+    fn blocking_lock_for_the_sync_server_personality() {
+        let mut store = Store::temporary().unwrap();
+        let mut e = Engine::new(
+            plan(
+                "[[lock]]\nname = \"h\"\nuser = \"alice\"\nclose = { attempts = 2 }\n\
+                 [[lock]]\nname = \"r\"\nverb = \"APPLY SUB\"\n",
+            ),
+            Seed(1),
+        );
+        let (alice, bob) = (vec!["alice".to_owned()], vec!["bob".to_owned()]);
+        assert_eq!(
+            e.blocking_lock(&ev("GET USER", &alice, &[])).as_deref(),
+            Some("h")
+        );
+        assert_eq!(e.blocking_lock(&ev("GET USER", &bob, &[])), None);
+        assert_eq!(
+            e.blocking_lock(&ev("APPLY SUB", &bob, &[])).as_deref(),
+            Some("r")
+        );
+        // Each wait is one hit: the `attempts = 2` window closes after two.
+        let get = ev("GET USER", &alice, &[]);
+        e.lock_waited("h", &get, &mut store);
+        assert!(e.blocking_lock(&get).is_some());
+        e.lock_waited("h", &get, &mut store);
+        assert_eq!(e.blocking_lock(&get), None);
+        assert_eq!(e.status(0).users["alice"].waited, 2);
+        assert_eq!(e.status(0).users["alice"].locked, 0);
+    }
 }
