@@ -658,14 +658,90 @@ fn real_client_converges_into_sync_server_personality_as_into_the_real_one() {
     assert_eq!(real, fake_verdicts, "real sync_server vs the personality");
 }
 
-/// Proves: with the sync_server personality, a rolling `-R -1` pass meeting a
-/// 1.5 s lock window on alice does not defer (no `Deferred:` line, no `LOCKED`
-/// answer, the channel log drained, exit 0): its commands wait for the window,
-/// and the backup has converged as soon as the pass returns.
+/// What a rolling pass that meets a lock looked like: (exit status, a
+/// `Deferred:` line, took at least 1 s, channel log drained, converged).
+type LockVerdict = (Option<i32>, bool, bool, bool, bool);
+
+/// `anna` replicated and drained; three appends; `lock()` makes anna busy for
+/// 1.5 s; one `-v -v -R -1` pass; its verdict.
+fn rolling_pass_under_lock(
+    source: &SourceInstance,
+    sync: &dyn Fn(&[&str]) -> SyncRun,
+    lock: &dyn Fn(),
+    converged: &dyn Fn(&[&str]) -> bool,
+) -> LockVerdict {
+    let mut rng = Rng::new(Seed(11)).fork("populate");
+    fill_user(source, "anna", 12, &mut rng).expect("fill");
+    assert_eq!(sync(&["-u", "anna"]).status, Some(0));
+    assert_eq!(sync(&["-R", "-1"]).status, Some(0));
+    let mut c = source.login_as("anna").expect("login");
+    for i in 0..3 {
+        append_random(&mut c, "INBOX", "anna-locked", i, &mut rng).expect("append");
+    }
+    c.logout().expect("logout");
+    lock();
+    let t = Instant::now();
+    let run = sync(&["-v", "-v", "-R", "-1"]);
+    let took = t.elapsed();
+    eprintln!("took {took:?}: {run}");
+    (
+        run.status,
+        run.stderr.contains("Deferred"),
+        took >= Duration::from_millis(1000),
+        !source.sync_log_path("backup").exists(),
+        converged(&["anna"]),
+    )
+}
+
+/// Hold the real replica's user namespace lock of `user` (the fcntl write lock
+/// on `<configdir>/lock/*U*<user>.lock` that sync_server's APPLY MAILBOX waits
+/// for) for `hold`, from a thread; returns once it is taken.
+fn hold_namespace_lock(
+    target: &RealTarget,
+    user: &str,
+    hold: Duration,
+) -> std::thread::JoinHandle<()> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let path = target.root().join(format!("conf/lock/*U*{user}.lock"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // The whole file, as Cyrus's lock_setlock takes it.
+        let fl = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        fcntl(f.as_raw_fd(), FcntlArg::F_SETLKW(&fl)).expect("lock");
+        tx.send(()).expect("send");
+        std::thread::sleep(hold);
+        drop(f); // closing the file releases the lock
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("namespace lock taken");
+    t
+}
+
+/// Proves: a rolling `-R -1` pass meeting a 1.5 s lock on anna behaves the same
+/// against the sync_server personality (a `hold` window) and against the real
+/// sync_server 3.6.1 (its user namespace lock held by another process): exit 0,
+/// no `Deferred:` line, the pass waited (at least 1 s), the channel log drained,
+/// converged right after. The personality's transcript shows the wait and no
+/// `LOCKED`.
 #[test]
-fn rolling_pass_waits_for_a_lock_window_and_converges() {
+fn rolling_pass_waits_for_a_lock_as_on_the_real_sync_server() {
     let Some(bins) = cyrus_bins() else { return };
-    let mut opts = HarnessOptions::new(bins);
+    let mut opts = HarnessOptions::new(bins.clone());
     opts.personality = Personality::SyncServer;
     opts.server.plan = Plan::parse(
         r#"
@@ -680,29 +756,21 @@ fn rolling_pass_waits_for_a_lock_window_and_converges() {
     )
     .expect("plan");
     let h = Harness::start(opts).expect("harness");
-    let mut rng = Rng::new(Seed(11)).fork("populate");
-    fill_user(h.source(), "anna", 12, &mut rng).expect("fill");
-    assert_eq!(h.sync(&["-u", "anna"]).expect("sync").status, Some(0));
-    assert_eq!(h.sync(&["-R", "-1"]).expect("sync").status, Some(0));
-    let mut c = h.source().login_as("anna").expect("login");
-    for i in 0..3 {
-        append_random(&mut c, "INBOX", "anna-locked", i, &mut rng).expect("append");
-    }
-    c.logout().expect("logout");
-
-    h.fake().mark("lock");
-    let t = Instant::now();
-    let run = h.sync(&["-v", "-v", "-R", "-1"]).expect("sync");
-    let took = t.elapsed();
-    assert_eq!(run.status, Some(0), "{run}");
-    assert!(!run.stderr.contains("Deferred"), "{run}");
-    assert!(
-        took >= Duration::from_millis(1000),
-        "did not wait: {took:?}"
+    let fake = rolling_pass_under_lock(
+        h.source(),
+        &|args| h.sync(args).expect("sync"),
+        &|| h.fake().mark("lock"),
+        &|users| {
+            let c = h.compare(users).expect("compare");
+            eprintln!("{c}");
+            c.converged()
+        },
     );
-    assert!(
-        !h.source().sync_log_path("backup").exists(),
-        "log not drained"
+    assert_eq!(
+        fake,
+        (Some(0), false, true, true, true),
+        "{}",
+        h.transcript()
     );
     assert!(!h.transcript().contains("LOCKED"));
     assert!(
@@ -710,8 +778,56 @@ fn rolling_pass_waits_for_a_lock_window_and_converges() {
         "{}",
         h.transcript()
     );
-    let c = h.compare(&["anna"]).expect("compare");
-    assert!(c.converged(), "{c}\n{}", h.transcript());
+    drop(h);
+
+    let dir = tempfile::Builder::new()
+        .prefix("backupd-sim-personality-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let mut target = RealTarget::start(
+        TargetKind::SyncServer,
+        &bins,
+        &dir.path().join("target"),
+        "repluser",
+        "lab",
+    )
+    .expect("real sync_server");
+    let mut sopts = SourceOptions::new(bins.clone(), dir.path().join("src"));
+    sopts.channels = vec![Channel::new("backup", target.addr().port())];
+    let mut source = SourceInstance::start(&sopts).expect("source");
+    let client = SyncClient::new(&bins, source.config_path());
+    let holder = std::cell::RefCell::new(None);
+    let real = rolling_pass_under_lock(
+        &source,
+        &|args| {
+            let mut argv: Vec<String> = vec!["-n".into(), "backup".into()];
+            argv.extend(args.iter().map(|s| s.to_string()));
+            client
+                .run(&argv, Duration::from_secs(120))
+                .expect("sync_client")
+        },
+        &|| {
+            *holder.borrow_mut() = Some(hold_namespace_lock(
+                &target,
+                "anna",
+                Duration::from_millis(1500),
+            ))
+        },
+        &|users| {
+            let scope = target.state_scope();
+            let s = scope.project(&source.read_state(users).expect("read source"));
+            let t = scope.project(&target.read_state(users).expect("read replica"));
+            let c = compare(&s, &t);
+            eprintln!("{c}");
+            c.converged()
+        },
+    );
+    if let Some(t) = holder.borrow_mut().take() {
+        t.join().expect("lock thread");
+    }
+    target.stop().expect("stop target");
+    source.stop().expect("stop source");
+    assert_eq!(real, fake, "real sync_server vs the personality");
 }
 
 // ---------------------------------------------------------------------------
