@@ -8,6 +8,18 @@ use super::{Action, Lock, LockMode, Match, Plan, Rule, Trigger};
 use crate::rng::{Rng, Seed};
 use crate::store::Store;
 
+/// The commands real sync_server 3.6.1 runs under the user namespace lock
+/// (`mboxname_usernamespacelock`, a blocking fcntl lock on
+/// `<configdir>/lock/*U*<user>.lock`, in `imap/sync_support.c`): what a `hold`
+/// lock (another process holding the user) makes wait in the sync_server
+/// personality. GETs and RESERVE open mailboxes under their own locks.
+pub const NAMESPACE_LOCKED: [&str; 4] = [
+    "APPLY MAILBOX",
+    "APPLY UNMAILBOX",
+    "APPLY RENAME",
+    "APPLY UNUSER",
+];
+
 /// A command as the engine sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandEvent<'a> {
@@ -380,7 +392,8 @@ impl Engine {
     }
 
     /// The sync_server personality: the first open lock window `ev` must wait
-    /// for, a `reject` lock matching it or a `hold` lock on one of its users.
+    /// for: a `reject` lock matching it, or a `hold` lock on one of its users
+    /// when `ev` is one of the [`NAMESPACE_LOCKED`] commands.
     pub fn blocking_lock(&self, ev: &CommandEvent<'_>) -> Option<String> {
         self.locks
             .iter()
@@ -490,12 +503,15 @@ impl LockState {
     fn blocks(&self, ev: &CommandEvent<'_>) -> bool {
         match self.lock.mode {
             LockMode::Reject => self.lock.target.matches(ev),
-            LockMode::Hold => self
-                .lock
-                .target
-                .user
-                .as_ref()
-                .is_some_and(|u| ev.users.contains(u)),
+            LockMode::Hold => {
+                NAMESPACE_LOCKED.contains(&ev.verb)
+                    && self
+                        .lock
+                        .target
+                        .user
+                        .as_ref()
+                        .is_some_and(|u| ev.users.contains(u))
+            }
         }
     }
 
@@ -657,17 +673,22 @@ mod tests {
             Seed(1),
         );
         let (alice, bob) = (vec!["alice".to_owned()], vec!["bob".to_owned()]);
-        assert_eq!(
-            e.blocking_lock(&ev("GET USER", &alice, &[])).as_deref(),
-            Some("h")
-        );
-        assert_eq!(e.blocking_lock(&ev("GET USER", &bob, &[])), None);
+        // hold: only the commands sync_server runs under the user namespace lock.
+        assert_eq!(e.blocking_lock(&ev("GET USER", &alice, &[])), None);
+        assert_eq!(e.blocking_lock(&ev("APPLY RESERVE", &alice, &[])), None);
+        for verb in NAMESPACE_LOCKED {
+            assert_eq!(
+                e.blocking_lock(&ev(verb, &alice, &[])).as_deref(),
+                Some("h")
+            );
+            assert_eq!(e.blocking_lock(&ev(verb, &bob, &[])), None);
+        }
         assert_eq!(
             e.blocking_lock(&ev("APPLY SUB", &bob, &[])).as_deref(),
             Some("r")
         );
         // Each wait is one hit: the `attempts = 2` window closes after two.
-        let get = ev("GET USER", &alice, &[]);
+        let get = ev("APPLY MAILBOX", &alice, &[]);
         e.lock_waited("h", &get, &mut store);
         assert!(e.blocking_lock(&get).is_some());
         e.lock_waited("h", &get, &mut store);

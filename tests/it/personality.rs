@@ -425,9 +425,11 @@ fn waits(f: &FakeBackupd) -> Vec<(String, u64, bool)> {
 }
 
 /// Proves: with a `hold` window on alice open for 600 ms, the sync_server
-/// personality answers `GET USER alice` with `OK success` only after the window
-/// closed (it waited at least 500 ms; one `LockWaited` event, no `LockHit`),
-/// while bob is served at once; a `reject` window on `APPLY SUB` also blocks;
+/// personality answers `GET USER alice` at once (sync_server reads under
+/// mailbox locks) but `APPLY UNMAILBOX user.alice.Old` (a user namespace lock
+/// command) only after the window closed (it waited at least 500 ms; one
+/// `LockWaited` event, no `LockHit`); bob is served at once; a `reject` window
+/// on `APPLY SUB` also blocks;
 /// the backupd personality answers the same `NO IMAP_MAILBOX_LOCKED` at once.
 /// A window that never closes ends the waiting connection at the idle timeout.
 #[test]
@@ -451,15 +453,22 @@ fn sync_server_blocks_where_backupd_answers_locked() {
     let t = Instant::now();
     assert_eq!(run_script(f.addr(), &["GET USER bob"]), ["OK success"]);
     assert!(t.elapsed() < Duration::from_millis(400), "bob waited");
+    // hold: GETs go on (sync_server reads under mailbox locks) ...
+    assert_eq!(run_script(f.addr(), &["GET USER alice"]), ["OK success"]);
+    assert!(t.elapsed() < Duration::from_millis(400), "GET USER waited");
+    // ... the user namespace lock's commands wait.
     let out = run_script(
         f.addr(),
         &[
-            "GET USER alice",
+            "APPLY UNMAILBOX user.alice.Old",
             "APPLY SUB %(USERID carol MBOXNAME user.carol)",
         ],
     );
     let waited = t.elapsed();
-    assert_eq!(out, ["OK success", "OK success"]);
+    assert_eq!(
+        out,
+        ["NO IMAP_MAILBOX_NONEXISTENT No Such Mailbox", "OK success"]
+    );
     assert!(waited >= Duration::from_millis(500), "{waited:?}");
     let w = waits(&f);
     assert_eq!(w.len(), 1, "{w:?}: the SUB came after both windows closed");
@@ -512,7 +521,10 @@ fn sync_server_blocks_where_backupd_answers_locked() {
     "#;
     let (_rt4, f4) = fake(Personality::SyncServer, never, Duration::from_millis(700));
     let t = Instant::now();
-    assert_eq!(run_script(f4.addr(), &["GET USER alice"]), ["<closed>"]);
+    assert_eq!(
+        run_script(f4.addr(), &["APPLY UNMAILBOX user.alice"]),
+        ["<closed>"]
+    );
     assert!(t.elapsed() >= Duration::from_millis(600));
     let w = waits(&f4);
     assert_eq!(w.len(), 1, "{w:?}");
