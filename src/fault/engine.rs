@@ -159,6 +159,9 @@ pub struct Engine {
     marks: Vec<String>,
     holds: Vec<HoldState>,
     next_hold: u64,
+    /// The sync_server personality: lock windows make commands wait (the
+    /// driver asks [`Engine::blocking_lock`]) and never answer `LOCKED`.
+    blocking: bool,
 }
 
 impl Engine {
@@ -174,6 +177,7 @@ impl Engine {
             marks: Vec::new(),
             holds: Vec::new(),
             next_hold: 1,
+            blocking: false,
         };
         for l in plan.locks {
             e.add_lock(l, 0);
@@ -330,11 +334,12 @@ impl Engine {
             }
         }
         self.tick(now, store);
-        if let Some(l) = self
-            .locks
-            .iter_mut()
-            .find(|l| l.active && l.lock.mode == LockMode::Reject && l.lock.target.matches(ev))
-        {
+        if let Some(l) = self.locks.iter_mut().find(|l| {
+            !self.blocking
+                && l.active
+                && l.lock.mode == LockMode::Reject
+                && l.lock.target.matches(ev)
+        }) {
             let name = l.lock.name.clone();
             l.hit();
             for u in ev.users {
@@ -389,6 +394,14 @@ impl Engine {
         l.hit();
         self.sync_holds(store);
         Some(name)
+    }
+
+    /// Make lock windows block instead of answering `LOCKED` (the sync_server
+    /// personality): [`Engine::on_command`] then never returns
+    /// [`Verdict::Locked`], and the driver waits while
+    /// [`Engine::blocking_lock`] finds a window.
+    pub fn set_blocking(&mut self, blocking: bool) {
+        self.blocking = blocking;
     }
 
     /// The sync_server personality: the first open lock window `ev` must wait
@@ -695,5 +708,14 @@ mod tests {
         assert_eq!(e.blocking_lock(&get), None);
         assert_eq!(e.status(0).users["alice"].waited, 2);
         assert_eq!(e.status(0).users["alice"].locked, 0);
+        // A blocking engine never answers LOCKED, even for a reject window.
+        let sub = ev("APPLY SUB", &bob, &[]);
+        assert!(matches!(
+            e.on_command(&sub, 5, &mut store),
+            Verdict::Locked { .. }
+        ));
+        e.set_blocking(true);
+        assert_eq!(e.on_command(&sub, 6, &mut store), Verdict::Pass);
+        assert_eq!(e.blocking_lock(&sub).as_deref(), Some("r"));
     }
 }

@@ -107,7 +107,11 @@ impl Shared {
     /// Shared state over `store`.
     pub fn new(store: Store, config: ServerConfig) -> Arc<Shared> {
         Arc::new(Shared {
-            engine: Mutex::new(Engine::new(config.plan, config.seed)),
+            engine: Mutex::new({
+                let mut e = Engine::new(config.plan, config.seed);
+                e.set_blocking(config.session.personality.blocks_on_locks());
+                e
+            }),
             store: Mutex::new(store),
             events: Mutex::new(EventLog::default()),
             config: Arc::new(config.session),
@@ -495,23 +499,15 @@ async fn one_command(
     };
     // sync_server blocks where backupd answers LOCKED: the command waits until
     // no lock window matches it any more, then executes.
-    let verdict = if shared.config.personality.blocks_on_locks() {
-        let first = match &verdict {
-            Verdict::Locked { lock } => Some(lock.clone()),
-            _ => shared.engine().blocking_lock(&ev),
-        };
+    // (The engine never answers Locked then, see Engine::set_blocking.)
+    if shared.config.personality.blocks_on_locks() {
+        let first = shared.engine().blocking_lock(&ev);
         if let Some(lock) = first {
             if !wait_for_locks(shared, session.id(), &ev, lock).await {
                 return Ok(Next::Close("lock wait deadline passed".into()));
             }
         }
-        match verdict {
-            Verdict::Locked { .. } => Verdict::Pass,
-            v => v,
-        }
-    } else {
-        verdict
-    };
+    }
     let action = match verdict {
         Verdict::Pass | Verdict::Hold { .. } => None,
         Verdict::Locked { lock } => {
