@@ -674,39 +674,54 @@ fn real_client_converges_into_sync_server_personality_as_into_the_real_one() {
     assert_eq!(real, fake_verdicts, "real sync_server vs the personality");
 }
 
-/// What a rolling pass that meets a lock looked like: (exit status, a
-/// `Deferred:` line, took at least 1 s, channel log drained, converged).
-type LockVerdict = (Option<i32>, bool, bool, bool, bool);
+/// What a client run that met a lock looked like: (mode, exit status, a
+/// `Deferred:` or `bailing out` line, took at least 1 s, converged).
+type LockVerdict = (&'static str, Option<i32>, bool, bool, bool);
 
-/// `anna` replicated and drained; three appends; `lock()` makes anna busy for
-/// 2.5 s; one `-v -v -R -1` pass; its verdict.
-fn rolling_pass_under_lock(
+/// `anna` replicated and drained; then twice: three appends, `lock()` makes
+/// anna busy for 2.5 s, one client run (`-v -v -R -1`, then `-v -v -u anna`);
+/// the verdict of each. The rolling pass must also drain the channel log.
+fn runs_under_lock(
     source: &SourceInstance,
     sync: &dyn Fn(&[&str]) -> SyncRun,
     lock: &dyn Fn(),
     converged: &dyn Fn(&[&str]) -> bool,
-) -> LockVerdict {
+) -> Vec<LockVerdict> {
     let mut rng = Rng::new(Seed(11)).fork("populate");
     fill_user(source, "anna", 12, &mut rng).expect("fill");
     assert_eq!(sync(&["-u", "anna"]).status, Some(0));
     assert_eq!(sync(&["-R", "-1"]).status, Some(0));
-    let mut c = source.login_as("anna").expect("login");
-    for i in 0..3 {
-        append_random(&mut c, "INBOX", "anna-locked", i, &mut rng).expect("append");
+    let mut out = Vec::new();
+    for (round, (mode, args)) in [
+        ("-R -1", &["-v", "-v", "-R", "-1"][..]),
+        ("-u", &["-v", "-v", "-u", "anna"][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut c = source.login_as("anna").expect("login");
+        for i in 0..3 {
+            let tag = format!("anna-locked-{round}");
+            append_random(&mut c, "INBOX", &tag, i, &mut rng).expect("append");
+        }
+        c.logout().expect("logout");
+        lock();
+        let t = Instant::now();
+        let run = sync(args);
+        let took = t.elapsed();
+        eprintln!("{mode} took {took:?}: {run}");
+        if mode == "-R -1" {
+            assert!(!source.sync_log_path("backup").exists(), "log not drained");
+        }
+        out.push((
+            mode,
+            run.status,
+            run.stderr.contains("Deferred") || run.stderr.contains("bailing out"),
+            took >= Duration::from_millis(1000),
+            converged(&["anna"]),
+        ));
     }
-    c.logout().expect("logout");
-    lock();
-    let t = Instant::now();
-    let run = sync(&["-v", "-v", "-R", "-1"]);
-    let took = t.elapsed();
-    eprintln!("took {took:?}: {run}");
-    (
-        run.status,
-        run.stderr.contains("Deferred"),
-        took >= Duration::from_millis(1000),
-        !source.sync_log_path("backup").exists(),
-        converged(&["anna"]),
-    )
+    out
 }
 
 /// Hold the real replica's user namespace lock of `user` (the fcntl write lock
@@ -748,14 +763,15 @@ fn hold_namespace_lock(
     t
 }
 
-/// Proves: a rolling `-R -1` pass meeting a 2.5 s lock on anna behaves the same
-/// against the sync_server personality (a `hold` window) and against the real
-/// sync_server 3.6.1 (its user namespace lock held by another process): exit 0,
-/// no `Deferred:` line, the pass waited (at least 1 s), the channel log drained,
-/// converged right after. The personality's transcript shows the wait and no
+/// Proves: a rolling `-R -1` pass and a `-u`, each meeting a 2.5 s lock on anna,
+/// behave the same against the sync_server personality (a `hold` window) and
+/// against the real sync_server 3.6.1 (its user namespace lock held by another
+/// process): exit 0, no `Deferred:` or `bailing out` line (backupd gives both,
+/// and exit 1 for `-u`), the run waited (at least 1 s), the channel log drained
+/// by the rolling pass, converged right after each. The personality's transcript shows the wait and no
 /// `LOCKED`.
 #[test]
-fn rolling_pass_waits_for_a_lock_as_on_the_real_sync_server() {
+fn rolling_pass_and_user_sync_wait_for_a_lock_as_on_the_real_sync_server() {
     let Some(bins) = cyrus_bins() else { return };
     let mut opts = HarnessOptions::new(bins.clone());
     opts.personality = Personality::SyncServer;
@@ -772,7 +788,7 @@ fn rolling_pass_waits_for_a_lock_as_on_the_real_sync_server() {
     )
     .expect("plan");
     let h = Harness::start(opts).expect("harness");
-    let fake = rolling_pass_under_lock(
+    let fake = runs_under_lock(
         h.source(),
         &|args| h.sync(args).expect("sync"),
         &|| h.fake().mark("lock"),
@@ -784,7 +800,10 @@ fn rolling_pass_waits_for_a_lock_as_on_the_real_sync_server() {
     );
     assert_eq!(
         fake,
-        (Some(0), false, true, true, true),
+        [
+            ("-R -1", Some(0), false, true, true),
+            ("-u", Some(0), false, true, true)
+        ],
         "{}",
         h.transcript()
     );
@@ -812,8 +831,8 @@ fn rolling_pass_waits_for_a_lock_as_on_the_real_sync_server() {
     sopts.channels = vec![Channel::new("backup", target.addr().port())];
     let mut source = SourceInstance::start(&sopts).expect("source");
     let client = SyncClient::new(&bins, source.config_path());
-    let holder = std::cell::RefCell::new(None);
-    let real = rolling_pass_under_lock(
+    let holders = std::cell::RefCell::new(Vec::new());
+    let real = runs_under_lock(
         &source,
         &|args| {
             let mut argv: Vec<String> = vec!["-n".into(), "backup".into()];
@@ -823,7 +842,7 @@ fn rolling_pass_waits_for_a_lock_as_on_the_real_sync_server() {
                 .expect("sync_client")
         },
         &|| {
-            *holder.borrow_mut() = Some(hold_namespace_lock(
+            holders.borrow_mut().push(hold_namespace_lock(
                 &target,
                 "anna",
                 Duration::from_millis(2500),
@@ -838,7 +857,7 @@ fn rolling_pass_waits_for_a_lock_as_on_the_real_sync_server() {
             c.converged()
         },
     );
-    if let Some(t) = holder.borrow_mut().take() {
+    for t in holders.borrow_mut().drain(..) {
         t.join().expect("lock thread");
     }
     target.stop().expect("stop target");
