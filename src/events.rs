@@ -94,6 +94,21 @@ pub enum EventKind {
         /// The hold's id.
         hold: u64,
     },
+    /// A command waits for a lock window (the sync_server personality blocks
+    /// where backupd answers `LOCKED`).
+    LockWait {
+        /// The lock window.
+        lock: String,
+    },
+    /// A waiting command goes on (or its connection is closed at the deadline).
+    LockWaited {
+        /// The lock window waited for first.
+        lock: String,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+        /// The deadline passed before the window closed.
+        timed_out: bool,
+    },
     /// A run-time control command arrived.
     Control {
         /// The request, as JSON.
@@ -234,6 +249,15 @@ impl EventLog {
                 EventKind::Control { request } => format!("-- control {request}"),
                 EventKind::Held { hold } => format!("   ! held by trigger {hold}"),
                 EventKind::Released { hold } => format!("   ! released by trigger {hold}"),
+                EventKind::LockWait { lock } => format!("   ! waits for {lock}"),
+                EventKind::LockWaited {
+                    lock,
+                    waited_ms,
+                    timed_out: true,
+                } => format!("   ! gave up waiting for {lock} after {waited_ms} ms"),
+                EventKind::LockWaited {
+                    lock, waited_ms, ..
+                } => format!("   ! waited {waited_ms} ms for {lock}"),
             };
             out.push_str(&line);
             out.push('\n');

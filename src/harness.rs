@@ -171,6 +171,8 @@ pub struct HarnessOptions {
     pub channel_sync_timeout: Option<u32>,
     /// The server replicated to.
     pub target: Target,
+    /// The server the fake imitates (overrides `server.session.personality`).
+    pub personality: crate::session::Personality,
 }
 
 impl HarnessOptions {
@@ -188,6 +190,7 @@ impl HarnessOptions {
             sync_log: true,
             channel_sync_timeout: None,
             target: Target::Fake,
+            personality: crate::session::Personality::Backupd,
         }
     }
 }
@@ -244,7 +247,8 @@ impl Harness {
             .build()
             .map_err(io_err("starting the tokio runtime"))?;
         let store = Store::temporary().map_err(io_err("creating the body store"))?;
-        let server = opts.server.clone();
+        let mut server = opts.server.clone();
+        server.session.personality = opts.personality;
         let (mut authname, mut password) = (
             server.session.credentials.user.clone(),
             server.session.credentials.password.clone(),

@@ -308,6 +308,10 @@ struct ServeArgs {
     /// Do not offer COMPRESS DEFLATE.
     #[arg(long)]
     no_compress: bool,
+    /// The server to imitate: `backupd` (Cyrus 3.6-3.10; answers LOCKED) or
+    /// `sync_server` (every version, the only target in 3.12+; blocks).
+    #[arg(long, default_value = "backupd", value_name = "NAME")]
+    personality: backupd_sim::session::Personality,
     /// Close a connection idle this many seconds.
     #[arg(long, default_value_t = 1800)]
     idle_timeout: u64,
@@ -493,6 +497,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
                 password: args.password,
             },
             offer_compress: !args.no_compress,
+            personality: args.personality,
             ..SessionConfig::default()
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),

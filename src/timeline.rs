@@ -400,6 +400,9 @@ impl<'a> Model<'a> {
                         h.2 = Some(e.t_us);
                     }
                 }
+                // sync_server personality: a command waiting for a lock window.
+                EventKind::LockWait { lock } => m.notes.push((e.t_us, "wait", lock)),
+                EventKind::LockWaited { lock, .. } => m.notes.push((e.t_us, "waited", lock)),
             }
         }
         m
@@ -1634,10 +1637,11 @@ impl Ctx<'_, '_> {
             })
             .collect();
         for &(t, kind, text) in &self.m.notes {
-            let (short, col) = if kind == "mark" {
-                (format!("mark {text}"), "#6a4fb3")
-            } else {
-                (format!("ctl {text}"), "#8d6e63")
+            let (short, col) = match kind {
+                "mark" => (format!("mark {text}"), "#6a4fb3"),
+                // sync_server personality: a command waiting for a lock window.
+                "wait" | "waited" => (format!("{kind} {text}"), "#c62828"),
+                _ => (format!("ctl {text}"), "#8d6e63"),
             };
             notes.push((t, short, format!("{kind} · {}\n{text}", fmt_s(t)), col));
         }

@@ -8,6 +8,18 @@ use super::{Action, Lock, LockMode, Match, Plan, Rule, Trigger};
 use crate::rng::{Rng, Seed};
 use crate::store::Store;
 
+/// The commands real sync_server 3.6.1 runs under the user namespace lock
+/// (`mboxname_usernamespacelock`, a blocking fcntl lock on
+/// `<configdir>/lock/*U*<user>.lock`, in `imap/sync_support.c`): what a `hold`
+/// lock (another process holding the user) makes wait in the sync_server
+/// personality. GETs and RESERVE open mailboxes under their own locks.
+pub const NAMESPACE_LOCKED: [&str; 4] = [
+    "APPLY MAILBOX",
+    "APPLY UNMAILBOX",
+    "APPLY RENAME",
+    "APPLY UNUSER",
+];
+
 /// A command as the engine sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandEvent<'a> {
@@ -89,6 +101,9 @@ pub struct UserCounters {
     pub locked: u64,
     /// Faults fired on commands touching the user.
     pub faults: u64,
+    /// Commands that waited for a lock window (the sync_server personality,
+    /// which blocks instead of answering `LOCKED`).
+    pub waited: u64,
 }
 
 /// A lock, as `ctl status` shows it.
@@ -144,6 +159,9 @@ pub struct Engine {
     marks: Vec<String>,
     holds: Vec<HoldState>,
     next_hold: u64,
+    /// The sync_server personality: lock windows make commands wait (the
+    /// driver asks [`Engine::blocking_lock`]) and never answer `LOCKED`.
+    blocking: bool,
 }
 
 impl Engine {
@@ -159,6 +177,7 @@ impl Engine {
             marks: Vec::new(),
             holds: Vec::new(),
             next_hold: 1,
+            blocking: false,
         };
         for l in plan.locks {
             e.add_lock(l, 0);
@@ -315,11 +334,12 @@ impl Engine {
             }
         }
         self.tick(now, store);
-        if let Some(l) = self
-            .locks
-            .iter_mut()
-            .find(|l| l.active && l.lock.mode == LockMode::Reject && l.lock.target.matches(ev))
-        {
+        if let Some(l) = self.locks.iter_mut().find(|l| {
+            !self.blocking
+                && l.active
+                && l.lock.mode == LockMode::Reject
+                && l.lock.target.matches(ev)
+        }) {
             let name = l.lock.name.clone();
             l.hit();
             for u in ev.users {
@@ -374,6 +394,40 @@ impl Engine {
         l.hit();
         self.sync_holds(store);
         Some(name)
+    }
+
+    /// Make lock windows block instead of answering `LOCKED` (the sync_server
+    /// personality): [`Engine::on_command`] then never returns
+    /// [`Verdict::Locked`], and the driver waits while
+    /// [`Engine::blocking_lock`] finds a window.
+    pub fn set_blocking(&mut self, blocking: bool) {
+        self.blocking = blocking;
+    }
+
+    /// The sync_server personality: the first open lock window `ev` must wait
+    /// for: a `reject` lock matching it, or a `hold` lock on one of its users
+    /// when `ev` is one of the [`NAMESPACE_LOCKED`] commands.
+    pub fn blocking_lock(&self, ev: &CommandEvent<'_>) -> Option<String> {
+        self.locks
+            .iter()
+            .find(|l| l.active && l.blocks(ev))
+            .map(|l| l.lock.name.clone())
+    }
+
+    /// `ev` starts waiting for the lock `name`: one hit on it (so an
+    /// `attempts` window closes after that many waiting commands).
+    pub fn lock_waited(&mut self, name: &str, ev: &CommandEvent<'_>, store: &mut Store) {
+        for u in ev.users {
+            self.users.entry(u.clone()).or_default().waited += 1;
+        }
+        if let Some(l) = self
+            .locks
+            .iter_mut()
+            .find(|l| l.active && l.lock.name == name && l.blocks(ev))
+        {
+            l.hit();
+        }
+        self.sync_holds(store);
     }
 
     /// Make the store's external holds match the active hold locks.
@@ -457,6 +511,21 @@ impl LockState {
         self.active = false;
         // A window opened by an event or by start runs once; marks and ctl may reopen.
         self.done = matches!(self.lock.open, Trigger::On { .. } | Trigger::Start);
+    }
+
+    fn blocks(&self, ev: &CommandEvent<'_>) -> bool {
+        match self.lock.mode {
+            LockMode::Reject => self.lock.target.matches(ev),
+            LockMode::Hold => {
+                NAMESPACE_LOCKED.contains(&ev.verb)
+                    && self
+                        .lock
+                        .target
+                        .user
+                        .as_ref()
+                        .is_some_and(|u| ev.users.contains(u))
+            }
+        }
     }
 
     fn hit(&mut self) {
@@ -604,5 +673,49 @@ mod tests {
         assert!(get(&mut e, &mut store));
         e.mark("b", 2, &mut store);
         assert!(!get(&mut e, &mut store));
+    }
+
+    #[test]
+    fn blocking_lock_for_the_sync_server_personality() {
+        let mut store = Store::temporary().unwrap();
+        let mut e = Engine::new(
+            plan(
+                "[[lock]]\nname = \"h\"\nuser = \"alice\"\nclose = { attempts = 2 }\n\
+                 [[lock]]\nname = \"r\"\nverb = \"APPLY SUB\"\n",
+            ),
+            Seed(1),
+        );
+        let (alice, bob) = (vec!["alice".to_owned()], vec!["bob".to_owned()]);
+        // hold: only the commands sync_server runs under the user namespace lock.
+        assert_eq!(e.blocking_lock(&ev("GET USER", &alice, &[])), None);
+        assert_eq!(e.blocking_lock(&ev("APPLY RESERVE", &alice, &[])), None);
+        for verb in NAMESPACE_LOCKED {
+            assert_eq!(
+                e.blocking_lock(&ev(verb, &alice, &[])).as_deref(),
+                Some("h")
+            );
+            assert_eq!(e.blocking_lock(&ev(verb, &bob, &[])), None);
+        }
+        assert_eq!(
+            e.blocking_lock(&ev("APPLY SUB", &bob, &[])).as_deref(),
+            Some("r")
+        );
+        // Each wait is one hit: the `attempts = 2` window closes after two.
+        let get = ev("APPLY MAILBOX", &alice, &[]);
+        e.lock_waited("h", &get, &mut store);
+        assert!(e.blocking_lock(&get).is_some());
+        e.lock_waited("h", &get, &mut store);
+        assert_eq!(e.blocking_lock(&get), None);
+        assert_eq!(e.status(0).users["alice"].waited, 2);
+        assert_eq!(e.status(0).users["alice"].locked, 0);
+        // A blocking engine never answers LOCKED, even for a reject window.
+        let sub = ev("APPLY SUB", &bob, &[]);
+        assert!(matches!(
+            e.on_command(&sub, 5, &mut store),
+            Verdict::Locked { .. }
+        ));
+        e.set_blocking(true);
+        assert_eq!(e.on_command(&sub, 6, &mut store), Verdict::Pass);
+        assert_eq!(e.blocking_lock(&sub).as_deref(), Some("r"));
     }
 }

@@ -15,11 +15,18 @@
 //!   until RESTART. Only a whole user can be held.
 //! - [`LockMode::Reject`] answers every matching command `LOCKED` and stores
 //!   nothing: any user, mailbox or command kind, which real backupd cannot do.
+//!
+//! With the sync_server personality neither mode answers `LOCKED`: the driver
+//! makes the command wait while [`Engine::blocking_lock`] finds a window (a
+//! `reject` window by its matcher, a `hold` window for the user's
+//! [`NAMESPACE_LOCKED`] commands), as sync_server blocks on its locks.
 
 mod engine;
 pub mod plan;
 
-pub use engine::{CommandEvent, Engine, LockStatus, RuleStatus, Status, UserCounters, Verdict};
+pub use engine::{
+    CommandEvent, Engine, LockStatus, RuleStatus, Status, UserCounters, Verdict, NAMESPACE_LOCKED,
+};
 pub use plan::{FaultSpec, LockSpec, MatchSpec, Plan, PlanError, TriggerSpec, TriggerTable};
 
 use serde::Serialize;

@@ -149,8 +149,21 @@ pub enum Apply {
     },
     /// `APPLY UNUSER userid` (ignored by backupd).
     Unuser(String),
-    /// An APPLY backupd does not serve (`UNQUOTA`, `EXPUNGE`, `ANNOTATION`,
-    /// `UNANNOTATION`, `LOCAL_*`, `FORCE`, `CAPABILITIES`).
+    /// `APPLY CAPABILITIES (name …)`: sent only to a server that advertised
+    /// `SIEVE-MAILBOX` (sync_server); backupd refuses it.
+    Capabilities(Vec<String>),
+    /// `APPLY EXPUNGE %(MBOXNAME UNIQUEID UID (…))`: the client's full-update
+    /// cleanup; sync_server expunges, backupd refuses it.
+    Expunge {
+        /// Internal mailbox name.
+        mailbox: String,
+        /// The mailbox's uniqueid (must match).
+        uniqueid: String,
+        /// UIDs to expunge.
+        uids: Vec<u32>,
+    },
+    /// An APPLY backupd does not serve (`UNQUOTA`, `ANNOTATION`,
+    /// `UNANNOTATION`, `LOCAL_*`, `FORCE`).
     Unsupported {
         /// The item key.
         key: String,
@@ -180,6 +193,9 @@ pub struct MailboxUpdate {
     pub sync_crc: Option<u32>,
     pub sync_crc_annot: Option<u32>,
     pub xconvmodseq: Option<u64>,
+    /// CREATEDMODSEQ and FOLDERMODSEQ: ignored by backupd, echoed by sync_server.
+    pub createdmodseq: Option<u64>,
+    pub foldermodseq: Option<u64>,
     pub annotations: Option<Vec<Annotation>>,
     /// `None` when the RECORD key is absent (an "intermediate" mailbox).
     pub records: Option<Vec<RecordUpdate>>,
@@ -553,6 +569,22 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
             root: field_str(k, &v, "ROOT")?,
         },
         "UNUSER" => Apply::Unuser(string(k, &v)?),
+        "CAPABILITIES" => Apply::Capabilities(string_list(k, Some(&v))?),
+        "EXPUNGE" => Apply::Expunge {
+            mailbox: field_str(k, &v, "MBOXNAME")?,
+            uniqueid: field_str(k, &v, "UNIQUEID")?,
+            uids: v
+                .get("UID")
+                .and_then(Value::as_list)
+                .ok_or_else(|| bad(k, "UID is not a list"))?
+                .iter()
+                .map(|u| {
+                    u.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad(k, "a UID is not a 32-bit number"))
+                })
+                .collect::<Result<_, _>>()?,
+        },
         _ => Apply::Unsupported { key },
     })
 }
@@ -619,6 +651,8 @@ fn parse_mailbox(v: &Value) -> Result<MailboxUpdate, ParseError> {
         sync_crc: opt_u32(v, "SYNC_CRC"),
         sync_crc_annot: opt_u32(v, "SYNC_CRC_ANNOT"),
         xconvmodseq: opt_num(v, "XCONVMODSEQ"),
+        createdmodseq: opt_num(v, "CREATEDMODSEQ"),
+        foldermodseq: opt_num(v, "FOLDERMODSEQ"),
         annotations: match v.get("ANNOTATIONS") {
             None => None,
             a => Some(parse_annotations(K, a)?),
@@ -694,6 +728,8 @@ impl Command {
                     Apply::UnactivateSieve { .. } => "UNACTIVATE_SIEVE",
                     Apply::Quota { .. } => "QUOTA",
                     Apply::Unuser(_) => "UNUSER",
+                    Apply::Capabilities(_) => "CAPABILITIES",
+                    Apply::Expunge { .. } => "EXPUNGE",
                     Apply::Unsupported { key } => key,
                 }
             ),
@@ -704,7 +740,8 @@ impl Command {
     pub fn mailboxes(&self) -> Vec<&str> {
         match self {
             Command::Get(Get::Mailboxes(list)) => list.iter().map(String::as_str).collect(),
-            Command::Get(Get::FullMailbox(m)) | Command::Apply(Apply::Unmailbox(m)) => vec![m],
+            Command::Get(Get::FullMailbox(m))
+            | Command::Apply(Apply::Unmailbox(m) | Apply::Expunge { mailbox: m, .. }) => vec![m],
             Command::Apply(Apply::Reserve { mailboxes, .. }) => {
                 mailboxes.iter().map(String::as_str).collect()
             }

@@ -46,7 +46,8 @@ pub struct ServerConfig {
     /// What each session needs.
     pub session: SessionConfig,
     /// Close a connection that sends nothing for this long (backupd uses
-    /// `sync_timeout`, 30 minutes by default).
+    /// `sync_timeout`, 30 minutes by default). With the sync_server
+    /// personality, also the longest a command waits for a lock window.
     pub idle_timeout: Duration,
     /// Locks and faults.
     pub plan: Plan,
@@ -106,7 +107,11 @@ impl Shared {
     /// Shared state over `store`.
     pub fn new(store: Store, config: ServerConfig) -> Arc<Shared> {
         Arc::new(Shared {
-            engine: Mutex::new(Engine::new(config.plan, config.seed)),
+            engine: Mutex::new({
+                let mut e = Engine::new(config.plan, config.seed);
+                e.set_blocking(config.session.personality.blocks_on_locks());
+                e
+            }),
             store: Mutex::new(store),
             events: Mutex::new(EventLog::default()),
             config: Arc::new(config.session),
@@ -502,6 +507,17 @@ async fn one_command(
             shared.release_hold(id);
         }
     };
+    // sync_server blocks where backupd answers LOCKED: the command waits until
+    // no lock window matches it any more, then executes.
+    // (The engine never answers Locked then, see Engine::set_blocking.)
+    if shared.config.personality.blocks_on_locks() {
+        let first = shared.engine().blocking_lock(&ev);
+        if let Some(lock) = first {
+            if !wait_for_locks(shared, session.id(), &ev, lock).await {
+                return Ok(Next::Close("lock wait deadline passed".into()));
+            }
+        }
+    }
     let action = match verdict {
         Verdict::Pass | Verdict::Hold { .. } => None,
         Verdict::Locked { lock } => {
@@ -600,12 +616,13 @@ async fn one_command(
         }
         Some(Action::Lie) => {
             // OK, and nothing stored.
+            let ok = session.success();
             send(
                 session,
                 conn,
                 shared,
                 &Response {
-                    replies: vec![Reply::success()],
+                    replies: vec![ok],
                     after: After::Continue,
                 },
             )
@@ -617,6 +634,55 @@ async fn one_command(
             send(session, conn, shared, &response).await
         }
     }
+}
+
+/// The sync_server personality: wait until no lock window matches `ev` (the
+/// first one found is `first`), polling every [`TICK`] and letting time-based
+/// windows close. False when the idle timeout passed first: real
+/// sync_server would go on blocking, but its client has given up by then
+/// (`sync_timeout`), so the connection is closed.
+async fn wait_for_locks(
+    shared: &Shared,
+    session: SessionId,
+    ev: &CommandEvent<'_>,
+    first: String,
+) -> bool {
+    let started = Instant::now();
+    {
+        let mut engine = shared.engine();
+        engine.lock_waited(&first, ev, &mut shared.store());
+    }
+    shared.record(
+        session,
+        EventKind::LockWait {
+            lock: first.clone(),
+        },
+    );
+    let deadline = started + shared.idle_timeout;
+    let done = loop {
+        let blocking = {
+            let now = shared.now_ms();
+            let mut engine = shared.engine();
+            engine.tick(now, &mut shared.store());
+            engine.blocking_lock(ev)
+        };
+        if blocking.is_none() {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(TICK).await;
+    };
+    shared.record(
+        session,
+        EventKind::LockWaited {
+            lock: first,
+            waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            timed_out: !done,
+        },
+    );
+    done
 }
 
 /// Execute a command; a `LOCKED` answer the session gave by itself (a held

@@ -8,9 +8,12 @@
 //! a fault plan; the session neither knows nor cares.
 //!
 //! Replies follow real backupd 3.6.1 (`backup/backupd.c`), cited in
-//! `docs/sync-protocol.md` §1 and §3.
+//! `docs/sync-protocol.md` §1 and §3, or, with [`Personality::SyncServer`],
+//! real sync_server 3.6.1 (`imap/sync_server.c`, the server half of
+//! `imap/sync_support.c`); the differences are listed in [`Personality`].
 
 mod render;
+mod replica;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,6 +35,72 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// Which real Cyrus server the fake imitates.
+///
+/// - [`Personality::Backupd`] (the default): `backupd` 3.6-3.10 (removed
+///   upstream in 3.12). Per-user backups held by a session until RESTART, a busy
+///   user answered `NO IMAP_MAILBOX_LOCKED Mailbox locked`, `OK Success`.
+/// - [`Personality::SyncServer`]: `sync_server` (every version, the only target
+///   left in 3.12+). Greets with `* SIEVE-MAILBOX` and answers
+///   `APPLY CAPABILITIES` with `* ENABLED (…)`; `OK success`; no per-session
+///   user holds, and a busy user makes the command *wait* (the driver blocks it
+///   while a lock window matches) instead of `LOCKED`; message bodies go to a
+///   per-session GUID cache (cleared by RESTART) and a new record whose body
+///   was neither reserved nor uploaded is refused with `NO Unknown error`;
+///   `* MAILBOX` lines in sync_server's field order, without backupd's
+///   `MBOXTYPE NIL`/`QUOTAROOT NIL`; `GET MAILBOXES` across users,
+///   `APPLY EXPUNGE`, `UNUSER` (drops the user), `UNQUOTA`, `ANNOTATION`,
+///   `UNANNOTATION` and `FORCE` served (quota and annotations acknowledged, not
+///   stored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Personality {
+    /// Cyrus `backupd` 3.6.1.
+    #[default]
+    #[serde(rename = "backupd")]
+    Backupd,
+    /// Cyrus `sync_server` 3.6.1 (a replica).
+    #[serde(rename = "sync_server")]
+    SyncServer,
+}
+
+impl Personality {
+    /// Every personality, by name.
+    pub const ALL: [Personality; 2] = [Personality::Backupd, Personality::SyncServer];
+
+    /// The name used on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Personality::Backupd => "backupd",
+            Personality::SyncServer => "sync_server",
+        }
+    }
+
+    /// True when a lock window makes matching commands wait (sync_server)
+    /// rather than answer `LOCKED` (backupd).
+    pub fn blocks_on_locks(self) -> bool {
+        self == Personality::SyncServer
+    }
+}
+
+impl std::fmt::Display for Personality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Personality {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Personality, String> {
+        Personality::ALL
+            .into_iter()
+            .find(|p| p.name() == s || (s == "sync-server" && *p == Personality::SyncServer))
+            .ok_or_else(|| {
+                format!("unknown personality `{s}`: expected `backupd` or `sync_server`")
+            })
+    }
+}
+
 /// What every session of one server shares.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -43,6 +112,8 @@ pub struct SessionConfig {
     pub offer_compress: bool,
     /// Framing limits.
     pub limits: Limits,
+    /// The server imitated.
+    pub personality: Personality,
 }
 
 impl Default for SessionConfig {
@@ -55,6 +126,7 @@ impl Default for SessionConfig {
             },
             offer_compress: true,
             limits: Limits::default(),
+            personality: Personality::Backupd,
         }
     }
 }
@@ -127,6 +199,11 @@ pub struct Session {
     held: BTreeMap<String, BTreeSet<String>>,
     /// Size and first line of the last frame taken, for logs.
     last_frame: (usize, String),
+    /// sync_server: `APPLY CAPABILITIES (SIEVE-MAILBOX)` was accepted.
+    sieve_mailbox: bool,
+    /// sync_server: GUIDs whose bodies this session may use in `APPLY MAILBOX`
+    /// (found by `APPLY RESERVE` or uploaded by `APPLY MESSAGE`), until RESTART.
+    reserved: BTreeSet<String>,
 }
 
 impl Session {
@@ -140,6 +217,8 @@ impl Session {
             compressing: false,
             held: BTreeMap::new(),
             last_frame: (0, String::new()),
+            sieve_mailbox: false,
+            reserved: BTreeSet::new(),
         }
     }
 
@@ -160,14 +239,40 @@ impl Session {
         self.phase == Phase::Authed
     }
 
-    /// The greeting, as backupd sends it over TCP.
+    /// The server this session imitates.
+    pub fn personality(&self) -> Personality {
+        self.config.personality
+    }
+
+    /// True once `APPLY CAPABILITIES (SIEVE-MAILBOX)` was accepted (sync_server).
+    pub fn sieve_mailbox(&self) -> bool {
+        self.sieve_mailbox
+    }
+
+    /// The final line of a successful GET or APPLY: `OK Success` from backupd,
+    /// `OK success` from sync_server.
+    pub fn success(&self) -> Reply {
+        match self.config.personality {
+            Personality::Backupd => Reply::success(),
+            Personality::SyncServer => Reply::Ok("success".into()),
+        }
+    }
+
+    /// The greeting, as the imitated server sends it over TCP.
     pub fn greeting(&self) -> Response {
         let mut replies = vec![Reply::Raw("* SASL PLAIN".into())];
         if self.config.offer_compress {
             replies.push(Reply::Raw("* COMPRESS DEFLATE".into()));
         }
+        let what = match self.config.personality {
+            Personality::Backupd => "backup",
+            Personality::SyncServer => {
+                replies.push(Reply::Raw("* SIEVE-MAILBOX".into()));
+                "sync"
+            }
+        };
         replies.push(Reply::Raw(format!(
-            "* OK {} Cyrus backup server 3.6.1 (backupd-sim)",
+            "* OK {} Cyrus {what} server 3.6.1 (backupd-sim)",
             self.config.servername
         )));
         Response {
@@ -219,6 +324,7 @@ impl Session {
     pub fn end(&mut self, store: &mut Store) {
         store.release(self.id);
         self.held.clear();
+        self.reserved.clear();
     }
 
     /// Execute one input against the store.
@@ -226,6 +332,9 @@ impl Session {
         let cmd = match input {
             Incoming::Invalid(e) if e.needs_auth() && self.phase != Phase::Authed => {
                 return Response::one(Reply::No("Please authenticate first".into()))
+            }
+            Incoming::Invalid(e) if self.config.personality == Personality::SyncServer => {
+                return Response::one(replica::parse_error_reply(&e))
             }
             Incoming::Invalid(e) => return Response::one(e.reply()),
             Incoming::SaslResponse(line) => {
@@ -273,6 +382,12 @@ impl Session {
             Command::Authenticate { mech, initial } => self.authenticate(&mech, initial),
             Command::Get(_) | Command::Apply(_) if self.phase != Phase::Authed => {
                 Response::one(Reply::No("Please authenticate first".into()))
+            }
+            Command::Get(g) if self.config.personality == Personality::SyncServer => {
+                self.replica_get(g, store)
+            }
+            Command::Apply(a) if self.config.personality == Personality::SyncServer => {
+                self.replica_apply(a, store)
             }
             Command::Get(g) => self.get(g, store),
             Command::Apply(a) => self.apply(a, store),
@@ -455,7 +570,9 @@ impl Session {
             | Apply::UnactivateSieve { .. }
             | Apply::Quota { .. }
             | Apply::Unuser(_) => Ok(()),
-            Apply::Unsupported { .. } => Err(Reply::protocol_error()),
+            Apply::Capabilities(_) | Apply::Expunge { .. } | Apply::Unsupported { .. } => {
+                Err(Reply::protocol_error())
+            }
         };
         Response::one(result.map_or_else(|r| r, |()| Reply::success()))
     }

@@ -114,6 +114,11 @@ pub struct Mailbox {
     pub sync_crc_annot: u32,
     #[serde(default)]
     pub xconvmodseq: u64,
+    /// CREATEDMODSEQ/FOLDERMODSEQ as last sent (printed by the sync_server personality).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub createdmodseq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foldermodseq: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<Annotation>,
     /// Records sorted by UID; expunged ones are kept, marked.
@@ -281,6 +286,8 @@ impl Store {
         mbox.sync_crc = u.sync_crc.unwrap_or(0);
         mbox.sync_crc_annot = u.sync_crc_annot.unwrap_or(0);
         mbox.xconvmodseq = u.xconvmodseq.unwrap_or(0);
+        mbox.createdmodseq = u.createdmodseq;
+        mbox.foldermodseq = u.foldermodseq;
         mbox.annotations = owned_annotations(u.annotations.as_deref().unwrap_or_default());
         for r in u.records.iter().flatten() {
             if backup.guids.contains(&r.guid) {

@@ -290,8 +290,9 @@ fn check_captured_command(frame: &Bytes, origin: &str) -> String {
             "APPLY RENAME".to_owned()
         }
         // Only sync_server (replica-*) advertises SIEVE-MAILBOX, which triggers this.
-        Command::Apply(Apply::Unsupported { key }) if key == "CAPABILITIES" => {
+        Command::Apply(Apply::Capabilities(names)) => {
             assert!(origin.starts_with("replica-"), "{origin}");
+            assert_eq!(names.as_slice(), ["SIEVE-MAILBOX"]);
             "APPLY CAPABILITIES".to_owned()
         }
         other => panic!("{origin}: unexpected command {other:?} from `{text}`"),

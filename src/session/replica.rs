@@ -1,0 +1,388 @@
+//! The `sync_server` personality: GET and APPLY as real sync_server 3.6.1
+//! answers them (`imap/sync_support.c`: `sync_get`, `sync_apply`,
+//! `sync_response`), over the same [`Store`] as backupd's.
+//!
+//! What is modelled, and what is only acknowledged:
+//! - mailboxes, records, bodies, subscriptions, seen state and sieve scripts are
+//!   stored and reported back, as for backupd;
+//! - `APPLY QUOTA`/`UNQUOTA`, `ANNOTATION`/`UNANNOTATION` (server and mailbox
+//!   entries sent outside `APPLY MAILBOX`), `ACTIVATE_SIEVE`/`UNACTIVATE_SIEVE`
+//!   and `FORCE` are answered `OK success` and not stored: `GET QUOTA` and
+//!   `GET ANNOTATION` report nothing, so a client with quota roots re-sends
+//!   `APPLY QUOTA` on every user sync (as against backupd);
+//! - intermediate mailboxes (`APPLY MAILBOX` without RECORD) are accepted and not
+//!   stored;
+//! - `GET FETCH`, `GET FETCH_SIEVE`, `LOCAL_*` and `RESTORE` are not modelled:
+//!   `NO IMAP_PROTOCOL_ERROR Protocol error`.
+
+use std::collections::BTreeSet;
+
+use crate::dlist::Value;
+use crate::proto::{Apply, Get, ParseError, Reply};
+use crate::store::{names, sha1_hex, Store};
+
+use super::{render, After, Response, Session};
+
+/// sync_server's `NO IMAP_PROTOCOL_BAD_PARAMETERS` (no text after the code).
+fn bad_parameters() -> Reply {
+    Reply::No("IMAP_PROTOCOL_BAD_PARAMETERS".into())
+}
+
+/// `IMAP_IOERROR` and every code `sync_response` does not name.
+fn unknown_error() -> Reply {
+    Reply::No("Unknown error".into())
+}
+
+/// `IMAP_MAILBOX_MOVED`.
+fn moved() -> Reply {
+    Reply::No("IMAP_MAILBOX_MOVED Mailbox exists with another name or uniqueid".into())
+}
+
+/// How sync_server answers a line it cannot use (`imap/sync_server.c` cmdloop):
+/// a dlist it cannot parse is `BAD … Failed to parse APPLY line`, a field the
+/// handler cannot find is `NO IMAP_PROTOCOL_BAD_PARAMETERS`; the rest as backupd.
+pub(super) fn parse_error_reply(e: &ParseError) -> Reply {
+    match e {
+        ParseError::Malformed { verb, .. } => Reply::Bad(format!(
+            "IMAP_PROTOCOL_ERROR Failed to parse {} line",
+            verb.to_ascii_uppercase()
+        )),
+        ParseError::BadFields { .. } => bad_parameters(),
+        other => other.reply(),
+    }
+}
+
+impl Session {
+    fn replica_meta(&self, store: &Store, user: &str, replies: &mut Vec<Reply>) {
+        let Some(b) = store.users.get(user) else {
+            return;
+        };
+        for (uniqueid, s) in &b.seen {
+            replies.push(Reply::Data("SEEN".into(), render::seen(uniqueid, s)));
+        }
+        if !b.subscriptions.is_empty() {
+            replies.push(Reply::Data(
+                "LSUB".into(),
+                Value::List(b.subscriptions.iter().map(Value::atom).collect()),
+            ));
+        }
+        // With SIEVE-MAILBOX the scripts travel as the #sieve mailbox instead.
+        if !self.sieve_mailbox {
+            for s in &b.sieve {
+                replies.push(Reply::Data("SIEVE".into(), render::sieve(s)));
+            }
+        }
+    }
+
+    fn done(&self, replies: Vec<Reply>, result: Result<(), Reply>) -> Response {
+        match result {
+            Ok(()) => {
+                let mut replies = replies;
+                replies.push(self.success());
+                Response {
+                    replies,
+                    after: After::Continue,
+                }
+            }
+            Err(r) => Response::one(r),
+        }
+    }
+
+    /// `GET` as sync_server answers it.
+    pub(super) fn replica_get(&mut self, g: Get, store: &mut Store) -> Response {
+        let mut replies = Vec::new();
+        let result = match g {
+            Get::User(None) => Err(bad_parameters()),
+            Get::User(Some(user)) => {
+                // Nothing at all for a user without mailboxes (not even LSUB).
+                let mailboxes: Vec<Reply> = store
+                    .users
+                    .get(&user)
+                    .map(|b| {
+                        b.mailboxes
+                            .values()
+                            .map(|m| {
+                                Reply::Data("MAILBOX".into(), render::replica_mailbox(m, false))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !mailboxes.is_empty() {
+                    replies.extend(mailboxes);
+                    self.replica_meta(store, &user, &mut replies);
+                }
+                Ok(())
+            }
+            Get::Meta(user) => {
+                self.replica_meta(store, &user, &mut replies);
+                Ok(())
+            }
+            // Any mix of users; unknown names are skipped.
+            Get::Mailboxes(list) => {
+                for name in &list {
+                    let m = store
+                        .users
+                        .get(&names::backup_of(name))
+                        .and_then(|b| b.mailboxes.get(name));
+                    if let Some(m) = m {
+                        replies.push(Reply::Data(
+                            "MAILBOX".into(),
+                            render::replica_mailbox(m, false),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Get::FullMailbox(name) => match store
+                .users
+                .get(&names::backup_of(&name))
+                .and_then(|b| b.mailboxes.get(&name))
+            {
+                Some(m) => {
+                    replies.push(Reply::Data(
+                        "MAILBOX".into(),
+                        render::replica_mailbox(m, true),
+                    ));
+                    Ok(())
+                }
+                None => Err(Reply::nonexistent()),
+            },
+            Get::UniqueIds => Ok(()),
+            // Quota and annotations outside APPLY MAILBOX are not stored.
+            Get::Unsupported { key } if key == "QUOTA" || key == "ANNOTATION" => Ok(()),
+            Get::Unsupported { .. } => Err(Reply::protocol_error()),
+        };
+        self.done(replies, result)
+    }
+
+    /// `APPLY` as sync_server answers it.
+    pub(super) fn replica_apply(&mut self, a: Apply, store: &mut Store) -> Response {
+        let mut replies = Vec::new();
+        let result = match a {
+            Apply::Reserve {
+                mailboxes, guids, ..
+            } => {
+                let owners: BTreeSet<String> =
+                    mailboxes.iter().map(|n| names::backup_of(n)).collect();
+                let mut missing: Vec<&String> = Vec::new();
+                for g in &guids {
+                    let g_lc = g.to_ascii_lowercase();
+                    let found = self.reserved.contains(&g_lc)
+                        || owners
+                            .iter()
+                            .any(|o| store.users.get(o).is_some_and(|b| b.guids.contains(&g_lc)));
+                    if found {
+                        self.reserved.insert(g_lc);
+                    } else if !missing.contains(&g) {
+                        missing.push(g);
+                    }
+                }
+                if !missing.is_empty() {
+                    replies.push(Reply::Data(
+                        "MISSING".into(),
+                        Value::List(missing.into_iter().map(Value::atom).collect()),
+                    ));
+                }
+                Ok(())
+            }
+            Apply::Message(files) => {
+                // A body that does not hash to its GUID is not kept; the record
+                // that needs it fails later, as sync_server's parse of the
+                // staged file does.
+                let mut result = Ok(());
+                for f in &files {
+                    let guid = f.guid.to_ascii_lowercase();
+                    if sha1_hex(&f.data) != guid {
+                        continue;
+                    }
+                    if store.bodies.insert(&guid, &f.data).is_err() {
+                        result = Err(unknown_error());
+                        break;
+                    }
+                    self.reserved.insert(guid);
+                }
+                result
+            }
+            Apply::Mailbox(u) => self.replica_mailbox(&u, store),
+            Apply::Unmailbox(name) => {
+                let owner = names::backup_of(&name);
+                match store.users.get_mut(&owner) {
+                    Some(b) if b.mailboxes.contains_key(&name) => {
+                        b.unmailbox(&name);
+                        Ok(())
+                    }
+                    _ => Err(Reply::nonexistent()),
+                }
+            }
+            Apply::Rename {
+                old,
+                new,
+                partition,
+                uidvalidity,
+            } => {
+                let owner = names::backup_of(&old);
+                let new_owner = names::backup_of(&new);
+                let exists = store
+                    .users
+                    .get(&owner)
+                    .is_some_and(|b| b.mailboxes.contains_key(&old));
+                if !exists {
+                    Err(Reply::nonexistent())
+                } else if owner == new_owner {
+                    if let Some(b) = store.users.get_mut(&owner) {
+                        b.rename(&old, &new, &partition, uidvalidity);
+                        // sync_server's rename stamps the folder with its
+                        // HIGHESTMODSEQ (seen in replica-03: FOLDERMODSEQ 1 -> 3).
+                        if let Some(m) = b.mailboxes.get_mut(&new) {
+                            m.foldermodseq = Some(m.highestmodseq);
+                        }
+                    }
+                    Ok(())
+                } else {
+                    // A move to another user: take it out of one backup, into the other.
+                    let moved = store
+                        .users
+                        .get_mut(&owner)
+                        .and_then(|b| b.mailboxes.remove(&old));
+                    if let Some(mut m) = moved {
+                        m.name.clone_from(&new);
+                        m.partition = partition;
+                        if let Some(v) = uidvalidity {
+                            m.uidvalidity = v;
+                        }
+                        m.foldermodseq = Some(m.highestmodseq);
+                        let guids: Vec<String> = m.records.iter().map(|r| r.guid.clone()).collect();
+                        let target = store.users.entry(new_owner).or_default();
+                        target.guids.extend(guids);
+                        target.mailboxes.insert(new, m);
+                    }
+                    Ok(())
+                }
+            }
+            Apply::Seen(s) => {
+                store.users.entry(s.user.clone()).or_default().set_seen(&s);
+                Ok(())
+            }
+            Apply::Sub { user, mailbox } => {
+                store
+                    .users
+                    .entry(user)
+                    .or_default()
+                    .subscriptions
+                    .insert(mailbox);
+                Ok(())
+            }
+            Apply::Unsub { user, mailbox } => {
+                if let Some(b) = store.users.get_mut(&user) {
+                    b.subscriptions.remove(&mailbox);
+                }
+                Ok(())
+            }
+            Apply::Sieve {
+                user,
+                filename,
+                last_update,
+                content,
+            } => {
+                store
+                    .users
+                    .entry(user)
+                    .or_default()
+                    .put_sieve(&filename, last_update, &content);
+                Ok(())
+            }
+            Apply::Unsieve { user, filename } => {
+                if let Some(b) = store.users.get_mut(&user) {
+                    b.delete_sieve(&filename);
+                }
+                Ok(())
+            }
+            Apply::ActivateSieve { .. } | Apply::UnactivateSieve { .. } | Apply::Quota { .. } => {
+                Ok(())
+            }
+            // sync_server deletes the user: mailboxes, subscriptions, seen, sieve.
+            Apply::Unuser(user) => {
+                store.users.remove(&user);
+                Ok(())
+            }
+            Apply::Capabilities(names) => {
+                let enabled: Vec<&String> = names
+                    .iter()
+                    .filter(|n| n.eq_ignore_ascii_case("SIEVE-MAILBOX"))
+                    .collect();
+                if !enabled.is_empty() {
+                    self.sieve_mailbox = true;
+                }
+                replies.push(Reply::Data(
+                    "ENABLED".into(),
+                    Value::List(enabled.into_iter().map(Value::atom).collect()),
+                ));
+                Ok(())
+            }
+            Apply::Expunge {
+                mailbox,
+                uniqueid,
+                uids,
+            } => match store
+                .users
+                .get_mut(&names::backup_of(&mailbox))
+                .and_then(|b| b.mailboxes.get_mut(&mailbox))
+            {
+                None => Err(Reply::nonexistent()),
+                Some(m) if m.uniqueid != uniqueid => Err(moved()),
+                Some(m) => {
+                    for r in m.records.iter_mut().filter(|r| uids.contains(&r.uid)) {
+                        r.expunged = true;
+                    }
+                    Ok(())
+                }
+            },
+            Apply::Unsupported { key }
+                if matches!(
+                    key.as_str(),
+                    "UNQUOTA" | "ANNOTATION" | "UNANNOTATION" | "FORCE"
+                ) =>
+            {
+                Ok(())
+            }
+            Apply::Unsupported { .. } => Err(Reply::protocol_error()),
+        };
+        self.done(replies, result)
+    }
+
+    /// `APPLY MAILBOX`: every new, live record's body must be in this user's
+    /// backup or in the session's GUID cache, else `NO Unknown error` and
+    /// nothing changes (sync_server's `sync_append_copyfile` fails with
+    /// IMAP_IOERROR and the mailbox transaction is aborted).
+    fn replica_mailbox(
+        &mut self,
+        u: &crate::proto::MailboxUpdate,
+        store: &mut Store,
+    ) -> Result<(), Reply> {
+        if u.records.is_none() {
+            // An intermediate mailbox: accepted, not stored.
+            return Ok(());
+        }
+        if u.missing_required().is_some() {
+            return Err(bad_parameters());
+        }
+        let owner = names::backup_of(&u.mboxname);
+        let backup = store.users.entry(owner).or_default();
+        let mut needed: Vec<String> = Vec::new();
+        for r in u.records.iter().flatten() {
+            let guid = r.guid.to_ascii_lowercase();
+            let expunged = r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Expunged"));
+            if backup.guids.contains(&guid) || expunged {
+                continue;
+            }
+            if !self.reserved.contains(&guid) || !store.bodies.contains(&guid) {
+                return Err(unknown_error());
+            }
+            needed.push(guid);
+        }
+        backup.guids.extend(needed);
+        let owner = names::backup_of(&u.mboxname);
+        store.apply_mailbox(&owner, u);
+        Ok(())
+    }
+}
