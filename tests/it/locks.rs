@@ -444,6 +444,28 @@ fn same_seed_same_plan_same_event_log() {
             ))
             .expect("start");
         let replies = crate::util::run_script(fake.addr(), &lines);
+        // The server records the last connection's end after the client has
+        // gone: wait for every connection to be closed before reading the log.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (opened, closed) =
+                fake.shared()
+                    .events()
+                    .events()
+                    .fold((0, 0), |(o, c), e| match e.kind {
+                        EventKind::Connected { .. } => (o + 1, c),
+                        EventKind::Closed { .. } => (o, c + 1),
+                        _ => (o, c),
+                    });
+            if opened == closed {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{opened} connections, {closed} closed after 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let log: Vec<String> = fake
             .shared()
             .events()
