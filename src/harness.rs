@@ -35,6 +35,9 @@ pub const CHANNEL: &str = "backup";
 pub enum Target {
     /// The fake backupd (the default).
     Fake,
+    /// The fake with its `sync_server` personality (a replica's greeting and
+    /// replies; lock windows block instead of answering LOCKED).
+    FakeSyncServer,
     /// A real Cyrus `backupd` or `sync_server`, started in the sandbox.
     Real(TargetKind),
     /// Any csync server; its contents cannot be read, so convergence is judged
@@ -50,20 +53,23 @@ pub enum Target {
 }
 
 impl Target {
-    /// `fake`, `backupd`, `sync_server` or `HOST:PORT`, as `--target` takes it.
+    /// `fake`, `fake-sync_server`, `backupd`, `sync_server` or `HOST:PORT`, as
+    /// `--target` takes it.
     pub fn name(&self) -> String {
         match self {
             Target::Fake => "fake".into(),
+            Target::FakeSyncServer => "fake-sync_server".into(),
             Target::Real(k) => k.name().into(),
             Target::Remote { addr, .. } => addr.to_string(),
         }
     }
 
-    /// Parse `--target`: `fake`, `backupd`, `sync_server` (or `sync-server`), or
-    /// `HOST:PORT` with the credentials to use there.
+    /// Parse `--target`: `fake`, `fake-sync_server`, `backupd`, `sync_server`
+    /// (or `sync-server`), or `HOST:PORT` with the credentials to use there.
     pub fn parse(text: &str, authname: &str, password: &str) -> Result<Target, String> {
         match text {
             "fake" => Ok(Target::Fake),
+            "fake-sync_server" | "fake-sync-server" => Ok(Target::FakeSyncServer),
             "backupd" => Ok(Target::Real(TargetKind::Backupd)),
             "sync_server" | "sync-server" => Ok(Target::Real(TargetKind::SyncServer)),
             other => {
@@ -72,7 +78,7 @@ impl Target {
                     .to_socket_addrs()
                     .map_err(|e| {
                         format!(
-                            "`{other}`: expected `fake`, `backupd`, `sync_server` or HOST:PORT ({e})"
+                            "`{other}`: expected `fake`, `fake-sync_server`, `backupd`, `sync_server` or HOST:PORT ({e})"
                         )
                     })?
                     .next()
@@ -91,14 +97,15 @@ impl Target {
     pub fn kind_name(&self) -> &'static str {
         match self {
             Target::Fake => "fake",
+            Target::FakeSyncServer => "fake-sync_server",
             Target::Real(k) => k.name(),
             Target::Remote { .. } => "remote",
         }
     }
 
-    /// True for the fake.
+    /// True for the fake, whatever its personality.
     pub fn is_fake(&self) -> bool {
-        *self == Target::Fake
+        matches!(self, Target::Fake | Target::FakeSyncServer)
     }
 }
 
@@ -248,14 +255,17 @@ impl Harness {
             .map_err(io_err("starting the tokio runtime"))?;
         let store = Store::temporary().map_err(io_err("creating the body store"))?;
         let mut server = opts.server.clone();
-        server.session.personality = opts.personality;
+        server.session.personality = match opts.target {
+            Target::FakeSyncServer => crate::session::Personality::SyncServer,
+            _ => opts.personality,
+        };
         let (mut authname, mut password) = (
             server.session.credentials.user.clone(),
             server.session.credentials.password.clone(),
         );
         let listen: std::net::SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let (fake, real, relay, recorder, port) = match &opts.target {
-            Target::Fake => {
+            Target::Fake | Target::FakeSyncServer => {
                 let fake = rt
                     .block_on(FakeBackupd::start(listen, store, server))
                     .map_err(io_err("starting the fake backupd on 127.0.0.1:0"))?;
@@ -420,7 +430,7 @@ impl Harness {
     /// locked on demand.
     pub fn lock(&self, spec: &LockSpec) -> Result<(), String> {
         match &self.target {
-            Target::Fake => self
+            Target::Fake | Target::FakeSyncServer => self
                 .ctl(&control::Request::Lock { lock: spec.clone() })
                 .map(|_| ()),
             Target::Real(TargetKind::Backupd) => {
@@ -589,7 +599,7 @@ impl Harness {
     /// a replica read over IMAP. A `HOST:PORT` target cannot be read.
     pub fn read_backup(&self, users: &[&str]) -> Result<(MailState, StateScope), HarnessError> {
         match (&self.target, &self.real) {
-            (Target::Fake, _) => {
+            (Target::Fake | Target::FakeSyncServer, _) => {
                 let mut state = self.backup_state();
                 state.users.retain(|u, _| users.contains(&u.as_str()));
                 Ok((state, StateScope::Full))
@@ -695,7 +705,7 @@ fn real_lock_plan(spec: &LockSpec) -> Result<(String, RealCloseSpec), String> {
 /// Why `spec` cannot be a lock window on `target`, if it cannot.
 pub fn lock_unsupported(spec: &LockSpec, target: &Target) -> Option<String> {
     match target {
-        Target::Fake => None,
+        Target::Fake | Target::FakeSyncServer => None,
         Target::Real(TargetKind::Backupd) => real_lock_plan(spec).err(),
         Target::Real(TargetKind::SyncServer) => Some(
             "a real sync_server blocks instead of answering LOCKED, and cannot be locked on demand"

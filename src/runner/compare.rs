@@ -125,7 +125,11 @@ pub fn compare(
         o.report_dir = Some(out.join(t.kind_name()));
         o
     };
-    let fake_opts = side(&Target::Fake);
+    // A replica is compared with the fake's sync_server personality.
+    let fake_opts = side(&match target {
+        Target::Real(crate::cyrus::TargetKind::SyncServer) => Target::FakeSyncServer,
+        _ => Target::Fake,
+    });
     let real_opts = side(target);
     eprintln!(
         "backupd-sim compare: {} scenario(s) on the fake",
@@ -279,17 +283,19 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
         .max()
         .unwrap_or(8)
         .max(8);
+    let fake_name = rows.first().map_or("fake", |r| r.fake.target.as_str());
+    let fw = fake_name.len().max(6);
     let _ = writeln!(
         s,
-        "{:w$}  {:6} {:11}  {:>13}  {:>11}  {:>11}  {:>11}  transcript",
-        "scenario", "fake", t, "exits", "deferrals", "lock hits", "conns"
+        "{:w$}  {:fw$} {:11}  {:>13}  {:>11}  {:>11}  {:>11}  transcript",
+        "scenario", fake_name, t, "exits", "deferrals", "lock hits", "conns"
     );
     for r in rows {
         let pair = |a: u64, b: u64| format!("{a}/{b}");
         let skip = r.real.verdict == Verdict::Skip;
         let _ = writeln!(
             s,
-            "{:w$}  {:6} {:11}  {:>13}  {:>11}  {:>11}  {:>11}  {}",
+            "{:w$}  {:fw$} {:11}  {:>13}  {:>11}  {:>11}  {:>11}  {}",
             r.scenario,
             r.fake.verdict.to_string(),
             r.real.verdict.to_string(),
@@ -364,7 +370,7 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
     }
     let _ = writeln!(
         s,
-        "normalized transcripts: {}/<{{fake,{t}}}>/<scenario>/transcript.normalized.txt",
+        "normalized transcripts: {}/<{{{fake_name},{t}}}>/<scenario>/transcript.normalized.txt",
         out.display()
     );
     s

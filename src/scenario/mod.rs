@@ -1029,8 +1029,15 @@ impl Scenario {
     }
 }
 
-/// Target names a scenario may restrict itself to (`remote` is any HOST:PORT).
-pub const TARGET_NAMES: [&str; 4] = ["fake", "backupd", "sync_server", "remote"];
+/// Target names a scenario may restrict itself to (`remote` is any HOST:PORT;
+/// `fake-sync_server` is the fake with its sync_server personality).
+pub const TARGET_NAMES: [&str; 5] = [
+    "fake",
+    "fake-sync_server",
+    "backupd",
+    "sync_server",
+    "remote",
+];
 
 /// Every `*.toml` under the given paths (files as given, directories
 /// recursively), sorted; `snapshots/` and proptest data are skipped.
