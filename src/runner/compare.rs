@@ -131,17 +131,36 @@ pub fn compare(
         _ => Target::Fake,
     });
     let real_opts = side(target);
+    // What the real target cannot run is SKIP on both sides, without running.
+    let (runnable, skipped): (Vec<&Scenario>, Vec<&Scenario>) = scenarios
+        .iter()
+        .partition(|s| super::unsupported(s, target).is_none());
+    let runnable: Vec<Scenario> = runnable.into_iter().cloned().collect();
     eprintln!(
-        "backupd-sim compare: {} scenario(s) on the fake",
-        scenarios.len()
-    );
-    let fake = suite::run_all(scenarios, &fake_opts, jobs);
-    eprintln!(
-        "backupd-sim compare: {} scenario(s) on {}",
-        scenarios.len(),
+        "backupd-sim compare: {} scenario(s) on {} ({} that {} cannot run are skipped)",
+        runnable.len(),
+        fake_opts.target.name(),
+        skipped.len(),
         target.name()
     );
-    let real = suite::run_all(scenarios, &real_opts, jobs);
+    let mut fake = suite::run_all(&runnable, &fake_opts, jobs);
+    eprintln!(
+        "backupd-sim compare: {} scenario(s) on {}",
+        runnable.len(),
+        target.name()
+    );
+    let mut real = suite::run_all(&runnable, &real_opts, jobs);
+    for s in skipped {
+        let r = super::run_scenario(s, &real_opts);
+        let mut f = r.clone();
+        f.target = fake_opts.target.name();
+        f.skipped = Some(format!(
+            "not run: {}",
+            r.skipped.as_deref().unwrap_or_default()
+        ));
+        fake.push(f);
+        real.push(r);
+    }
     fake.into_iter()
         .zip(real)
         .map(|(f, r)| {

@@ -209,6 +209,9 @@ impl Session {
                 match store.users.get_mut(&owner) {
                     Some(b) if b.mailboxes.contains_key(&name) => {
                         b.unmailbox(&name);
+                        // mboxlist_deletemailbox drops the owner's subscription
+                        // too (a replica converges where backupd keeps it).
+                        b.subscriptions.remove(&name);
                         Ok(())
                     }
                     _ => Err(Reply::nonexistent()),
@@ -231,6 +234,12 @@ impl Session {
                 } else if owner == new_owner {
                     if let Some(b) = store.users.get_mut(&owner) {
                         b.rename(&old, &new, &partition, uidvalidity);
+                        // The replica's mailbox code drops the old name's
+                        // subscription, as the source's did (observed with
+                        // 3.6.1: neither name stays subscribed; a delayed
+                        // delete is a rename to DELETED.*), where backupd
+                        // keeps it.
+                        b.subscriptions.remove(&old);
                         // sync_server's rename stamps the folder with its
                         // HIGHESTMODSEQ (seen in replica-03: FOLDERMODSEQ 1 -> 3).
                         if let Some(m) = b.mailboxes.get_mut(&new) {

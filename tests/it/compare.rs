@@ -108,7 +108,15 @@ fn steps_a_target_lacks_are_skipped_with_the_reason() {
         unsupported(&case_a, &Target::Real(TargetKind::Backupd)),
         None
     );
-    let why = unsupported(&case_a, &Target::Real(TargetKind::SyncServer)).expect("unsupported");
+    let why = unsupported(&case_a, &Target::FakeSyncServer).expect("unsupported");
+    assert!(why.contains("only meaningful on fake, backupd"), "{why}");
+    let locking = Scenario::parse(
+        "description = \"x\"\n[[user]]\nname = \"u\"\n[[step]]\nlock = { user = \"u\" }\n",
+        Path::new("inline.toml"),
+    )
+    .expect("parse");
+    assert_eq!(unsupported(&locking, &Target::FakeSyncServer), None);
+    let why = unsupported(&locking, &Target::Real(TargetKind::SyncServer)).expect("unsupported");
     assert!(why.contains("blocks instead of answering LOCKED"), "{why}");
 
     let contend = scenario("scenarios/locks/two-clients-contend.toml");
@@ -263,7 +271,58 @@ fn a_bad_target_is_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("expected `fake`, `backupd`, `sync_server` or HOST:PORT"),
+        stderr
+            .contains("expected `fake`, `fake-sync_server`, `backupd`, `sync_server` or HOST:PORT"),
         "{stderr}"
     );
+}
+
+/// Acceptance (issue 10): the runner's verdicts for the basic scenarios (first
+/// `-u` of users, every change kind through a rolling pass, a rename and a
+/// delete of subscribed folders) are the same on the fake's sync_server
+/// personality and on the real sync_server 3.6.1, with no listed deviation.
+#[test]
+fn compare_the_sync_server_personality_with_the_real_sync_server() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .current_dir(root())
+        .args([
+            "compare",
+            "scenarios/basic",
+            "--against",
+            "sync_server",
+            "-j",
+            "2",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("compare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("3 of 3 scenario(s) compared (0 skipped on sync_server); 0 with unexplained"),
+        "{stdout}"
+    );
+    for name in ["user-sync", "rolling-changes", "rename-subscribed-rolling"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name}:\n{stdout}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.get(1..3), Some(&["PASS", "PASS"][..]), "{line}");
+    }
+    assert!(dir
+        .path()
+        .join("fake-sync_server/user-sync/transcript.normalized.txt")
+        .exists());
 }
