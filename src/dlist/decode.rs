@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::value::{File, Value};
+use super::value::{File, Key, Value};
 
 /// Deepest nesting of lists accepted. Real commands nest about five deep
 /// (`MAILBOX %( RECORD ( %( ANNOTATIONS ( %( … ) ) ) ) )`).
@@ -116,18 +116,31 @@ impl Parser {
         self.buf.slice(start..end)
     }
 
-    /// A key: an atom or a quoted string, as UTF-8.
-    pub fn key(&mut self) -> Result<String, DecodeError> {
-        let bytes = match self.peek() {
+    /// A key: an atom or a quoted string, as UTF-8 (no allocation for the
+    /// short keys Cyrus sends).
+    pub fn key(&mut self) -> Result<Key, DecodeError> {
+        let key = match self.peek() {
             Some(b'"') => self.quoted()?,
             Some(b'{') => self.literal()?,
-            _ => self.word(),
+            _ => {
+                // The common case: an atom, read in place.
+                let start = self.pos;
+                while let Some(b) = self.peek() {
+                    if matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b'"') {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                return match std::str::from_utf8(&self.buf[start..self.pos]) {
+                    Ok("") => self.err("expected a key"),
+                    Ok(s) => Ok(Key::from(s)),
+                    Err(_) => self.err("key is not UTF-8"),
+                };
+            }
         };
-        if bytes.is_empty() {
-            return self.err("expected a key");
-        }
-        match String::from_utf8(bytes.to_vec()) {
-            Ok(s) => Ok(s),
+        match std::str::from_utf8(&key) {
+            Ok("") => self.err("expected a key"),
+            Ok(s) => Ok(Key::from(s)),
             Err(_) => self.err("key is not UTF-8"),
         }
     }
@@ -177,7 +190,7 @@ impl Parser {
                         }
                     }
                 }
-                Some(b'{') => self.file().map(Value::File),
+                Some(b'{') => self.file().map(|f| Value::File(Box::new(f))),
                 _ => self.err("expected `%(` or `%{`"),
             },
             Some(b'{') => self.literal().map(Value::Atom),

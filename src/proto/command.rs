@@ -496,7 +496,7 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
                 items
                     .iter()
                     .filter_map(|i| match i {
-                        Value::File(f) => Some(f.clone()),
+                        Value::File(f) => Some(File::clone(f)),
                         _ => None,
                     })
                     .collect(),
