@@ -1,0 +1,510 @@
+//! Compact building blocks for the store: what a backup of 100,000 messages
+//! holds per message is a few dozen bytes, not a dozen heap strings.
+//!
+//! - [`Guid`]: the 20 bytes of a SHA-1, read and written as 40 lower-case hex
+//!   digits (so the state file is unchanged);
+//! - [`Name`]: an interned string (flag names, annotation entries, userids),
+//!   shared by every record that uses it;
+//! - [`Flags`]: an interned list of flag names (most records share a handful
+//!   of flag sets);
+//! - [`SmallBytes`]: short byte strings (annotation values) stored inline;
+//! - [`GuidSet`]: a set of GUIDs that also answers for GUIDs given as text.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A message GUID: a SHA-1, held as 20 bytes, shown as 40 lower-case hex digits.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Guid(pub [u8; 20]);
+
+impl Guid {
+    /// The GUID of `data` (its SHA-1).
+    pub fn of(data: &[u8]) -> Guid {
+        use sha1::{Digest, Sha1};
+        Guid(Sha1::digest(data).into())
+    }
+
+    /// Parse exactly 40 **lower-case** hex digits (how the fake stores GUIDs:
+    /// a GUID in another spelling never matched a stored one, and still does not).
+    pub fn parse(s: &str) -> Option<Guid> {
+        let b = s.as_bytes();
+        if b.len() != 40 {
+            return None;
+        }
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 20];
+        for (i, pair) in b.chunks_exact(2).enumerate() {
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(Guid(out))
+    }
+
+    /// The 40 hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Guid({})", self.to_hex())
+    }
+}
+
+impl PartialEq<str> for Guid {
+    fn eq(&self, other: &str) -> bool {
+        Guid::parse(other) == Some(*self)
+    }
+}
+
+impl PartialEq<&str> for Guid {
+    fn eq(&self, other: &&str) -> bool {
+        Guid::parse(other) == Some(*self)
+    }
+}
+
+impl PartialEq<String> for Guid {
+    fn eq(&self, other: &String) -> bool {
+        Guid::parse(other) == Some(*self)
+    }
+}
+
+impl PartialEq<Guid> for String {
+    fn eq(&self, other: &Guid) -> bool {
+        other == self
+    }
+}
+
+impl PartialEq<Guid> for &str {
+    fn eq(&self, other: &Guid) -> bool {
+        other == self
+    }
+}
+
+impl Serialize for Guid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Guid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Guid, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Guid;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a GUID of 40 lower-case hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Guid, E> {
+                Guid::parse(s).ok_or_else(|| {
+                    E::custom(format!(
+                        "`{s}` is not a GUID (40 lower-case hex digits expected)"
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Anything that names a GUID: a [`Guid`] or its text. Text that is not 40
+/// lower-case hex digits names no stored GUID.
+pub trait AsGuid {
+    /// The GUID, when this is one.
+    fn as_guid(&self) -> Option<Guid>;
+}
+
+impl AsGuid for Guid {
+    fn as_guid(&self) -> Option<Guid> {
+        Some(*self)
+    }
+}
+
+impl AsGuid for str {
+    fn as_guid(&self) -> Option<Guid> {
+        Guid::parse(self)
+    }
+}
+
+impl AsGuid for String {
+    fn as_guid(&self) -> Option<Guid> {
+        Guid::parse(self)
+    }
+}
+
+impl<T: AsGuid + ?Sized> AsGuid for &T {
+    fn as_guid(&self) -> Option<Guid> {
+        (**self).as_guid()
+    }
+}
+
+/// A set of GUIDs (20 bytes each), serialized as a sorted list of hex strings.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GuidSet(BTreeSet<Guid>);
+
+impl GuidSet {
+    /// True when `g` names a GUID in the set.
+    pub fn contains<G: AsGuid + ?Sized>(&self, g: &G) -> bool {
+        g.as_guid().is_some_and(|g| self.0.contains(&g))
+    }
+
+    /// Add `g`; false when it was there already or names no GUID.
+    pub fn insert<G: AsGuid>(&mut self, g: G) -> bool {
+        g.as_guid().is_some_and(|g| self.0.insert(g))
+    }
+
+    /// Remove `g`; true when it was there.
+    pub fn remove<G: AsGuid + ?Sized>(&mut self, g: &G) -> bool {
+        g.as_guid().is_some_and(|g| self.0.remove(&g))
+    }
+
+    /// Number of GUIDs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The GUIDs in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Guid> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Debug for GuidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.iter()).finish()
+    }
+}
+
+impl<G: AsGuid> FromIterator<G> for GuidSet {
+    fn from_iter<I: IntoIterator<Item = G>>(iter: I) -> GuidSet {
+        GuidSet(iter.into_iter().filter_map(|g| g.as_guid()).collect())
+    }
+}
+
+/// Distinct values an interner keeps; past this, values are still shared
+/// where they are already interned, and new ones are simply allocated (so a
+/// peer sending endless distinct names cannot grow the table without bound).
+const INTERN_MAX: usize = 65_536;
+
+fn intern<T: ?Sized + Eq + Hash>(
+    table: &'static OnceLock<Mutex<HashSet<Arc<T>>>>,
+    value: &T,
+    make: impl FnOnce(&T) -> Arc<T>,
+) -> Arc<T> {
+    let mut t = table
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(a) = t.get(value) {
+        return Arc::clone(a);
+    }
+    let a = make(value);
+    if t.len() < INTERN_MAX {
+        t.insert(Arc::clone(&a));
+    }
+    a
+}
+
+/// An interned string: flag names, annotation entries and userids repeat on
+/// every record, and are stored once.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The interned `s`.
+    pub fn new(s: &str) -> Name {
+        static TABLE: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+        Name(intern(&TABLE, s, |s: &str| Arc::from(s)))
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Name {
+    fn default() -> Name {
+        Name::new("")
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Name {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name::new(s)
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Name::new(&s))
+    }
+}
+
+/// A record's flags, in wire order: an interned list, so the records that
+/// share a flag set (most of them) share one allocation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Flags(Arc<[Name]>);
+
+impl Flags {
+    /// The interned list of these flags.
+    pub fn new<S: AsRef<str>>(flags: impl IntoIterator<Item = S>) -> Flags {
+        static TABLE: OnceLock<Mutex<HashSet<Arc<[Name]>>>> = OnceLock::new();
+        let names: Vec<Name> = flags.into_iter().map(|f| Name::new(f.as_ref())).collect();
+        Flags(intern(&TABLE, &names[..], |n: &[Name]| Arc::from(n)))
+    }
+}
+
+impl Default for Flags {
+    fn default() -> Flags {
+        Flags::new(std::iter::empty::<&str>())
+    }
+}
+
+impl std::ops::Deref for Flags {
+    type Target = [Name];
+    fn deref(&self) -> &[Name] {
+        &self.0
+    }
+}
+
+impl<const N: usize> PartialEq<[&str; N]> for Flags {
+    fn eq(&self, other: &[&str; N]) -> bool {
+        self.0.len() == N && self.0.iter().zip(other).all(|(a, b)| a.as_str() == *b)
+    }
+}
+
+impl PartialEq<[&str]> for Flags {
+    fn eq(&self, other: &[&str]) -> bool {
+        self.0.len() == other.len() && self.0.iter().zip(other).all(|(a, b)| a.as_str() == *b)
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+impl Serialize for Flags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Flags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Flags, D::Error> {
+        let v = Vec::<Name>::deserialize(d)?;
+        Ok(Flags::new(v.iter().map(|n| n.as_str())))
+    }
+}
+
+/// Bytes stored inline up to [`SmallBytes::INLINE`] (an annotation value such
+/// as a savedate), on the heap beyond. Serialized like
+/// [`super::bytes_serde`]: a string when UTF-8, else `{"base64": …}`.
+#[derive(Clone)]
+pub struct SmallBytes(SmallRepr);
+
+#[derive(Clone)]
+enum SmallRepr {
+    Inline {
+        len: u8,
+        buf: [u8; SmallBytes::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl SmallBytes {
+    /// Longest value stored without a heap allocation.
+    pub const INLINE: usize = 22;
+
+    /// A copy of `b`.
+    pub fn new(b: &[u8]) -> SmallBytes {
+        if b.len() <= Self::INLINE {
+            let mut buf = [0u8; Self::INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            SmallBytes(SmallRepr::Inline {
+                len: b.len() as u8,
+                buf,
+            })
+        } else {
+            SmallBytes(SmallRepr::Heap(b.into()))
+        }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            SmallRepr::Inline { len, buf } => &buf[..usize::from(*len)],
+            SmallRepr::Heap(b) => b,
+        }
+    }
+}
+
+impl Default for SmallBytes {
+    fn default() -> SmallBytes {
+        SmallBytes::new(b"")
+    }
+}
+
+impl std::ops::Deref for SmallBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for SmallBytes {
+    fn eq(&self, other: &SmallBytes) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SmallBytes {}
+
+impl fmt::Debug for SmallBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", bytes::Bytes::copy_from_slice(self.as_slice()))
+    }
+}
+
+impl Serialize for SmallBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        super::bytes_serde::serialize_slice(self.as_slice(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SmallBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SmallBytes, D::Error> {
+        super::bytes_serde::deserialize(d).map(|b| SmallBytes::new(&b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids_parse_only_lower_case_hex_and_print_back() {
+        let hex = crate::store::sha1_hex(b"hello");
+        let g = Guid::parse(&hex).unwrap();
+        assert_eq!(g, Guid::of(b"hello"));
+        assert_eq!(g.to_hex(), hex);
+        assert_eq!(g, hex);
+        assert_eq!(Guid::parse(&hex.to_ascii_uppercase()), None);
+        assert_eq!(Guid::parse(&hex[..39]), None);
+        assert_eq!(Guid::parse(&format!("{}g", &hex[..39])), None);
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(json, format!("\"{hex}\""));
+        assert_eq!(serde_json::from_str::<Guid>(&json).unwrap(), g);
+        let err = serde_json::from_str::<Guid>("\"xyz\"").unwrap_err();
+        assert!(err.to_string().contains("`xyz` is not a GUID"), "{err}");
+    }
+
+    #[test]
+    fn guid_sets_answer_for_text() {
+        let hex = crate::store::sha1_hex(b"a");
+        let mut s = GuidSet::default();
+        assert!(s.insert(hex.clone()));
+        assert!(!s.insert(hex.as_str()));
+        assert!(!s.insert("not a guid"));
+        assert!(s.contains(&hex) && s.contains(hex.as_str()));
+        assert!(!s.contains(&hex.to_ascii_uppercase()));
+        assert_eq!(s.len(), 1);
+        assert_eq!(serde_json::to_string(&s).unwrap(), format!("[\"{hex}\"]"));
+    }
+
+    #[test]
+    fn names_and_flag_lists_are_shared() {
+        let a = Name::new("\\Seen");
+        let b = Name::new("\\Seen");
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        let f = Flags::new(["\\Seen", "$Label"]);
+        let g = Flags::new(vec!["\\Seen".to_owned(), "$Label".to_owned()]);
+        assert!(Arc::ptr_eq(&f.0, &g.0));
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[1], "$Label");
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(json, r#"["\\Seen","$Label"]"#);
+        assert_eq!(serde_json::from_str::<Flags>(&json).unwrap(), f);
+    }
+
+    #[test]
+    fn small_bytes_inline_heap_and_binary() {
+        for v in [&b""[..], b"1795874858", &[b'x'; 23], &[0xff, 0xfe, 0]] {
+            let s = SmallBytes::new(v);
+            assert_eq!(s.as_slice(), v);
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<SmallBytes>(&json).unwrap(), s);
+        }
+        assert!(matches!(
+            SmallBytes::new(b"1795874858").0,
+            SmallRepr::Inline { .. }
+        ));
+        assert!(matches!(SmallBytes::new(&[b'x'; 23]).0, SmallRepr::Heap(_)));
+    }
+}
