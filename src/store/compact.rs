@@ -152,52 +152,206 @@ impl<T: AsGuid + ?Sized> AsGuid for &T {
     }
 }
 
-/// A set of GUIDs (20 bytes each), serialized as a sorted list of hex strings.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct GuidSet(BTreeSet<Guid>);
+/// Every GUID the process has put in a [`GuidSet`], numbered densely from 0:
+/// an open-addressing table of ids (4 bytes a slot, hashed by the GUID's own
+/// first bytes, which are uniformly random) over a list of the GUIDs. About
+/// 30 bytes per distinct GUID, however many sets hold it.
+struct GuidIds {
+    guids: Vec<Guid>,
+    /// `u32::MAX` marks an empty slot; the length is a power of two.
+    slots: Vec<u32>,
+}
+
+/// Distinct GUIDs numbered; past this, sets keep further GUIDs themselves.
+const GUID_IDS_MAX: usize = 1 << 26;
+
+impl GuidIds {
+    fn slot_of(&self, g: &Guid) -> (usize, Option<u32>) {
+        let mask = self.slots.len() - 1;
+        let mut i = u32::from_le_bytes([g.0[0], g.0[1], g.0[2], g.0[3]]) as usize & mask;
+        loop {
+            match self.slots[i] {
+                u32::MAX => return (i, None),
+                id if self.guids[id as usize] == *g => return (i, Some(id)),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn get(&self, g: &Guid) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        self.slot_of(g).1
+    }
+
+    fn intern(&mut self, g: &Guid) -> Option<u32> {
+        if let Some(id) = self.get(g) {
+            return Some(id);
+        }
+        if self.guids.len() >= GUID_IDS_MAX {
+            return None;
+        }
+        if (self.guids.len() + 1) * 4 > self.slots.len() * 3 {
+            let size = (self.slots.len() * 2).max(1024);
+            self.slots = vec![u32::MAX; size];
+            for id in 0..self.guids.len() {
+                let (i, _) = self.slot_of(&self.guids[id]);
+                self.slots[i] = id as u32;
+            }
+        }
+        let id = self.guids.len() as u32;
+        let (i, _) = self.slot_of(g);
+        self.slots[i] = id;
+        self.guids.push(*g);
+        Some(id)
+    }
+}
+
+fn guid_ids() -> std::sync::MutexGuard<'static, GuidIds> {
+    static IDS: OnceLock<Mutex<GuidIds>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        Mutex::new(GuidIds {
+            guids: Vec::new(),
+            slots: Vec::new(),
+        })
+    })
+    .lock()
+    .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A set of GUIDs: a bitmap over the process-wide GUID numbering, so a body
+/// credited to ten backups (APPLY MESSAGE without RESERVE goes to every held
+/// backup) costs ten bits, not ten copies of its GUID. Serialized as a sorted
+/// list of hex strings.
+#[derive(Clone, Default)]
+pub struct GuidSet {
+    bits: Vec<u64>,
+    len: usize,
+    /// GUIDs past [`GUID_IDS_MAX`] (none in practice).
+    overflow: BTreeSet<Guid>,
+}
 
 impl GuidSet {
     /// True when `g` names a GUID in the set.
     pub fn contains<G: AsGuid + ?Sized>(&self, g: &G) -> bool {
-        g.as_guid().is_some_and(|g| self.0.contains(&g))
+        let Some(g) = g.as_guid() else { return false };
+        match guid_ids().get(&g) {
+            Some(id) => self.has_bit(id),
+            None => self.overflow.contains(&g),
+        }
+    }
+
+    fn has_bit(&self, id: u32) -> bool {
+        let (w, b) = (id as usize / 64, id % 64);
+        self.bits.get(w).is_some_and(|x| x >> b & 1 == 1)
     }
 
     /// Add `g`; false when it was there already or names no GUID.
     pub fn insert<G: AsGuid>(&mut self, g: G) -> bool {
-        g.as_guid().is_some_and(|g| self.0.insert(g))
+        let Some(g) = g.as_guid() else { return false };
+        let id = guid_ids().intern(&g);
+        let Some(id) = id else {
+            let new = self.overflow.insert(g);
+            self.len += usize::from(new);
+            return new;
+        };
+        if self.has_bit(id) {
+            return false;
+        }
+        let (w, b) = (id as usize / 64, id % 64);
+        if self.bits.len() <= w {
+            self.bits.resize(w + 1, 0);
+        }
+        self.bits[w] |= 1 << b;
+        self.len += 1;
+        true
     }
 
     /// Remove `g`; true when it was there.
     pub fn remove<G: AsGuid + ?Sized>(&mut self, g: &G) -> bool {
-        g.as_guid().is_some_and(|g| self.0.remove(&g))
+        let Some(g) = g.as_guid() else { return false };
+        let gone = match guid_ids().get(&g) {
+            Some(id) if self.has_bit(id) => {
+                self.bits[id as usize / 64] &= !(1 << (id % 64));
+                true
+            }
+            Some(_) => false,
+            None => self.overflow.remove(&g),
+        };
+        self.len -= usize::from(gone);
+        gone
     }
 
     /// Number of GUIDs.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
     /// The GUIDs in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Guid> {
-        self.0.iter()
+    pub fn iter(&self) -> impl Iterator<Item = Guid> {
+        let mut all: Vec<Guid> = {
+            let ids = guid_ids();
+            let mut v = Vec::with_capacity(self.len);
+            for (w, &word) in self.bits.iter().enumerate() {
+                let mut x = word;
+                while x != 0 {
+                    let b = x.trailing_zeros();
+                    v.push(ids.guids[w * 64 + b as usize]);
+                    x &= x - 1;
+                }
+            }
+            v
+        };
+        all.extend(self.overflow.iter().copied());
+        all.sort_unstable();
+        all.into_iter()
     }
 }
 
+impl PartialEq for GuidSet {
+    fn eq(&self, other: &GuidSet) -> bool {
+        let trimmed = |b: &[u64]| b.len() - b.iter().rev().take_while(|&&w| w == 0).count();
+        let (a, b) = (
+            &self.bits[..trimmed(&self.bits)],
+            &other.bits[..trimmed(&other.bits)],
+        );
+        a == b && self.overflow == other.overflow
+    }
+}
+
+impl Eq for GuidSet {}
+
 impl fmt::Debug for GuidSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.iter()).finish()
+        f.debug_set().entries(self.iter()).finish()
     }
 }
 
 impl<G: AsGuid> FromIterator<G> for GuidSet {
     fn from_iter<I: IntoIterator<Item = G>>(iter: I) -> GuidSet {
-        GuidSet(iter.into_iter().filter_map(|g| g.as_guid()).collect())
+        let mut s = GuidSet::default();
+        for g in iter {
+            s.insert(g);
+        }
+        s
+    }
+}
+
+impl Serialize for GuidSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for GuidSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<GuidSet, D::Error> {
+        Ok(Vec::<Guid>::deserialize(d)?.into_iter().collect())
     }
 }
 
