@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 pub use bodies::{Bodies, MessageMeta};
-pub use compact::{AsGuid, Flags, Guid, GuidSet, Name, SmallBytes};
+pub use compact::{AsGuid, Flags, Guid, GuidSet, Name, PackedAnnotations, SmallBytes};
 pub use state_file::{load_state, save_state, StateError};
 
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
@@ -123,7 +123,7 @@ pub struct Mailbox {
     pub records: Vec<Record>,
 }
 
-/// One message record: 96 bytes plus its annotations, whatever its flags
+/// One message record: 88 bytes plus its packed annotations, whatever its flags
 /// (flag lists, flag names and annotation names are interned).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,12 +146,8 @@ pub struct Record {
     /// Once true, stays true (backupd keeps the first expunge time).
     pub expunged: bool,
     /// Per-record annotations, verbatim.
-    #[serde(default, skip_serializing_if = "no_annotations")]
-    pub annotations: Box<[RecordAnnotation]>,
-}
-
-fn no_annotations(a: &[RecordAnnotation]) -> bool {
-    a.is_empty()
+    #[serde(default, skip_serializing_if = "PackedAnnotations::is_empty")]
+    pub annotations: PackedAnnotations,
 }
 
 /// One per-record annotation, as [`Annotation`] but compact: the entry and
@@ -448,7 +444,7 @@ impl Mailbox {
             internaldate: r.internaldate,
             size: r.size,
             expunged,
-            annotations: r.annotations.iter().map(RecordAnnotation::new).collect(),
+            annotations: PackedAnnotations::new(r.annotations.iter().map(RecordAnnotation::new)),
         };
         let last = self.records.last().map(|x| x.uid);
         if last.is_none_or(|l| l < r.uid) {

@@ -140,11 +140,9 @@ mod tests {
         );
         assert_eq!(r2.flags, ["\\Deleted", "\\Flagged", "\\Seen", "$Label1"]);
         assert_eq!(r2.guid, "eb364f18c4211abbee1ad93586b5d1024a41d9d1");
-        assert_eq!(
-            &*r2.annotations[1].entry,
-            "/vendor/cmu/cyrus-imapd/createdmodseq"
-        );
-        assert_eq!(&*r2.annotations[1].value, b"3");
+        let a = r2.annotations.iter().nth(1).unwrap();
+        assert_eq!(&*a.entry, "/vendor/cmu/cyrus-imapd/createdmodseq");
+        assert_eq!(&*a.value, b"3");
         let state = store.mail_state();
         let live = &state.users["fix"].mailboxes["user.fix"].messages;
         assert_eq!(live.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
