@@ -410,6 +410,12 @@ impl std::ops::Deref for Name {
     }
 }
 
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<[u8]> for Name {
     fn as_ref(&self) -> &[u8] {
         self.0.as_bytes()
@@ -511,15 +517,31 @@ pub struct PackedAnnotations(Option<Box<[u8]>>);
 impl PackedAnnotations {
     /// Pack `items`.
     pub fn new(items: impl IntoIterator<Item = super::RecordAnnotation>) -> PackedAnnotations {
+        let items: Vec<super::RecordAnnotation> = items.into_iter().collect();
+        PackedAnnotations::pack(
+            items
+                .iter()
+                .map(|a| (a.entry.as_str(), a.userid.as_str(), a.modseq, &a.value[..])),
+        )
+    }
+
+    /// Pack `(entry, userid, modseq, value)` items (one lock of the name
+    /// table for them all).
+    pub fn pack<'a>(
+        items: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a [u8])>,
+    ) -> PackedAnnotations {
         let mut out = Vec::new();
-        let put_name = |out: &mut Vec<u8>, n: &Name| {
-            let mut ids = name_ids();
+        let mut ids = None;
+        let mut put_name = |out: &mut Vec<u8>, n: &str| {
+            let ids: &mut std::sync::MutexGuard<'static, NameIds> =
+                ids.get_or_insert_with(name_ids);
             let id = match ids.ids.get(n) {
                 Some(&id) => Some(id),
                 None if ids.names.len() < INTERN_MAX => {
                     let id = ids.names.len() as u32;
-                    ids.names.push(n.clone());
-                    ids.ids.insert(n.clone(), id);
+                    let name = Name::new(n);
+                    ids.names.push(name.clone());
+                    ids.ids.insert(name, id);
                     Some(id)
                 }
                 None => None,
@@ -536,12 +558,12 @@ impl PackedAnnotations {
                 }
             }
         };
-        for a in items {
-            put_name(&mut out, &a.entry);
-            put_name(&mut out, &a.userid);
-            put_varint(&mut out, a.modseq);
-            put_varint(&mut out, a.value.len() as u64);
-            out.extend_from_slice(&a.value);
+        for (entry, userid, modseq, value) in items {
+            put_name(&mut out, entry);
+            put_name(&mut out, userid);
+            put_varint(&mut out, modseq);
+            put_varint(&mut out, value.len() as u64);
+            out.extend_from_slice(value);
         }
         PackedAnnotations((!out.is_empty()).then(|| out.into_boxed_slice()))
     }

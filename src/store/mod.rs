@@ -435,16 +435,33 @@ impl Mailbox {
     fn merge_record(&mut self, r: &RecordUpdate, guid: Guid) {
         let is_expunged = |f: &&String| f.eq_ignore_ascii_case("\\Expunged");
         let expunged = r.flags.iter().any(|f| is_expunged(&f));
+        let kept = || r.flags.iter().filter(|f| !is_expunged(f));
+        // Neighbours mostly carry the same flags: reuse theirs without a lookup.
+        let flags = match self.records.last() {
+            Some(x)
+                if x.flags
+                    .iter()
+                    .map(|n| n.as_str())
+                    .eq(kept().map(String::as_str)) =>
+            {
+                x.flags.clone()
+            }
+            _ => Flags::new(kept()),
+        };
         let new = Record {
             uid: r.uid,
             guid,
-            flags: Flags::new(r.flags.iter().filter(|f| !is_expunged(f))),
+            flags,
             modseq: r.modseq,
             last_updated: r.last_updated,
             internaldate: r.internaldate,
             size: r.size,
             expunged,
-            annotations: PackedAnnotations::new(r.annotations.iter().map(RecordAnnotation::new)),
+            annotations: PackedAnnotations::pack(
+                r.annotations
+                    .iter()
+                    .map(|a| (a.entry.as_str(), a.userid.as_str(), a.modseq, &a.value[..])),
+            ),
         };
         let last = self.records.last().map(|x| x.uid);
         if last.is_none_or(|l| l < r.uid) {
