@@ -852,6 +852,11 @@ mod tests {
     }
 
     #[test]
+    fn a_record_stays_small() {
+        assert_eq!(std::mem::size_of::<crate::store::Record>(), 96);
+    }
+
+    #[test]
     fn small_bytes_inline_heap_and_binary() {
         for v in [&b""[..], b"1795874858", &[b'x'; 23], &[0xff, 0xfe, 0]] {
             let s = SmallBytes::new(v);

@@ -123,7 +123,7 @@ pub struct Mailbox {
     pub records: Vec<Record>,
 }
 
-/// One message record: 88 bytes plus its packed annotations, whatever its flags
+/// One message record: 96 bytes plus its packed annotations, whatever its flags
 /// (flag lists, flag names and annotation names are interned).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
