@@ -343,6 +343,14 @@ impl<G: AsGuid> FromIterator<G> for GuidSet {
     }
 }
 
+impl<G: AsGuid> Extend<G> for GuidSet {
+    fn extend<I: IntoIterator<Item = G>>(&mut self, iter: I) {
+        for g in iter {
+            self.insert(g);
+        }
+    }
+}
+
 impl Serialize for GuidSet {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
@@ -799,6 +807,10 @@ mod tests {
         assert!(!s.insert(hex.as_str()));
         assert!(!s.insert("not a guid"));
         assert!(s.contains(&hex) && s.contains(hex.as_str()));
+        let other = crate::store::sha1_hex(b"b");
+        s.extend(vec![other.clone(), hex.clone()]);
+        assert!(s.contains(&other) && s.len() == 2);
+        assert!(s.remove(&other) && s.len() == 1);
         assert!(!s.contains(&hex.to_ascii_uppercase()));
         assert_eq!(s.len(), 1);
         assert_eq!(serde_json::to_string(&s).unwrap(), format!("[\"{hex}\"]"));
