@@ -66,6 +66,10 @@ pub struct Framer {
     buf: BytesMut,
     /// Bytes of `buf` already known to belong to the current command.
     scanned: usize,
+    /// Bytes of `buf` already searched for the current line's end (at least
+    /// `scanned`): a long line arriving in many reads is searched once, not
+    /// again from its start on every read.
+    searched: usize,
     /// Where the literal being waited for ends, if one is.
     literal_end: Option<usize>,
     limits: Limits,
@@ -77,6 +81,7 @@ impl Framer {
         Framer {
             buf: BytesMut::new(),
             scanned: 0,
+            searched: 0,
             literal_end: None,
             limits,
         }
@@ -114,7 +119,9 @@ impl Framer {
                 self.scanned = end;
                 self.literal_end = None;
             }
-            let Some(nl) = memchr::memchr(b'\n', &self.buf[self.scanned..]) else {
+            let from = self.searched.max(self.scanned);
+            let Some(nl) = memchr::memchr(b'\n', &self.buf[from..]) else {
+                self.searched = self.buf.len();
                 if self.buf.len() - self.scanned > self.limits.line_bytes_max {
                     return Err(FrameError::LineTooLong {
                         limit: self.limits.line_bytes_max,
@@ -127,7 +134,8 @@ impl Framer {
                 }
                 return Ok(None);
             };
-            let line_end = self.scanned + nl; // index of '\n'
+            let line_end = from + nl; // index of '\n'
+            self.searched = line_end + 1;
             if line_end - self.scanned > self.limits.line_bytes_max {
                 return Err(FrameError::LineTooLong {
                     limit: self.limits.line_bytes_max,
@@ -162,6 +170,7 @@ impl Framer {
                     }
                     let frame = self.buf.split_to(line_end + 1).freeze();
                     self.scanned = 0;
+                    self.searched = 0;
                     return Ok(Some(frame));
                 }
             }
@@ -228,6 +237,22 @@ mod tests {
             assert!(got[0].starts_with(b"APPLY MESSAGE"));
             assert_eq!(got[1], b"APPLY X {3+}\r\n\n\n\n\r\n".to_vec());
         }
+    }
+
+    #[test]
+    fn a_long_line_in_many_pushes_is_searched_once() {
+        let mut f = Framer::new(Limits::default());
+        let line = [b"APPLY X (".as_slice(), &[b'a'; 10_000], b")\r\n"].concat();
+        for piece in line.chunks(7) {
+            f.push(piece);
+            let got = f.next_frame().unwrap();
+            // The search never goes back over bytes already searched.
+            assert_eq!(f.searched, if got.is_some() { 0 } else { f.buf.len() });
+            if let Some(frame) = got {
+                assert_eq!(&frame[..], &line[..]);
+            }
+        }
+        assert_eq!(f.buffered(), 0);
     }
 
     #[test]

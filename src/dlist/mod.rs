@@ -34,4 +34,4 @@ mod value;
 pub use decode::{decode_value, DecodeError, Parser};
 pub use encode::{encode_value, write_astring, Direction};
 pub use frame::{FrameError, Framer, Limits};
-pub use value::{File, Value};
+pub use value::{File, Key, Value};

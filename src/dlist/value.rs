@@ -19,9 +19,116 @@ pub enum Value {
     /// `( … )`: values without keys.
     List(Vec<Value>),
     /// `%( … )`: values with keys, in wire order.
-    KvList(Vec<(String, Value)>),
-    /// `%{partition guid size}` followed by the raw bytes: a message body.
-    File(File),
+    KvList(Vec<(Key, Value)>),
+    /// `%{partition guid size}` followed by the raw bytes: a message body
+    /// (boxed: it is the largest variant, and rare next to atoms and lists).
+    File(Box<File>),
+}
+
+/// A kvlist key: a short UTF-8 string. Keys up to [`Key::INLINE`] bytes (every
+/// key Cyrus sends) are stored inline, so decoding a kvlist allocates nothing
+/// per key. Reads as a `&str` through `Deref`.
+#[derive(Clone)]
+pub struct Key(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    Inline { len: u8, buf: [u8; Key::INLINE] },
+    Heap(Box<str>),
+}
+
+impl Key {
+    /// Longest key stored without a heap allocation.
+    pub const INLINE: usize = 22;
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Only valid UTF-8 is ever stored inline (see `From<&str>`).
+            KeyRepr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            KeyRepr::Heap(s) => s,
+        }
+    }
+
+    /// The key's bytes (no UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            KeyRepr::Inline { len, buf } => &buf[..usize::from(*len)],
+            KeyRepr::Heap(s) => s.as_bytes(),
+        }
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Key {
+        if s.len() <= Key::INLINE {
+            let mut buf = [0u8; Key::INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            Key(KeyRepr::Inline {
+                len: s.len() as u8,
+                buf,
+            })
+        } else {
+            Key(KeyRepr::Heap(s.into()))
+        }
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Key {
+        if s.len() <= Key::INLINE {
+            Key::from(s.as_str())
+        } else {
+            Key(KeyRepr::Heap(s.into_boxed_str()))
+        }
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialEq<str> for Key {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Key {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A file literal: a message body with the partition and GUID the client named.
@@ -77,7 +184,7 @@ impl Value {
     }
 
     /// The pairs of a kvlist (`%( … )`).
-    pub fn as_kvlist(&self) -> Option<&[(String, Value)]> {
+    pub fn as_kvlist(&self) -> Option<&[(Key, Value)]> {
         match self {
             Value::KvList(items) => Some(items),
             _ => None,
@@ -89,7 +196,33 @@ impl Value {
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.as_kvlist()?
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(key.as_bytes()))
             .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_inline_and_on_the_heap_read_back() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        assert!(std::mem::size_of::<Value>() <= 40);
+        let short = Key::from("LAST_UPDATED");
+        let long = Key::from("K".repeat(Key::INLINE + 1));
+        let edge = Key::from("é".repeat(Key::INLINE / 2));
+        assert_eq!(short.as_str(), "LAST_UPDATED");
+        assert_eq!(long.as_str(), "K".repeat(Key::INLINE + 1));
+        assert_eq!(edge.as_str(), "é".repeat(Key::INLINE / 2));
+        assert!(matches!(short.0, KeyRepr::Inline { .. }));
+        assert!(matches!(long.0, KeyRepr::Heap(_)));
+        assert_eq!(short, "LAST_UPDATED");
+        assert_eq!(
+            format!("{short:?} {long}"),
+            format!("\"LAST_UPDATED\" {}", "K".repeat(23))
+        );
+        let v = Value::KvList(vec![(short, Value::num(7))]);
+        assert_eq!(v.get("last_updated").and_then(Value::as_u64), Some(7));
     }
 }

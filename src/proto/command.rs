@@ -403,6 +403,9 @@ impl Command {
                 if !p.space() {
                     return Err(ParseError::MissingArgument { verb: v });
                 }
+                if v == "Apply" && key == "MAILBOX" {
+                    return parse_apply_mailbox(&mut p).map(Command::Apply);
+                }
                 let value = p.value(0).map_err(malformed)?;
                 if !p.at_line_end() {
                     return Err(ParseError::ExtraArguments { verb: v });
@@ -512,7 +515,7 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
                 items
                     .iter()
                     .filter_map(|i| match i {
-                        Value::File(f) => Some(f.clone()),
+                        Value::File(f) => Some(File::clone(f)),
                         _ => None,
                     })
                     .collect(),
@@ -587,6 +590,39 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
         },
         _ => Apply::Unsupported { key },
     })
+}
+
+/// `APPLY MAILBOX`, its RECORD list converted one record at a time as it is
+/// decoded (the decoded tree of 10,000 records is never held at once). Same
+/// answers as `parse_apply` on the whole value: decoding errors first, then
+/// extra arguments, then the first bad record, then the other fields.
+fn parse_apply_mailbox(p: &mut Parser) -> Result<Apply, ParseError> {
+    let mut records = Vec::new();
+    let mut first_bad = None;
+    let (value, streamed) = p
+        .value_streaming(0, "RECORD", |item| {
+            if first_bad.is_none() {
+                match parse_record(&item) {
+                    Ok(r) => records.push(r),
+                    Err(e) => first_bad = Some(e),
+                }
+            }
+        })
+        .map_err(|source| ParseError::Malformed {
+            verb: "Apply",
+            source,
+        })?;
+    if !p.at_line_end() {
+        return Err(ParseError::ExtraArguments { verb: "Apply" });
+    }
+    if let Some(e) = first_bad {
+        return Err(e);
+    }
+    let mut update = parse_mailbox(&value)?;
+    if streamed {
+        update.records = Some(records);
+    }
+    Ok(Apply::Mailbox(Box::new(update)))
 }
 
 fn parse_annotations(top: &str, v: Option<&Value>) -> Result<Vec<Annotation>, ParseError> {
@@ -788,6 +824,56 @@ mod tests {
 
     fn parse(s: &str) -> Result<Command, ParseError> {
         Command::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// APPLY MAILBOX decoded record by record answers exactly as decoding the
+    /// whole value first, then converting it.
+    #[test]
+    fn apply_mailbox_streamed_answers_as_the_whole_tree() {
+        let head = "UNIQUEID u1 MBOXNAME user.a LAST_UID 2 HIGHESTMODSEQ 3 RECENTUID 0 \
+                    RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 7 \
+                    PARTITION default ACL \"a\tlr\t\" OPTIONS P";
+        let rec = |uid: &str| {
+            format!(
+                "%(UID {uid} MODSEQ 2 LAST_UPDATED 5 FLAGS (\\Seen $X) INTERNALDATE 5 SIZE 9 \
+                 GUID 1637c8a9aaaaaaaaaaaaaaaaaaaaaaaaaaaa2b50 ANNOTATIONS (%(ENTRY /e USERID \"\" \
+                 MODSEQ 0 VALUE 17)))"
+            )
+        };
+        let cases = [
+            format!("%({head} RECORD ({} {}))", rec("1"), rec("2")),
+            format!("%({head} RECORD ())"),
+            format!("%({head})"),
+            format!("%({head} record ({}) RECORD (x))", rec("1")),
+            format!("%({head} RECORD ({} {}))", rec("1"), rec("x")),
+            format!("%({head} RECORD ({} x))", rec("1")),
+            format!("%(RECORD ({}) {head})", rec("99999999999")),
+            format!("%(RECORD x {head})"),
+            format!("%(MBOXNAME m RECORD ({}))", rec("1")),
+            format!("%({head} RECORD ({} %(UID", rec("1")),
+            format!("%({head} RECORD ({})) extra", rec("x")),
+            "(not a kvlist)".to_owned(),
+        ];
+        for value in cases {
+            let frame = format!("APPLY MAILBOX {value}\r\n");
+            let whole = (|| {
+                let mut p = Parser::new(Bytes::copy_from_slice(frame.as_bytes()));
+                p.word();
+                p.space();
+                p.key().unwrap();
+                p.space();
+                let malformed = |source| ParseError::Malformed {
+                    verb: "Apply",
+                    source,
+                };
+                let v = p.value(0).map_err(malformed)?;
+                if !p.at_line_end() {
+                    return Err(ParseError::ExtraArguments { verb: "Apply" });
+                }
+                parse_apply("MAILBOX".into(), v).map(Command::Apply)
+            })();
+            assert_eq!(parse(&frame), whole, "{frame}");
+        }
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct RunOptions {
 pub struct Stats {
     /// `sync_client` processes run.
     pub client_runs: usize,
+    /// Wall time of each of those runs, in seconds (the continuous client's
+    /// runs after the one-shot ones): what the scenario spent inside the client.
+    pub client_run_seconds: Vec<f64>,
     /// Connections the fake accepted.
     pub connections: u64,
     /// Commands the fake answered `LOCKED`.
@@ -1058,6 +1061,7 @@ impl Run<'_> {
         let events = self.h.fake().events();
         let mut stats = Stats {
             client_runs: self.runs.len(),
+            client_run_seconds: self.runs.iter().map(|r| r.elapsed.as_secs_f64()).collect(),
             restarts: u64::from(self.restarts),
             deferrals: self
                 .runs

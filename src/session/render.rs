@@ -7,7 +7,7 @@ use crate::proto::Annotation;
 use crate::store::{Mailbox, Record, Seen, Sieve};
 
 fn kv(items: Vec<(&str, Value)>) -> Value {
-    Value::KvList(items.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    Value::KvList(items.into_iter().map(|(k, v)| (k.into(), v)).collect())
 }
 
 fn num(n: impl Into<u64>) -> Value {
@@ -51,12 +51,13 @@ fn record(r: &Record) -> Value {
         ("MODSEQ", num(r.modseq)),
         ("LAST_UPDATED", date(r.last_updated)),
         ("INTERNALDATE", date(r.internaldate)),
-        ("GUID", Value::atom(&r.guid)),
+        ("GUID", Value::atom(r.guid.to_hex())),
         ("SIZE", num(r.size)),
         ("FLAGS", Value::List(flags)),
     ];
     if !r.annotations.is_empty() {
-        items.push(("ANNOTATIONS", annotations(&r.annotations)));
+        let a: Vec<Annotation> = r.annotations.iter().map(|a| a.to_annotation()).collect();
+        items.push(("ANNOTATIONS", annotations(&a)));
     }
     kv(items)
 }

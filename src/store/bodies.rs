@@ -1,9 +1,10 @@
 //! Message bodies: an append-only pack file and an in-memory index.
 //!
 //! Bodies never live in memory after they are stored: a backup of 100,000
-//! messages keeps only the index (GUID → offset, size). The pack is only ever
-//! appended to, so a state file written earlier stays valid whatever happens to
-//! the process later.
+//! messages keeps only the index (20-byte GUID → offset, size), plus at most
+//! [`WRITE_BUFFER`] bytes not yet written (appends are batched: one `pwrite`
+//! per megabyte, not one per body). The pack is only ever appended to, so a
+//! state file written earlier stays valid whatever happens to the process later.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -12,6 +13,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::compact::{AsGuid, Guid};
+
+/// Bodies appended but not yet written to the pack are held up to this many
+/// bytes (a bigger body is written at once).
+pub const WRITE_BUFFER: usize = 1 << 20;
 
 /// Where one body is in the pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,10 +32,13 @@ pub struct MessageMeta {
 /// The body store.
 #[derive(Debug)]
 pub struct Bodies {
-    index: BTreeMap<String, MessageMeta>,
+    index: BTreeMap<Guid, MessageMeta>,
     pack: File,
     pack_path: Option<PathBuf>,
-    pack_len: u64,
+    /// Bytes in the pack file, not counting `pending`.
+    written: u64,
+    /// Appended bodies not yet written: they go at offset `written`.
+    pending: Vec<u8>,
 }
 
 impl Bodies {
@@ -38,13 +48,14 @@ impl Bodies {
             index: BTreeMap::new(),
             pack: tempfile::tempfile()?,
             pack_path: None,
-            pack_len: 0,
+            written: 0,
+            pending: Vec::new(),
         })
     }
 
     /// A store in `path`, with an index read from a state file. Every indexed
     /// body must lie inside the pack.
-    pub fn open(path: &Path, index: BTreeMap<String, MessageMeta>) -> io::Result<Bodies> {
+    pub fn open(path: &Path, index: BTreeMap<Guid, MessageMeta>) -> io::Result<Bodies> {
         let pack = OpenOptions::new()
             .read(true)
             .append(true)
@@ -66,45 +77,75 @@ impl Bodies {
             index,
             pack,
             pack_path: Some(path.to_owned()),
-            pack_len,
+            written: pack_len,
+            pending: Vec::new(),
         })
     }
 
-    /// True when the body for `guid` is stored.
-    pub fn contains(&self, guid: &str) -> bool {
-        self.index.contains_key(guid)
+    /// True when the body for `guid` (a [`Guid`] or its 40 lower-case hex
+    /// digits) is stored.
+    pub fn contains<G: AsGuid + ?Sized>(&self, guid: &G) -> bool {
+        guid.as_guid().is_some_and(|g| self.index.contains_key(&g))
     }
 
-    /// Store a body (a no-op when it is already stored).
-    pub fn insert(&mut self, guid: &str, data: &[u8]) -> io::Result<()> {
-        if self.contains(guid) {
+    /// Store a body (a no-op when it is already stored). `guid` must name a
+    /// GUID (40 lower-case hex digits); the caller has checked it is the body's.
+    pub fn insert<G: AsGuid + ?Sized>(&mut self, guid: &G, data: &[u8]) -> io::Result<()> {
+        let Some(guid) = guid.as_guid() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a body's GUID must be 40 lower-case hex digits",
+            ));
+        };
+        if self.index.contains_key(&guid) {
             return Ok(());
         }
-        // Positional I/O: reads never move where the next body is written.
-        self.pack.write_all_at(data, self.pack_len)?;
+        let offset = self.written + self.pending.len() as u64;
+        if self.pending.len() + data.len() > WRITE_BUFFER {
+            self.flush_pending()?;
+        }
+        if data.len() > WRITE_BUFFER {
+            // Positional I/O: reads never move where the next body is written.
+            self.pack.write_all_at(data, self.written)?;
+            self.written += data.len() as u64;
+        } else {
+            self.pending.extend_from_slice(data);
+        }
         self.index.insert(
-            guid.to_owned(),
+            guid,
             MessageMeta {
                 size: data.len() as u64,
-                offset: self.pack_len,
+                offset,
             },
         );
-        self.pack_len += data.len() as u64;
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.pack.write_all_at(&self.pending, self.written)?;
+            self.written += self.pending.len() as u64;
+            self.pending.clear();
+        }
         Ok(())
     }
 
     /// Read a body back.
-    pub fn read(&self, guid: &str) -> io::Result<Option<Vec<u8>>> {
-        let Some(m) = self.index.get(guid).copied() else {
+    pub fn read<G: AsGuid + ?Sized>(&self, guid: &G) -> io::Result<Option<Vec<u8>>> {
+        let Some(m) = guid.as_guid().and_then(|g| self.index.get(&g).copied()) else {
             return Ok(None);
         };
+        if m.offset >= self.written {
+            let start = (m.offset - self.written) as usize;
+            return Ok(Some(self.pending[start..start + m.size as usize].to_vec()));
+        }
         let mut buf = vec![0; m.size as usize];
         self.pack.read_exact_at(&mut buf, m.offset)?;
         Ok(Some(buf))
     }
 
     /// The index, for the state file.
-    pub fn index(&self) -> &BTreeMap<String, MessageMeta> {
+    pub fn index(&self) -> &BTreeMap<Guid, MessageMeta> {
         &self.index
     }
 
@@ -118,8 +159,9 @@ impl Bodies {
         self.index.is_empty()
     }
 
-    /// Flush the pack to disk.
+    /// Write every pending body and flush the pack to disk.
     pub fn sync(&mut self) -> io::Result<()> {
+        self.flush_pending()?;
         self.pack.flush()?;
         self.pack.sync_data()
     }
@@ -134,6 +176,10 @@ impl Bodies {
 mod tests {
     use super::*;
 
+    fn g(name: &str) -> Guid {
+        Guid::of(name.as_bytes())
+    }
+
     #[test]
     fn reads_between_writes_do_not_misplace_bodies() {
         let dir = tempfile::tempdir().unwrap();
@@ -141,14 +187,46 @@ mod tests {
             Bodies::temporary().unwrap(),
             Bodies::open(&dir.path().join("pack"), BTreeMap::new()).unwrap(),
         ] {
-            b.insert("a", b"first").unwrap();
-            assert_eq!(b.read("a").unwrap().as_deref(), Some(&b"first"[..]));
-            b.insert("b", b"second body").unwrap();
-            b.insert("a", b"ignored: already stored").unwrap();
-            assert_eq!(b.read("a").unwrap().as_deref(), Some(&b"first"[..]));
-            assert_eq!(b.read("b").unwrap().as_deref(), Some(&b"second body"[..]));
-            assert_eq!(b.read("c").unwrap(), None);
+            b.insert(&g("a"), b"first").unwrap();
+            assert_eq!(b.read(&g("a")).unwrap().as_deref(), Some(&b"first"[..]));
+            b.insert(&g("b").to_hex(), b"second body").unwrap();
+            b.insert(&g("a"), b"ignored: already stored").unwrap();
+            assert_eq!(b.read(&g("a")).unwrap().as_deref(), Some(&b"first"[..]));
+            assert_eq!(
+                b.read(&g("b").to_hex()).unwrap().as_deref(),
+                Some(&b"second body"[..])
+            );
+            assert_eq!(b.read(&g("c")).unwrap(), None);
+            assert_eq!(b.read("not a guid").unwrap(), None);
+            assert!(b.insert("not a guid", b"x").is_err());
             assert_eq!(b.len(), 2);
+        }
+    }
+
+    #[test]
+    fn buffered_and_large_bodies_land_where_the_index_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pack");
+        let mut b = Bodies::open(&path, BTreeMap::new()).unwrap();
+        // Small bodies past the buffer size, one body larger than the buffer,
+        // then more small ones: each read back before and after `sync`.
+        let mut bodies: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| vec![(i % 251) as u8; 5000 + i as usize])
+            .collect();
+        bodies.insert(150, vec![7u8; WRITE_BUFFER + 3]);
+        for (i, body) in bodies.iter().enumerate() {
+            b.insert(&Guid::of(body), body).unwrap();
+            let back = b.read(&Guid::of(&bodies[i / 2])).unwrap().unwrap();
+            assert_eq!(back, bodies[i / 2], "body {} after {i} inserts", i / 2);
+        }
+        assert!(b.pending.len() <= WRITE_BUFFER);
+        b.sync().unwrap();
+        assert!(b.pending.is_empty());
+        let total: usize = bodies.iter().map(Vec::len).sum();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), total as u64);
+        let reopened = Bodies::open(&path, b.index().clone()).unwrap();
+        for body in &bodies {
+            assert_eq!(reopened.read(&Guid::of(body)).unwrap().as_ref(), Some(body));
         }
     }
 
@@ -157,11 +235,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pack");
         std::fs::write(&path, b"12345").unwrap();
-        let index = BTreeMap::from([("g".to_owned(), MessageMeta { size: 4, offset: 3 })]);
+        let index = BTreeMap::from([(g("g"), MessageMeta { size: 4, offset: 3 })]);
         let err = Bodies::open(&path, index).unwrap_err().to_string();
-        assert!(
-            err.contains("holds 5 bytes, but message g needs bytes 3..7"),
-            "{err}"
-        );
+        let want = format!("holds 5 bytes, but message {} needs bytes 3..7", g("g"));
+        assert!(err.contains(&want), "{err}");
     }
 }

@@ -11,6 +11,7 @@
 //! another session that tries to open it meanwhile gets `LOCKED`.
 
 pub mod bodies;
+pub mod compact;
 pub mod names;
 mod state_file;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 pub use bodies::{Bodies, MessageMeta};
+pub use compact::{AsGuid, Flags, Guid, GuidSet, Name, PackedAnnotations, SmallBytes};
 pub use state_file::{load_state, save_state, StateError};
 
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
@@ -76,7 +78,7 @@ pub struct UserBackup {
     /// GUIDs of the bodies appended to this user's backup (backupd checks a
     /// record's GUID against these, not against every backup).
     #[serde(default)]
-    pub guids: BTreeSet<String>,
+    pub guids: GuidSet,
 }
 
 /// One mailbox, with every field `APPLY MAILBOX` sent, echoed back verbatim.
@@ -126,16 +128,17 @@ pub struct Mailbox {
     pub records: Vec<Record>,
 }
 
-/// One message record.
+/// One message record: 96 bytes plus its packed annotations, whatever its flags
+/// (flag lists, flag names and annotation names are interned).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     /// UID.
     pub uid: u32,
-    /// GUID, 40 hex digits.
-    pub guid: String,
+    /// GUID (40 hex digits in the state file).
+    pub guid: Guid,
     /// Flags without `\Expunged`, in wire order.
-    pub flags: Vec<String>,
+    pub flags: Flags,
     /// MODSEQ.
     pub modseq: u64,
     /// LAST_UPDATED.
@@ -148,8 +151,45 @@ pub struct Record {
     /// Once true, stays true (backupd keeps the first expunge time).
     pub expunged: bool,
     /// Per-record annotations, verbatim.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub annotations: Vec<Annotation>,
+    #[serde(default, skip_serializing_if = "PackedAnnotations::is_empty")]
+    pub annotations: PackedAnnotations,
+}
+
+/// One per-record annotation, as [`Annotation`] but compact: the entry and
+/// userid are interned (`/vendor/cmu/cyrus-imapd/savedate` is on every
+/// record), short values are inline. Same fields in the state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordAnnotation {
+    /// Entry name.
+    pub entry: Name,
+    /// Userid (`""` for shared).
+    pub userid: Name,
+    /// MODSEQ.
+    pub modseq: u64,
+    /// Value bytes.
+    pub value: SmallBytes,
+}
+
+impl RecordAnnotation {
+    /// A copy of a parsed annotation.
+    pub fn new(a: &Annotation) -> RecordAnnotation {
+        RecordAnnotation {
+            entry: Name::new(&a.entry),
+            userid: Name::new(&a.userid),
+            modseq: a.modseq,
+            value: SmallBytes::new(&a.value),
+        }
+    }
+
+    /// As the protocol's [`Annotation`] (for printing).
+    pub fn to_annotation(&self) -> Annotation {
+        Annotation {
+            entry: self.entry.to_string(),
+            userid: self.userid.to_string(),
+            modseq: self.modseq,
+            value: Bytes::copy_from_slice(&self.value),
+        }
+    }
 }
 
 /// Seen state of one mailbox.
@@ -289,10 +329,16 @@ impl Store {
         mbox.createdmodseq = u.createdmodseq;
         mbox.foldermodseq = u.foldermodseq;
         mbox.annotations = owned_annotations(u.annotations.as_deref().unwrap_or_default());
-        for r in u.records.iter().flatten() {
-            if backup.guids.contains(&r.guid) {
-                mbox.merge_record(r);
+        let incoming = u.records.as_deref().unwrap_or_default();
+        mbox.records.reserve_exact(incoming.len());
+        for r in incoming {
+            if let Some(guid) = Guid::parse(&r.guid).filter(|g| backup.guids.contains(g)) {
+                mbox.merge_record(r, guid);
             }
+        }
+        // `reserve_exact` over-reserves when records were updated, not added.
+        if mbox.records.capacity() - mbox.records.len() > mbox.records.len() / 8 + 16 {
+            mbox.records.shrink_to_fit();
         }
         backup.mailboxes.insert(mbox.name.clone(), mbox);
     }
@@ -393,25 +439,43 @@ impl UserBackup {
 }
 
 impl Mailbox {
-    fn merge_record(&mut self, r: &RecordUpdate) {
-        let expunged = r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Expunged"));
-        let flags: Vec<String> = r
-            .flags
-            .iter()
-            .filter(|f| !f.eq_ignore_ascii_case("\\Expunged"))
-            .cloned()
-            .collect();
+    fn merge_record(&mut self, r: &RecordUpdate, guid: Guid) {
+        let is_expunged = |f: &&String| f.eq_ignore_ascii_case("\\Expunged");
+        let expunged = r.flags.iter().any(|f| is_expunged(&f));
+        let kept = || r.flags.iter().filter(|f| !is_expunged(f));
+        // Neighbours mostly carry the same flags: reuse theirs without a lookup.
+        let flags = match self.records.last() {
+            Some(x)
+                if x.flags
+                    .iter()
+                    .map(|n| n.as_str())
+                    .eq(kept().map(String::as_str)) =>
+            {
+                x.flags.clone()
+            }
+            _ => Flags::new(kept()),
+        };
         let new = Record {
             uid: r.uid,
-            guid: r.guid.clone(),
+            guid,
             flags,
             modseq: r.modseq,
             last_updated: r.last_updated,
             internaldate: r.internaldate,
             size: r.size,
             expunged,
-            annotations: owned_annotations(&r.annotations),
+            annotations: PackedAnnotations::pack(
+                r.annotations
+                    .iter()
+                    .map(|a| (a.entry.as_str(), a.userid.as_str(), a.modseq, &a.value[..])),
+            ),
         };
+        let last = self.records.last().map(|x| x.uid);
+        if last.is_none_or(|l| l < r.uid) {
+            // The common case (a first sync): records arrive in UID order.
+            self.records.push(new);
+            return;
+        }
         match self.records.binary_search_by_key(&r.uid, |x| x.uid) {
             Ok(i) => {
                 let was_expunged = self.records[i].expunged;
@@ -436,8 +500,10 @@ impl Mailbox {
                     (
                         r.uid,
                         MessageState {
-                            guid: r.guid.clone(),
-                            flags: MessageState::normalize_flags(r.flags.iter().cloned()),
+                            guid: r.guid.to_hex(),
+                            flags: MessageState::normalize_flags(
+                                r.flags.iter().map(|f| f.to_string()),
+                            ),
                             internaldate: r.internaldate,
                             size: r.size,
                         },
@@ -478,6 +544,11 @@ pub mod bytes_serde {
 
     /// Serialize.
     pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        serialize_slice(b, s)
+    }
+
+    /// Serialize a slice.
+    pub fn serialize_slice<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(b) {
             Ok(t) => Repr::Text(t.to_owned()),
             Err(_) => Repr::Binary {
@@ -503,18 +574,18 @@ impl Store {
     /// Check that every live record's body is stored and hashes to its GUID.
     /// Returns one line per problem (user, mailbox, UID, what).
     pub fn verify_bodies(&self) -> Vec<String> {
-        let mut wanted: Vec<(String, String, u32, String)> = Vec::new();
+        let mut wanted: Vec<(String, String, u32, Guid)> = Vec::new();
         for (user, b) in &self.users {
             for (name, m) in &b.mailboxes {
                 for r in m.records.iter().filter(|r| !r.expunged) {
-                    wanted.push((user.clone(), name.clone(), r.uid, r.guid.clone()));
+                    wanted.push((user.clone(), name.clone(), r.uid, r.guid));
                 }
             }
         }
         let mut problems = Vec::new();
         for (user, name, uid, guid) in wanted {
             match self.bodies.read(&guid) {
-                Ok(Some(data)) if sha1_hex(&data) == guid => {}
+                Ok(Some(data)) if Guid::of(&data) == guid => {}
                 Ok(Some(_)) => problems.push(format!(
                     "user {user}, mailbox {name}, UID {uid}: stored body does not hash to {guid}"
                 )),

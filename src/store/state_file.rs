@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bodies, MessageMeta, Store, UserBackup};
+use super::{Bodies, Guid, MessageMeta, Store, UserBackup};
 
 /// Why a state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub enum StateError {
 #[serde(deny_unknown_fields)]
 struct StateFile {
     users: BTreeMap<String, UserBackup>,
-    messages: BTreeMap<String, MessageMeta>,
+    messages: BTreeMap<Guid, MessageMeta>,
     /// File name of the body pack, relative to the state file's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bodies: Option<String>,
@@ -108,4 +108,64 @@ pub fn save_state(store: &mut Store, path: &Path) -> Result<(), StateError> {
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fixtures/state-v0/` was written by `backupd-sim serve --state` before
+    /// the store went compact (GUIDs as 20 bytes, interned flags and
+    /// annotation names): it must load whole, and save back to the same JSON.
+    #[test]
+    fn a_state_file_from_before_the_compact_store_loads_and_saves_unchanged() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/state-v0");
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["state.json", "state.json.bodies"] {
+            fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+        }
+        let path = dir.path().join("state.json");
+        let mut store = load_state(&path).unwrap();
+        assert_eq!(store.verify_bodies(), Vec::<String>::new());
+        assert_eq!(store.bodies.len(), 4);
+        let fix = &store.users["fix"];
+        assert_eq!(fix.guids.len(), 4);
+        let inbox = &fix.mailboxes["user.fix"];
+        assert_eq!(inbox.annotations[0].value, "fixture mailbox");
+        let r2 = &inbox.records[1];
+        assert_eq!(
+            (r2.uid, r2.expunged, r2.modseq),
+            (2, true, 6),
+            "record 2: {r2:?}"
+        );
+        assert_eq!(r2.flags, ["\\Deleted", "\\Flagged", "\\Seen", "$Label1"]);
+        assert_eq!(r2.guid, "eb364f18c4211abbee1ad93586b5d1024a41d9d1");
+        let a = r2.annotations.iter().nth(1).unwrap();
+        assert_eq!(&*a.entry, "/vendor/cmu/cyrus-imapd/createdmodseq");
+        assert_eq!(&*a.value, b"3");
+        let state = store.mail_state();
+        let live = &state.users["fix"].mailboxes["user.fix"].messages;
+        assert_eq!(live.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+
+        let before: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        save_state(&mut store, &path).unwrap();
+        let after: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(after, before);
+    }
+
+    #[test]
+    fn a_malformed_guid_is_a_located_format_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        fs::write(
+            &path,
+            "{\"users\": {\"a\": {\"mailboxes\": {}, \"guids\": [\"xyz\"]}},\n \"messages\": {}}",
+        )
+        .unwrap();
+        let err = load_state(&path).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(err.contains("`xyz` is not a GUID"), "{err}");
+    }
 }

@@ -569,12 +569,14 @@ fn value_strategy() -> impl Strategy<Value = Value> {
         Just(Value::Nil),
         string_bytes().prop_map(|b| Value::Atom(Bytes::from(b))),
         "[A-Za-z0-9]{1,12}".prop_map(|s| Value::Flag(Bytes::from(format!("\\{s}")))),
-        file_strategy().prop_map(Value::File),
+        file_strategy().prop_map(|f| Value::File(Box::new(f))),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::List),
-            proptest::collection::vec((key_strategy(), inner), 0..6).prop_map(Value::KvList),
+            proptest::collection::vec((key_strategy(), inner), 0..6).prop_map(|items| {
+                Value::KvList(items.into_iter().map(|(k, v)| (k.into(), v)).collect())
+            }),
         ]
     })
 }
