@@ -150,10 +150,11 @@ fn replica_record(r: &Record) -> Value {
         ("FLAGS", Value::List(flags)),
         ("INTERNALDATE", date(r.internaldate)),
         ("SIZE", num(r.size)),
-        ("GUID", Value::atom(&r.guid)),
+        ("GUID", Value::atom(r.guid.to_hex())),
     ];
     if !r.annotations.is_empty() {
-        items.push(("ANNOTATIONS", annotations(&r.annotations)));
+        let a: Vec<Annotation> = r.annotations.iter().map(|a| a.to_annotation()).collect();
+        items.push(("ANNOTATIONS", annotations(&a)));
     }
     kv(items)
 }

@@ -260,7 +260,8 @@ impl Session {
                             m.uidvalidity = v;
                         }
                         m.foldermodseq = Some(m.highestmodseq);
-                        let guids: Vec<String> = m.records.iter().map(|r| r.guid.clone()).collect();
+                        let guids: Vec<String> =
+                            m.records.iter().map(|r| r.guid.to_hex()).collect();
                         let target = store.users.entry(new_owner).or_default();
                         target.guids.extend(guids);
                         target.mailboxes.insert(new, m);
