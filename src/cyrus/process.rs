@@ -636,7 +636,8 @@ mod tests {
         assert_eq!(port_owner(me, port), PortOwner::Listening);
         assert_eq!(port_owner(1, port), PortOwner::Other);
         drop(listener);
-        assert_eq!(port_owner(me, port), PortOwner::Free);
+        // Ours no more; another process may take the freed port at once.
+        assert_ne!(port_owner(me, port), PortOwner::Listening);
     }
 
     #[test]
