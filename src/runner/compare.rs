@@ -199,18 +199,13 @@ pub fn compare(
 /// A transcript normalized for comparing targets: [`normalize_transcript`],
 /// and the parts that name the target's own machinery (why a connection
 /// closed, which lock window answered, marks and control requests) reduced to
-/// what happened. The mailbox list of `APPLY RESERVE` is masked too: the
-/// client lists them in the order the target's `GET USER` reply gave them
-/// (`sync_reserve_partition` walks `replica_folders`), and the fake lists by
-/// name where backupd lists in its own order (a known deviation).
+/// what happened.
 pub fn comparable_transcript(t: &str) -> String {
     normalize_transcript(t)
         .lines()
         .filter(|l| !l.starts_with("-- mark ") && !l.starts_with("-- control "))
         .map(|l| {
-            if let (true, Some(i)) = (l.contains(": APPLY RESERVE "), l.find("MBOXNAME (")) {
-                format!("{}MBOXNAME ([in the target's order]) …", &l[..i])
-            } else if let Some(i) = l.find(" closed: ") {
+            if let Some(i) = l.find(" closed: ") {
                 format!("{} closed", &l[..i])
             } else if l.trim_start().starts_with("! locked by ") {
                 "   ! locked".to_owned()

@@ -466,7 +466,10 @@ impl Session {
         let result = match g {
             Get::User(None) => Err(Reply::bad_parameters()),
             Get::User(Some(user)) => self.open(store, &user).map(|b| {
-                for m in b.mailboxes.values() {
+                // In the order the backup first saw them, as backupd lists them.
+                let mut boxes: Vec<&crate::store::Mailbox> = b.mailboxes.values().collect();
+                boxes.sort_by_key(|m| m.backup_order);
+                for m in boxes {
                     replies.push(Reply::Data("MAILBOX".into(), render::mailbox(m, false)));
                 }
                 meta_lines(b, &mut replies);

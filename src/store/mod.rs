@@ -123,6 +123,12 @@ pub struct Mailbox {
     pub foldermodseq: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<Annotation>,
+    /// When this backup first saw the mailbox (1, 2, … per user; 0 in state
+    /// files written before it was kept). backupd lists a user's mailboxes in
+    /// this order (its index's row order, `SELECT … FROM mailbox` with no
+    /// ORDER BY), and the client's `APPLY RESERVE` repeats that order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backup_order: u64,
     /// Records sorted by UID; expunged ones are kept, marked.
     #[serde(default)]
     pub records: Vec<Record>,
@@ -301,6 +307,16 @@ impl Store {
         if let Some(other) = backup.mailboxes.remove(&u.mboxname) {
             // A different mailbox of the same name: it was deleted and re-created.
             backup.deleted_mailboxes.push(other);
+        }
+        if mbox.backup_order == 0 {
+            mbox.backup_order = backup
+                .mailboxes
+                .values()
+                .chain(&backup.deleted_mailboxes)
+                .map(|m| m.backup_order)
+                .max()
+                .unwrap_or(0)
+                + 1;
         }
         mbox.uniqueid.clone_from(&u.uniqueid);
         mbox.name.clone_from(&u.mboxname);
@@ -599,4 +615,8 @@ impl Store {
         }
         problems
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
