@@ -685,7 +685,9 @@ fn frame_head(frame: &[u8], phase: Phase) -> String {
         }
         t
     } else {
-        String::from_utf8_lossy(first).into_owned()
+        // Only what can be shown: MAX + 1 characters take at most 4 bytes each.
+        // (An APPLY MAILBOX's first line can be megabytes long.)
+        String::from_utf8_lossy(&first[..first.len().min(4 * (MAX + 1))]).into_owned()
     };
     if text.chars().count() > MAX {
         text = text.chars().take(MAX).collect::<String>() + "…";
@@ -707,5 +709,32 @@ fn meta_lines(b: &UserBackup, replies: &mut Vec<Reply>) {
     }
     for s in &b.sieve {
         replies.push(Reply::Data("SIEVE".into(), render::sieve(s)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A head shows at most 200 characters and marks the cut, however long
+    /// the line (only its start is converted) and whatever its bytes.
+    #[test]
+    fn a_long_first_line_is_cut_to_200_characters() {
+        let short = b"GET USER alice\r\n";
+        assert_eq!(frame_head(short, Phase::PreAuth), "GET USER alice");
+        for unit in ["x", "é", "€", "😀"] {
+            let mut line = "APPLY MAILBOX ".to_owned() + &unit.repeat(3_000_000);
+            line.push_str("\r\n");
+            let head = frame_head(line.as_bytes(), Phase::PreAuth);
+            assert_eq!(head.chars().count(), 201, "{unit}");
+            assert!(head.starts_with("APPLY MAILBOX ") && head.ends_with('…'));
+            assert!(!head.contains('\u{fffd}'), "{unit}: cut inside a character");
+        }
+        // Exactly 200 characters: shown whole.
+        let line = "A".repeat(200) + "\r\n";
+        assert_eq!(frame_head(line.as_bytes(), Phase::PreAuth), "A".repeat(200));
+        // A continuation after a literal: the first line, then " …".
+        let frame = b"APPLY SUB {3+}\r\nabc\r\n";
+        assert_eq!(frame_head(frame, Phase::PreAuth), "APPLY SUB {3+} …");
     }
 }
