@@ -173,6 +173,9 @@ struct CompareArgs {
     /// Where the reports and normalized transcripts of both sides go.
     #[arg(long, value_name = "DIR", default_value = "target/compare")]
     out: PathBuf,
+    /// Where sandboxes go (default: the system temp dir); failed ones are kept.
+    #[arg(long, value_name = "DIR")]
+    sandbox_dir: Option<PathBuf>,
     /// Write the rows as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -604,7 +607,7 @@ fn compare(args: CompareArgs) -> Result<ExitCode> {
         version,
         seed: None,
         keep: false,
-        sandbox_parent: None,
+        sandbox_parent: args.sandbox_dir.clone(),
         update_snapshots: false,
         report_dir: None,
         target: backupd_sim::harness::Target::Fake,

@@ -25,14 +25,16 @@ fn scenario(rel: &str) -> Scenario {
     Scenario::load(&root().join(rel)).expect("scenario")
 }
 
-fn options(target: Target) -> Option<RunOptions> {
+/// Run options; sandboxes go under `parent` (a test's temp dir), so a failed
+/// run's kept sandbox goes with it.
+fn options(target: Target, parent: &Path) -> Option<RunOptions> {
     let bins = cyrus_bins()?;
     Some(RunOptions {
         version: bins.version(),
         bins,
         seed: None,
         keep: false,
-        sandbox_parent: None,
+        sandbox_parent: Some(parent.to_owned()),
         update_snapshots: false,
         report_dir: None,
         target,
@@ -124,7 +126,8 @@ fn steps_a_target_lacks_are_skipped_with_the_reason() {
     assert!(why.contains("only meaningful on fake, backupd"), "{why}");
 
     // A SKIP runs nothing and is not a failure.
-    let Some(opts) = options(Target::Real(TargetKind::Backupd)) else {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let Some(opts) = options(Target::Real(TargetKind::Backupd), scratch.path()) else {
         return;
     };
     let r = run_scenario(&fault, &opts);
@@ -163,10 +166,11 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
         return;
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let scratch = tempfile::tempdir().expect("tempdir");
     let s = scenario("scenarios/basic/rolling-changes.toml");
 
     let (honest, target) = remote_fake(&rt, "");
-    let opts = options(target).expect("cyrus");
+    let opts = options(target, scratch.path()).expect("cyrus");
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
     assert!(r.target.starts_with("127.0.0.1:"));
@@ -179,7 +183,7 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
         &rt,
         "[[fault]]\nwhen = { verb = \"APPLY MAILBOX\" }\naction = \"lie\"\n",
     );
-    let opts = options(target).expect("cyrus");
+    let opts = options(target, scratch.path()).expect("cyrus");
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
     assert!(r.exits.iter().all(|e| *e == Some(0)), "{:?}", r.exits);
@@ -211,8 +215,10 @@ fn compare_with_the_real_backupd_agrees() {
             "scenarios/faults/lie-caught.toml",
             "-j",
             "2",
-            "--out",
+            "--sandbox-dir",
         ])
+        .arg(dir.path())
+        .arg("--out")
         .arg(dir.path())
         .arg("--json")
         .arg(&json)
@@ -296,8 +302,10 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
             "sync_server",
             "-j",
             "2",
-            "--out",
+            "--sandbox-dir",
         ])
+        .arg(dir.path())
+        .arg("--out")
         .arg(dir.path())
         .output()
         .expect("compare");
