@@ -123,6 +123,7 @@ pub struct EventLog {
     dropped: u64,
     next_seq: u64,
     counts: BTreeMap<String, u64>,
+    lock_hits: u64,
     sink: Option<Box<dyn Write + Send>>,
     sink_error: Option<String>,
 }
@@ -152,6 +153,7 @@ impl EventLog {
             dropped: 0,
             next_seq: 1,
             counts: BTreeMap::new(),
+            lock_hits: 0,
             sink: None,
             sink_error: None,
         }
@@ -164,8 +166,10 @@ impl EventLog {
 
     /// Record an event.
     pub fn push(&mut self, t_us: u64, session: SessionId, kind: EventKind) {
-        if let EventKind::Command { verb, .. } = &kind {
-            *self.counts.entry(verb.clone()).or_default() += 1;
+        match &kind {
+            EventKind::Command { verb, .. } => *self.counts.entry(verb.clone()).or_default() += 1,
+            EventKind::LockHit { .. } => self.lock_hits += 1,
+            _ => {}
         }
         let ev = Event {
             seq: self.next_seq,
@@ -211,6 +215,11 @@ impl EventLog {
     /// How many commands with this label arrived.
     pub fn count(&self, verb: &str) -> u64 {
         self.counts.get(verb).copied().unwrap_or(0)
+    }
+
+    /// How many `LOCKED` answers were recorded (never dropped).
+    pub fn lock_hits(&self) -> u64 {
+        self.lock_hits
     }
 
     /// Events dropped from memory because of the capacity.
@@ -263,5 +272,23 @@ impl EventLog {
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod lock_hit_tests {
+    use super::*;
+
+    /// Lock hits are counted as they are pushed, also past the in-memory capacity.
+    #[test]
+    fn lock_hits_are_counted_even_when_dropped_from_memory() {
+        let mut log = EventLog::new(2);
+        for i in 0..5 {
+            log.push(i, 1, EventKind::LockHit { lock: "l".into() });
+            log.push(i, 1, EventKind::Mark { name: "m".into() });
+        }
+        assert_eq!(log.lock_hits(), 5);
+        assert_eq!(log.events().count(), 2);
+        assert_eq!(log.dropped(), 8);
     }
 }
