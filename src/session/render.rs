@@ -41,6 +41,15 @@ fn annotations(a: &[Annotation]) -> Value {
     )
 }
 
+/// A record's `ANNOTATIONS` list (unpacked from the store), if it has any.
+fn record_annotations(r: &Record) -> Option<Value> {
+    if r.annotations.is_empty() {
+        return None;
+    }
+    let a: Vec<Annotation> = r.annotations.iter().map(|a| a.to_annotation()).collect();
+    Some(annotations(&a))
+}
+
 fn record(r: &Record) -> Value {
     let mut flags: Vec<Value> = r.flags.iter().map(|f| flag(f)).collect();
     if r.expunged {
@@ -55,9 +64,8 @@ fn record(r: &Record) -> Value {
         ("SIZE", num(r.size)),
         ("FLAGS", Value::List(flags)),
     ];
-    if !r.annotations.is_empty() {
-        let a: Vec<Annotation> = r.annotations.iter().map(|a| a.to_annotation()).collect();
-        items.push(("ANNOTATIONS", annotations(&a)));
+    if let Some(a) = record_annotations(r) {
+        items.push(("ANNOTATIONS", a));
     }
     kv(items)
 }
@@ -152,9 +160,8 @@ fn replica_record(r: &Record) -> Value {
         ("SIZE", num(r.size)),
         ("GUID", Value::atom(r.guid.to_hex())),
     ];
-    if !r.annotations.is_empty() {
-        let a: Vec<Annotation> = r.annotations.iter().map(|a| a.to_annotation()).collect();
-        items.push(("ANNOTATIONS", annotations(&a)));
+    if let Some(a) = record_annotations(r) {
+        items.push(("ANNOTATIONS", a));
     }
     kv(items)
 }
