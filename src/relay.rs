@@ -319,7 +319,8 @@ impl Tap {
                 Incoming::Invalid(_) => ("INVALID".to_owned(), Vec::new(), Vec::new()),
                 Incoming::SaslResponse(_) => ("SASL RESPONSE".to_owned(), Vec::new(), Vec::new()),
             };
-            if verb == "COMPRESS" && head.to_ascii_uppercase().starts_with("COMPRESS DEFLATE") {
+            if verb == "COMPRESS" {
+                // Switched on only if the server says OK (see reply_bytes).
                 self.compress = Compress::Asked;
             }
             self.commanded = true;
