@@ -21,6 +21,24 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `backupd-sim ARGS` from the crate root: (exit code, stdout, stderr).
+fn cli<I, S>(args: I) -> (Option<i32>, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(BIN)
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("run backupd-sim");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn scenario(rel: &str) -> Scenario {
     Scenario::load(&root().join(rel)).expect("scenario")
 }
@@ -53,25 +71,15 @@ fn run_target_backupd_reproduces_case_a_for_real() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("r.json");
-    let out = Command::new(BIN)
-        .current_dir(root())
-        .args([
-            "run",
-            "scenarios/locks/a-rolling-once-defers.toml",
-            "--target",
-            "backupd",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = cli([
+        "run".as_ref(),
+        "scenarios/locks/a-rolling-once-defers.toml".as_ref(),
+        "--target".as_ref(),
+        "backupd".as_ref(),
+        "--json".as_ref(),
+        json.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let reports: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
     let r = &reports["scenarios"][0];
@@ -205,32 +213,23 @@ fn compare_with_the_real_backupd_agrees() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("rows.json");
-    let out = Command::new(BIN)
-        .current_dir(root())
-        .args([
-            "compare",
-            "scenarios/basic/user-sync.toml",
-            "scenarios/locks/d-user-mode-bails-out.toml",
-            "scenarios/locks/two-clients-contend.toml",
-            "scenarios/faults/lie-caught.toml",
-            "-j",
-            "2",
-            "--sandbox-dir",
-        ])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("compare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let d = dir.path().as_os_str();
+    let (code, stdout, stderr) = cli([
+        "compare".as_ref(),
+        "scenarios/basic/user-sync.toml".as_ref(),
+        "scenarios/locks/d-user-mode-bails-out.toml".as_ref(),
+        "scenarios/locks/two-clients-contend.toml".as_ref(),
+        "scenarios/faults/lie-caught.toml".as_ref(),
+        "-j".as_ref(),
+        "2".as_ref(),
+        "--sandbox-dir".as_ref(),
+        d,
+        "--out".as_ref(),
+        d,
+        "--json".as_ref(),
+        json.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("3 of 4 scenario(s) compared (1 skipped on backupd); 0 with unexplained"),
         "{stdout}"
@@ -264,18 +263,13 @@ fn compare_with_the_real_backupd_agrees() {
 /// An unknown `--target` is exit 2 naming what is accepted.
 #[test]
 fn a_bad_target_is_exit_2() {
-    let out = Command::new(BIN)
-        .current_dir(root())
-        .args([
-            "run",
-            "scenarios/basic/user-sync.toml",
-            "--target",
-            "nowhere",
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = cli([
+        "run",
+        "scenarios/basic/user-sync.toml",
+        "--target",
+        "nowhere",
+    ]);
+    assert_eq!(code, Some(2));
     assert!(
         stderr
             .contains("expected `fake`, `fake-sync_server`, `backupd`, `sync_server` or HOST:PORT"),
@@ -293,29 +287,20 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(BIN)
-        .current_dir(root())
-        .args([
-            "compare",
-            "scenarios/basic",
-            "--against",
-            "sync_server",
-            "-j",
-            "2",
-            "--sandbox-dir",
-        ])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .expect("compare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let d = dir.path().as_os_str();
+    let (code, stdout, stderr) = cli([
+        "compare".as_ref(),
+        "scenarios/basic".as_ref(),
+        "--against".as_ref(),
+        "sync_server".as_ref(),
+        "-j".as_ref(),
+        "2".as_ref(),
+        "--sandbox-dir".as_ref(),
+        d,
+        "--out".as_ref(),
+        d,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout
             .contains("3 of 3 scenario(s) compared (0 skipped on sync_server); 0 with unexplained"),
