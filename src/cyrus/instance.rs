@@ -223,6 +223,39 @@ fn check_traversable(root: &Path, chroot: Option<&Path>, uid: Uid, gid: Gid) -> 
     Ok(())
 }
 
+/// Write an instance's `imapd.conf` (at `conf`) and `etc/cyrus.conf`, open
+/// `master.log` for master's stdout and stderr, clear a stale pidfile, and
+/// give the tree to the `cyrus` user. Returns the two log handles and the
+/// pidfile's host path. Shared by source instances and real targets.
+pub(crate) fn prepare_master_files(
+    root: &Path,
+    conf: &Path,
+    imapd_conf: &str,
+    cyrus_conf: &str,
+    uid: Uid,
+    gid: Gid,
+) -> Result<(File, File, PathBuf)> {
+    let write = |path: &Path, text: &str| -> Result<()> {
+        fs::write(path, text).map_err(io(format!("write `{}`", path.display())))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+            .map_err(io(format!("chmod `{}`", path.display())))
+    };
+    write(conf, imapd_conf)?;
+    write(&root.join("etc/cyrus.conf"), cyrus_conf)?;
+    let log_path = root.join("master.log");
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(format!("open `{}`", log_path.display())))?;
+    let pidfile = root.join("run/master.pid");
+    let _ = fs::remove_file(&pidfile);
+    let _ = fs::remove_file(root.join("run/master.pid.lock"));
+    chown_tree(root, uid, gid)?;
+    let log2 = log.try_clone().map_err(io("duplicate log handle"))?;
+    Ok((log, log2, pidfile))
+}
+
 pub(crate) fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
     nix::unistd::fchownat(
         None,
@@ -382,25 +415,8 @@ impl SourceInstance {
             ctl = bin("ctl_cyrusdb"),
             imapd_bin = bin("imapd"),
         );
-        let write = |path: PathBuf, text: &str| -> Result<()> {
-            fs::write(&path, text).map_err(io(format!("write `{}`", path.display())))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
-                .map_err(io(format!("chmod `{}`", path.display())))
-        };
-        write(conf.clone(), &imapd)?;
-        write(root.join("etc/cyrus.conf"), &cyrus_conf)?;
-        let log_path = root.join("master.log");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(format!("open `{}`", log_path.display())))?;
-        let pidfile = root.join("run/master.pid");
-        let _ = fs::remove_file(&pidfile);
-        let _ = fs::remove_file(root.join("run/master.pid.lock"));
-        chown_tree(root, uid, gid)?;
-
-        let log2 = log.try_clone().map_err(io("duplicate log handle"))?;
+        let (log, log2, pidfile) =
+            prepare_master_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
         // For a chroot installation `chroot ROOT master ...`: chroot execs
         // master, so the PID (and the process group) are master's.
         let mut cmd = opts.bins.command("master");

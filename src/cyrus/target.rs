@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -34,7 +34,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use super::imap::ImapClient;
-use super::instance::{chown_tree, read_state_imap, read_tail};
+use super::instance::{prepare_master_files, read_state_imap, read_tail};
 use super::process::{self, PortOwner, ProcStat};
 use super::{CyrusBins, CyrusError};
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
@@ -408,24 +408,8 @@ impl RealTarget {
              EVENTS {{\n  checkpoint cmd=\"{ctl} -C {c} -c\" period=30\n}}\n",
             ctl = bin("ctl_cyrusdb"),
         );
-        let write = |path: PathBuf, text: &str| -> Result<()> {
-            fs::write(&path, text).map_err(io(format!("write `{}`", path.display())))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
-                .map_err(io(format!("chmod `{}`", path.display())))
-        };
-        write(conf.clone(), &imapd)?;
-        write(root.join("etc/cyrus.conf"), &cyrus_conf)?;
-        let log_path = root.join("master.log");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(format!("open `{}`", log_path.display())))?;
-        let pidfile = root.join("run/master.pid");
-        let _ = fs::remove_file(&pidfile);
-        let _ = fs::remove_file(root.join("run/master.pid.lock"));
-        chown_tree(root, uid, gid)?;
-        let log2 = log.try_clone().map_err(io("duplicate log handle"))?;
+        let (log, log2, pidfile) =
+            prepare_master_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
         let master = Command::new(bins.path("master"))
             .arg("-C")
             .arg(&conf)
