@@ -623,6 +623,20 @@ fn record<'a>(
     }
 }
 
+/// The series of every target in [`TARGETS`] order, with the ratios added.
+fn target_series(runs: &BTreeMap<&str, Vec<Measure>>) -> Vec<Series> {
+    let mut series = Vec::new();
+    for name in TARGETS {
+        series_of(
+            name,
+            runs.get(name).map_or(&[][..], Vec::as_slice),
+            &mut series,
+        );
+    }
+    add_ratios(&mut series);
+    series
+}
+
 fn add_ratios(series: &mut [Series]) {
     let floor: BTreeMap<String, f64> = series
         .iter()
@@ -670,15 +684,7 @@ fn workload1(opts: &BenchOptions, reps: usize) -> Result<WorkloadResult> {
         }
     }
     src.stop()?;
-    let mut series = Vec::new();
-    for name in TARGETS {
-        series_of(
-            name,
-            runs.get(name).map_or(&[][..], Vec::as_slice),
-            &mut series,
-        );
-    }
-    add_ratios(&mut series);
+    let series = target_series(&runs);
     let mut notes = failures;
     Ok(WorkloadResult {
         id: 1,
@@ -753,15 +759,7 @@ fn workload2(opts: &BenchOptions, reps: usize) -> Result<WorkloadResult> {
         }
     }
     src.stop()?;
-    let mut series = Vec::new();
-    for name in TARGETS {
-        series_of(
-            name,
-            runs.get(name).map_or(&[][..], Vec::as_slice),
-            &mut series,
-        );
-    }
-    add_ratios(&mut series);
+    let series = target_series(&runs);
     let mut notes = failures;
     Ok(WorkloadResult {
         id: 2,
