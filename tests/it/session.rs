@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use crate::util::{mailbox_cmd, message_cmd};
+
 use backupd_sim::dlist::{Parser, Value};
 use backupd_sim::proto::Reply;
 use backupd_sim::session::{After, Credentials, Session, SessionConfig};
@@ -104,46 +106,6 @@ impl Client {
         assert_eq!(out.after, After::Continue, "after `{line}`");
         out.lines
     }
-}
-
-/// `APPLY MESSAGE` carrying these bodies, with their true GUIDs.
-fn message_cmd(bodies: &[&[u8]]) -> Vec<u8> {
-    let mut out = b"APPLY MESSAGE (".to_vec();
-    for (i, b) in bodies.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.extend_from_slice(format!("%{{default {} {}}}\r\n", sha1_hex(b), b.len()).as_bytes());
-        out.extend_from_slice(b);
-    }
-    out.extend_from_slice(b")\r\n");
-    out
-}
-
-/// `APPLY MAILBOX` for `name` with every field backupd requires, shaped like
-/// the 3.6.1 client's (`a-01.txt`); `records` are `(uid, guid, flags)`.
-fn mailbox_cmd(uniqueid: &str, name: &str, records: &[(u32, &str, &str)]) -> String {
-    let owner = name.split('.').nth(1).unwrap_or("alice");
-    let last_uid = records.iter().map(|r| r.0).max().unwrap_or(0);
-    let recs: Vec<String> = records
-        .iter()
-        .map(|(uid, guid, flags)| {
-            format!(
-                "%(UID {uid} MODSEQ {m} LAST_UPDATED 1795874858 FLAGS ({flags}) \
-                 INTERNALDATE 1795874858 SIZE 5 GUID {guid})",
-                m = uid + 1
-            )
-        })
-        .collect();
-    format!(
-        "APPLY MAILBOX %(UNIQUEID {uniqueid} MBOXNAME {name} SYNC_CRC 1 SYNC_CRC_ANNOT 2 \
-         LAST_UID {last_uid} HIGHESTMODSEQ {hms} RECENTUID 0 RECENTTIME 0 \
-         LAST_APPENDDATE 1795874858 POP3_LAST_LOGIN 0 POP3_SHOW_AFTER 0 \
-         UIDVALIDITY 1795874859 PARTITION default ACL \"{owner}\tlrswipkxtecdan\t\" \
-         OPTIONS P CREATEDMODSEQ 1 FOLDERMODSEQ 1 RECORD ({recs}))",
-        hms = last_uid + 10,
-        recs = recs.join(" ")
-    )
 }
 
 /// Parse a `* KEY value` reply line into its value.
