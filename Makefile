@@ -100,7 +100,8 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1; \
 	done
 
-# Soak (issue 7): scripts/soak.sh; SOAK_RUNS per phase (~1.5-5 s a run).
+# Soak (issue 7): scripts/soak.sh; SOAK_RUNS per phase, SOAK_JOBS at a time.
 SOAK_RUNS ?= 1000
+SOAK_JOBS ?= 3
 soak: setup build
-	SOAK_RUNS=$(SOAK_RUNS) BIN=target/release/backupd-sim scripts/soak.sh
+	SOAK_RUNS=$(SOAK_RUNS) SOAK_JOBS=$(SOAK_JOBS) BIN=target/release/backupd-sim scripts/soak.sh

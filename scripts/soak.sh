@@ -8,6 +8,8 @@
 #
 #   SOAK_RUNS=1000     runs per phase
 #   SOAK_PHASE=both    correct | faulty | both
+#   SOAK_JOBS=3        runs at a time (each in its own sandbox dir; a run
+#                      mostly waits on the client, so more than the cores fit)
 #   SOAK_SEED=<now>    first seed (printed)
 #   BIN=target/release/backupd-sim   CYRUS_BIN=/usr/lib/cyrus/bin
 #
@@ -18,6 +20,7 @@ set -u
 cd "$(dirname "$0")/.."
 
 RUNS=${SOAK_RUNS:-1000}
+JOBS=${SOAK_JOBS:-3}
 PHASE=${SOAK_PHASE:-both}
 SEED0=${SOAK_SEED:-$(date +%s)}
 BIN=${BIN:-target/release/backupd-sim}
@@ -63,65 +66,75 @@ for s in "${APPENDING[@]}"; do
     done
 done
 
-leaks=0
-# No process may still name the sandbox dir. The pattern ends in `[s]` so that
-# grep's own command line does not match it (the path is mktemp's: no specials).
-leak_pattern="$WORK/sandboxe[s]"
-check_leaks() {
-    local left
-    left=$(grep -l -a "$leak_pattern" /proc/[0-9]*/cmdline 2>/dev/null || true)
+# run NAME EXPECT I SCENARIO SEED: one run in its own sandbox dir; appends one
+# line to $WORK/results: "<name> <i> ok|bad|leak <seconds> <rc> <scenario> <seed>".
+# EXPECT is pass (exit 0) or caught (exit 1 and a lost message named).
+run_one() {
+    local name=$1 expect=$2 i=$3 s=$4 seed=$5
+    local sb="$WORK/sandboxes/$name-$i" log="$WORK/logs/$name-$i.log" t0 t1 rc good=0 left verdict
+    mkdir -p "$sb" && chmod 755 "$sb"
+    t0=$(date +%s.%N)
+    "$BIN" run "$s" --seed "$seed" --sandbox-dir "$sb" --cyrus-bin "$CYRUS_BIN" > "$log" 2>&1
+    rc=$?
+    t1=$(date +%s.%N)
+    if [ "$expect" = pass ]; then
+        [ $rc -eq 0 ] && good=1
+    else
+        [ $rc -eq 1 ] && grep -q 'lost' "$log" && good=1
+    fi
+    # No process may still name this run's sandbox dir. The pattern brackets
+    # one letter so that grep's own command line does not match it (the path
+    # is mktemp's plus a word and a number: no other specials).
+    local pattern="$WORK/sandboxes/[${name:0:1}]${name:1}-$i/"
+    left=$(grep -l -a "$pattern" /proc/[0-9]*/cmdline 2>/dev/null || true)
     if [ -n "$left" ]; then
         sleep 1
-        left=$(grep -l -a "$leak_pattern" /proc/[0-9]*/cmdline 2>/dev/null || true)
+        left=$(grep -l -a "$pattern" /proc/[0-9]*/cmdline 2>/dev/null || true)
     fi
+    verdict=bad
+    [ $good -eq 1 ] && verdict=ok
     if [ -n "$left" ]; then
-        leaks=$((leaks + 1))
-        echo "  LEAK after $1: $(echo "$left" | tr '\n' ' ')"
+        verdict=leak
+        echo "  LEAK after $name run $i: $(echo "$left" | tr '\n' ' ')"
     fi
+    if [ $verdict = ok ]; then
+        # A caught faulty run keeps its sandbox by design: drop it.
+        rm -rf "$sb" "$log"
+    else
+        echo "  $name run $i: $(basename "$s") seed $seed exit $rc ($(awk "BEGIN{printf \"%.1f\", $t1-$t0}") s) -- log $log"
+        grep -E '^\s+- |sandbox:|replay:' "$log" | head -8 | sed 's/^/    /'
+    fi
+    # One short line per run: appends of this size are atomic.
+    echo "$name $i $verdict $(awk "BEGIN{printf \"%.2f\", $t1-$t0}") $rc $(basename "$s") $seed" >> "$WORK/results"
 }
 
-# phase NAME EXPECT SCENARIOS...: EXPECT is pass (exit 0) or caught (exit 1 and a lost message named).
+# phase NAME EXPECT SCENARIOS...: RUNS runs, JOBS at a time.
 phase() {
     local name=$1 expect=$2
     shift 2
-    local list=("$@") n=$# ok=0 bad=0 start end t0 t1 i s seed rc log
+    local list=("$@") n=$# start end i done=0 next_report=50
     start=$(date +%s.%N)
-    echo "== $name: $RUNS run(s) over ${#list[@]} scenario(s), expecting: $expect"
+    echo "== $name: $RUNS run(s) over ${#list[@]} scenario(s), $JOBS at a time, expecting: $expect"
     for ((i = 0; i < RUNS; i++)); do
-        s=${list[$((i % n))]}
-        seed=$((SEED0 + i))
-        log="$WORK/logs/$name-$i.log"
-        t0=$(date +%s.%N)
-        "$BIN" run "$s" --seed "$seed" --sandbox-dir "$WORK/sandboxes" --cyrus-bin "$CYRUS_BIN" > "$log" 2>&1
-        rc=$?
-        t1=$(date +%s.%N)
-        local good=0
-        if [ "$expect" = pass ]; then
-            [ $rc -eq 0 ] && good=1
-        else
-            [ $rc -eq 1 ] && grep -q 'lost' "$log" && good=1
-        fi
-        if [ $good -eq 1 ]; then
-            ok=$((ok + 1))
-            rm -f "$log"
-            # A caught faulty run keeps its sandbox by design: drop it.
-            [ "$expect" = caught ] && find "$WORK/sandboxes" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-        else
-            bad=$((bad + 1))
-            echo "  $name run $i: $(basename "$s") seed $seed exit $rc ($(awk "BEGIN{printf \"%.1f\", $t1-$t0}") s) -- log $log"
-            grep -E '^\s+- |sandbox:|replay:' "$log" | head -8 | sed 's/^/    /'
-        fi
-        check_leaks "$name run $i"
-        if (((i + 1) % 50 == 0)); then
-            echo "  ... $((i + 1))/$RUNS: $ok as expected, $bad not"
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+        run_one "$name" "$expect" "$i" "${list[$((i % n))]}" "$((SEED0 + i))" &
+        done=$(grep -c "^$name " "$WORK/results" 2>/dev/null || true)
+        if [ "${done:-0}" -ge "$next_report" ]; then
+            echo "  ... $done/$RUNS done: $(grep -c "^$name [0-9]* ok " "$WORK/results") as expected"
+            next_report=$((next_report + 50))
         fi
     done
+    wait
     end=$(date +%s.%N)
-    awk -v n="$RUNS" -v ok="$ok" -v bad="$bad" -v s="$start" -v e="$end" -v name="$name" 'BEGIN {
-        t = e - s; per = (n > 0) ? t / n : 0;
-        printf "== %s: %d run(s), %d as expected, %d not; %.1f s, %.2f s/run (1000 runs: ~%.0f min)\n",
-            name, n, ok, bad, t, per, per * 1000 / 60 }'
-    return $((bad > 0))
+    awk -v n="$RUNS" -v jobs="$JOBS" -v s="$start" -v e="$end" -v name="$name" '
+        $1 == name { runs++; if ($3 == "ok") ok++; else if ($3 == "leak") leak++; else bad++; sum += $4
+                     if ($4 > max) max = $4 }
+        END {
+            t = e - s; per = (runs > 0) ? t / runs : 0;
+            printf "== %s: %d run(s), %d as expected, %d not, %d leaked; %.1f s wall, %.2f s/run wall with %d at a time, %.2f s/run each (max %.1f s); 1000 runs: ~%.0f min\n",
+                name, runs, ok, bad, leak, t, per, jobs, (runs > 0) ? sum / runs : 0, max, per * 1000 / 60
+            exit (runs == n && bad == 0 && leak == 0) ? 0 : 1
+        }' "$WORK/results"
 }
 
 status=0
@@ -131,7 +144,6 @@ fi
 if [ "$PHASE" = faulty ] || [ "$PHASE" = both ]; then
     phase faulty caught "${FAULTY[@]}" || status=1
 fi
-[ $leaks -eq 0 ] || { echo "soak: $leaks run(s) left processes behind"; status=1; }
 if [ $status -eq 0 ]; then
     rm -rf "$WORK"
     echo "soak: all as expected"
