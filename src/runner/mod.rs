@@ -14,7 +14,7 @@ pub mod compare;
 pub mod report;
 pub mod suite;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -1360,10 +1360,21 @@ fn resolve_uids(c: &mut ImapClient, set: &str) -> Result<Vec<u32>, String> {
 /// A transcript with what changes between runs replaced: the value after a
 /// key that carries a time, a checksum or an id (`UNIQUEID`, `SYNC_CRC`,
 /// `RECENTTIME`, …) becomes `[X]`, any other number of 9 or more digits `[N]`.
+/// Message contents come from the run's seed, so a message's GUID becomes
+/// `[GUID]` and the size after it in an `APPLY MESSAGE` literal head `[SIZE]`.
 /// A line the event log shortened (ending in `…`) is cut at 100 characters,
 /// well before the shortening, whose place moves with the width of the
 /// numbers before it.
+///
+/// A connection's close is placed right after that connection's last line:
+/// when a client ends one connection and opens the next at once, which of
+/// the two the target notices first is a race (through a relay, the new
+/// connection came first in about one run in ten).
 pub fn normalize_transcript(t: &str) -> String {
+    order_closes(&normalize_lines(t))
+}
+
+fn normalize_lines(t: &str) -> String {
     const VOLATILE: [&str; 9] = [
         "UNIQUEID",
         "SYNC_CRC",
@@ -1379,12 +1390,24 @@ pub fn normalize_transcript(t: &str) -> String {
     for line in t.lines() {
         let mut words = Vec::new();
         let mut after_key = false;
+        let mut after_guid = false;
         for w in line.split(' ') {
+            let bare = w.trim_start_matches('(');
+            let guid = is_guid(bare.trim_end_matches(')'));
             words.push(if after_key {
                 "[X]".to_owned()
+            } else if guid {
+                let open = w.len() - bare.len();
+                format!("{}[GUID]{}", &w[..open], &bare[40..])
+            } else if after_guid && is_literal_size(w) {
+                format!(
+                    "[SIZE]{}",
+                    w.trim_start_matches(|c: char| c.is_ascii_digit())
+                )
             } else {
                 normalize_word(w)
             });
+            after_guid = guid;
             after_key = VOLATILE
                 .iter()
                 .any(|k| w.ends_with(k) && w.trim_start_matches("%(") == *k);
@@ -1397,6 +1420,76 @@ pub fn normalize_transcript(t: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Each `-- session N closed…` line moved to right after session N's last
+/// line (`CN:`, `SN:`, `-- session N connected`, and the indented lines
+/// after them).
+fn order_closes(t: &str) -> String {
+    let mut lines: Vec<&str> = Vec::new();
+    // Index in `lines` of each open session's last line.
+    let mut last: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut current: Option<u64> = None;
+    for l in t.lines() {
+        if let Some(id) = closed_session(l) {
+            let at = last.remove(&id).map_or(lines.len(), |i| i + 1);
+            lines.insert(at, l);
+            for i in last.values_mut() {
+                if *i >= at {
+                    *i += 1;
+                }
+            }
+            current = None;
+            continue;
+        }
+        current = line_session(l).or(if l.starts_with(' ') { current } else { None });
+        if let Some(id) = current {
+            last.insert(id, lines.len());
+        }
+        lines.push(l);
+    }
+    lines
+        .iter()
+        .fold(String::with_capacity(t.len()), |mut s, l| {
+            s.push_str(l);
+            s.push('\n');
+            s
+        })
+}
+
+/// `-- session N closed` (with or without a reason): N.
+fn closed_session(l: &str) -> Option<u64> {
+    let (id, tail) = l.strip_prefix("-- session ")?.split_once(' ')?;
+    if tail == "closed" || tail.starts_with("closed: ") {
+        id.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// The session of a `CN:`/`SN:` line or of `-- session N connected`.
+fn line_session(l: &str) -> Option<u64> {
+    if let Some(rest) = l.strip_prefix("-- session ") {
+        let (id, tail) = rest.split_once(' ')?;
+        return if tail == "connected" {
+            id.parse().ok()
+        } else {
+            None
+        };
+    }
+    let rest = l.strip_prefix('C').or_else(|| l.strip_prefix('S'))?;
+    rest.split_once(": ")?.0.parse().ok()
+}
+
+/// 40 lower-case hex digits: a message GUID.
+fn is_guid(w: &str) -> bool {
+    w.len() == 40 && w.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The size closing an `APPLY MESSAGE` literal head: `687}`.
+fn is_literal_size(w: &str) -> bool {
+    w.strip_suffix('}')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn normalize_word(w: &str) -> String {
@@ -1448,6 +1541,38 @@ mod tests {
              C2: GET MAILBOXES (user.a DELETED.user.a.Trash.[HEX])\n\
              S2: OK [N] done\n"
         );
+        assert_eq!(
+            normalize_transcript(
+                "C1: APPLY MESSAGE (%{default d8fc4987c55a7ae65b6941ff91e1ab1054ec73c8 687} …\n\
+                 C1: APPLY RESERVE %(GUID (d8fc4987c55a7ae65b6941ff91e1ab1054ec73c8 d8fc4987c55a7ae65b6941ff91e1ab1054ec73c8))\n"
+            ),
+            "C1: APPLY MESSAGE (%{default [GUID] [SIZE]} …\n\
+             C1: APPLY RESERVE %(GUID ([GUID] [GUID]))\n"
+        );
+        let raced = "-- session 1 connected\n\
+                     C1: EXIT\n\
+                     S1: OK Finished\n\
+                     -- session 2 connected\n\
+                     -- session 1 closed: closed by the server after its reply\n\
+                     C2: GET USER a\n\
+                     S2: NO IMAP_MAILBOX_LOCKED Mailbox locked\n\
+                     \x20  ! locked by window w1\n\
+                     -- session 2 closed: client closed\n";
+        let ordered = "-- session 1 connected\n\
+                       C1: EXIT\n\
+                       S1: OK Finished\n\
+                       -- session 1 closed: closed by the server after its reply\n\
+                       -- session 2 connected\n\
+                       C2: GET USER a\n\
+                       S2: NO IMAP_MAILBOX_LOCKED Mailbox locked\n\
+                       \x20  ! locked by window w1\n\
+                       -- session 2 closed: client closed\n";
+        assert_eq!(
+            normalize_transcript(raced),
+            ordered,
+            "a close raced by the next connection"
+        );
+        assert_eq!(normalize_transcript(ordered), ordered);
         let long = format!("C1: APPLY X {}…", "y".repeat(150));
         assert_eq!(normalize_transcript(&long).trim_end().chars().count(), 101);
     }
