@@ -387,7 +387,7 @@ impl Drop for ServeChild {
 enum Running {
     Floor(Floor),
     Fake(ServeChild),
-    Real(RealTarget),
+    Real(Box<RealTarget>),
 }
 
 impl Running {
@@ -401,7 +401,9 @@ impl Running {
                 } else {
                     TargetKind::SyncServer
                 };
-                Running::Real(RealTarget::start(kind, &opts.bins, dir, "repluser", "lab")?)
+                Running::Real(Box::new(RealTarget::start(
+                    kind, &opts.bins, dir, "repluser", "lab",
+                )?))
             }
             other => bail!("unknown target {other}"),
         })

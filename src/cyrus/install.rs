@@ -265,7 +265,7 @@ impl Builder<'_> {
         InstallError::Step {
             step: step.to_owned(),
             reason,
-            tail: super::instance::read_tail(&self.log, 20),
+            tail: super::master::read_tail(&self.log, 20),
             log: self.log.clone(),
         }
     }

@@ -2,32 +2,25 @@
 //! living entirely inside a caller-owned directory.
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::net::{SocketAddr, TcpStream};
+use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::thread::sleep;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid};
 use sha1::{Digest, Sha1};
 
 use super::imap::ImapClient;
-use super::process::{self, PortOwner, ProcStat};
-use super::{last_lines, CyrusBins, CyrusError};
+use super::master::{self, Master, Probe};
+use super::process;
+use super::{CyrusBins, CyrusError};
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
 
 type Result<T> = std::result::Result<T, CyrusError>;
 
-/// How many fresh ports to try if the chosen one is taken before master binds it.
-const PORT_ATTEMPTS: usize = 5;
-/// If master has not bound its port this long after starting, assume the bind failed.
-const BIND_GRACE: Duration = Duration::from_secs(5);
-/// How long `stop` waits for master to exit after SIGTERM.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Timeout of each IMAP socket operation.
 const IMAP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Any password works (`sasl_pwcheck_method: alwaystrue`).
@@ -95,12 +88,7 @@ pub struct SourceInstance {
     root: PathBuf,
     config_path: PathBuf,
     addr: SocketAddr,
-    master: Option<Child>,
-    master_pid: i32,
-    /// Master's entry in the interrupt registry, until it is stopped.
-    tracked: Option<process::Tracked>,
-    /// Every child of master seen so far (for `stop`).
-    seen_children: Vec<ProcStat>,
+    master: Master,
 }
 
 /// The Cyrus internal name of `user`'s INBOX (`alice` -> `user.alice`; a `.` in a
@@ -223,68 +211,6 @@ fn check_traversable(root: &Path, chroot: Option<&Path>, uid: Uid, gid: Gid) -> 
     Ok(())
 }
 
-/// Write an instance's `imapd.conf` (at `conf`) and `etc/cyrus.conf`, open
-/// `master.log` for master's stdout and stderr, clear a stale pidfile, and
-/// give the tree to the `cyrus` user. Returns the two log handles and the
-/// pidfile's host path. Shared by source instances and real targets.
-pub(crate) fn prepare_master_files(
-    root: &Path,
-    conf: &Path,
-    imapd_conf: &str,
-    cyrus_conf: &str,
-    uid: Uid,
-    gid: Gid,
-) -> Result<(File, File, PathBuf)> {
-    let write = |path: &Path, text: &str| -> Result<()> {
-        fs::write(path, text).map_err(io(format!("write `{}`", path.display())))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o644))
-            .map_err(io(format!("chmod `{}`", path.display())))
-    };
-    write(conf, imapd_conf)?;
-    write(&root.join("etc/cyrus.conf"), cyrus_conf)?;
-    let log_path = root.join("master.log");
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io(format!("open `{}`", log_path.display())))?;
-    let pidfile = root.join("run/master.pid");
-    let _ = fs::remove_file(&pidfile);
-    let _ = fs::remove_file(root.join("run/master.pid.lock"));
-    chown_tree(root, uid, gid)?;
-    let log2 = log.try_clone().map_err(io("duplicate log handle"))?;
-    Ok((log, log2, pidfile))
-}
-
-pub(crate) fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> Result<()> {
-    nix::unistd::fchownat(
-        None,
-        path,
-        Some(uid),
-        Some(gid),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| CyrusError::Io {
-        context: format!("chown `{}` to cyrus:mail", path.display()),
-        source: e.into(),
-    })?;
-    let meta = fs::symlink_metadata(path).map_err(io(format!("stat `{}`", path.display())))?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(path).map_err(io(format!("read `{}`", path.display())))? {
-            let entry = entry.map_err(io(format!("read `{}`", path.display())))?;
-            chown_tree(&entry.path(), uid, gid)?;
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn read_tail(path: &Path, lines: usize) -> String {
-    match fs::read(path) {
-        Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), lines),
-        Err(_) => String::new(),
-    }
-}
-
 impl SourceInstance {
     /// Create the configuration under `opts.root` and start master; returns once the
     /// IMAP port greets. On failure nothing is left running.
@@ -317,34 +243,21 @@ impl SourceInstance {
         check_traversable(&root, opts.bins.chroot(), uid, gid)?;
 
         let deadline = Instant::now() + opts.start_timeout;
-        let mut last_reason = String::new();
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = process::free_port().map_err(io("finding a free port on 127.0.0.1"))?;
-            let mut inst = Self::launch(opts, port, uid, gid)?;
-            match inst.wait_ready(deadline, port) {
-                Ok(()) => return Ok(inst),
-                Err(Ready::PortTaken(why)) => {
-                    let _ = inst.stop();
-                    last_reason = format!("attempt {attempt}: {why}");
-                }
-                Err(Ready::Failed(reason)) => {
-                    let _ = inst.stop();
-                    return Err(CyrusError::StartFailed {
-                        log_tail: read_tail(&root.join("master.log"), 30),
-                        root,
-                        reason,
-                    });
-                }
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-        }
-        Err(CyrusError::StartFailed {
-            log_tail: read_tail(&root.join("master.log"), 30),
-            root,
-            reason: format!("no usable port after {PORT_ATTEMPTS} attempts; last: {last_reason}"),
-        })
+        master::start_retrying_ports(
+            &root,
+            deadline,
+            || {
+                let port = process::free_port().map_err(io("finding a free port on 127.0.0.1"))?;
+                Self::launch(opts, port, uid, gid)
+            },
+            |inst| {
+                let servername = Self::servername(inst.addr.port());
+                let addr = inst.addr;
+                inst.master
+                    .wait_ready(deadline, "imap", &servername, &[(addr, Probe::Imap)])
+            },
+            |inst| &mut inst.master,
+        )
     }
 
     fn servername(port: u16) -> String {
@@ -416,7 +329,7 @@ impl SourceInstance {
             imapd_bin = bin("imapd"),
         );
         let (log, log2, pidfile) =
-            prepare_master_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
+            master::prepare_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
         // For a chroot installation `chroot ROOT master ...`: chroot execs
         // master, so the PID (and the process group) are master's.
         let mut cmd = opts.bins.command("master");
@@ -435,146 +348,39 @@ impl SourceInstance {
             .stderr(log2);
         // Registered for the interrupt handler; `stop` unregisters it. The
         // marker is what the command lines of master's children name.
-        let marker = process::Kind::Master {
-            marker: inside_conf.clone(),
-        };
-        let (master, tracked) = process::spawn_tracked(&mut cmd, marker).map_err(io(format!(
-            "start `{}`",
-            opts.bins.host_path("master").display()
-        )))?;
-        let master_pid = i32::try_from(master.id()).unwrap_or(-1);
+        let master = Master::spawn(
+            &mut cmd,
+            inside_conf.clone(),
+            pidfile,
+            &opts.bins.host_path("master"),
+        )?;
         Ok(SourceInstance {
             root: root.clone(),
             config_path: conf,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            master: Some(master),
-            master_pid,
-            tracked: Some(tracked),
-            seen_children: Vec::new(),
+            master,
         })
-    }
-
-    fn wait_ready(&mut self, deadline: Instant, port: u16) -> std::result::Result<(), Ready> {
-        let started = Instant::now();
-        let servername = Self::servername(port);
-        loop {
-            if let Some(child) = self.master.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.master = None;
-                    return Err(Ready::Failed(format!("master exited early ({status})")));
-                }
-            }
-            match process::port_owner(self.master_pid, port) {
-                PortOwner::Listening => {
-                    if let Ok(client) = ImapClient::connect(self.addr, Duration::from_secs(5)) {
-                        let greeting = client.greeting().to_string();
-                        let _ = client.logout();
-                        if greeting.contains(&servername) {
-                            return Ok(());
-                        }
-                        return Err(Ready::Failed(format!(
-                            "unexpected greeting on our port: {greeting}"
-                        )));
-                    }
-                }
-                PortOwner::Other => {
-                    // Someone else holds the port; master's bind failed or will.
-                    if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
-                        || started.elapsed() > Duration::from_millis(500)
-                    {
-                        return Err(Ready::PortTaken(format!(
-                            "port {port} is used by another process"
-                        )));
-                    }
-                }
-                PortOwner::Free if started.elapsed() > BIND_GRACE => {
-                    return Err(Ready::PortTaken(format!(
-                        "master did not bind port {port} within {BIND_GRACE:?}"
-                    )));
-                }
-                PortOwner::Free => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(Ready::Failed(format!(
-                    "imap on {} not ready within the start timeout",
-                    self.addr
-                )));
-            }
-            sleep(Duration::from_millis(25));
-        }
     }
 
     /// Stop master (SIGTERM, then SIGKILL after 10 s) and any of its children still
     /// alive, by PID only. Idempotent.
     pub fn stop(&mut self) -> Result<()> {
-        let Some(mut master) = self.master.take() else {
-            self.untrack();
-            return Ok(());
-        };
-        self.note_children();
-        let pid = self.master_pid;
-        let mut kids = self.seen_children.clone();
-        if matches!(master.try_wait(), Ok(None)) {
-            process::signal(pid, Signal::SIGTERM);
-            let exited = process::wait_until(STOP_GRACE, || !matches!(master.try_wait(), Ok(None)));
-            if !exited {
-                // Children may have appeared meanwhile.
-                kids.extend(process::descendants(pid));
-                let _ = master.kill();
-            }
-        }
-        let _ = master.wait();
-        let left = process::terminate_all(&kids, Duration::from_millis(500));
-        let _ = fs::remove_file(self.root.join("run/master.pid"));
-        self.untrack();
-        match left.first() {
-            Some(&pid) => Err(CyrusError::Stop {
-                pid,
-                reason: format!("still alive after SIGKILL (all left: {left:?})"),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Leave the interrupt registry (master was reaped).
-    fn untrack(&mut self) {
-        if let Some(t) = self.tracked.take() {
-            process::untrack(t);
-        }
-    }
-
-    /// Record master's current descendants (so `stop` can kill stragglers).
-    fn note_children(&mut self) {
-        for s in process::descendants(self.master_pid) {
-            if !self
-                .seen_children
-                .iter()
-                .any(|k| k.pid == s.pid && k.starttime == s.starttime)
-            {
-                self.seen_children.push(s);
-            }
-        }
+        self.master.stop()
     }
 
     /// Whether master is still running.
     pub fn is_running(&mut self) -> bool {
-        match self.master.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.master.is_running()
     }
 
     /// The master PID.
     pub fn master_pid(&self) -> i32 {
-        self.master_pid
+        self.master.pid()
     }
 
     /// Master and every descendant seen so far (including now): for leak checks.
     pub fn pids(&mut self) -> Vec<i32> {
-        self.note_children();
-        let mut pids = vec![self.master_pid];
-        pids.extend(self.seen_children.iter().map(|s| s.pid));
-        pids
+        self.master.pids()
     }
 
     pub fn imap_addr(&self) -> SocketAddr {
@@ -635,12 +441,6 @@ impl Drop for SourceInstance {
     fn drop(&mut self) {
         let _ = self.stop();
     }
-}
-
-enum Ready {
-    /// Try again with another port.
-    PortTaken(String),
-    Failed(String),
 }
 
 /// Read each user's own mailboxes over IMAP at `addr`, logging in as that user

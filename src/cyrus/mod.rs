@@ -11,6 +11,7 @@
 pub mod imap;
 pub mod install;
 pub mod instance;
+mod master;
 pub mod process;
 pub mod sync_client;
 pub mod target;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -30,20 +30,16 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::imap::ImapClient;
-use super::instance::{prepare_master_files, read_state_imap, read_tail};
-use super::process::{self, PortOwner, ProcStat};
+use super::instance::read_state_imap;
+use super::master::{self, Master, Probe};
+use super::process;
 use super::{CyrusBins, CyrusError};
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
 
 type Result<T> = std::result::Result<T, CyrusError>;
 
-const PORT_ATTEMPTS: usize = 5;
-const BIND_GRACE: Duration = Duration::from_secs(5);
-const STOP_GRACE: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound of one `cyr_backup` / `ctl_backups` / `sqlite3` run.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -119,9 +115,7 @@ pub struct RealTarget {
     imap_addr: Option<SocketAddr>,
     authname: String,
     password: String,
-    master: Option<Child>,
-    master_pid: i32,
-    seen_children: Vec<ProcStat>,
+    master: Master,
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CyrusError {
@@ -194,11 +188,6 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<ToolOutput> {
         stderr: err.join().unwrap_or_default(),
         timed_out,
     })
-}
-
-enum Ready {
-    PortTaken(String),
-    Failed(String),
 }
 
 impl RealTarget {
@@ -281,45 +270,33 @@ impl RealTarget {
             .map_err(io(format!("chmod `{}`", root.display())))?;
 
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut last_reason = String::new();
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = process::free_port().map_err(io("finding a free port on 127.0.0.1"))?;
-            let imap_port = match kind {
-                TargetKind::Backupd => None,
-                TargetKind::SyncServer => Some(loop {
-                    let p = process::free_port().map_err(io("finding a free port"))?;
-                    if p != port {
-                        break p;
-                    }
-                }),
-            };
-            let mut t = Self::launch(
-                kind, bins, root, authname, password, port, imap_port, user.uid, gid,
-            )?;
-            match t.wait_ready(deadline) {
-                Ok(()) => return Ok(t),
-                Err(Ready::PortTaken(why)) => {
-                    let _ = t.stop();
-                    last_reason = format!("attempt {attempt}: {why}");
-                }
-                Err(Ready::Failed(reason)) => {
-                    let _ = t.stop();
-                    return Err(CyrusError::StartFailed {
-                        log_tail: read_tail(&root.join("master.log"), 30),
-                        root: root.to_path_buf(),
-                        reason,
-                    });
-                }
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-        }
-        Err(CyrusError::StartFailed {
-            log_tail: read_tail(&root.join("master.log"), 30),
-            root: root.to_path_buf(),
-            reason: format!("no usable port after {PORT_ATTEMPTS} attempts; last: {last_reason}"),
-        })
+        master::start_retrying_ports(
+            root,
+            deadline,
+            || {
+                let port = process::free_port().map_err(io("finding a free port on 127.0.0.1"))?;
+                let imap_port = match kind {
+                    TargetKind::Backupd => None,
+                    TargetKind::SyncServer => Some(loop {
+                        let p = process::free_port().map_err(io("finding a free port"))?;
+                        if p != port {
+                            break p;
+                        }
+                    }),
+                };
+                Self::launch(
+                    kind, bins, root, authname, password, port, imap_port, user.uid, gid,
+                )
+            },
+            |t| {
+                let servername = Self::servername(t.kind, t.addr.port());
+                let mut ports = vec![(t.addr, Probe::Csync)];
+                ports.extend(t.imap_addr.map(|a| (a, Probe::Imap)));
+                t.master
+                    .wait_ready(deadline, t.kind.name(), &servername, &ports)
+            },
+            |t| &mut t.master,
+        )
     }
 
     fn servername(kind: TargetKind, port: u16) -> String {
@@ -409,9 +386,9 @@ impl RealTarget {
             ctl = bin("ctl_cyrusdb"),
         );
         let (log, log2, pidfile) =
-            prepare_master_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
-        let master = Command::new(bins.path("master"))
-            .arg("-C")
+            master::prepare_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
+        let mut cmd = Command::new(bins.path("master"));
+        cmd.arg("-C")
             .arg(&conf)
             .arg("-M")
             .arg(root.join("etc/cyrus.conf"))
@@ -422,10 +399,9 @@ impl RealTarget {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(io(format!("start `{}`", bins.path("master").display())))?;
-        let master_pid = i32::try_from(master.id()).unwrap_or(-1);
+            .stderr(log2);
+        // Registered for the interrupt handler, like a source's master.
+        let master = Master::spawn(&mut cmd, conf.clone(), pidfile, &bins.path("master"))?;
         Ok(RealTarget {
             kind,
             bins: bins.clone(),
@@ -435,166 +411,29 @@ impl RealTarget {
             imap_addr: imap_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
             authname: authname.to_string(),
             password: password.to_string(),
-            master: Some(master),
-            master_pid,
-            seen_children: Vec::new(),
+            master,
         })
-    }
-
-    /// Read the csync banner on `addr` until `* OK ...`.
-    fn csync_banner(addr: SocketAddr) -> Option<String> {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut r = BufReader::new(s);
-        let mut all = String::new();
-        for _ in 0..10 {
-            let mut line = String::new();
-            if r.read_line(&mut line).ok()? == 0 {
-                return None;
-            }
-            all.push_str(&line);
-            if line.starts_with("* OK") {
-                return Some(all);
-            }
-        }
-        None
-    }
-
-    fn wait_ready(&mut self, deadline: Instant) -> std::result::Result<(), Ready> {
-        let started = Instant::now();
-        let servername = Self::servername(self.kind, self.addr.port());
-        let mut ports = vec![self.addr];
-        ports.extend(self.imap_addr);
-        let mut greeted = vec![false; ports.len()];
-        loop {
-            if let Some(child) = self.master.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.master = None;
-                    return Err(Ready::Failed(format!("master exited early ({status})")));
-                }
-            }
-            for (i, addr) in ports.iter().enumerate() {
-                if greeted[i] {
-                    continue;
-                }
-                match process::port_owner(self.master_pid, addr.port()) {
-                    PortOwner::Listening => {
-                        let banner = if i == 0 {
-                            Self::csync_banner(*addr)
-                        } else {
-                            ImapClient::connect(*addr, Duration::from_secs(5))
-                                .ok()
-                                .map(|c| {
-                                    let g = c.greeting().to_string();
-                                    let _ = c.logout();
-                                    g
-                                })
-                        };
-                        if let Some(b) = banner {
-                            if !b.contains(&servername) {
-                                return Err(Ready::Failed(format!(
-                                    "unexpected greeting on {addr}: {b}"
-                                )));
-                            }
-                            greeted[i] = true;
-                        }
-                    }
-                    PortOwner::Other => {
-                        if started.elapsed() > Duration::from_millis(500) {
-                            return Err(Ready::PortTaken(format!(
-                                "port {} is used by another process",
-                                addr.port()
-                            )));
-                        }
-                    }
-                    PortOwner::Free if started.elapsed() > BIND_GRACE => {
-                        return Err(Ready::PortTaken(format!(
-                            "master did not bind port {} within {BIND_GRACE:?}",
-                            addr.port()
-                        )));
-                    }
-                    PortOwner::Free => {}
-                }
-            }
-            if greeted.iter().all(|g| *g) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Ready::Failed(format!(
-                    "{} on {} not ready within {START_TIMEOUT:?}",
-                    self.kind.name(),
-                    self.addr
-                )));
-            }
-            sleep(Duration::from_millis(25));
-        }
     }
 
     /// Stop master (SIGTERM, SIGKILL after 10 s) and every descendant seen, by PID.
     /// Idempotent.
     pub fn stop(&mut self) -> Result<()> {
-        let Some(mut master) = self.master.take() else {
-            return Ok(());
-        };
-        self.note_children();
-        let pid = self.master_pid;
-        let mut kids = self.seen_children.clone();
-        if matches!(master.try_wait(), Ok(None)) {
-            process::signal(pid, Signal::SIGTERM);
-            let exited = process::wait_until(STOP_GRACE, || !matches!(master.try_wait(), Ok(None)));
-            if !exited {
-                kids.extend(process::descendants(pid));
-                let _ = master.kill();
-            }
-        }
-        let _ = master.wait();
-        let left = process::terminate_all(&kids, Duration::from_millis(500));
-        let _ = fs::remove_file(self.root.join("run/master.pid"));
-        match left.first() {
-            Some(&pid) => Err(CyrusError::Stop {
-                pid,
-                reason: format!("still alive after SIGKILL (all left: {left:?})"),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn note_children(&mut self) {
-        for s in process::descendants(self.master_pid) {
-            if !self
-                .seen_children
-                .iter()
-                .any(|k| k.pid == s.pid && k.starttime == s.starttime)
-            {
-                self.seen_children.push(s);
-            }
-        }
+        self.master.stop()
     }
 
     /// Master and every descendant seen so far (including now): for leak checks.
     pub fn pids(&mut self) -> Vec<i32> {
-        self.note_children();
-        let mut pids = vec![self.master_pid];
-        pids.extend(self.seen_children.iter().map(|s| s.pid));
-        pids
+        self.master.pids()
     }
 
     /// Master and its current descendants (the service processes doing the work).
     pub fn live_pids(&self) -> Vec<i32> {
-        if !process::pid_alive(self.master_pid) {
-            return Vec::new();
-        }
-        let mut pids = vec![self.master_pid];
-        pids.extend(process::descendants(self.master_pid).iter().map(|s| s.pid));
-        pids
+        self.master.live_pids()
     }
 
     /// Whether master is still running.
     pub fn is_running(&mut self) -> bool {
-        match self.master.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.master.is_running()
     }
 
     /// The csync port (`backupd` or `sync_server`).
@@ -612,7 +451,7 @@ impl RealTarget {
     }
 
     pub fn master_pid(&self) -> i32 {
-        self.master_pid
+        self.master.pid()
     }
 
     /// `<root>/etc/imapd.conf`: pass it to every Cyrus tool with `-C`.

@@ -175,7 +175,16 @@ fn assert_no_process_of(needle: &str, runner: &Runner) {
     );
 }
 
-fn interrupt(sig: Signal, code: i32, scenarios: &[&str], jobs: usize) {
+/// Send `sig` to a runner of `scenarios` (`jobs` at a time, `extra` args)
+/// once its sync_clients run; `instances` Cyrus masters must be stopped.
+fn interrupt(
+    sig: Signal,
+    code: i32,
+    scenarios: &[&str],
+    jobs: usize,
+    extra: &[&str],
+    instances: usize,
+) {
     let parent = sandbox_parent();
     let dir = parent.path().join("sandboxes");
     std::fs::create_dir(&dir).expect("mkdir");
@@ -185,6 +194,7 @@ fn interrupt(sig: Signal, code: i32, scenarios: &[&str], jobs: usize) {
     let jobs_arg = jobs.to_string();
     let mut args = scenarios.to_vec();
     args.extend(["-j", &jobs_arg]);
+    args.extend(extra);
     let mut runner = Runner::start(&args, &dir, parent.path(), "run");
     wait_for_sync_client(&mut runner, &needle, jobs);
     let before = processes_naming(&needle);
@@ -198,8 +208,8 @@ fn interrupt(sig: Signal, code: i32, scenarios: &[&str], jobs: usize) {
     let stderr = std::fs::read_to_string(&runner.err).unwrap_or_default();
     assert_eq!(status.code(), Some(code), "{}", runner.output());
     let expected = format!(
-        "interrupted: stopped {jobs} Cyrus instance{}",
-        if jobs == 1 { "" } else { "s" }
+        "interrupted: stopped {instances} Cyrus instance{}",
+        if instances == 1 { "" } else { "s" }
     );
     assert!(stderr.contains(&expected), "{}", runner.output());
     assert!(
@@ -226,6 +236,26 @@ fn sigint_mid_scenario_stops_everything_and_removes_the_sandbox() {
         130,
         &["scenarios/locks/c-continuous-storm.toml"],
         1,
+        &[],
+        1,
+    );
+}
+
+/// SIGINT with a real backupd as the target: its master and backupd go too
+/// (they were once left running: a real target's master was not registered
+/// for the interrupt handler).
+#[test]
+fn sigint_with_a_real_backupd_target_stops_it_too() {
+    let Some(_) = crate::util::cyrus_bins() else {
+        return;
+    };
+    interrupt(
+        Signal::SIGINT,
+        130,
+        &["scenarios/locks/c-continuous-storm.toml"],
+        1,
+        &["--target", "backupd"],
+        2,
     );
 }
 
@@ -243,6 +273,8 @@ fn sigterm_with_two_jobs_stops_both_instances() {
             "scenarios/locks/c-continuous-storm.toml",
             "scenarios/locks/c2-continuous-mailbox-only.toml",
         ],
+        2,
+        &[],
         2,
     );
 }
