@@ -668,7 +668,7 @@ fn frame_head(frame: &[u8], phase: Phase) -> String {
     if phase == Phase::SaslContinue {
         return "[SASL response]".into();
     }
-    let first = frame.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = &frame[..memchr::memchr(b'\n', frame).unwrap_or(frame.len())];
     let first = first.strip_suffix(b"\r").unwrap_or(first);
     let is_auth = first
         .get(..13)
