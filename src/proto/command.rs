@@ -600,13 +600,23 @@ fn parse_apply_mailbox(p: &mut Parser) -> Result<Apply, ParseError> {
     let mut records = Vec::new();
     let mut first_bad = None;
     let (value, streamed) = p
-        .value_streaming(0, "RECORD", |item| {
+        .value_streaming_with(0, "RECORD", |p, depth| {
             if first_bad.is_none() {
-                match parse_record(&item) {
+                // The usual shape straight from the bytes; anything else the
+                // general way (same result, see `direct`).
+                if let Some((r, end)) = super::direct::record(p, depth) {
+                    records.push(r);
+                    p.skip_to(end);
+                    return Ok(());
+                }
+                match parse_record(&p.value(depth)?) {
                     Ok(r) => records.push(r),
                     Err(e) => first_bad = Some(e),
                 }
+            } else {
+                p.value(depth)?;
             }
+            Ok(())
         })
         .map_err(|source| ParseError::Malformed {
             verb: "Apply",
@@ -697,7 +707,7 @@ fn parse_mailbox(v: &Value) -> Result<MailboxUpdate, ParseError> {
     })
 }
 
-fn parse_record(r: &Value) -> Result<RecordUpdate, ParseError> {
+pub(crate) fn parse_record(r: &Value) -> Result<RecordUpdate, ParseError> {
     const K: &str = "MAILBOX";
     let flags = r
         .get("FLAGS")
