@@ -503,24 +503,27 @@ fn parse_get(key: String, v: Value) -> Result<Get, ParseError> {
 
 fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
     let k = key.as_str();
+    if k == "MESSAGE" {
+        // The files are moved out of the list, not copied.
+        let Value::List(items) = v else {
+            return Err(bad(k, "expected a list"));
+        };
+        return Ok(Apply::Message(
+            items
+                .into_iter()
+                .filter_map(|i| match i {
+                    Value::File(f) => Some(*f),
+                    _ => None,
+                })
+                .collect(),
+        ));
+    }
     Ok(match k {
         "RESERVE" => Apply::Reserve {
             partition: field_str(k, &v, "PARTITION")?,
             mailboxes: string_list(k, v.get("MBOXNAME"))?,
             guids: string_list(k, v.get("GUID"))?,
         },
-        "MESSAGE" => {
-            let items = v.as_list().ok_or_else(|| bad(k, "expected a list"))?;
-            Apply::Message(
-                items
-                    .iter()
-                    .filter_map(|i| match i {
-                        Value::File(f) => Some(File::clone(f)),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        }
         "MAILBOX" => Apply::Mailbox(Box::new(parse_mailbox(&v)?)),
         "UNMAILBOX" => Apply::Unmailbox(string(k, &v)?),
         "RENAME" => Apply::Rename {
