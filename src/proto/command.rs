@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::dlist::{DecodeError, File, Parser, Value};
+use crate::store::Name;
 
 use super::Reply;
 
@@ -246,10 +247,10 @@ pub struct RecordUpdate {
 /// One `%(ENTRY USERID MODSEQ VALUE)` annotation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Annotation {
-    /// Entry name.
-    pub entry: String,
+    /// Entry name (interned: every record repeats the same few).
+    pub entry: Name,
     /// Userid (`""` for shared).
-    pub userid: String,
+    pub userid: Name,
     /// MODSEQ.
     pub modseq: u64,
     /// Value bytes.
@@ -602,12 +603,13 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
 fn parse_apply_mailbox(p: &mut Parser) -> Result<Apply, ParseError> {
     let mut records = Vec::new();
     let mut first_bad = None;
+    let mut names = super::direct::Names::default();
     let (value, streamed) = p
         .value_streaming_with(0, "RECORD", |p, depth| {
             if first_bad.is_none() {
                 // The usual shape straight from the bytes; anything else the
                 // general way (same result, see `direct`).
-                if let Some((r, end)) = super::direct::record(p, depth) {
+                if let Some((r, end)) = super::direct::record(p, depth, &mut names) {
                     records.push(r);
                     p.skip_to(end);
                     return Ok(());
@@ -647,8 +649,8 @@ fn parse_annotations(top: &str, v: Option<&Value>) -> Result<Vec<Annotation>, Pa
         .iter()
         .map(|a| {
             Ok(Annotation {
-                entry: field_str(top, a, "ENTRY")?,
-                userid: field_str(top, a, "USERID")?,
+                entry: Name::new(&field_str(top, a, "ENTRY")?),
+                userid: Name::new(&field_str(top, a, "USERID")?),
                 modseq: field_num(top, a, "MODSEQ")?,
                 value: match field(top, a, "VALUE")? {
                     Value::Atom(b) => b.clone(),

@@ -18,6 +18,7 @@
 use bytes::Bytes;
 
 use crate::dlist::Parser;
+use crate::store::Name;
 
 use super::command::{Annotation, RecordUpdate};
 
@@ -95,6 +96,36 @@ fn text(b: &[u8], i: usize) -> Option<(String, usize)> {
     Some((std::str::from_utf8(&b[r]).ok()?.to_owned(), end))
 }
 
+/// The annotation names met lately in one command (records repeat the same
+/// few), so most are a compare and a reference count, not an allocation and
+/// a lookup in the interner.
+#[derive(Default)]
+pub(crate) struct Names {
+    recent: Vec<Name>,
+    next: usize,
+}
+
+impl Names {
+    const KEEP: usize = 8;
+
+    /// [`text`] as a [`Name`].
+    fn read(&mut self, b: &[u8], i: usize) -> Option<(Name, usize)> {
+        let (r, end) = string(b, i)?;
+        let bytes = &b[r];
+        if let Some(n) = self.recent.iter().find(|n| n.as_bytes() == bytes) {
+            return Some((n.clone(), end));
+        }
+        let n = Name::new(std::str::from_utf8(bytes).ok()?);
+        if self.recent.len() < Names::KEEP {
+            self.recent.push(n.clone());
+        } else {
+            self.recent[self.next] = n.clone();
+            self.next = (self.next + 1) % Names::KEEP;
+        }
+        Some((n, end))
+    }
+}
+
 /// Which keys were seen, so a repeated one goes the general way (which keeps
 /// the first).
 #[derive(Default)]
@@ -131,7 +162,7 @@ fn flags(b: &[u8], i: usize) -> Option<(Vec<String>, usize)> {
 }
 
 /// `%(ENTRY e USERID u MODSEQ n VALUE v)`.
-fn annotation(p: &Parser, i: usize) -> Option<(Annotation, usize)> {
+fn annotation(p: &Parser, i: usize, names: &mut Names) -> Option<(Annotation, usize)> {
     let b = p.bytes();
     if b.get(i..i + 2) != Some(b"%(") {
         return None;
@@ -148,12 +179,12 @@ fn annotation(p: &Parser, i: usize) -> Option<(Annotation, usize)> {
         let (k, v) = key(b, j)?;
         j = if k.eq_ignore_ascii_case(b"ENTRY") {
             seen.first(1)?;
-            let (s, end) = text(b, v)?;
+            let (s, end) = names.read(b, v)?;
             entry = Some(s);
             end
         } else if k.eq_ignore_ascii_case(b"USERID") {
             seen.first(2)?;
-            let (s, end) = text(b, v)?;
+            let (s, end) = names.read(b, v)?;
             userid = Some(s);
             end
         } else if k.eq_ignore_ascii_case(b"MODSEQ") {
@@ -187,7 +218,7 @@ fn annotation(p: &Parser, i: usize) -> Option<(Annotation, usize)> {
 }
 
 /// `(` annotation … `)`.
-fn annotations(p: &Parser, i: usize) -> Option<(Vec<Annotation>, usize)> {
+fn annotations(p: &Parser, i: usize, names: &mut Names) -> Option<(Vec<Annotation>, usize)> {
     let b = p.bytes();
     if b.get(i) != Some(&b'(') {
         return None;
@@ -199,7 +230,7 @@ fn annotations(p: &Parser, i: usize) -> Option<(Vec<Annotation>, usize)> {
         if *b.get(j)? == b')' {
             return Some((out, j + 1));
         }
-        let (a, end) = annotation(p, j)?;
+        let (a, end) = annotation(p, j, names)?;
         out.push(a);
         j = end;
     }
@@ -207,7 +238,7 @@ fn annotations(p: &Parser, i: usize) -> Option<(Vec<Annotation>, usize)> {
 
 /// The record at the parser's offset, at nesting `depth`, and where it ends;
 /// `None` to leave it to the general way.
-pub(crate) fn record(p: &Parser, depth: usize) -> Option<(RecordUpdate, usize)> {
+pub(crate) fn record(p: &Parser, depth: usize, names: &mut Names) -> Option<(RecordUpdate, usize)> {
     // The deepest value here (an annotation's) is three levels down.
     if depth + 3 > crate::dlist::DEPTH_MAX {
         return None;
@@ -257,7 +288,7 @@ pub(crate) fn record(p: &Parser, depth: usize) -> Option<(RecordUpdate, usize)> 
             end
         } else if k.eq_ignore_ascii_case(b"ANNOTATIONS") {
             seen.first(128)?;
-            let (a, end) = annotations(p, v)?;
+            let (a, end) = annotations(p, v, names)?;
             annots = Some(a);
             end
         } else {
@@ -304,7 +335,7 @@ mod tests {
     /// error, to the same record, ending at the same byte. True when taken.
     fn agrees(text: &[u8]) -> bool {
         let p = Parser::new(Bytes::copy_from_slice(text));
-        let Some((r, end)) = record(&p, 2) else {
+        let Some((r, end)) = record(&p, 2, &mut Names::default()) else {
             return false;
         };
         assert_eq!(
@@ -353,7 +384,7 @@ mod tests {
         }
         assert!(!agrees(b"(UID 1)"));
         let p = Parser::new(Bytes::from_static(USUAL[1]));
-        assert!(record(&p, crate::dlist::DEPTH_MAX - 2).is_none());
+        assert!(record(&p, crate::dlist::DEPTH_MAX - 2, &mut Names::default()).is_none());
     }
 
     /// Random edits of the usual records: every one the direct reader takes,

@@ -572,6 +572,19 @@ fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
     n
 }
 
+/// What [`PackedAnnotations::pack_with`] keeps between calls: the numbers
+/// of the names met lately, and a buffer.
+#[derive(Debug, Default)]
+pub struct PackCache {
+    recent: Vec<(Name, Option<u32>)>,
+    next: usize,
+    scratch: Vec<u8>,
+}
+
+impl PackCache {
+    const KEEP: usize = 8;
+}
+
 /// A record's annotations packed into one allocation (none when there are
 /// none): per annotation, the entry and the userid as numbers of interned
 /// names, the modseq and the value's length as varints, then the value.
@@ -597,21 +610,50 @@ impl PackedAnnotations {
     pub fn pack<'a>(
         items: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a [u8])>,
     ) -> PackedAnnotations {
-        let mut out = Vec::new();
-        let mut ids = None;
+        PackedAnnotations::pack_with(&mut PackCache::default(), items)
+    }
+
+    /// [`PackedAnnotations::pack`] with `cache` kept from one call to the
+    /// next (records of one mailbox repeat the same names): names found in
+    /// the cache need no lock and no lookup, and the bytes are gathered in
+    /// the cache's buffer and allocated once, at their exact size.
+    pub fn pack_with<'a>(
+        cache: &mut PackCache,
+        items: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a [u8])>,
+    ) -> PackedAnnotations {
+        let PackCache {
+            recent,
+            next,
+            scratch,
+        } = cache;
+        scratch.clear();
         let mut put_name = |out: &mut Vec<u8>, n: &str| {
-            let ids: &mut std::sync::MutexGuard<'static, NameIds> =
-                ids.get_or_insert_with(name_ids);
-            let id = match ids.ids.get(n) {
-                Some(&id) => Some(id),
-                None if ids.names.len() < INTERN_MAX => {
-                    let id = ids.names.len() as u32;
-                    let name = Name::new(n);
-                    ids.names.push(name.clone());
-                    ids.ids.insert(name, id);
-                    Some(id)
+            let id = match recent.iter().find(|(name, _)| name.as_str() == n) {
+                Some(&(_, id)) => id,
+                None => {
+                    let mut ids = name_ids();
+                    let id = match ids.ids.get(n) {
+                        Some(&id) => Some(id),
+                        None if ids.names.len() < INTERN_MAX => {
+                            let id = ids.names.len() as u32;
+                            let name = Name::new(n);
+                            ids.names.push(name.clone());
+                            ids.ids.insert(name, id);
+                            Some(id)
+                        }
+                        None => None,
+                    };
+                    drop(ids);
+                    // Ids never change once given, so the cache cannot go stale.
+                    let entry = (Name::new(n), id);
+                    if recent.len() < PackCache::KEEP {
+                        recent.push(entry);
+                    } else {
+                        recent[*next] = entry;
+                        *next = (*next + 1) % PackCache::KEEP;
+                    }
+                    id
                 }
-                None => None,
             };
             match id {
                 Some(id) => {
@@ -626,13 +668,13 @@ impl PackedAnnotations {
             }
         };
         for (entry, userid, modseq, value) in items {
-            put_name(&mut out, entry);
-            put_name(&mut out, userid);
-            put_varint(&mut out, modseq);
-            put_varint(&mut out, value.len() as u64);
-            out.extend_from_slice(value);
+            put_name(scratch, entry);
+            put_name(scratch, userid);
+            put_varint(scratch, modseq);
+            put_varint(scratch, value.len() as u64);
+            scratch.extend_from_slice(value);
         }
-        PackedAnnotations((!out.is_empty()).then(|| out.into_boxed_slice()))
+        PackedAnnotations((!scratch.is_empty()).then(|| Box::from(&scratch[..])))
     }
 
     /// True when there are none.
@@ -948,6 +990,29 @@ mod tests {
             a("/vendor/cmu/cyrus-imapd/createdmodseq", "", 0, b"2"),
         ];
         assert_eq!(PackedAnnotations::new(typical).0.unwrap().len(), 35);
+    }
+
+    /// A cache kept across many packs (more names than it holds) gives the
+    /// same bytes as packing each afresh.
+    #[test]
+    fn a_pack_cache_changes_nothing() {
+        let names: Vec<String> = (0..20).map(|i| format!("/cache-test/{i}")).collect();
+        let mut cache = PackCache::default();
+        for round in 0..200usize {
+            let e = &names[(round * 7) % names.len()];
+            let u = &names[(round * 3) % names.len()];
+            let v = round.to_string();
+            let items = [
+                (e.as_str(), u.as_str(), round as u64, v.as_bytes()),
+                ("", "", 0, b""),
+            ];
+            assert_eq!(
+                PackedAnnotations::pack_with(&mut cache, items),
+                PackedAnnotations::pack(items),
+                "round {round}"
+            );
+        }
+        assert!(PackedAnnotations::pack_with(&mut cache, []).is_empty());
     }
 
     #[test]
