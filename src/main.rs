@@ -507,7 +507,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         plan,
         seed,
     };
-    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    // One thread: connections take turns, which costs nothing here (a client
+    // waits for each reply anyway) and saves the cross-thread wake-ups and
+    // work stealing of a multi-thread runtime, per read.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     rt.block_on(async move {
         let fake = FakeBackupd::start(args.listen, store, config)
             .await

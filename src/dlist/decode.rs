@@ -48,6 +48,24 @@ impl Parser {
         self.pos
     }
 
+    /// The whole frame, for a reader that recognizes one shape of value
+    /// straight from the bytes (then [`Parser::skip_to`] past it).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// A slice of the frame, sharing its memory.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Bytes {
+        self.buf.slice(range)
+    }
+
+    /// Move forward to `pos`: the end of a value read from [`Parser::bytes`]
+    /// that [`Parser::value`] would have decoded, without error, up to there.
+    pub fn skip_to(&mut self, pos: usize) {
+        debug_assert!(pos >= self.pos && pos <= self.buf.len());
+        self.pos = pos.clamp(self.pos, self.buf.len());
+    }
+
     fn err<T>(&self, reason: impl Into<String>) -> Result<T, DecodeError> {
         Err(DecodeError {
             offset: self.pos,
@@ -214,17 +232,21 @@ impl Parser {
 
     /// Like [`Parser::value`], except that when the value is a kvlist and the
     /// first key equal to `key` (ASCII case-insensitively) holds a list, the
-    /// items of that list are handed to `each` one at a time, in order, as they
-    /// are decoded, instead of being kept: the returned kvlist has an empty
-    /// list under that key. Memory then holds one item, not the whole list (an
-    /// `APPLY MAILBOX` of 10,000 records decodes in the space of one record).
+    /// items of that list are left to `each`, one at a time, in order, instead
+    /// of being kept: the returned kvlist has an empty list under that key.
+    /// `each` gets the parser at the start of an item and the item's depth,
+    /// and must consume exactly that item, as `Parser::value(depth)` would
+    /// (which is what [`Parser::value_streaming`] does with each).
+    /// Memory then holds one item, not the whole list (an `APPLY MAILBOX` of
+    /// 10,000 records decodes in the space of one record).
     /// The second result says whether such a list was found. Decoding errors
-    /// are the same, at the same offsets, as [`Parser::value`]'s.
-    pub fn value_streaming(
+    /// are the same, at the same offsets, as [`Parser::value`]'s, as long as
+    /// `each` fails where `value` would.
+    pub fn value_streaming_with(
         &mut self,
         depth: usize,
         key: &str,
-        mut each: impl FnMut(Value),
+        mut each: impl FnMut(&mut Parser, usize) -> Result<(), DecodeError>,
     ) -> Result<(Value, bool), DecodeError> {
         if depth > DEPTH_MAX || self.buf.get(self.pos..self.pos + 2) != Some(b"%(") {
             return Ok((self.value(depth)?, false));
@@ -260,7 +282,7 @@ impl Parser {
                                     break;
                                 }
                                 None => return self.err("expected `)`"),
-                                _ => each(self.value(list_depth + 1)?),
+                                _ => each(self, list_depth + 1)?,
                             }
                         }
                         items.push((k, Value::List(Vec::new())));
@@ -271,6 +293,20 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// [`Parser::value_streaming_with`], each item decoded with
+    /// [`Parser::value`] and handed to `each`.
+    pub fn value_streaming(
+        &mut self,
+        depth: usize,
+        key: &str,
+        mut each: impl FnMut(Value),
+    ) -> Result<(Value, bool), DecodeError> {
+        self.value_streaming_with(depth, key, |p, d| {
+            each(p.value(d)?);
+            Ok(())
+        })
     }
 
     fn quoted(&mut self) -> Result<Bytes, DecodeError> {

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::dlist::{DecodeError, File, Parser, Value};
+use crate::store::Name;
 
 use super::Reply;
 
@@ -246,10 +247,10 @@ pub struct RecordUpdate {
 /// One `%(ENTRY USERID MODSEQ VALUE)` annotation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Annotation {
-    /// Entry name.
-    pub entry: String,
+    /// Entry name (interned: every record repeats the same few).
+    pub entry: Name,
     /// Userid (`""` for shared).
-    pub userid: String,
+    pub userid: Name,
     /// MODSEQ.
     pub modseq: u64,
     /// Value bytes.
@@ -503,24 +504,27 @@ fn parse_get(key: String, v: Value) -> Result<Get, ParseError> {
 
 fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
     let k = key.as_str();
+    if k == "MESSAGE" {
+        // The files are moved out of the list, not copied.
+        let Value::List(items) = v else {
+            return Err(bad(k, "expected a list"));
+        };
+        return Ok(Apply::Message(
+            items
+                .into_iter()
+                .filter_map(|i| match i {
+                    Value::File(f) => Some(*f),
+                    _ => None,
+                })
+                .collect(),
+        ));
+    }
     Ok(match k {
         "RESERVE" => Apply::Reserve {
             partition: field_str(k, &v, "PARTITION")?,
             mailboxes: string_list(k, v.get("MBOXNAME"))?,
             guids: string_list(k, v.get("GUID"))?,
         },
-        "MESSAGE" => {
-            let items = v.as_list().ok_or_else(|| bad(k, "expected a list"))?;
-            Apply::Message(
-                items
-                    .iter()
-                    .filter_map(|i| match i {
-                        Value::File(f) => Some(File::clone(f)),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        }
         "MAILBOX" => Apply::Mailbox(Box::new(parse_mailbox(&v)?)),
         "UNMAILBOX" => Apply::Unmailbox(string(k, &v)?),
         "RENAME" => Apply::Rename {
@@ -599,14 +603,25 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
 fn parse_apply_mailbox(p: &mut Parser) -> Result<Apply, ParseError> {
     let mut records = Vec::new();
     let mut first_bad = None;
+    let mut names = super::direct::Names::default();
     let (value, streamed) = p
-        .value_streaming(0, "RECORD", |item| {
+        .value_streaming_with(0, "RECORD", |p, depth| {
             if first_bad.is_none() {
-                match parse_record(&item) {
+                // The usual shape straight from the bytes; anything else the
+                // general way (same result, see `direct`).
+                if let Some((r, end)) = super::direct::record(p, depth, &mut names) {
+                    records.push(r);
+                    p.skip_to(end);
+                    return Ok(());
+                }
+                match parse_record(&p.value(depth)?) {
                     Ok(r) => records.push(r),
                     Err(e) => first_bad = Some(e),
                 }
+            } else {
+                p.value(depth)?;
             }
+            Ok(())
         })
         .map_err(|source| ParseError::Malformed {
             verb: "Apply",
@@ -634,8 +649,8 @@ fn parse_annotations(top: &str, v: Option<&Value>) -> Result<Vec<Annotation>, Pa
         .iter()
         .map(|a| {
             Ok(Annotation {
-                entry: field_str(top, a, "ENTRY")?,
-                userid: field_str(top, a, "USERID")?,
+                entry: Name::new(&field_str(top, a, "ENTRY")?),
+                userid: Name::new(&field_str(top, a, "USERID")?),
                 modseq: field_num(top, a, "MODSEQ")?,
                 value: match field(top, a, "VALUE")? {
                     Value::Atom(b) => b.clone(),
@@ -697,7 +712,7 @@ fn parse_mailbox(v: &Value) -> Result<MailboxUpdate, ParseError> {
     })
 }
 
-fn parse_record(r: &Value) -> Result<RecordUpdate, ParseError> {
+pub(crate) fn parse_record(r: &Value) -> Result<RecordUpdate, ParseError> {
     const K: &str = "MAILBOX";
     let flags = r
         .get("FLAGS")

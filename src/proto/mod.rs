@@ -5,6 +5,7 @@
 //! [`Reply`] prints what a server sends.
 
 mod command;
+mod direct;
 mod reply;
 
 pub use command::{

@@ -322,18 +322,57 @@ struct Conn {
     pending: Vec<u8>,
     /// The last inflate filled its whole output chunk: more may be buffered.
     inflate_full: bool,
+    /// Socket reads land here ([`CHUNK`] bytes, reused).
     buf: Vec<u8>,
+    /// Inflated plaintext lands here ([`CHUNK`] bytes, reused).
+    out: Vec<u8>,
+    /// Where the plaintext of the last [`ReadEnd::Data`] is: `out` or `buf`, and how much.
+    data_in_out: bool,
+    data_len: usize,
     restart: watch::Receiver<u64>,
+    /// Close after this long without a byte from the peer.
+    idle: Duration,
+    /// One timer for the whole connection, moved lazily: it may fire before
+    /// the idle deadline of the read in progress (it is never later), and is
+    /// then set again, so a read does not register a timer of its own.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Why reading stopped.
 enum ReadEnd {
-    Data(Vec<u8>),
+    /// Plaintext is in [`Conn::data`].
+    Data,
     Eof,
     Restart,
 }
 
+/// `from + idle`, or as far as an `Instant` goes.
+fn idle_deadline(from: tokio::time::Instant, idle: Duration) -> tokio::time::Instant {
+    from.checked_add(idle)
+        .or_else(|| from.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(from)
+}
+
 impl Conn {
+    fn new(stream: TcpStream, restart: watch::Receiver<u64>, idle: Duration) -> Conn {
+        Conn {
+            stream,
+            deflate: None,
+            pending: Vec::new(),
+            inflate_full: false,
+            buf: vec![0; CHUNK],
+            out: Vec::new(),
+            data_in_out: false,
+            data_len: 0,
+            restart,
+            idle,
+            timer: Box::pin(tokio::time::sleep_until(idle_deadline(
+                tokio::time::Instant::now(),
+                idle,
+            ))),
+        }
+    }
+
     async fn write(&mut self, plain: &[u8]) -> io::Result<()> {
         match self.deflate.as_mut() {
             Some(d) => {
@@ -344,35 +383,58 @@ impl Conn {
         }
     }
 
-    /// Up to [`CHUNK`] bytes of plaintext.
-    async fn read(&mut self, idle: Duration) -> io::Result<ReadEnd> {
+    /// The plaintext of the last [`ReadEnd::Data`].
+    fn data(&self) -> &[u8] {
+        if self.data_in_out {
+            &self.out[..self.data_len]
+        } else {
+            &self.buf[..self.data_len]
+        }
+    }
+
+    /// Up to [`CHUNK`] bytes of plaintext, then in [`Conn::data`]; each wait
+    /// for the socket ends after the idle timeout.
+    async fn read(&mut self) -> io::Result<ReadEnd> {
         loop {
             if let Some(d) = self.deflate.as_mut() {
                 // The inflater may hold output even when all input is consumed:
                 // after a full chunk, always ask it again before waiting on the
                 // socket, or a command larger than a chunk waits for ever.
                 if !self.pending.is_empty() || self.inflate_full {
-                    let mut out = vec![0; CHUNK];
-                    let (used, made) = d.decompress(&self.pending, &mut out)?;
+                    if self.out.len() < CHUNK {
+                        self.out.resize(CHUNK, 0);
+                    }
+                    let (used, made) = d.decompress(&self.pending, &mut self.out)?;
                     self.pending.drain(..used);
-                    self.inflate_full = made == out.len();
+                    self.inflate_full = made == self.out.len();
                     if made > 0 {
-                        out.truncate(made);
-                        return Ok(ReadEnd::Data(out));
+                        self.data_in_out = true;
+                        self.data_len = made;
+                        return Ok(ReadEnd::Data);
                     }
                 }
             }
-            let n = tokio::select! {
-                r = tokio::time::timeout(idle, self.stream.read(&mut self.buf)) => {
-                    r.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle for too long"))??
+            let due = idle_deadline(tokio::time::Instant::now(), self.idle);
+            let n = loop {
+                tokio::select! {
+                    biased;
+                    _ = self.restart.changed() => return Ok(ReadEnd::Restart),
+                    r = self.stream.read(&mut self.buf) => break r?,
+                    () = &mut self.timer => {
+                        if tokio::time::Instant::now() >= due {
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, "idle for too long"));
+                        }
+                        self.timer.as_mut().reset(due);
+                    }
                 }
-                _ = self.restart.changed() => return Ok(ReadEnd::Restart),
             };
             if n == 0 {
                 return Ok(ReadEnd::Eof);
             }
             if self.deflate.is_none() {
-                return Ok(ReadEnd::Data(self.buf[..n].to_vec()));
+                self.data_in_out = false;
+                self.data_len = n;
+                return Ok(ReadEnd::Data);
             }
             // Bounded: the pending buffer is drained before the next read.
             self.pending.extend_from_slice(&self.buf[..n]);
@@ -388,14 +450,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
     shared.record(id, EventKind::Connected { peer });
     let mut session = Session::new(id, Arc::clone(&shared.config));
-    let mut conn = Conn {
-        stream,
-        deflate: None,
-        pending: Vec::new(),
-        inflate_full: false,
-        buf: vec![0; CHUNK],
-        restart: shared.restart.subscribe(),
-    };
+    let mut conn = Conn::new(stream, shared.restart.subscribe(), shared.idle_timeout);
     let release = ReleaseOnDrop {
         shared: Arc::clone(&shared),
         session: id,
@@ -454,8 +509,8 @@ async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::R
                 return Ok(reason);
             }
         }
-        match conn.read(shared.idle_timeout).await? {
-            ReadEnd::Data(data) => session.push(&data),
+        match conn.read().await? {
+            ReadEnd::Data => session.push(conn.data()),
             ReadEnd::Eof => return Ok("end of stream".into()),
             ReadEnd::Restart => return Ok("server restart (fault)".into()),
         }
@@ -563,8 +618,8 @@ async fn one_command(
         Some(Action::Stall) => {
             // Read and discard until the client gives up, bounded by the idle timeout.
             loop {
-                match conn.read(shared.idle_timeout).await? {
-                    ReadEnd::Data(_) => {}
+                match conn.read().await? {
+                    ReadEnd::Data => {}
                     ReadEnd::Eof => {
                         return Ok(Next::Close("fault stall, then end of stream".into()))
                     }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::dlist::{FrameError, Framer, Limits, Value};
 use crate::proto::{Apply, Command, Get, ParseError, Reply};
-use crate::store::{names, sha1_hex, SessionId, Store, UserBackup};
+use crate::store::{names, Guid, SessionId, Store, UserBackup};
 
 /// The credentials the fake accepts (the `sync_authname`/`sync_password` of the
 /// client's channel).
@@ -619,22 +619,22 @@ impl Session {
         if files.is_empty() || self.held.is_empty() {
             return Err(Reply::protocol_error());
         }
-        if files
-            .iter()
-            .any(|f| sha1_hex(&f.data) != f.guid.to_ascii_lowercase())
-        {
-            // backupd's text: the whole command is refused, nothing is stored.
-            return Err(Reply::protocol_error());
+        // Each body's SHA-1 must be the GUID it was sent with, in either case
+        // (`sha1_hex(body) == guid.to_ascii_lowercase()`).
+        let mut guids = Vec::with_capacity(files.len());
+        for f in files {
+            let sha1 = Guid::of(&f.data);
+            if Guid::parse_any_case(&f.guid) != Some(sha1) {
+                // backupd's text: the whole command is refused, nothing is stored.
+                return Err(Reply::protocol_error());
+            }
+            guids.push(sha1);
         }
         // Bodies go to every held backup that reserved one of them, else to all held.
         let reserved: Vec<String> = self
             .held
             .iter()
-            .filter(|(_, r)| {
-                files
-                    .iter()
-                    .any(|f| r.contains(&f.guid.to_ascii_lowercase()))
-            })
+            .filter(|(_, r)| !r.is_empty() && guids.iter().any(|g| r.contains(&g.to_hex())))
             .map(|(u, _)| u.clone())
             .collect();
         let targets = if reserved.is_empty() {
@@ -642,19 +642,25 @@ impl Session {
         } else {
             reserved
         };
-        for f in files {
-            let guid = f.guid.to_ascii_lowercase();
+        if let [user] = &targets[..] {
+            // The usual case: one backup, looked up once.
+            let backup = store.users.entry(user.clone()).or_default();
+            for (f, g) in files.iter().zip(&guids) {
+                store
+                    .bodies
+                    .insert(g, &f.data)
+                    .map_err(|_| Reply::No("Unknown error".into()))?;
+                backup.guids.insert(*g);
+            }
+            return Ok(());
+        }
+        for (f, g) in files.iter().zip(&guids) {
             store
                 .bodies
-                .insert(&guid, &f.data)
+                .insert(g, &f.data)
                 .map_err(|_| Reply::No("Unknown error".into()))?;
             for u in &targets {
-                store
-                    .users
-                    .entry(u.clone())
-                    .or_default()
-                    .guids
-                    .insert(guid.clone());
+                store.users.entry(u.clone()).or_default().guids.insert(*g);
             }
         }
         Ok(())
@@ -668,7 +674,7 @@ fn frame_head(frame: &[u8], phase: Phase) -> String {
     if phase == Phase::SaslContinue {
         return "[SASL response]".into();
     }
-    let first = frame.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = &frame[..memchr::memchr(b'\n', frame).unwrap_or(frame.len())];
     let first = first.strip_suffix(b"\r").unwrap_or(first);
     let is_auth = first
         .get(..13)

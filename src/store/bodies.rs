@@ -1,7 +1,8 @@
 //! Message bodies: an append-only pack file and an in-memory index.
 //!
 //! Bodies never live in memory after they are stored: a backup of 100,000
-//! messages keeps only the index (20-byte GUID → offset, size), plus at most
+//! messages keeps only the index (20-byte GUID → offset, size, in a hash
+//! map: one probe per lookup however many bodies there are), plus at most
 //! [`WRITE_BUFFER`] bytes not yet written (appends are batched: one `pwrite`
 //! per megabyte, not one per body). The pack is only ever appended to, so a
 //! state file written earlier stays valid whatever happens to the process later.
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::compact::{AsGuid, Guid};
+use super::compact::{AsGuid, Guid, GuidMap};
 
 /// Bodies appended but not yet written to the pack are held up to this many
 /// bytes (a bigger body is written at once).
@@ -32,7 +33,7 @@ pub struct MessageMeta {
 /// The body store.
 #[derive(Debug)]
 pub struct Bodies {
-    index: BTreeMap<Guid, MessageMeta>,
+    index: GuidMap<MessageMeta>,
     pack: File,
     pack_path: Option<PathBuf>,
     /// Bytes in the pack file, not counting `pending`.
@@ -45,7 +46,7 @@ impl Bodies {
     /// A store in an anonymous temporary file (gone when the process ends).
     pub fn temporary() -> io::Result<Bodies> {
         Ok(Bodies {
-            index: BTreeMap::new(),
+            index: GuidMap::default(),
             pack: tempfile::tempfile()?,
             pack_path: None,
             written: 0,
@@ -74,7 +75,7 @@ impl Bodies {
             ));
         }
         Ok(Bodies {
-            index,
+            index: index.into_iter().collect(),
             pack,
             pack_path: Some(path.to_owned()),
             written: pack_len,
@@ -97,12 +98,12 @@ impl Bodies {
                 "a body's GUID must be 40 lower-case hex digits",
             ));
         };
-        if self.index.contains_key(&guid) {
+        let std::collections::hash_map::Entry::Vacant(slot) = self.index.entry(guid) else {
             return Ok(());
-        }
+        };
         let offset = self.written + self.pending.len() as u64;
         if self.pending.len() + data.len() > WRITE_BUFFER {
-            self.flush_pending()?;
+            flush(&self.pack, &mut self.written, &mut self.pending)?;
         }
         if data.len() > WRITE_BUFFER {
             // Positional I/O: reads never move where the next body is written.
@@ -111,23 +112,15 @@ impl Bodies {
         } else {
             self.pending.extend_from_slice(data);
         }
-        self.index.insert(
-            guid,
-            MessageMeta {
-                size: data.len() as u64,
-                offset,
-            },
-        );
+        slot.insert(MessageMeta {
+            size: data.len() as u64,
+            offset,
+        });
         Ok(())
     }
 
     fn flush_pending(&mut self) -> io::Result<()> {
-        if !self.pending.is_empty() {
-            self.pack.write_all_at(&self.pending, self.written)?;
-            self.written += self.pending.len() as u64;
-            self.pending.clear();
-        }
-        Ok(())
+        flush(&self.pack, &mut self.written, &mut self.pending)
     }
 
     /// Read a body back.
@@ -144,9 +137,9 @@ impl Bodies {
         Ok(Some(buf))
     }
 
-    /// The index, for the state file.
-    pub fn index(&self) -> &BTreeMap<Guid, MessageMeta> {
-        &self.index
+    /// The index in GUID order, for the state file.
+    pub fn index(&self) -> BTreeMap<Guid, MessageMeta> {
+        self.index.iter().map(|(g, m)| (*g, *m)).collect()
     }
 
     /// Number of bodies.
@@ -170,6 +163,16 @@ impl Bodies {
     pub fn pack_path(&self) -> Option<&Path> {
         self.pack_path.as_deref()
     }
+}
+
+/// Write `pending` at `written` in `pack`, and empty it.
+fn flush(pack: &File, written: &mut u64, pending: &mut Vec<u8>) -> io::Result<()> {
+    if !pending.is_empty() {
+        pack.write_all_at(pending, *written)?;
+        *written += pending.len() as u64;
+        pending.clear();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -224,7 +227,7 @@ mod tests {
         assert!(b.pending.is_empty());
         let total: usize = bodies.iter().map(Vec::len).sum();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), total as u64);
-        let reopened = Bodies::open(&path, b.index().clone()).unwrap();
+        let reopened = Bodies::open(&path, b.index()).unwrap();
         for body in &bodies {
             assert_eq!(reopened.read(&Guid::of(body)).unwrap().as_ref(), Some(body));
         }

@@ -17,6 +17,32 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Marks a byte that is not a hex digit in [`LOWER_HEX`] and [`ANY_HEX`].
+const NOT_HEX: u8 = 0x10;
+
+/// Hex digit values by byte (`NOT_HEX` for anything else), with or without
+/// the upper-case letters.
+const LOWER_HEX: [u8; 256] = hex_table(false);
+const ANY_HEX: [u8; 256] = hex_table(true);
+
+const fn hex_table(upper: bool) -> [u8; 256] {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        if upper {
+            t[b'A' as usize + i] = 10 + i as u8;
+        }
+        i += 1;
+    }
+    t
+}
+
 /// A message GUID: a SHA-1, held as 20 bytes, shown as 40 lower-case hex digits.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Guid(pub [u8; 20]);
@@ -31,20 +57,27 @@ impl Guid {
     /// Parse exactly 40 **lower-case** hex digits (how the fake stores GUIDs:
     /// a GUID in another spelling never matched a stored one, and still does not).
     pub fn parse(s: &str) -> Option<Guid> {
-        let b = s.as_bytes();
+        Guid::from_hex(s.as_bytes(), &LOWER_HEX)
+    }
+
+    /// Parse exactly 40 hex digits in either case (how a client's GUID is
+    /// compared with a body's SHA-1: `sha1_hex(body) == guid.to_ascii_lowercase()`).
+    pub fn parse_any_case(s: &str) -> Option<Guid> {
+        Guid::from_hex(s.as_bytes(), &ANY_HEX)
+    }
+
+    fn from_hex(b: &[u8], table: &[u8; 256]) -> Option<Guid> {
         if b.len() != 40 {
             return None;
         }
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
         let mut out = [0u8; 20];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        let mut bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            let (hi, lo) = (table[usize::from(pair[0])], table[usize::from(pair[1])]);
+            bad |= hi | lo;
+            *o = hi << 4 | lo;
         }
-        Some(Guid(out))
+        (bad & NOT_HEX == 0).then_some(Guid(out))
     }
 
     /// The 40 hex digits.
@@ -121,6 +154,27 @@ impl<'de> Deserialize<'de> for Guid {
     }
 }
 
+/// A hasher for maps keyed by [`Guid`]: a GUID is a SHA-1, its bytes already
+/// uniformly spread, so eight of them are the hash (no SipHash rounds).
+#[derive(Default)]
+pub struct GuidHasher(u64);
+
+impl std::hash::Hasher for GuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut x = [0u8; 8];
+        let n = bytes.len().min(8);
+        x[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(x);
+    }
+}
+
+/// A `HashMap` keyed by [`Guid`], hashed with [`GuidHasher`].
+pub type GuidMap<V> = std::collections::HashMap<Guid, V, std::hash::BuildHasherDefault<GuidHasher>>;
+
 /// Anything that names a GUID: a [`Guid`] or its text. Text that is not 40
 /// lower-case hex digits names no stored GUID.
 pub trait AsGuid {
@@ -186,8 +240,12 @@ impl GuidIds {
     }
 
     fn intern(&mut self, g: &Guid) -> Option<u32> {
-        if let Some(id) = self.get(g) {
-            return Some(id);
+        let mut free = None;
+        if !self.slots.is_empty() {
+            match self.slot_of(g) {
+                (_, Some(id)) => return Some(id),
+                (i, None) => free = Some(i),
+            }
         }
         if self.guids.len() >= GUID_IDS_MAX {
             return None;
@@ -199,9 +257,10 @@ impl GuidIds {
                 let (i, _) = self.slot_of(&self.guids[id]);
                 self.slots[i] = id as u32;
             }
+            free = None;
         }
+        let i = free.unwrap_or_else(|| self.slot_of(g).0);
         let id = self.guids.len() as u32;
-        let (i, _) = self.slot_of(g);
         self.slots[i] = id;
         self.guids.push(*g);
         Some(id)
@@ -513,6 +572,19 @@ fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
     n
 }
 
+/// What [`PackedAnnotations::pack_with`] keeps between calls: the numbers
+/// of the names met lately, and a buffer.
+#[derive(Debug, Default)]
+pub struct PackCache {
+    recent: Vec<(Name, Option<u32>)>,
+    next: usize,
+    scratch: Vec<u8>,
+}
+
+impl PackCache {
+    const KEEP: usize = 8;
+}
+
 /// A record's annotations packed into one allocation (none when there are
 /// none): per annotation, the entry and the userid as numbers of interned
 /// names, the modseq and the value's length as varints, then the value.
@@ -538,21 +610,50 @@ impl PackedAnnotations {
     pub fn pack<'a>(
         items: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a [u8])>,
     ) -> PackedAnnotations {
-        let mut out = Vec::new();
-        let mut ids = None;
+        PackedAnnotations::pack_with(&mut PackCache::default(), items)
+    }
+
+    /// [`PackedAnnotations::pack`] with `cache` kept from one call to the
+    /// next (records of one mailbox repeat the same names): names found in
+    /// the cache need no lock and no lookup, and the bytes are gathered in
+    /// the cache's buffer and allocated once, at their exact size.
+    pub fn pack_with<'a>(
+        cache: &mut PackCache,
+        items: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a [u8])>,
+    ) -> PackedAnnotations {
+        let PackCache {
+            recent,
+            next,
+            scratch,
+        } = cache;
+        scratch.clear();
         let mut put_name = |out: &mut Vec<u8>, n: &str| {
-            let ids: &mut std::sync::MutexGuard<'static, NameIds> =
-                ids.get_or_insert_with(name_ids);
-            let id = match ids.ids.get(n) {
-                Some(&id) => Some(id),
-                None if ids.names.len() < INTERN_MAX => {
-                    let id = ids.names.len() as u32;
-                    let name = Name::new(n);
-                    ids.names.push(name.clone());
-                    ids.ids.insert(name, id);
-                    Some(id)
+            let id = match recent.iter().find(|(name, _)| name.as_str() == n) {
+                Some(&(_, id)) => id,
+                None => {
+                    let mut ids = name_ids();
+                    let id = match ids.ids.get(n) {
+                        Some(&id) => Some(id),
+                        None if ids.names.len() < INTERN_MAX => {
+                            let id = ids.names.len() as u32;
+                            let name = Name::new(n);
+                            ids.names.push(name.clone());
+                            ids.ids.insert(name, id);
+                            Some(id)
+                        }
+                        None => None,
+                    };
+                    drop(ids);
+                    // Ids never change once given, so the cache cannot go stale.
+                    let entry = (Name::new(n), id);
+                    if recent.len() < PackCache::KEEP {
+                        recent.push(entry);
+                    } else {
+                        recent[*next] = entry;
+                        *next = (*next + 1) % PackCache::KEEP;
+                    }
+                    id
                 }
-                None => None,
             };
             match id {
                 Some(id) => {
@@ -567,13 +668,13 @@ impl PackedAnnotations {
             }
         };
         for (entry, userid, modseq, value) in items {
-            put_name(&mut out, entry);
-            put_name(&mut out, userid);
-            put_varint(&mut out, modseq);
-            put_varint(&mut out, value.len() as u64);
-            out.extend_from_slice(value);
+            put_name(scratch, entry);
+            put_name(scratch, userid);
+            put_varint(scratch, modseq);
+            put_varint(scratch, value.len() as u64);
+            scratch.extend_from_slice(value);
         }
-        PackedAnnotations((!out.is_empty()).then(|| out.into_boxed_slice()))
+        PackedAnnotations((!scratch.is_empty()).then(|| Box::from(&scratch[..])))
     }
 
     /// True when there are none.
@@ -799,6 +900,34 @@ mod tests {
         assert!(err.to_string().contains("`xyz` is not a GUID"), "{err}");
     }
 
+    /// Any case parses as lower case would after `to_ascii_lowercase`, for
+    /// every byte in every position.
+    #[test]
+    fn guids_in_any_case_parse_like_their_lower_case() {
+        let hex = crate::store::sha1_hex(b"hello");
+        assert_eq!(
+            Guid::parse_any_case(&hex.to_ascii_uppercase()),
+            Some(Guid::of(b"hello"))
+        );
+        for pos in [0, 1, 17, 39] {
+            for byte in 0..=255u8 {
+                let mut b = hex.clone().into_bytes();
+                b[pos] = byte;
+                let Ok(s) = String::from_utf8(b) else {
+                    continue;
+                };
+                assert_eq!(
+                    Guid::parse_any_case(&s),
+                    Guid::parse(&s.to_ascii_lowercase()),
+                    "{s}"
+                );
+                let digit = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+                assert_eq!(Guid::parse(&s).is_some(), digit, "{s}");
+            }
+        }
+        assert_eq!(Guid::parse_any_case(&hex[..39]), None);
+    }
+
     #[test]
     fn guid_sets_answer_for_text() {
         let hex = crate::store::sha1_hex(b"a");
@@ -861,6 +990,29 @@ mod tests {
             a("/vendor/cmu/cyrus-imapd/createdmodseq", "", 0, b"2"),
         ];
         assert_eq!(PackedAnnotations::new(typical).0.unwrap().len(), 35);
+    }
+
+    /// A cache kept across many packs (more names than it holds) gives the
+    /// same bytes as packing each afresh.
+    #[test]
+    fn a_pack_cache_changes_nothing() {
+        let names: Vec<String> = (0..20).map(|i| format!("/cache-test/{i}")).collect();
+        let mut cache = PackCache::default();
+        for round in 0..200usize {
+            let e = &names[(round * 7) % names.len()];
+            let u = &names[(round * 3) % names.len()];
+            let v = round.to_string();
+            let items = [
+                (e.as_str(), u.as_str(), round as u64, v.as_bytes()),
+                ("", "", 0, b""),
+            ];
+            assert_eq!(
+                PackedAnnotations::pack_with(&mut cache, items),
+                PackedAnnotations::pack(items),
+                "round {round}"
+            );
+        }
+        assert!(PackedAnnotations::pack_with(&mut cache, []).is_empty());
     }
 
     #[test]

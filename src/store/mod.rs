@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 pub use bodies::{Bodies, MessageMeta};
-pub use compact::{AsGuid, Flags, Guid, GuidSet, Name, PackedAnnotations, SmallBytes};
+pub use compact::{AsGuid, Flags, Guid, GuidSet, Name, PackCache, PackedAnnotations, SmallBytes};
 pub use state_file::{load_state, save_state, StateError};
 
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
@@ -180,8 +180,8 @@ impl RecordAnnotation {
     /// A copy of a parsed annotation.
     pub fn new(a: &Annotation) -> RecordAnnotation {
         RecordAnnotation {
-            entry: Name::new(&a.entry),
-            userid: Name::new(&a.userid),
+            entry: a.entry.clone(),
+            userid: a.userid.clone(),
             modseq: a.modseq,
             value: SmallBytes::new(&a.value),
         }
@@ -190,8 +190,8 @@ impl RecordAnnotation {
     /// As the protocol's [`Annotation`] (for printing).
     pub fn to_annotation(&self) -> Annotation {
         Annotation {
-            entry: self.entry.to_string(),
-            userid: self.userid.to_string(),
+            entry: self.entry.clone(),
+            userid: self.userid.clone(),
             modseq: self.modseq,
             value: Bytes::copy_from_slice(&self.value),
         }
@@ -347,9 +347,10 @@ impl Store {
         mbox.annotations = owned_annotations(u.annotations.as_deref().unwrap_or_default());
         let incoming = u.records.as_deref().unwrap_or_default();
         mbox.records.reserve_exact(incoming.len());
+        let mut cache = PackCache::default();
         for r in incoming {
             if let Some(guid) = Guid::parse(&r.guid).filter(|g| backup.guids.contains(g)) {
-                mbox.merge_record(r, guid);
+                mbox.merge_record(r, guid, &mut cache);
             }
         }
         // `reserve_exact` over-reserves when records were updated, not added.
@@ -455,7 +456,7 @@ impl UserBackup {
 }
 
 impl Mailbox {
-    fn merge_record(&mut self, r: &RecordUpdate, guid: Guid) {
+    fn merge_record(&mut self, r: &RecordUpdate, guid: Guid, cache: &mut PackCache) {
         let is_expunged = |f: &&String| f.eq_ignore_ascii_case("\\Expunged");
         let expunged = r.flags.iter().any(|f| is_expunged(&f));
         let kept = || r.flags.iter().filter(|f| !is_expunged(f));
@@ -480,7 +481,8 @@ impl Mailbox {
             internaldate: r.internaldate,
             size: r.size,
             expunged,
-            annotations: PackedAnnotations::pack(
+            annotations: PackedAnnotations::pack_with(
+                cache,
                 r.annotations
                     .iter()
                     .map(|a| (a.entry.as_str(), a.userid.as_str(), a.modseq, &a.value[..])),

@@ -91,7 +91,7 @@ pub fn save_state(store: &mut Store, path: &Path) -> Result<(), StateError> {
     store.bodies.sync().map_err(io_err)?;
     let file = StateFile {
         users: store.users.clone(),
-        messages: store.bodies.index().clone(),
+        messages: store.bodies.index(),
         bodies: store
             .bodies
             .pack_path()
