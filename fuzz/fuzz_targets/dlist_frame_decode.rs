@@ -5,12 +5,14 @@
 //! Properties: nothing panics; the framer never buffers more than the limits
 //! plus the chunk just pushed; no frame is larger than the command limit plus
 //! one line; a value that decodes re-encodes (both directions) to bytes that
-//! decode to the same value.
+//! decode to the same value; at each `%(` of a frame (the first 64), the direct
+//! RECORD reader either declines or reads what the general decoder reads.
 #![no_main]
 
 mod common;
 
 use backupd_sim::dlist::{decode_value, encode_value, Direction, Framer, Limits};
+use backupd_sim::proto::direct::{compare_with_general, Agreement};
 use backupd_sim::proto::Command;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +56,20 @@ fuzz_target!(|data: &[u8]| {
                     );
                     let _ = Command::parse(frame.clone());
                     roundtrip(frame.clone());
+                    for at in frame
+                        .windows(2)
+                        .enumerate()
+                        .filter(|(_, w)| w == b"%(")
+                        .map(|(i, _)| i)
+                        .take(64)
+                    {
+                        let agreement = compare_with_general(&frame[at..]);
+                        assert!(
+                            !matches!(agreement, Agreement::Differs { .. }),
+                            "{agreement:?} at {at} of {:?}",
+                            String::from_utf8_lossy(&frame)
+                        );
+                    }
                     // The item after `VERB` and after `VERB KIND`.
                     let mut spaces = frame
                         .iter()

@@ -5,7 +5,7 @@
 //! [`Reply`] prints what a server sends.
 
 mod command;
-mod direct;
+pub mod direct;
 mod reply;
 
 pub use command::{
