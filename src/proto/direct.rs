@@ -162,51 +162,63 @@ fn flags(b: &[u8], i: usize) -> Option<(Vec<String>, usize)> {
     }
 }
 
-/// `%(ENTRY e USERID u MODSEQ n VALUE v)`.
-fn annotation(p: &Parser, i: usize, names: &mut Names) -> Option<(Annotation, usize)> {
-    let b = p.bytes();
+/// A key-value list `%(K v K v …)` at `i`: `value` reads the value of key
+/// `K` starting at the given offset and returns where it ends (`None` to
+/// decline). Returns the end of the list.
+fn kvlist(
+    b: &[u8],
+    i: usize,
+    mut value: impl FnMut(&[u8], usize) -> Option<usize>,
+) -> Option<usize> {
     if b.get(i..i + 2) != Some(b"%(") {
         return None;
     }
     let mut j = i + 2;
-    let mut seen = Seen::default();
-    let (mut entry, mut userid, mut modseq, mut value) = (None, None, None, None);
     loop {
         j = skip_ws(b, j);
         if *b.get(j)? == b')' {
-            j += 1;
-            break;
+            return Some(j + 1);
         }
         let (k, v) = key(b, j)?;
-        j = if k.eq_ignore_ascii_case(b"ENTRY") {
+        j = value(k, v)?;
+    }
+}
+
+/// `%(ENTRY e USERID u MODSEQ n VALUE v)`.
+fn annotation(p: &Parser, i: usize, names: &mut Names) -> Option<(Annotation, usize)> {
+    let b = p.bytes();
+    let mut seen = Seen::default();
+    let (mut entry, mut userid, mut modseq, mut value) = (None, None, None, None);
+    let end = kvlist(b, i, |k, v| {
+        if k.eq_ignore_ascii_case(b"ENTRY") {
             seen.first(1)?;
             let (s, end) = names.read(b, v)?;
             entry = Some(s);
-            end
+            Some(end)
         } else if k.eq_ignore_ascii_case(b"USERID") {
             seen.first(2)?;
             let (s, end) = names.read(b, v)?;
             userid = Some(s);
-            end
+            Some(end)
         } else if k.eq_ignore_ascii_case(b"MODSEQ") {
             seen.first(4)?;
             let (n, end) = number(b, v)?;
             modseq = Some(n);
-            end
+            Some(end)
         } else if k.eq_ignore_ascii_case(b"VALUE") {
             seen.first(8)?;
             if b.get(v..v + 3) == Some(b"NIL") && b.get(v + 3).is_none_or(|&c| ends_atom(c)) {
                 value = Some(Bytes::new());
-                v + 3
+                Some(v + 3)
             } else {
                 let (r, end) = string(b, v)?;
                 value = Some(p.slice(r));
-                end
+                Some(end)
             }
         } else {
-            return None;
-        };
-    }
+            None
+        }
+    })?;
     Some((
         Annotation {
             entry: entry?,
@@ -214,7 +226,7 @@ fn annotation(p: &Parser, i: usize, names: &mut Names) -> Option<(Annotation, us
             modseq: modseq?,
             value: value?,
         },
-        j,
+        end,
     ))
 }
 
@@ -245,57 +257,46 @@ pub(crate) fn record(p: &Parser, depth: usize, names: &mut Names) -> Option<(Rec
         return None;
     }
     let b = p.bytes();
-    let i = p.offset();
-    if b.get(i..i + 2) != Some(b"%(") {
-        return None;
-    }
-    let mut j = i + 2;
     let mut seen = Seen::default();
     let (mut uid, mut modseq, mut last_updated, mut internaldate, mut size) =
         (None, None, None, None, None);
     let (mut flag_list, mut guid, mut annots) = (None, None, None);
-    loop {
-        j = skip_ws(b, j);
-        if *b.get(j)? == b')' {
-            j += 1;
-            break;
-        }
-        let (k, v) = key(b, j)?;
+    let end = kvlist(b, p.offset(), |k, v| {
         let num = |bit: u16, seen: &mut Seen, slot: &mut Option<u64>| {
             seen.first(bit)?;
             let (n, end) = number(b, v)?;
             *slot = Some(n);
             Some(end)
         };
-        j = if k.eq_ignore_ascii_case(b"UID") {
-            num(1, &mut seen, &mut uid)?
+        if k.eq_ignore_ascii_case(b"UID") {
+            num(1, &mut seen, &mut uid)
         } else if k.eq_ignore_ascii_case(b"MODSEQ") {
-            num(2, &mut seen, &mut modseq)?
+            num(2, &mut seen, &mut modseq)
         } else if k.eq_ignore_ascii_case(b"LAST_UPDATED") {
-            num(4, &mut seen, &mut last_updated)?
+            num(4, &mut seen, &mut last_updated)
         } else if k.eq_ignore_ascii_case(b"INTERNALDATE") {
-            num(8, &mut seen, &mut internaldate)?
+            num(8, &mut seen, &mut internaldate)
         } else if k.eq_ignore_ascii_case(b"SIZE") {
-            num(16, &mut seen, &mut size)?
+            num(16, &mut seen, &mut size)
         } else if k.eq_ignore_ascii_case(b"FLAGS") {
             seen.first(32)?;
             let (f, end) = flags(b, v)?;
             flag_list = Some(f);
-            end
+            Some(end)
         } else if k.eq_ignore_ascii_case(b"GUID") {
             seen.first(64)?;
             let (g, end) = text(b, v)?;
             guid = Some(g);
-            end
+            Some(end)
         } else if k.eq_ignore_ascii_case(b"ANNOTATIONS") {
             seen.first(128)?;
             let (a, end) = annotations(p, v, names)?;
             annots = Some(a);
-            end
+            Some(end)
         } else {
-            return None;
-        };
-    }
+            None
+        }
+    })?;
     Some((
         RecordUpdate {
             uid: u32::try_from(uid?).ok()?,
@@ -307,7 +308,7 @@ pub(crate) fn record(p: &Parser, depth: usize, names: &mut Names) -> Option<(Rec
             guid: guid?,
             annotations: annots.unwrap_or_default(),
         },
-        j,
+        end,
     ))
 }
 
