@@ -642,25 +642,23 @@ impl Session {
         } else {
             reserved
         };
-        if let [user] = &targets[..] {
-            // The usual case: one backup, looked up once.
-            let backup = store.users.entry(user.clone()).or_default();
-            for (f, g) in files.iter().zip(&guids) {
-                store
-                    .bodies
-                    .insert(g, &f.data)
-                    .map_err(|_| Reply::No("Unknown error".into()))?;
-                backup.guids.insert(*g);
-            }
-            return Ok(());
+        // Each target backup looked up once per command, not once per body.
+        for u in &targets {
+            store.users.entry(u.clone()).or_default();
         }
+        let mut backups: Vec<&mut UserBackup> = store
+            .users
+            .iter_mut()
+            .filter(|(u, _)| targets.contains(u))
+            .map(|(_, b)| b)
+            .collect();
         for (f, g) in files.iter().zip(&guids) {
             store
                 .bodies
                 .insert(g, &f.data)
                 .map_err(|_| Reply::No("Unknown error".into()))?;
-            for u in &targets {
-                store.users.entry(u.clone()).or_default().guids.insert(*g);
+            for b in &mut backups {
+                b.guids.insert(*g);
             }
         }
         Ok(())

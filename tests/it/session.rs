@@ -607,6 +607,54 @@ fn reserve_reports_only_unknown_guids() {
     );
 }
 
+/// Proves: an `APPLY MESSAGE` body is credited to every held backup that
+/// reserved one of the command's GUIDs, and only to those; a command none of
+/// whose GUIDs was reserved goes to every held backup (as backupd does).
+#[test]
+fn message_bodies_go_to_the_backups_that_reserved_them_else_to_all_held() {
+    let mut store = Store::temporary().unwrap();
+    let mut c = Client::authed(1, &mut store);
+    for user in ["alice", "bob", "cleo"] {
+        assert_eq!(
+            c.cmd(&mut store, &format!("GET USER {user}")),
+            ["OK Success"]
+        );
+    }
+    let (reserved, also, unreserved): (&[u8], &[u8], &[u8]) =
+        (b"for a and c", b"same command", b"for all");
+    for user in ["alice", "cleo"] {
+        assert_eq!(
+            c.cmd(
+                &mut store,
+                &format!(
+                    "APPLY RESERVE %(PARTITION default MBOXNAME (user.{user}) GUID ({}))",
+                    sha1_hex(reserved)
+                )
+            ),
+            [
+                format!("* MISSING ({})", sha1_hex(reserved)),
+                "OK Success".to_owned()
+            ]
+        );
+    }
+    assert_eq!(
+        c.send(&mut store, &message_cmd(&[also, reserved])).lines,
+        ["OK Success"]
+    );
+    assert_eq!(
+        c.send(&mut store, &message_cmd(&[unreserved])).lines,
+        ["OK Success"]
+    );
+    let has = |user: &str, body: &[u8]| store.users[user].guids.contains(&sha1_hex(body));
+    for body in [reserved, also] {
+        assert!(has("alice", body) && has("cleo", body) && !has("bob", body));
+    }
+    for user in ["alice", "bob", "cleo"] {
+        assert!(has(user, unreserved), "{user}");
+    }
+    assert_eq!(store.bodies.len(), 3);
+}
+
 /// Proves: a user's backup is held by the first session that opens it until
 /// RESTART, EXIT or disconnect (`Session::end`); meanwhile another session gets
 /// `NO IMAP_MAILBOX_LOCKED Mailbox locked` for that user only, APPLY MESSAGE
