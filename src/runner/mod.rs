@@ -1427,17 +1427,16 @@ fn normalize_lines(t: &str) -> String {
 /// after them).
 fn order_closes(t: &str) -> String {
     let mut lines: Vec<&str> = Vec::new();
+    // The closes to print right after line i.
+    let mut closes_after: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     // Index in `lines` of each open session's last line.
     let mut last: BTreeMap<u64, usize> = BTreeMap::new();
     let mut current: Option<u64> = None;
     for l in t.lines() {
         if let Some(id) = closed_session(l) {
-            let at = last.remove(&id).map_or(lines.len(), |i| i + 1);
-            lines.insert(at, l);
-            for i in last.values_mut() {
-                if *i >= at {
-                    *i += 1;
-                }
+            match last.remove(&id) {
+                Some(i) => closes_after.entry(i).or_default().push(l),
+                None => lines.push(l),
             }
             current = None;
             continue;
@@ -1448,13 +1447,14 @@ fn order_closes(t: &str) -> String {
         }
         lines.push(l);
     }
-    lines
-        .iter()
-        .fold(String::with_capacity(t.len()), |mut s, l| {
-            s.push_str(l);
-            s.push('\n');
-            s
-        })
+    let mut out = String::with_capacity(t.len());
+    for (i, l) in lines.iter().enumerate() {
+        for l in std::iter::once(l).chain(closes_after.get(&i).into_iter().flatten()) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `-- session N closed` (with or without a reason): N.
