@@ -19,7 +19,7 @@
 use bytes::Bytes;
 
 use crate::dlist::Parser;
-use crate::store::Name;
+use crate::store::{Name, Recent};
 
 use super::command::{Annotation, RecordUpdate};
 
@@ -101,28 +101,18 @@ fn text(b: &[u8], i: usize) -> Option<(String, usize)> {
 /// few), so most are a compare and a reference count, not an allocation and
 /// a lookup in the interner.
 #[derive(Default)]
-pub(crate) struct Names {
-    recent: Vec<Name>,
-    next: usize,
-}
+pub(crate) struct Names(Recent<Name, 8>);
 
 impl Names {
-    const KEEP: usize = 8;
-
     /// [`text`] as a [`Name`].
     fn read(&mut self, b: &[u8], i: usize) -> Option<(Name, usize)> {
         let (r, end) = string(b, i)?;
         let bytes = &b[r];
-        if let Some(n) = self.recent.iter().find(|n| n.as_bytes() == bytes) {
+        if let Some(n) = self.0.find(|n| n.as_bytes() == bytes) {
             return Some((n.clone(), end));
         }
         let n = Name::new(std::str::from_utf8(bytes).ok()?);
-        if self.recent.len() < Names::KEEP {
-            self.recent.push(n.clone());
-        } else {
-            self.recent[self.next] = n.clone();
-            self.next = (self.next + 1) % Names::KEEP;
-        }
+        self.0.remember(n.clone());
         Some((n, end))
     }
 }

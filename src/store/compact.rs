@@ -572,17 +572,47 @@ fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
     n
 }
 
+/// The last `N` values remembered, oldest replaced first: for the few
+/// annotation names every record of a command repeats, a compare instead of
+/// a lookup in a shared table.
+#[derive(Debug)]
+pub struct Recent<T, const N: usize> {
+    items: Vec<T>,
+    next: usize,
+}
+
+impl<T, const N: usize> Default for Recent<T, N> {
+    fn default() -> Self {
+        Recent {
+            items: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<T, const N: usize> Recent<T, N> {
+    /// The first remembered value `matches` accepts.
+    pub fn find(&self, matches: impl FnMut(&&T) -> bool) -> Option<&T> {
+        self.items.iter().find(matches)
+    }
+
+    /// Remember `item`, forgetting the oldest when `N` are remembered.
+    pub fn remember(&mut self, item: T) {
+        if self.items.len() < N {
+            self.items.push(item);
+        } else {
+            self.items[self.next] = item;
+            self.next = (self.next + 1) % N;
+        }
+    }
+}
+
 /// What [`PackedAnnotations::pack_with`] keeps between calls: the numbers
 /// of the names met lately, and a buffer.
 #[derive(Debug, Default)]
 pub struct PackCache {
-    recent: Vec<(Name, Option<u32>)>,
-    next: usize,
+    recent: Recent<(Name, Option<u32>), 8>,
     scratch: Vec<u8>,
-}
-
-impl PackCache {
-    const KEEP: usize = 8;
 }
 
 /// A record's annotations packed into one allocation (none when there are
@@ -605,8 +635,8 @@ impl PackedAnnotations {
         )
     }
 
-    /// Pack `(entry, userid, modseq, value)` items (one lock of the name
-    /// table for them all).
+    /// Pack `(entry, userid, modseq, value)` items (a name they repeat is
+    /// looked up in the name table once).
     pub fn pack<'a>(
         items: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a [u8])>,
     ) -> PackedAnnotations {
@@ -621,14 +651,10 @@ impl PackedAnnotations {
         cache: &mut PackCache,
         items: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a [u8])>,
     ) -> PackedAnnotations {
-        let PackCache {
-            recent,
-            next,
-            scratch,
-        } = cache;
+        let PackCache { recent, scratch } = cache;
         scratch.clear();
         let mut put_name = |out: &mut Vec<u8>, n: &str| {
-            let id = match recent.iter().find(|(name, _)| name.as_str() == n) {
+            let id = match recent.find(|(name, _)| name.as_str() == n) {
                 Some(&(_, id)) => id,
                 None => {
                     let mut ids = name_ids();
@@ -645,13 +671,7 @@ impl PackedAnnotations {
                     };
                     drop(ids);
                     // Ids never change once given, so the cache cannot go stale.
-                    let entry = (Name::new(n), id);
-                    if recent.len() < PackCache::KEEP {
-                        recent.push(entry);
-                    } else {
-                        recent[*next] = entry;
-                        *next = (*next + 1) % PackCache::KEEP;
-                    }
+                    recent.remember((Name::new(n), id));
                     id
                 }
             };

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 pub use bodies::{Bodies, MessageMeta};
-pub use compact::{AsGuid, Flags, Guid, GuidSet, Name, PackCache, PackedAnnotations, SmallBytes};
+pub use compact::{
+    AsGuid, Flags, Guid, GuidSet, Name, PackCache, PackedAnnotations, Recent, SmallBytes,
+};
 pub use state_file::{load_state, save_state, StateError};
 
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
