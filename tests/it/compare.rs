@@ -22,11 +22,7 @@ fn root() -> &'static Path {
 }
 
 /// `backupd-sim ARGS` from the crate root: (exit code, stdout, stderr).
-fn cli<I, S>(args: I) -> (Option<i32>, String, String)
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
+fn cli(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)
         .current_dir(root())
         .args(args)
@@ -37,6 +33,11 @@ where
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A path as a CLI argument (temp paths are UTF-8).
+fn arg(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
 }
 
 fn scenario(rel: &str) -> Scenario {
@@ -71,13 +72,13 @@ fn run_target_backupd_reproduces_case_a_for_real() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("r.json");
-    let (code, stdout, stderr) = cli([
-        "run".as_ref(),
-        "scenarios/locks/a-rolling-once-defers.toml".as_ref(),
-        "--target".as_ref(),
-        "backupd".as_ref(),
-        "--json".as_ref(),
-        json.as_os_str(),
+    let (code, stdout, stderr) = cli(&[
+        "run",
+        "scenarios/locks/a-rolling-once-defers.toml",
+        "--target",
+        "backupd",
+        "--json",
+        arg(&json),
     ]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let reports: serde_json::Value =
@@ -213,21 +214,21 @@ fn compare_with_the_real_backupd_agrees() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("rows.json");
-    let d = dir.path().as_os_str();
-    let (code, stdout, stderr) = cli([
-        "compare".as_ref(),
-        "scenarios/basic/user-sync.toml".as_ref(),
-        "scenarios/locks/d-user-mode-bails-out.toml".as_ref(),
-        "scenarios/locks/two-clients-contend.toml".as_ref(),
-        "scenarios/faults/lie-caught.toml".as_ref(),
-        "-j".as_ref(),
-        "2".as_ref(),
-        "--sandbox-dir".as_ref(),
+    let d = arg(dir.path());
+    let (code, stdout, stderr) = cli(&[
+        "compare",
+        "scenarios/basic/user-sync.toml",
+        "scenarios/locks/d-user-mode-bails-out.toml",
+        "scenarios/locks/two-clients-contend.toml",
+        "scenarios/faults/lie-caught.toml",
+        "-j",
+        "2",
+        "--sandbox-dir",
         d,
-        "--out".as_ref(),
+        "--out",
         d,
-        "--json".as_ref(),
-        json.as_os_str(),
+        "--json",
+        arg(&json),
     ]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
@@ -263,7 +264,7 @@ fn compare_with_the_real_backupd_agrees() {
 /// An unknown `--target` is exit 2 naming what is accepted.
 #[test]
 fn a_bad_target_is_exit_2() {
-    let (code, _, stderr) = cli([
+    let (code, _, stderr) = cli(&[
         "run",
         "scenarios/basic/user-sync.toml",
         "--target",
@@ -287,17 +288,17 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().as_os_str();
-    let (code, stdout, stderr) = cli([
-        "compare".as_ref(),
-        "scenarios/basic".as_ref(),
-        "--against".as_ref(),
-        "sync_server".as_ref(),
-        "-j".as_ref(),
-        "2".as_ref(),
-        "--sandbox-dir".as_ref(),
+    let d = arg(dir.path());
+    let (code, stdout, stderr) = cli(&[
+        "compare",
+        "scenarios/basic",
+        "--against",
+        "sync_server",
+        "-j",
+        "2",
+        "--sandbox-dir",
         d,
-        "--out".as_ref(),
+        "--out",
         d,
     ]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
