@@ -80,29 +80,53 @@ fn bundled_suite_passes_with_a_valid_junit_report() {
     assert_eq!(report["scenarios"].as_array().map(Vec::len), Some(count));
 }
 
-/// A typo in a key fails with exit 2, naming the file, the line and the key,
-/// before anything runs.
 /// A transcript snapshot holds for every seed, not just the default one:
 /// message contents (so GUIDs and sizes) come from the seed. Found by
-/// `make soak`, whose run k uses seed SOAK_SEED+k.
+/// `make soak`, whose run k uses seed SOAK_SEED+k. And the snapshot is really
+/// compared: the same scenario beside a snapshot with one line changed fails.
 #[test]
 fn a_snapshot_scenario_passes_with_other_seeds() {
     if cyrus_bins().is_none() {
         return;
     }
     let dir = scratch();
+    let sandboxes = dir.path().join("sandboxes");
+    std::fs::create_dir(&sandboxes).expect("mkdir");
+    let sandbox_dir = sandboxes.to_str().expect("path");
     for seed in ["1", "1795897150"] {
         let (code, stdout, stderr) = run(&[
             "scenarios/locks/d-user-mode-bails-out.toml",
             "--seed",
             seed,
             "--sandbox-dir",
-            dir.path().to_str().expect("path"),
+            sandbox_dir,
         ]);
         assert_eq!(code, 0, "seed {seed}\n{stdout}\n{stderr}");
     }
+
+    let copy = dir.path().join("d-user-mode-bails-out.toml");
+    std::fs::copy("scenarios/locks/d-user-mode-bails-out.toml", &copy).expect("copy");
+    std::fs::create_dir(dir.path().join("snapshots")).expect("mkdir");
+    for name in ["d-user-mode-bails-out", "d-user-mode-bails-out@3.12"] {
+        let snap = std::fs::read_to_string(format!("scenarios/locks/snapshots/{name}.snap"))
+            .expect("snapshot");
+        assert!(snap.contains("C1: GET USER dora\n"), "{snap}");
+        std::fs::write(
+            dir.path().join(format!("snapshots/{name}.snap")),
+            snap.replacen("C1: GET USER dora\n", "C1: GET USER nobody\n", 1),
+        )
+        .expect("write");
+    }
+    let (code, stdout, _) = run(&[copy.to_str().expect("path"), "--sandbox-dir", sandbox_dir]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("d-user-mode-bails-out.snap differs"),
+        "{stdout}"
+    );
 }
 
+/// A typo in a key fails with exit 2, naming the file, the line and the key,
+/// before anything runs.
 #[test]
 fn a_typo_in_a_key_is_exit_2_with_file_line_and_key() {
     let dir = scratch();
