@@ -15,7 +15,7 @@
 //! - [`mailstate`]: the comparable view of a mail store, used by both sides of a check.
 //! - [`check`]: convergence of a source and a backup, with divergences named.
 //! - [`scenario`]: scenario files (TOML), validated with file/line/column errors; the ledger.
-//! - [`runner`]: runs scenarios against the real client and judges them; suite, reports.
+//! - [`runner`]: runs scenarios against the real client and judges them; suite, version matrix, reports.
 //! - [`explore`]: property-based convergence testing with the real client; shrinking to a scenario file.
 //! - [`timeline`]: the picture of a run (timeline.svg/.html): lanes, lock windows, storms, convergence.
 //! - [`bench`]: benchmarks of the fake against the real backupd, sync_server and a floor.

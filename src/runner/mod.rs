@@ -11,6 +11,7 @@
 
 mod client;
 pub mod compare;
+pub mod matrix;
 pub mod report;
 pub mod suite;
 

@@ -1,16 +1,35 @@
 //! `backupd-sim demo`: one end-to-end replication, printing each fact verified.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 
 use backupd_sim::cyrus::{CyrusBins, SyncRun};
 use backupd_sim::harness::{Harness, HarnessOptions};
 use backupd_sim::populate::{fill_user, more_changes};
 use backupd_sim::rng::Rng;
 
-use crate::DemoArgs;
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Cyrus binaries to use (a Debian install or a build directory).
+    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    cyrus_bin: PathBuf,
+    /// Seed for the generated mail.
+    #[arg(long, default_value = "1")]
+    seed: backupd_sim::rng::Seed,
+    /// Users to create.
+    #[arg(long, default_value_t = 3)]
+    users: usize,
+    /// Messages per user.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Keep the sandbox directory afterwards.
+    #[arg(long)]
+    keep: bool,
+}
 
 fn step(what: &str) {
     println!("==> {what}");

@@ -1,0 +1,64 @@
+//! `backupd-sim bench`: the benchmarks of [`backupd_sim::bench`], and the
+//! goals they met or missed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Cyrus binaries to use.
+    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    cyrus_bin: PathBuf,
+    /// Repetitions of each workload.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Small sizes (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Where results.md and results.json go.
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// The scenario suite timed by workload 3.
+    #[arg(long, default_value = "scenarios")]
+    scenarios: PathBuf,
+    /// Skip workload 3 (the scenario suite).
+    #[arg(long)]
+    no_suite: bool,
+    /// Where sandboxes go.
+    #[arg(long, value_name = "DIR")]
+    sandbox_dir: Option<PathBuf>,
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
+    let exe = std::env::current_exe().context("locating the backupd-sim executable")?;
+    let mut opts = backupd_sim::bench::BenchOptions::new(bins, exe);
+    if args.quick {
+        opts = opts.quick();
+    }
+    opts.reps = args.reps;
+    opts.out_dir = args.out;
+    opts.scenarios = (!args.no_suite && args.scenarios.is_dir()).then_some(args.scenarios);
+    if let Some(d) = args.sandbox_dir {
+        opts.sandbox_parent = d;
+    }
+    let r = backupd_sim::bench::run_bench(&opts)?;
+    for g in &r.goals {
+        println!(
+            "{} {}: {} (limit {})",
+            if g.pass { "pass" } else { "MISS" },
+            g.name,
+            g.measured,
+            g.limit
+        );
+    }
+    println!(
+        "wrote {0}/results.md and {0}/results.json",
+        opts.out_dir.display()
+    );
+    // Missed goals are reported, not an error.
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,161 @@
+//! `backupd-sim run`: scenario files against the real sync_client, on one
+//! Cyrus installation or several (the version matrix lives in
+//! [`backupd_sim::runner::matrix`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use backupd_sim::runner::matrix::{installations, run_matrix, MatrixOptions, Progress};
+use backupd_sim::runner::{report, suite};
+
+use super::TargetArgs;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Scenario files or directories (searched for *.toml).
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Scenarios run at once (each has its own source instance and fake).
+    #[arg(short = 'j', long, default_value_t = 1)]
+    jobs: usize,
+    /// Run only shard K of N (e.g. 1/2), to split a suite across machines.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<backupd_sim::runner::suite::Shard>,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Seed for every scenario (default: the scenario's own, else one derived from its name).
+    #[arg(long)]
+    seed: Option<backupd_sim::rng::Seed>,
+    /// Cyrus binaries to use (a Debian install or a build directory).
+    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    cyrus_bin: PathBuf,
+    /// Cyrus installation(s) to run on, instead of --cyrus-bin (repeatable):
+    /// 3.6 (the host's), 3.10, 3.12 (chroots from `cyrus install`), `all` (every
+    /// installed one), a chroot root or a directory of Cyrus executables.
+    /// Several print a version x scenario table.
+    #[arg(long, value_name = "VERSION|DIR")]
+    cyrus: Vec<String>,
+    /// Write every report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Keep every sandbox (failed ones are always kept).
+    #[arg(long)]
+    keep: bool,
+    /// Where sandboxes go (default: the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    sandbox_dir: Option<PathBuf>,
+    /// Write missing or changed transcript snapshots instead of failing.
+    #[arg(long)]
+    update_snapshots: bool,
+    /// Only validate the scenario files.
+    #[arg(long)]
+    check: bool,
+    /// Only list the selected scenarios (after --filter and --shard), one path a line.
+    #[arg(long)]
+    list: bool,
+    /// Copy every scenario's artifacts (transcript, events, report, timeline.svg/html) to DIR/<scenario>/.
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let scenarios = match suite::load(&args.paths, args.shard, args.filter.as_deref()) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("backupd-sim: invalid scenario: {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.check {
+        println!("{} scenario file(s) valid", scenarios.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.list {
+        for s in &scenarios {
+            println!("{}", s.path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if scenarios.is_empty() {
+        eprintln!(
+            "backupd-sim: no scenario to run (paths: {:?}, filter: {:?}, shard: {:?})",
+            args.paths,
+            args.filter,
+            args.shard.map(|s| format!("{}/{}", s.index, s.count))
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let target = match args.target.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("backupd-sim: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // A missing installation is an environment error: `main` prints it, exit 2.
+    let installations = installations(&args.cyrus, &args.cyrus_bin)?;
+    if let Some(dir) = &args.sandbox_dir {
+        for bins in &installations {
+            // A chroot'd Cyrus only reaches its sandbox below the root.
+            let dir = std::fs::canonicalize(dir)
+                .with_context(|| format!("--sandbox-dir `{}`", dir.display()))?;
+            bins.inside(&dir)?;
+        }
+    }
+    // Several installations: a header per version, a version x scenario table,
+    // and report dirs per version.
+    let multi = installations.len() > 1;
+    let jobs = args.jobs.max(1);
+    let opts = MatrixOptions {
+        seed: args.seed,
+        keep: args.keep,
+        sandbox_parent: args.sandbox_dir.clone(),
+        update_snapshots: args.update_snapshots,
+        report_dir: args.report_dir.clone(),
+        target: target.clone(),
+        jobs,
+    };
+    let matrix = run_matrix(&scenarios, installations, &opts, |p| match p {
+        Progress::Starting { bins, version } => eprintln!(
+            "backupd-sim: {} scenario(s), Cyrus {version} from {}, target {}, {jobs} at a time",
+            scenarios.len(),
+            bins.describe(),
+            target.name(),
+        ),
+        Progress::Finished {
+            bins,
+            version,
+            reports,
+        } => {
+            if multi {
+                println!("== Cyrus {version} ({})", bins.describe());
+            }
+            print!("{}", report::summary(reports));
+        }
+    });
+    if let Some(table) = matrix.table() {
+        print!("\n{table}");
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, matrix.json()).with_context(|| format!("writing `{}`", p.display()))?;
+    }
+    if let Some(p) = &args.junit {
+        std::fs::write(p, matrix.junit()).with_context(|| format!("writing `{}`", p.display()))?;
+    }
+    Ok(if matrix.any_bad() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,162 @@
+//! A suite on several Cyrus installations: the installations `--cyrus` names,
+//! one suite run per installation, and the version x scenario results with
+//! their reports (table, JSON, JUnit) and the suite's outcome.
+
+use std::path::{Path, PathBuf};
+
+use super::{report, suite, RunOptions, ScenarioReport};
+use crate::cyrus::{install, CyrusBins, CyrusError, DEFAULT_CYRUS_BIN};
+use crate::harness::Target;
+use crate::rng::Seed;
+use crate::scenario::Scenario;
+
+/// The installations `specs` (`--cyrus`) name: `all` is the host's and every
+/// installed chroot; with none, the one at `cyrus_bin`. Duplicates next to
+/// each other are dropped.
+pub fn installations(specs: &[String], cyrus_bin: &Path) -> Result<Vec<CyrusBins>, CyrusError> {
+    let cache = install::cache_dir();
+    if specs.is_empty() {
+        return Ok(vec![CyrusBins::locate(cyrus_bin)?]);
+    }
+    let mut out: Vec<CyrusBins> = Vec::new();
+    for spec in specs {
+        if spec == "all" {
+            out.push(CyrusBins::locate(DEFAULT_CYRUS_BIN)?);
+            for s in install::SUITES {
+                if let Some(root) = install::installed_root(&cache, s) {
+                    out.push(CyrusBins::locate_chroot(root)?);
+                }
+            }
+        } else {
+            out.push(CyrusBins::resolve(spec, &cache)?);
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// The options of every installation's run ([`RunOptions`] without the
+/// installation and its version).
+#[derive(Debug, Clone)]
+pub struct MatrixOptions {
+    /// Override every scenario's seed.
+    pub seed: Option<Seed>,
+    /// Keep every sandbox (failed ones are always kept).
+    pub keep: bool,
+    /// Where sandboxes go (default: the system temp dir).
+    pub sandbox_parent: Option<PathBuf>,
+    /// Write missing or changed transcript snapshots instead of failing.
+    pub update_snapshots: bool,
+    /// Copy every scenario's artifacts here: `DIR/<scenario>/` with one
+    /// installation, `DIR/<version>/<scenario>/` with several.
+    pub report_dir: Option<PathBuf>,
+    /// The server replicated to.
+    pub target: Target,
+    /// Scenarios run at once (at least one).
+    pub jobs: usize,
+}
+
+/// What [`run_matrix`] tells its caller as it goes.
+pub enum Progress<'a> {
+    /// An installation's suite is about to run.
+    Starting {
+        /// The installation.
+        bins: &'a CyrusBins,
+        /// Its version.
+        version: &'a str,
+    },
+    /// An installation's suite has run.
+    Finished {
+        /// The installation.
+        bins: &'a CyrusBins,
+        /// Its version.
+        version: &'a str,
+        /// Its reports, in the scenarios' order.
+        reports: &'a [ScenarioReport],
+    },
+}
+
+/// The reports of a suite per installation, in the installations' order.
+#[derive(Debug, Clone, Default)]
+pub struct Matrix {
+    /// (version, reports) per installation.
+    pub runs: Vec<(String, Vec<ScenarioReport>)>,
+}
+
+impl Matrix {
+    /// True with more than one installation.
+    pub fn is_multi(&self) -> bool {
+        self.runs.len() > 1
+    }
+
+    /// The version x scenario table, with more than one installation.
+    pub fn table(&self) -> Option<String> {
+        self.is_multi().then(|| report::matrix(&self.runs))
+    }
+
+    /// Every report as JSON (one installation: the plain report list).
+    pub fn json(&self) -> String {
+        match self.runs.as_slice() {
+            [(_, reports)] => report::json(reports),
+            _ => report::json_matrix(&self.runs),
+        }
+    }
+
+    /// JUnit XML (one installation: the plain suite).
+    pub fn junit(&self) -> String {
+        match self.runs.as_slice() {
+            [(_, reports)] => report::junit(reports),
+            _ => report::junit_matrix(&self.runs),
+        }
+    }
+
+    /// True when some verdict makes the suite fail.
+    pub fn any_bad(&self) -> bool {
+        self.runs
+            .iter()
+            .any(|(_, reports)| reports.iter().any(|r| r.verdict.is_bad()))
+    }
+}
+
+/// Run `scenarios` on each installation in turn, telling `progress` before
+/// and after each.
+pub fn run_matrix(
+    scenarios: &[Scenario],
+    installations: Vec<CyrusBins>,
+    opts: &MatrixOptions,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Matrix {
+    let multi = installations.len() > 1;
+    let mut matrix = Matrix::default();
+    for bins in installations {
+        let version = bins.version();
+        progress(Progress::Starting {
+            bins: &bins,
+            version: &version,
+        });
+        let run = RunOptions {
+            bins,
+            version: version.clone(),
+            seed: opts.seed,
+            keep: opts.keep,
+            sandbox_parent: opts.sandbox_parent.clone(),
+            update_snapshots: opts.update_snapshots,
+            report_dir: opts.report_dir.as_ref().map(|d| {
+                if multi {
+                    d.join(&version)
+                } else {
+                    d.clone()
+                }
+            }),
+            target: opts.target.clone(),
+        };
+        let reports = suite::run_all(scenarios, &run, opts.jobs.max(1));
+        progress(Progress::Finished {
+            bins: &run.bins,
+            version: &version,
+            reports: &reports,
+        });
+        matrix.runs.push((version, reports));
+    }
+    matrix
+}
