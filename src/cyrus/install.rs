@@ -4,7 +4,7 @@
 //! Newer Debian binaries need a newer glibc than the host's, so each version
 //! gets a minimal Debian root with `cyrus-common cyrus-imapd cyrus-replication`
 //! installed by its own apt. The recipe and every trap are in
-//! `docs/version-matrix.md` of the lab: no service may start inside
+//! `docs/version-matrix.md` (the lab's matrix, §2 and §7): no service may start inside
 //! (`policy-rc.d`), the hostname goes into the root's `/etc/hosts` (else each
 //! connect waits on DNS), sid's frozen `InRelease` may be past its
 //! `Valid-Until`, and `/proc`, `/dev`, `/dev/pts` are mounted only while apt

@@ -37,7 +37,8 @@ pub struct Channel {
     pub password: String,
     pub repeat_interval_secs: u32,
     pub sync_timeout_secs: Option<u32>,
-    /// `<ch>_sync_try_imap`; keep it off against backupd (see the lab report).
+    /// `<ch>_sync_try_imap`; keep it off against backupd
+    /// (`docs/cyrus-lab-report.md` §2, gotcha 5: backupd's `BAD` costs the client a 10 s stall).
     pub try_imap: bool,
 }
 

@@ -1,4 +1,5 @@
-//! The plan file: lock windows and faults, in TOML. See `docs` in the README.
+//! The plan file: lock windows and faults, in TOML. The format is in `scenarios/README.md`
+//! (plan files), its use in `docs/usage.md` (locks and faults by hand).
 //!
 //! ```toml
 //! [[lock]]

@@ -92,7 +92,7 @@ fn sync(client: &SyncClient, args: &[&str]) -> backupd_sim::cyrus::SyncRun {
         .expect("sync_client")
 }
 
-/// The README's hand-run flow: `serve --state s.json`, `sync_client -u alice`,
+/// The hand-run flow of `docs/usage.md`: `serve --state s.json`, `sync_client -u alice`,
 /// SIGTERM: s.json holds alice's mail in the documented shape; a restarted
 /// server loads it and the next `-u alice` uploads nothing.
 #[test]

@@ -2,7 +2,7 @@
 //! `sync_client`/`backupd` 3.6.1 traffic and against generated input.
 //!
 //! The captures in `fixtures/captures/` are relay logs from the Cyrus lab
-//! (`/work/shared/cyrus-lab`): `C:`/`S:` lines, already inflated, with a
+//! (`fixtures/captures/README.md`): `C:`/`S:` lines, already inflated, with a
 //! `[time C]`/`[time S]` marker before each write. Every physical line on the
 //! wire ended in CRLF (message bodies included: each `APPLY MESSAGE` body's
 //! SHA-1 matches its GUID only when rebuilt that way, which the tests check), so

@@ -168,7 +168,7 @@ fn remote_fake(rt: &tokio::runtime::Runtime, plan: &str) -> (FakeBackupd, Target
 /// honest server passes, and one that answers OK to APPLY MAILBOX and stores
 /// nothing (exit codes all 0) fails. (A server that keeps every record but
 /// drops message bodies is not caught this way: `GET USER` shows records, not
-/// bodies; the README says so.)
+/// bodies; `docs/real-targets.md` says so.)
 #[test]
 fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
     if cyrus_bins().is_none() {

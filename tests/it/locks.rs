@@ -1,5 +1,5 @@
 //! Lock windows and faults against the real `sync_client` 3.6.1: the cases the
-//! real backupd produced in the lab (`cyrus-lab-report.md` §4-5), reproduced by
+//! real backupd produced in the lab (`docs/cyrus-lab-report.md` §4-5), reproduced by
 //! the fake with the same client-visible results.
 
 use std::time::{Duration, Instant};

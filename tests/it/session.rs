@@ -924,7 +924,7 @@ fn bad_input_cases() -> Vec<Case> {
             "APPLY SUB %(USERID alice MBOXNAME user.alice) x\r\n",
             &["BAD Unexpected extra arguments to Apply"],
         ),
-        // -- well-formed but refused (backupd 3.6.1, sync-protocol.md §3.1)
+        // -- well-formed but refused (backupd 3.6.1, docs/sync-protocol.md §3.1)
         case("APPLY MESSAGE ()", "APPLY MESSAGE ()\r\n", &[PE]),
         case("APPLY MESSAGE with no backup open", message_cmd(&[b"body"]), &[PE]),
         case(

@@ -4,7 +4,7 @@
 //! No Cyrus needed.
 //!
 //! With `BACKUPD_SIM_WRITE_DOCS=1`, `case_c_docs_picture` also writes the
-//! README's `docs/timeline-case-c.svg` (the PNG next to it is a headless
+//! `docs/timeline-case-c.svg` shown in `docs/usage.md` (the PNG next to it is a headless
 //! Chromium screenshot of that file).
 
 use std::path::{Path, PathBuf};
@@ -747,7 +747,7 @@ fn tiny_timeline_snapshot() {
 }
 
 /// Renders case C to a temp dir and, with `BACKUPD_SIM_WRITE_DOCS=1`, writes
-/// the README's `docs/timeline-case-c.svg`.
+/// `docs/timeline-case-c.svg` (shown in `docs/usage.md`).
 #[test]
 fn case_c_docs_picture() {
     let events = fixture("case-c.jsonl");
