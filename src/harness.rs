@@ -591,6 +591,14 @@ impl Harness {
             .unwrap_or_default()
     }
 
+    /// The fake's stored backups as JSON (the state file's `users`, without
+    /// bodies), or `None` for a real target: what a kept sandbox's
+    /// `fake-store.json` shows.
+    pub fn fake_store_json(&self) -> Option<String> {
+        let f = self.fake.as_ref()?;
+        serde_json::to_string_pretty(&f.shared().store().users).ok()
+    }
+
     /// What the target holds for `users`, and the scope it can be compared at:
     /// the fake's store, a real backupd read with `cyr_backup` and its index, or
     /// a replica read over IMAP. A `HOST:PORT` target cannot be read.

@@ -410,6 +410,9 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
 fn write_artifacts(h: &Harness, report: &ScenarioReport) {
     let dir = h.sandbox();
     let _ = std::fs::write(dir.join("transcript.txt"), h.transcript());
+    if let Some(json) = h.fake_store_json() {
+        let _ = std::fs::write(dir.join("fake-store.json"), json);
+    }
     if let Ok(json) = serde_json::to_string_pretty(report) {
         let _ = std::fs::write(dir.join("report.json"), json);
     }
