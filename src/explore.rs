@@ -211,7 +211,8 @@ impl GenCase {
         }
         let modes = ["rolling-once", "user", "all"];
         let mut locked = std::collections::BTreeSet::new();
-        let mut renamed = std::collections::BTreeSet::new();
+        // A user's INBOX.Work after its rename, for the appends that follow.
+        let mut renamed: std::collections::BTreeMap<usize, String> = Default::default();
         for (i, s) in self.steps.iter().enumerate() {
             // An unlock of a user that is not locked would be a scenario error,
             // and a trigger with no client run after it can never be reached.
@@ -232,7 +233,10 @@ impl GenCase {
                 GenStep::Append { user: u, folder, count } => format!(
                     "append = {{ user = \"{}\", folder = \"{}\", count = {count} }}",
                     user(*u),
-                    FOLDERS[*folder]
+                    match renamed.get(&(u % self.users)) {
+                        Some(now) if FOLDERS[*folder] == "INBOX.Work" => now.as_str(),
+                        _ => FOLDERS[*folder],
+                    }
                 ),
                 GenStep::Flag { user: u, uid, flag } => format!(
                     "flag = {{ user = \"{}\", uids = \"{uid}\", add = [\"{}\"] }}",
@@ -271,13 +275,11 @@ impl GenCase {
                 }
                 GenStep::Sync { mode } => format!("sync = {{ mode = \"{}\" }}", modes[*mode]),
                 GenStep::RenameSubscribed { user: u, n } => {
-                    let from = if renamed.contains(&(u % self.users)) {
+                    if renamed.contains_key(&(u % self.users)) {
                         continue;
-                    } else {
-                        renamed.insert(u % self.users);
-                        "INBOX.Work"
-                    };
-                    format!("rename = {{ user = \"{}\", from = \"{from}\", to = \"INBOX.W{n}\" }}", user(*u))
+                    }
+                    renamed.insert(u % self.users, format!("INBOX.W{n}"));
+                    format!("rename = {{ user = \"{}\", from = \"INBOX.Work\", to = \"INBOX.W{n}\" }}", user(*u))
                 }
                 // The pass must touch the user: a rolling pass only does when
                 // the channel log names it, so a change goes first.
@@ -464,6 +466,34 @@ mod tests {
             );
             Scenario::parse(&text, Path::new("gen.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
         }
+    }
+
+    /// After a user's INBOX.Work is renamed, appends meant for it go to its new
+    /// name (an append to the old name would fail on the source).
+    #[test]
+    fn appends_follow_a_renamed_folder() {
+        let case = GenCase {
+            users: 2,
+            steps: vec![
+                GenStep::RenameSubscribed { user: 0, n: 2 },
+                GenStep::Append {
+                    user: 0,
+                    folder: 2,
+                    count: 1,
+                },
+                GenStep::Append {
+                    user: 1,
+                    folder: 2,
+                    count: 1,
+                },
+            ],
+        };
+        let text = case.to_toml("p", "");
+        assert!(
+            text.contains(r#"append = { user = "pu0", folder = "INBOX.W2", count = 1 }"#)
+                && text.contains(r#"append = { user = "pu1", folder = "INBOX.Work", count = 1 }"#),
+            "{text}"
+        );
     }
 
     #[test]
