@@ -6,7 +6,9 @@
 //! - every live message by UID: GUID, flags, INTERNALDATE, size. A message on
 //!   the source and not on the backup is **lost**; a live one on the backup that
 //!   the source no longer has is an expunge the backup missed;
-//! - subscriptions.
+//! - subscriptions, raw on both sides (a subscription to a folder that no longer
+//!   exists counts: Cyrus keeps it, and so do the backups; see
+//!   `docs/findings/subscriptions.md`).
 //!
 //! Not verified here, on purpose:
 //! - expunged records (the backup keeps them, the source's IMAP view cannot

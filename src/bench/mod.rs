@@ -936,7 +936,6 @@ fn workload4(opts: &BenchOptions) -> Result<WorkloadResult> {
             allow_loss_faults: false,
             steps_max: 8,
             renames: false,
-            off: Vec::new(),
         },
         out_dir: scratch.path().join("regressions"),
         regressions: scratch.path().join("explore.txt"),

@@ -25,13 +25,13 @@ pub struct ExploreArgs {
     /// Let `lie` and `hide-missing` into the generated faults (cases then fail on purpose).
     #[arg(long)]
     allow_loss_faults: bool,
-    /// Also rename subscribed folders (Cyrus 3.6.1 violates convergence there:
-    /// see `--off stale-subscriptions`).
+    /// Also rename subscribed folders (the backup must keep the old name's
+    /// subscription, as the source does).
     #[arg(long)]
     renames: bool,
-    /// Switch off a property the Cyrus version is known to violate, by name
-    /// (repeatable): stale-subscriptions.
-    #[arg(long, value_name = "NAME")]
+    /// Removed: its only property, stale-subscriptions, was a false finding
+    /// (refused with the reason).
+    #[arg(long, value_name = "NAME", hide = true)]
     off: Vec<String>,
     /// Where a shrunk failing case is written.
     #[arg(long, default_value = "scenarios/regressions")]
@@ -50,21 +50,20 @@ pub struct ExploreArgs {
 pub fn run(args: ExploreArgs) -> Result<ExitCode> {
     use backupd_sim::explore::{generate, ExploreOptions, GenOptions};
     let seed = args.seed.unwrap_or_else(backupd_sim::rng::Seed::from_clock);
-    for name in &args.off {
-        match backupd_sim::scenario::ignorable_reason(name) {
-            Some(reason) => eprintln!("backupd-sim explore: property off: {name}: {reason}"),
-            None => {
-                eprintln!("backupd-sim: --off `{name}`: unknown; known: stale-subscriptions");
-                return Ok(ExitCode::from(2));
-            }
-        }
+    if let Some(name) = args.off.first() {
+        eprintln!(
+            "backupd-sim: --off `{name}`: --off was removed: its only property, \
+             `stale-subscriptions`, was a false finding (the source's subscriptions were read \
+             through LSUB, which hides those to renamed and deleted folders that Cyrus keeps; \
+             both sides are read raw now and agree: docs/findings/subscriptions.md)"
+        );
+        return Ok(ExitCode::from(2));
     }
     let gen = GenOptions {
         mode: args.mode,
         allow_loss_faults: args.allow_loss_faults,
         steps_max: args.steps_max,
         renames: args.renames,
-        off: args.off.clone(),
     };
     if let Some(dir) = &args.dry_run {
         std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
@@ -72,10 +71,9 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
             let path = dir.join(format!("case-{i:04}.toml"));
             std::fs::write(
                 &path,
-                case.to_toml_with(
+                case.to_toml(
                     &format!("c{i}"),
                     &format!("explore --seed {seed}, case {i}"),
-                    &gen.off,
                 ),
             )?;
         }
@@ -157,9 +155,6 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
             }
             if args.renames {
                 again.push_str(" --renames");
-            }
-            for o in &args.off {
-                again.push_str(&format!(" --off {o}"));
             }
             println!("explore again: {again}");
             Ok(ExitCode::from(1))

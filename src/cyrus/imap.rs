@@ -786,9 +786,19 @@ impl ImapClient {
         self.simple(&format!("UID EXPUNGE {uid_set}")).map(drop)
     }
 
-    fn list_like(&mut self, verb: &str, reference: &str, pattern: &str) -> Result<Vec<ListEntry>> {
-        let (untagged, _) =
-            self.simple(&format!("{verb} {} {}", quote(reference)?, quote(pattern)?))?;
+    /// `COMMAND REFERENCE PATTERN`, collecting the untagged `verb` responses.
+    fn list_like(
+        &mut self,
+        command: &str,
+        verb: &str,
+        reference: &str,
+        pattern: &str,
+    ) -> Result<Vec<ListEntry>> {
+        let (untagged, _) = self.simple(&format!(
+            "{command} {} {}",
+            quote(reference)?,
+            quote(pattern)?
+        ))?;
         let mut out = Vec::new();
         for r in untagged {
             let Response::Data(v) = r else { continue };
@@ -814,11 +824,26 @@ impl ImapClient {
     }
 
     pub fn list(&mut self, reference: &str, pattern: &str) -> Result<Vec<ListEntry>> {
-        self.list_like("LIST", reference, pattern)
+        self.list_like("LIST", "LIST", reference, pattern)
     }
 
+    /// LSUB: the subscriptions to folders that exist (Cyrus hides the others).
     pub fn lsub(&mut self, reference: &str, pattern: &str) -> Result<Vec<ListEntry>> {
-        self.list_like("LSUB", reference, pattern)
+        self.list_like("LSUB", "LSUB", reference, pattern)
+    }
+
+    /// `LIST (SUBSCRIBED) REFERENCE PATTERN` (RFC 5258): every subscription the
+    /// user's subscription database holds, those to folders that do not exist
+    /// included (marked `\NonExistent`), which LSUB hides. Only entries marked
+    /// `\Subscribed` are returned.
+    pub fn list_subscribed(&mut self, reference: &str, pattern: &str) -> Result<Vec<ListEntry>> {
+        let mut entries = self.list_like("LIST (SUBSCRIBED)", "LIST", reference, pattern)?;
+        entries.retain(|e| {
+            e.attributes
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("\\Subscribed"))
+        });
+        Ok(entries)
     }
 
     /// STATUS with the given items (e.g. `["UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ"]`).

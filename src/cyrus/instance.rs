@@ -487,7 +487,18 @@ pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
                 },
             );
         }
-        for entry in imap.lsub("", "*")? {
+        // Subscriptions raw, as the user's subscription database holds them:
+        // `LIST (SUBSCRIBED)` lists a subscription to a folder that no longer
+        // exists (renamed or deleted: Cyrus moves and drops none, as
+        // `delete_unsubscribe` is off by default) as `\NonExistent`, where LSUB
+        // hides it. sync_client sends the raw set (`mboxlist_sublist`) and every
+        // target stores it raw, so only the raw set compares honestly. IMAP
+        // rather than `cyr_dbtool` on `sub.db`: the same command works on 3.6,
+        // 3.10 and 3.12, on the host and in a chroot, on a source and on a
+        // replica, while the database's path and key format change between
+        // versions (3.6 keys `N` + `INBOX\x1fWork` under `user/uuid/…`).
+        // See docs/findings/subscriptions.md.
+        for entry in imap.list_subscribed("", "*")? {
             us.subscriptions.insert(to_internal_name(user, &entry.name));
         }
         imap.logout()?;

@@ -1138,25 +1138,7 @@ impl Run<'_> {
             (scope.project(&source), scope.project(&backup));
         let wanted: BTreeSet<&str> = users.iter().copied().collect();
         backup.users.retain(|u, _| wanted.contains(u.as_str()));
-        let mut c = compare(&source, &backup);
-        if e.ignore.iter().any(|n| n == "stale-subscriptions") {
-            let before = c.divergences.len();
-            c.divergences.retain(|d| {
-                !(d.what.starts_with("subscription to ") && d.what.ends_with(" on the backup only"))
-            });
-            let ignored = before - c.divergences.len();
-            if c.divergences.is_empty() {
-                c.diff.clear();
-            }
-            checks.push(check(
-                "ignored: stale-subscriptions",
-                true,
-                format!(
-                    "{ignored} stale subscription(s) not counted: {}",
-                    crate::scenario::ignorable_reason("stale-subscriptions").unwrap_or_default()
-                ),
-            ));
-        }
+        let c = compare(&source, &backup);
         if c.converged() && !self.converged_seen {
             self.converged_seen = true;
             self.note(

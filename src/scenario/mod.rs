@@ -208,10 +208,6 @@ pub struct Expect {
     /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.
     #[serde(default)]
     pub snapshot: bool,
-    /// Known client behaviours not counted as divergence, by name (see
-    /// [`IGNORABLE`]); the report says what was ignored and why.
-    #[serde(default)]
-    pub ignore: Vec<String>,
     /// The snapshot file's name without `.snap` (default: the scenario's name).
     pub snapshot_name: Option<String>,
     /// `[expect.versions."3.10"]`: keys that differ for client versions with
@@ -240,7 +236,6 @@ pub struct ExpectOverride {
     pub known_failure: Option<KnownFailure>,
     pub snapshot: Option<bool>,
     pub snapshot_name: Option<String>,
-    pub ignore: Option<Vec<String>>,
 }
 
 /// Whether `prefix` (`3`, `3.10`, `3.10.2`) names `version` (`3.10.2`): equal,
@@ -303,9 +298,6 @@ impl Expect {
             }
             if o.snapshot_name.is_some() {
                 out.snapshot_name.clone_from(&o.snapshot_name);
-            }
-            if let Some(v) = &o.ignore {
-                out.ignore.clone_from(v);
             }
         }
         if !lost_given {
@@ -415,16 +407,15 @@ impl ExitExpect {
     }
 }
 
-/// Differences a scenario may choose not to count, with the reason shown.
-pub const IGNORABLE: [(&str, &str); 1] = [(
-    "stale-subscriptions",
-    "Cyrus 3.6.1 rolling sync keeps the subscription of a renamed or deleted folder on the backup: imapd logs no SUB line for the subscription a RENAME or DELETE removes",
-)];
-
-/// The reason for an ignorable difference, or `None` for an unknown name.
-pub fn ignorable_reason(name: &str) -> Option<&'static str> {
-    IGNORABLE.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
-}
+/// Why `[expect] ignore` is refused. It had one name, `stale-subscriptions`,
+/// which hid a difference the checker made up: the source's subscriptions were
+/// read through LSUB (which hides subscriptions to folders that no longer
+/// exist) and the backup's raw. Both sides are read raw now and agree.
+pub const REMOVED_IGNORE: &str = "`ignore` was removed: its only name, `stale-subscriptions`, \
+     hid a difference that came from reading the source's subscriptions through LSUB, which \
+     hides subscriptions to renamed and deleted folders that Cyrus keeps; both sides are read \
+     raw now and the backups agree with the source (docs/findings/subscriptions.md). Delete \
+     this line";
 
 impl Default for Expect {
     fn default() -> Self {
@@ -440,7 +431,6 @@ impl Default for Expect {
             restarts: None,
             known_failure: None,
             snapshot: false,
-            ignore: Vec::new(),
             snapshot_name: None,
             versions: std::collections::BTreeMap::new(),
             lost_given: false,
@@ -889,11 +879,16 @@ impl Scenario {
         };
         let raw: ScenarioFile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((None, None), |s| pos(s.start));
+            let message = if e.message().starts_with("unknown field `ignore`") {
+                REMOVED_IGNORE.to_owned()
+            } else {
+                e.message().to_owned()
+            };
             ScenarioError {
                 file: file.clone(),
                 line,
                 column,
-                message: e.message().to_owned(),
+                message,
             }
         })?;
         let err_at = |offset: usize, message: String| {
@@ -951,32 +946,12 @@ impl Scenario {
             let needle = format!("\"{key}\"");
             text.find(&needle).unwrap_or(0)
         };
-        for (prefix, o) in &raw.expect.versions {
+        for prefix in raw.expect.versions.keys() {
             if !valid_version_prefix(prefix) {
                 return Err(err_at(
                     expect_at(prefix),
                     format!(
                         "[expect.versions.\"{prefix}\"]: expected a version prefix such as \"3.10\" or \"3.6.1\""
-                    ),
-                ));
-            }
-            for name in o.ignore.iter().flatten() {
-                if ignorable_reason(name).is_none() {
-                    return Err(err_at(
-                        expect_at(prefix),
-                        format!("[expect.versions.\"{prefix}\"] ignore: unknown `{name}`"),
-                    ));
-                }
-            }
-        }
-        for name in &raw.expect.ignore {
-            if ignorable_reason(name).is_none() {
-                let known: Vec<&str> = IGNORABLE.iter().map(|(n, _)| *n).collect();
-                return Err(err_at(
-                    0,
-                    format!(
-                        "[expect] ignore: unknown `{name}`; known: {}",
-                        known.join(", ")
                     ),
                 ));
             }

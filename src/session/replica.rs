@@ -4,7 +4,9 @@
 //!
 //! What is modelled, and what is only acknowledged:
 //! - mailboxes, records, bodies, subscriptions, seen state and sieve scripts are
-//!   stored and reported back, as for backupd;
+//!   stored and reported back, as for backupd; subscriptions raw, as the
+//!   replica's sub.db keeps them (`APPLY UNMAILBOX` and `APPLY RENAME` leave
+//!   them alone);
 //! - `APPLY QUOTA`/`UNQUOTA`, `ANNOTATION`/`UNANNOTATION` (server and mailbox
 //!   entries sent outside `APPLY MAILBOX`), `ACTIVATE_SIEVE`/`UNACTIVATE_SIEVE`
 //!   and `FORCE` are answered `OK success` and not stored: `GET QUOTA` and
@@ -208,10 +210,12 @@ impl Session {
                 let owner = names::backup_of(&name);
                 match store.users.get_mut(&owner) {
                     Some(b) if b.mailboxes.contains_key(&name) => {
+                        // The subscription stays: sync_server's mboxlist_deletemailbox
+                        // drops none (imapd unsubscribes only with
+                        // `delete_unsubscribe`, off by default), and the replica's
+                        // sub.db keeps it, like the source's and backupd's (measured:
+                        // docs/findings/subscriptions.md).
                         b.unmailbox(&name);
-                        // mboxlist_deletemailbox drops the owner's subscription
-                        // too (a replica converges where backupd keeps it).
-                        b.subscriptions.remove(&name);
                         Ok(())
                     }
                     _ => Err(Reply::nonexistent()),
@@ -233,13 +237,12 @@ impl Session {
                     Err(Reply::nonexistent())
                 } else if owner == new_owner {
                     if let Some(b) = store.users.get_mut(&owner) {
+                        // No subscription moves: sync_server renames with
+                        // move_subscription = 0, so the old name's subscription
+                        // stays in the replica's sub.db and none is added for the
+                        // new name, as on the source (measured:
+                        // docs/findings/subscriptions.md).
                         b.rename(&old, &new, &partition, uidvalidity);
-                        // The replica's mailbox code drops the old name's
-                        // subscription, as the source's did (observed with
-                        // 3.6.1: neither name stays subscribed; a delayed
-                        // delete is a rename to DELETED.*), where backupd
-                        // keeps it.
-                        b.subscriptions.remove(&old);
                         // sync_server's rename stamps the folder with its
                         // HIGHESTMODSEQ (seen in replica-03: FOLDERMODSEQ 1 -> 3).
                         if let Some(m) = b.mailboxes.get_mut(&new) {

@@ -73,16 +73,43 @@ fn same_seed_same_generated_files() {
 }
 
 /// A few cases against the correct fake: no failure, and the rate is printed.
+/// With `--renames` (two of these six cases rename a subscribed folder): the
+/// backup keeps the old name's subscription as the source does, so they
+/// converge (issue 15: no `stale-subscriptions` to switch off any more).
 #[test]
 fn a_short_exploration_of_the_correct_fake_finds_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gen = dir.path().join("gen");
+    let args = [
+        "explore",
+        "--cases",
+        "6",
+        "--seed",
+        "5",
+        "--mode",
+        "mixed",
+        "--renames",
+    ];
+    let (code, out, err) = bin(
+        dir.path(),
+        &[&args[..], &["--dry-run", gen.to_str().expect("path")]].concat(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let renames = files(&gen)
+        .iter()
+        .filter(|(_, t)| t.contains("rename = { user"))
+        .count();
+    assert_eq!(renames, 2, "cases renaming a subscribed folder");
+    let (code, _, err) = bin(dir.path(), &["explore", "--off", "stale-subscriptions"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--off was removed") && err.contains("LSUB"),
+        "{err}"
+    );
     if cyrus_bins().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (code, out, err) = bin(
-        dir.path(),
-        &["explore", "--cases", "6", "--seed", "5", "--mode", "mixed"],
-    );
+    let (code, out, err) = bin(dir.path(), &args);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("no failure") && out.contains("cases/min"),

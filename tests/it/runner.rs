@@ -224,48 +224,29 @@ fn shards_cover_the_suite_exactly_once() {
     assert_eq!(code, 2, "{stderr}");
 }
 
-/// `[expect] ignore = ["stale-subscriptions"]` switches off a difference Cyrus
-/// 3.6.1 is known to make, with the reason in the report; an unknown name is
-/// exit 2.
+/// `[expect] ignore` was removed with its only name, `stale-subscriptions` (a
+/// false finding: the source's subscriptions were read through LSUB). An old
+/// file that still uses it is exit 2, naming file, line and why.
 #[test]
-fn a_known_violation_can_be_ignored_by_name() {
-    if cyrus_bins().is_none() {
-        return;
-    }
+fn the_removed_ignore_key_is_refused_with_its_reason() {
     let dir = scratch();
-    let original = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios/basic/rename-subscribed-rolling.toml"),
-    )
-    .expect("read");
-    let start = original.find("known_failure").expect("known_failure line");
-    let end = start + original[start..].find('\n').expect("line end");
-    let ignoring = format!(
-        "{}ignore = [\"stale-subscriptions\"]{}",
-        &original[..start],
-        &original[end..]
-    );
-    let path = dir.path().join("ignored.toml");
-    std::fs::write(&path, &ignoring).expect("write");
-    let json = dir.path().join("r.json");
-    let (code, stdout, stderr) = run(&[
-        path.to_str().expect("path"),
-        "--json",
-        json.to_str().expect("path"),
-    ]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let report = std::fs::read_to_string(&json).expect("json");
-    assert!(
-        report.contains("ignored: stale-subscriptions")
-            && report.contains("2 stale subscription(s) not counted"),
-        "{report}"
-    );
-
-    std::fs::write(&path, ignoring.replace("stale-subscriptions", "stale-subs")).expect("write");
-    let (code, _, stderr) = run(&[path.to_str().expect("path")]);
-    assert_eq!(code, 2);
-    assert!(
-        stderr.contains("unknown `stale-subs`; known: stale-subscriptions"),
-        "{stderr}"
-    );
+    for (i, table) in ["[expect]", "[expect.versions.\"3.6\"]"].iter().enumerate() {
+        let path = dir.path().join(format!("old{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "description = \"d\"\n[[user]]\nname = \"u\"\n{table}\nignore = [\"stale-subscriptions\"]\n"
+            ),
+        )
+        .expect("write");
+        let (code, _, stderr) = run(&["--check", path.to_str().expect("path")]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!("old{i}.toml line 5 column 1:"))
+                && stderr.contains("`ignore` was removed")
+                && stderr.contains("through LSUB")
+                && stderr.contains("docs/findings/subscriptions.md"),
+            "{stderr}"
+        );
+    }
 }

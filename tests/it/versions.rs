@@ -573,3 +573,96 @@ fn interrupt_leaves_no_chroot_process_or_sandbox() {
         .collect();
     assert!(left.is_empty(), "sandboxes left: {left:?}");
 }
+
+/// The subscription reader is raw on every version, host and chroot alike:
+/// after a RENAME and a DELETE of subscribed folders, the user's sub.db still
+/// holds both old names (Cyrus moves and drops no subscription), LSUB hides
+/// them, `LIST (SUBSCRIBED)` lists them as `\NonExistent`, and the source
+/// reader returns exactly the database's set. (docs/findings/subscriptions.md)
+#[test]
+fn subscriptions_are_read_raw_on_every_version() {
+    let (Some(b36), Some(b310), Some(b312)) =
+        (cyrus_bins(), chroot_bins("3.10"), chroot_bins("3.12"))
+    else {
+        return;
+    };
+    for bins in [b36, b310, b312] {
+        let version = bins.version();
+        let h = Harness::start(HarnessOptions::new(bins.clone())).expect("harness");
+        let mut rng = backupd_sim::rng::Rng::new(backupd_sim::rng::Seed(7));
+        backupd_sim::populate::fill_user(h.source(), "sue", 2, &mut rng).expect("fill");
+        let mut imap = h.source().login_as("sue").expect("login");
+        imap.rename("INBOX.Work", "INBOX.Job").expect("rename");
+        imap.delete("INBOX.Archive2025").expect("delete");
+        let lsub: Vec<String> = imap
+            .lsub("", "*")
+            .expect("lsub")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(lsub, ["INBOX", "INBOX.Sent"], "{version}: LSUB");
+        let raw = imap.list_subscribed("", "*").expect("list (subscribed)");
+        let gone: Vec<&str> = raw
+            .iter()
+            .filter(|e| e.attributes.iter().any(|a| a == "\\NonExistent"))
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(
+            gone,
+            ["INBOX.Archive2025", "INBOX.Work"],
+            "{version}: {raw:?}"
+        );
+        imap.logout().expect("logout");
+        let read: Vec<String> = h.source().read_state(&["sue"]).expect("read").users["sue"]
+            .subscriptions
+            .iter()
+            .cloned()
+            .collect();
+        let want = [
+            "user.sue",
+            "user.sue.Archive2025",
+            "user.sue.Sent",
+            "user.sue.Work",
+        ];
+        assert_eq!(read, want, "{version}: the source reader");
+        // The database itself (cyr_dbtool, inside the chroot for 3.10/3.12).
+        let db = find_file(&h.sandbox().join("source/conf/user"), "sub.db").expect("sub.db");
+        let conf = h.source().config_path().to_owned();
+        let out = bins
+            .command("cyr_dbtool")
+            .arg("-C")
+            .arg(bins.inside(&conf).expect("conf inside"))
+            .arg(bins.inside(&db).expect("db inside"))
+            .args(["flat", "show"])
+            .output()
+            .expect("cyr_dbtool");
+        assert!(out.status.success(), "{version}: {out:?}");
+        let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .filter(|k| k.starts_with('N'))
+            .map(|k| {
+                format!(
+                    "user.sue{}",
+                    k[1..].replacen("INBOX", "", 1).replace('\x1f', ".")
+                )
+            })
+            .collect();
+        keys.sort();
+        assert_eq!(keys, want, "{version}: sub.db");
+    }
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
