@@ -7,12 +7,14 @@
 //! * [`ImapClient`] - a small blocking IMAP4rev1 client.
 //! * [`SyncClient`] - runs `sync_client` with a timeout and captured output.
 //! * [`RealTarget`] - a real `backupd` or `sync_server` replica to replicate into.
+//! * [`process`] - processes by PID, the registry of what we started; [`procfs`] - `/proc` parsing.
 
 pub mod imap;
 pub mod install;
 pub mod instance;
 mod master;
 pub mod process;
+pub mod procfs;
 pub mod sync_client;
 pub mod target;
 

@@ -1,5 +1,6 @@
-//! Process helpers that work by PID only, via `/proc` (Linux), and the
-//! process-wide registry of what we started (see [`install_interrupt_handler`]).
+//! Process helpers that work by PID only (what they read of `/proc` is parsed
+//! in [`super::procfs`]), and the process-wide registry of what we started
+//! (see [`install_interrupt_handler`]).
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -12,71 +13,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// The fields of `/proc/PID/stat` this module uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcStat {
-    pub pid: i32,
-    pub state: char,
-    pub ppid: i32,
-    /// Start time in clock ticks since boot: with the PID, identifies a process.
-    pub starttime: u64,
-}
-
-/// Read `/proc/PID/stat`; `None` if there is no such process.
-pub fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid ..." - comm may contain spaces and parentheses.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(ProcStat {
-        pid,
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        starttime: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// Whether `pid` is a live process (a zombie or dead process counts as gone).
-pub fn pid_alive(pid: i32) -> bool {
-    matches!(proc_stat(pid), Some(s) if s.state != 'Z' && s.state != 'X')
-}
-
-/// Whether the process identified by `pid` and `starttime` is still alive
-/// (guards against PID reuse).
-pub fn same_process_alive(pid: i32, starttime: u64) -> bool {
-    matches!(proc_stat(pid), Some(s) if s.starttime == starttime && s.state != 'Z' && s.state != 'X')
-}
-
-/// All processes (by `/proc` scan).
-fn all_stats() -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(proc_stat)
-        .collect()
-}
-
-/// Direct children of `pid`.
-pub fn children_of(pid: i32) -> Vec<ProcStat> {
-    all_stats().into_iter().filter(|s| s.ppid == pid).collect()
-}
-
-/// All descendants of `pid` (children, grandchildren, ...).
-pub fn descendants(pid: i32) -> Vec<ProcStat> {
-    let all = all_stats();
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for s in all.iter().filter(|s| s.ppid == p) {
-            if !out.iter().any(|o: &ProcStat| o.pid == s.pid) {
-                out.push(*s);
-                frontier.push(s.pid);
-            }
-        }
-    }
-    out
-}
+use super::procfs::all_stats;
+pub use super::procfs::{
+    children_of, descendants, pid_alive, proc_stat, same_process_alive, ProcStat,
+};
 
 /// Send `signal` to `pid`; errors (already gone) are ignored.
 pub fn signal(pid: i32, sig: Signal) {
@@ -638,16 +578,6 @@ mod tests {
         drop(listener);
         // Ours no more; another process may take the freed port at once.
         assert_ne!(port_owner(me, port), PortOwner::Listening);
-    }
-
-    #[test]
-    fn proc_stat_of_self() {
-        let me = std::process::id() as i32;
-        let stat = proc_stat(me).expect("own stat");
-        assert_eq!(stat.ppid, nix::unistd::getppid().as_raw());
-        assert!(pid_alive(me) && same_process_alive(me, stat.starttime));
-        assert!(!same_process_alive(me, stat.starttime + 1));
-        assert!(!pid_alive(i32::MAX));
     }
 
     #[test]
