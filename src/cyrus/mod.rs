@@ -9,6 +9,7 @@
 //! * [`RealTarget`] - a real `backupd` or `sync_server` replica to replicate into.
 //! * [`process`] - processes by PID, the registry of what we started; [`procfs`] - `/proc` parsing.
 
+mod config;
 pub mod imap;
 pub mod install;
 pub mod instance;
