@@ -24,6 +24,7 @@ use bytes::Bytes;
 use crate::dlist::{FrameError, Framer, Limits, Value};
 use crate::proto::{Apply, Command, Get, ParseError, Reply};
 use crate::store::{names, Guid, SessionId, Store, UserBackup};
+use render::Dialect;
 
 /// The credentials the fake accepts (the `sync_authname`/`sync_password` of the
 /// client's channel).
@@ -470,11 +471,16 @@ impl Session {
                 let mut boxes: Vec<&crate::store::Mailbox> = b.mailboxes.values().collect();
                 boxes.sort_by_key(|m| m.backup_order);
                 for m in boxes {
-                    replies.push(Reply::Data("MAILBOX".into(), render::mailbox(m, false)));
+                    replies.push(Reply::Data(
+                        "MAILBOX".into(),
+                        render::mailbox(m, false, Dialect::Backupd),
+                    ));
                 }
-                meta_lines(b, &mut replies);
+                render::meta(b, true, &mut replies);
             }),
-            Get::Meta(user) => self.open(store, &user).map(|b| meta_lines(b, &mut replies)),
+            Get::Meta(user) => self
+                .open(store, &user)
+                .map(|b| render::meta(b, true, &mut replies)),
             Get::Mailboxes(list) => {
                 let owners: BTreeSet<String> = list.iter().map(|n| names::backup_of(n)).collect();
                 match owners.len() {
@@ -486,7 +492,7 @@ impl Session {
                                 if let Some(m) = b.mailboxes.get(name) {
                                     replies.push(Reply::Data(
                                         "MAILBOX".into(),
-                                        render::mailbox(m, false),
+                                        render::mailbox(m, false, Dialect::Backupd),
                                     ));
                                 }
                             }
@@ -500,7 +506,10 @@ impl Session {
                 self.open(store, &owner)
                     .and_then(|b| match b.mailboxes.get(&name) {
                         Some(m) => {
-                            replies.push(Reply::Data("MAILBOX".into(), render::mailbox(m, true)));
+                            replies.push(Reply::Data(
+                                "MAILBOX".into(),
+                                render::mailbox(m, true, Dialect::Backupd),
+                            ));
                             Ok(())
                         }
                         None if b.deleted_mailboxes.iter().any(|m| m.name == name) => Ok(()),
@@ -699,21 +708,6 @@ fn frame_head(frame: &[u8], phase: Phase) -> String {
         text.push_str(" …");
     }
     text
-}
-
-fn meta_lines(b: &UserBackup, replies: &mut Vec<Reply>) {
-    for (uniqueid, s) in &b.seen {
-        replies.push(Reply::Data("SEEN".into(), render::seen(uniqueid, s)));
-    }
-    if !b.subscriptions.is_empty() {
-        replies.push(Reply::Data(
-            "LSUB".into(),
-            Value::List(b.subscriptions.iter().map(Value::atom).collect()),
-        ));
-    }
-    for s in &b.sieve {
-        replies.push(Reply::Data("SIEVE".into(), render::sieve(s)));
-    }
 }
 
 #[cfg(test)]

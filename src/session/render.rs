@@ -1,10 +1,12 @@
-//! Backup contents as the `*` data items backupd prints (`backup/lcb_indexr.c`).
+//! Backup contents as the `*` data items a target prints: backupd's
+//! (`backup/lcb_indexr.c`) or sync_server's (`sync_prepare_dlists`), one
+//! printer with a field table per [`Dialect`].
 
 use bytes::Bytes;
 
 use crate::dlist::Value;
-use crate::proto::Annotation;
-use crate::store::{Mailbox, Record, Seen, Sieve};
+use crate::proto::{Annotation, Reply};
+use crate::store::{Mailbox, Record, Seen, Sieve, UserBackup};
 
 fn kv(items: Vec<(&str, Value)>) -> Value {
     Value::KvList(items.into_iter().map(|(k, v)| (k.into(), v)).collect())
@@ -50,58 +52,221 @@ fn record_annotations(r: &Record) -> Option<Value> {
     Some(annotations(&a))
 }
 
-fn record(r: &Record) -> Value {
-    let mut flags: Vec<Value> = r.flags.iter().map(|f| flag(f)).collect();
+/// Which server's printer: backupd's (`backup/lcb_indexr.c`) or sync_server's
+/// (`sync_prepare_dlists`). They print the same fields in another order, and
+/// sync_server leaves out some that are empty; the tables below say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Backupd,
+    SyncServer,
+}
+
+/// A `* MAILBOX` field.
+#[derive(Debug, Clone, Copy)]
+enum M {
+    UniqueId,
+    MboxName,
+    MboxType,
+    LastUid,
+    HighestModseq,
+    RecentUid,
+    RecentTime,
+    LastAppendDate,
+    Pop3LastLogin,
+    Pop3ShowAfter,
+    UidValidity,
+    Partition,
+    Acl,
+    Options,
+    SyncCrc,
+    SyncCrcAnnot,
+    QuotaRoot,
+    XConvModseq,
+    CreatedModseq,
+    FolderModseq,
+}
+
+/// A `RECORD` field.
+#[derive(Debug, Clone, Copy)]
+enum R {
+    Uid,
+    Modseq,
+    LastUpdated,
+    InternalDate,
+    Guid,
+    Size,
+    Flags,
+}
+
+impl Dialect {
+    /// The `* MAILBOX` fields in print order (ANNOTATIONS and RECORD follow).
+    fn mailbox_fields(self) -> &'static [M] {
+        use M::*;
+        match self {
+            Dialect::Backupd => &[
+                UniqueId,
+                MboxName,
+                MboxType,
+                LastUid,
+                HighestModseq,
+                RecentUid,
+                RecentTime,
+                LastAppendDate,
+                Pop3LastLogin,
+                Pop3ShowAfter,
+                UidValidity,
+                Partition,
+                Acl,
+                Options,
+                SyncCrc,
+                SyncCrcAnnot,
+                QuotaRoot,
+                XConvModseq,
+            ],
+            // No `QUOTAROOT NIL`; the CRCs after MBOXNAME.
+            Dialect::SyncServer => &[
+                UniqueId,
+                MboxName,
+                MboxType,
+                SyncCrc,
+                SyncCrcAnnot,
+                LastUid,
+                HighestModseq,
+                RecentUid,
+                RecentTime,
+                LastAppendDate,
+                Pop3LastLogin,
+                Pop3ShowAfter,
+                XConvModseq,
+                UidValidity,
+                Partition,
+                Acl,
+                Options,
+                CreatedModseq,
+                FolderModseq,
+            ],
+        }
+    }
+
+    /// The `RECORD` fields in print order (ANNOTATIONS follow).
+    fn record_fields(self) -> &'static [R] {
+        use R::*;
+        match self {
+            Dialect::Backupd => &[Uid, Modseq, LastUpdated, InternalDate, Guid, Size, Flags],
+            // FLAGS before INTERNALDATE.
+            Dialect::SyncServer => &[Uid, Modseq, LastUpdated, Flags, InternalDate, Size, Guid],
+        }
+    }
+}
+
+/// A mailbox field as `d` prints it; `None`: `d` leaves it out.
+fn mailbox_field(m: &Mailbox, f: M, d: Dialect) -> Option<(&'static str, Value)> {
+    let replica = d == Dialect::SyncServer;
+    Some(match f {
+        M::UniqueId => ("UNIQUEID", Value::atom(&m.uniqueid)),
+        M::MboxName => ("MBOXNAME", Value::atom(&m.name)),
+        // backupd prints `MBOXTYPE NIL`; sync_server nothing.
+        M::MboxType => match m.mboxtype.as_deref() {
+            Some(t) => ("MBOXTYPE", Value::atom(t)),
+            None if replica => return None,
+            None => ("MBOXTYPE", Value::Nil),
+        },
+        M::LastUid => ("LAST_UID", num(m.last_uid)),
+        M::HighestModseq => ("HIGHESTMODSEQ", num(m.highestmodseq)),
+        M::RecentUid => ("RECENTUID", num(m.recentuid)),
+        M::RecentTime => ("RECENTTIME", date(m.recenttime)),
+        M::LastAppendDate => ("LAST_APPENDDATE", date(m.last_appenddate)),
+        M::Pop3LastLogin => ("POP3_LAST_LOGIN", date(m.pop3_last_login)),
+        M::Pop3ShowAfter => ("POP3_SHOW_AFTER", date(m.pop3_show_after)),
+        M::UidValidity => ("UIDVALIDITY", num(m.uidvalidity)),
+        M::Partition => ("PARTITION", Value::atom(&m.partition)),
+        M::Acl => ("ACL", Value::Atom(m.acl.clone())),
+        M::Options => ("OPTIONS", Value::atom(&m.options)),
+        M::SyncCrc => ("SYNC_CRC", num(m.sync_crc)),
+        M::SyncCrcAnnot => ("SYNC_CRC_ANNOT", num(m.sync_crc_annot)),
+        M::QuotaRoot => ("QUOTAROOT", Value::Nil),
+        // sync_server prints XCONVMODSEQ only when set.
+        M::XConvModseq if replica && m.xconvmodseq == 0 => return None,
+        M::XConvModseq => ("XCONVMODSEQ", num(m.xconvmodseq)),
+        // sync_server prints these (as last sent) when nonzero.
+        M::CreatedModseq => ("CREATEDMODSEQ", num(m.createdmodseq.filter(|&n| n != 0)?)),
+        M::FolderModseq => ("FOLDERMODSEQ", num(m.foldermodseq.filter(|&n| n != 0)?)),
+    })
+}
+
+/// A record's flags as `d` prints them: backupd in stored order with
+/// `\Expunged` last; sync_server in `sync_print_flags` order, `\Expunged`
+/// between `\Draft` and `\Seen`, then the keywords.
+fn record_flags(r: &Record, d: Dialect) -> Vec<Value> {
+    if d == Dialect::Backupd {
+        let mut flags: Vec<Value> = r.flags.iter().map(|f| flag(f)).collect();
+        if r.expunged {
+            flags.push(flag("\\Expunged"));
+        }
+        return flags;
+    }
+    const ORDER: [&str; 4] = ["\\Deleted", "\\Answered", "\\Flagged", "\\Draft"];
+    let has = |f: &str| r.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
+    let mut flags: Vec<Value> = ORDER.iter().filter(|f| has(f)).map(|f| flag(f)).collect();
     if r.expunged {
         flags.push(flag("\\Expunged"));
     }
-    let mut items = vec![
-        ("UID", num(r.uid)),
-        ("MODSEQ", num(r.modseq)),
-        ("LAST_UPDATED", date(r.last_updated)),
-        ("INTERNALDATE", date(r.internaldate)),
-        ("GUID", Value::atom(r.guid.to_hex())),
-        ("SIZE", num(r.size)),
-        ("FLAGS", Value::List(flags)),
-    ];
+    if has("\\Seen") {
+        flags.push(flag("\\Seen"));
+    }
+    flags.extend(
+        r.flags
+            .iter()
+            .filter(|f| {
+                !ORDER.iter().any(|o| o.eq_ignore_ascii_case(f))
+                    && !f.eq_ignore_ascii_case("\\Seen")
+                    && !f.eq_ignore_ascii_case("\\Expunged")
+            })
+            .map(|f| flag(f)),
+    );
+    flags
+}
+
+fn record(r: &Record, d: Dialect) -> Value {
+    let mut flags = Some(record_flags(r, d));
+    let mut items: Vec<(&str, Value)> = d
+        .record_fields()
+        .iter()
+        .map(|f| match f {
+            R::Uid => ("UID", num(r.uid)),
+            R::Modseq => ("MODSEQ", num(r.modseq)),
+            R::LastUpdated => ("LAST_UPDATED", date(r.last_updated)),
+            R::InternalDate => ("INTERNALDATE", date(r.internaldate)),
+            R::Guid => ("GUID", Value::atom(r.guid.to_hex())),
+            R::Size => ("SIZE", num(r.size)),
+            R::Flags => ("FLAGS", Value::List(flags.take().unwrap_or_default())),
+        })
+        .collect();
     if let Some(a) = record_annotations(r) {
         items.push(("ANNOTATIONS", a));
     }
     kv(items)
 }
 
-/// `* MAILBOX %(…)` in backupd's field order; with RECORD for `GET FULLMAILBOX`.
-pub fn mailbox(m: &Mailbox, with_records: bool) -> Value {
-    let mut items = vec![
-        ("UNIQUEID", Value::atom(&m.uniqueid)),
-        ("MBOXNAME", Value::atom(&m.name)),
-        (
-            "MBOXTYPE",
-            m.mboxtype.as_deref().map_or(Value::Nil, Value::atom),
-        ),
-        ("LAST_UID", num(m.last_uid)),
-        ("HIGHESTMODSEQ", num(m.highestmodseq)),
-        ("RECENTUID", num(m.recentuid)),
-        ("RECENTTIME", date(m.recenttime)),
-        ("LAST_APPENDDATE", date(m.last_appenddate)),
-        ("POP3_LAST_LOGIN", date(m.pop3_last_login)),
-        ("POP3_SHOW_AFTER", date(m.pop3_show_after)),
-        ("UIDVALIDITY", num(m.uidvalidity)),
-        ("PARTITION", Value::atom(&m.partition)),
-        ("ACL", Value::Atom(m.acl.clone())),
-        ("OPTIONS", Value::atom(&m.options)),
-        ("SYNC_CRC", num(m.sync_crc)),
-        ("SYNC_CRC_ANNOT", num(m.sync_crc_annot)),
-        ("QUOTAROOT", Value::Nil),
-        ("XCONVMODSEQ", num(m.xconvmodseq)),
-    ];
+/// `* MAILBOX %(…)` in `d`'s field order; with RECORD for `GET FULLMAILBOX`
+/// (sync_server's in UID order).
+pub fn mailbox(m: &Mailbox, with_records: bool, d: Dialect) -> Value {
+    let mut items: Vec<(&str, Value)> = d
+        .mailbox_fields()
+        .iter()
+        .filter_map(|&f| mailbox_field(m, f, d))
+        .collect();
     if !m.annotations.is_empty() {
         items.push(("ANNOTATIONS", annotations(&m.annotations)));
     }
     if with_records {
+        let mut records: Vec<&Record> = m.records.iter().collect();
+        if d == Dialect::SyncServer {
+            records.sort_by_key(|r| r.uid);
+        }
         items.push((
             "RECORD",
-            Value::List(m.records.iter().map(record).collect()),
+            Value::List(records.into_iter().map(|r| record(r, d)).collect()),
         ));
     }
     kv(items)
@@ -128,95 +293,20 @@ pub fn sieve(s: &Sieve) -> Value {
     ])
 }
 
-/// A record as sync_server prints it (`sync_prepare_dlists`): FLAGS before
-/// INTERNALDATE, system flags in `sync_print_flags` order with `\Expunged`
-/// between `\Draft` and `\Seen`.
-fn replica_record(r: &Record) -> Value {
-    const ORDER: [&str; 4] = ["\\Deleted", "\\Answered", "\\Flagged", "\\Draft"];
-    let has = |f: &str| r.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
-    let mut flags: Vec<Value> = ORDER.iter().filter(|f| has(f)).map(|f| flag(f)).collect();
-    if r.expunged {
-        flags.push(flag("\\Expunged"));
+/// The `* SEEN`, `* LSUB` and (with `with_sieve`) `* SIEVE` lines of a user.
+pub fn meta(b: &UserBackup, with_sieve: bool, replies: &mut Vec<Reply>) {
+    for (uniqueid, s) in &b.seen {
+        replies.push(Reply::Data("SEEN".into(), seen(uniqueid, s)));
     }
-    if has("\\Seen") {
-        flags.push(flag("\\Seen"));
-    }
-    flags.extend(
-        r.flags
-            .iter()
-            .filter(|f| {
-                !ORDER.iter().any(|o| o.eq_ignore_ascii_case(f))
-                    && !f.eq_ignore_ascii_case("\\Seen")
-                    && !f.eq_ignore_ascii_case("\\Expunged")
-            })
-            .map(|f| flag(f)),
-    );
-    let mut items = vec![
-        ("UID", num(r.uid)),
-        ("MODSEQ", num(r.modseq)),
-        ("LAST_UPDATED", date(r.last_updated)),
-        ("FLAGS", Value::List(flags)),
-        ("INTERNALDATE", date(r.internaldate)),
-        ("SIZE", num(r.size)),
-        ("GUID", Value::atom(r.guid.to_hex())),
-    ];
-    if let Some(a) = record_annotations(r) {
-        items.push(("ANNOTATIONS", a));
-    }
-    kv(items)
-}
-
-/// `* MAILBOX %(…)` as sync_server prints it (`sync_prepare_dlists`): no
-/// `MBOXTYPE NIL` or `QUOTAROOT NIL`, the CRCs after MBOXNAME, XCONVMODSEQ only
-/// when set, CREATEDMODSEQ/FOLDERMODSEQ as last sent; RECORD (in UID order)
-/// for `GET FULLMAILBOX`.
-pub fn replica_mailbox(m: &Mailbox, with_records: bool) -> Value {
-    let mut items = vec![
-        ("UNIQUEID", Value::atom(&m.uniqueid)),
-        ("MBOXNAME", Value::atom(&m.name)),
-    ];
-    if let Some(t) = m.mboxtype.as_deref() {
-        items.push(("MBOXTYPE", Value::atom(t)));
-    }
-    items.extend([
-        ("SYNC_CRC", num(m.sync_crc)),
-        ("SYNC_CRC_ANNOT", num(m.sync_crc_annot)),
-        ("LAST_UID", num(m.last_uid)),
-        ("HIGHESTMODSEQ", num(m.highestmodseq)),
-        ("RECENTUID", num(m.recentuid)),
-        ("RECENTTIME", date(m.recenttime)),
-        ("LAST_APPENDDATE", date(m.last_appenddate)),
-        ("POP3_LAST_LOGIN", date(m.pop3_last_login)),
-        ("POP3_SHOW_AFTER", date(m.pop3_show_after)),
-    ]);
-    if m.xconvmodseq != 0 {
-        items.push(("XCONVMODSEQ", num(m.xconvmodseq)));
-    }
-    items.extend([
-        ("UIDVALIDITY", num(m.uidvalidity)),
-        ("PARTITION", Value::atom(&m.partition)),
-        ("ACL", Value::Atom(m.acl.clone())),
-        ("OPTIONS", Value::atom(&m.options)),
-    ]);
-    // sync_server prints them when nonzero.
-    for (key, v) in [
-        ("CREATEDMODSEQ", m.createdmodseq),
-        ("FOLDERMODSEQ", m.foldermodseq),
-    ] {
-        if let Some(n) = v.filter(|&n| n != 0) {
-            items.push((key, num(n)));
-        }
-    }
-    if !m.annotations.is_empty() {
-        items.push(("ANNOTATIONS", annotations(&m.annotations)));
-    }
-    if with_records {
-        let mut records: Vec<&Record> = m.records.iter().collect();
-        records.sort_by_key(|r| r.uid);
-        items.push((
-            "RECORD",
-            Value::List(records.into_iter().map(replica_record).collect()),
+    if !b.subscriptions.is_empty() {
+        replies.push(Reply::Data(
+            "LSUB".into(),
+            Value::List(b.subscriptions.iter().map(Value::atom).collect()),
         ));
     }
-    kv(items)
+    if with_sieve {
+        for s in &b.sieve {
+            replies.push(Reply::Data("SIEVE".into(), sieve(s)));
+        }
+    }
 }

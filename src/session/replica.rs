@@ -23,7 +23,8 @@ use crate::dlist::Value;
 use crate::proto::{Apply, Get, ParseError, Reply};
 use crate::store::{names, sha1_hex, Store};
 
-use super::{render, After, Response, Session};
+use super::render::{self, Dialect};
+use super::{After, Response, Session};
 
 /// sync_server's `NO IMAP_PROTOCOL_BAD_PARAMETERS` (no text after the code).
 fn bad_parameters() -> Reply {
@@ -59,21 +60,8 @@ impl Session {
         let Some(b) = store.users.get(user) else {
             return;
         };
-        for (uniqueid, s) in &b.seen {
-            replies.push(Reply::Data("SEEN".into(), render::seen(uniqueid, s)));
-        }
-        if !b.subscriptions.is_empty() {
-            replies.push(Reply::Data(
-                "LSUB".into(),
-                Value::List(b.subscriptions.iter().map(Value::atom).collect()),
-            ));
-        }
         // With SIEVE-MAILBOX the scripts travel as the #sieve mailbox instead.
-        if !self.sieve_mailbox {
-            for s in &b.sieve {
-                replies.push(Reply::Data("SIEVE".into(), render::sieve(s)));
-            }
-        }
+        render::meta(b, !self.sieve_mailbox, replies);
     }
 
     fn done(&self, replies: Vec<Reply>, result: Result<(), Reply>) -> Response {
@@ -104,7 +92,10 @@ impl Session {
                         b.mailboxes
                             .values()
                             .map(|m| {
-                                Reply::Data("MAILBOX".into(), render::replica_mailbox(m, false))
+                                Reply::Data(
+                                    "MAILBOX".into(),
+                                    render::mailbox(m, false, Dialect::SyncServer),
+                                )
                             })
                             .collect()
                     })
@@ -129,7 +120,7 @@ impl Session {
                     if let Some(m) = m {
                         replies.push(Reply::Data(
                             "MAILBOX".into(),
-                            render::replica_mailbox(m, false),
+                            render::mailbox(m, false, Dialect::SyncServer),
                         ));
                     }
                 }
@@ -143,7 +134,7 @@ impl Session {
                 Some(m) => {
                     replies.push(Reply::Data(
                         "MAILBOX".into(),
-                        render::replica_mailbox(m, true),
+                        render::mailbox(m, true, Dialect::SyncServer),
                     ));
                     Ok(())
                 }
