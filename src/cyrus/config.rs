@@ -2,7 +2,37 @@
 //! part of `imapd.conf` (paths under the instance root, the server name,
 //! plaintext SASL accepting any password, the admins) and `cyrus.conf` (the
 //! recovery at start, the services, the periodic checkpoint). A source
-//! instance and a real target add their own lines.
+//! instance and a real target add their own lines. Also the directories every
+//! instance root holds.
+
+use std::fs;
+use std::path::Path;
+
+use super::CyrusError;
+
+/// The directories below every instance root.
+const DIRS: [&str; 11] = [
+    "etc",
+    "run",
+    "tmp",
+    "data",
+    "conf/db",
+    "conf/sieve",
+    "conf/socket",
+    "conf/proc",
+    "conf/lock",
+    "conf/log",
+    "conf/sync",
+];
+
+/// Create [`DIRS`] and `extra` below `root`.
+pub(super) fn make_dirs(root: &Path, extra: &[&str]) -> Result<(), CyrusError> {
+    for d in DIRS.iter().chain(extra) {
+        let p = root.join(d);
+        fs::create_dir_all(&p).map_err(CyrusError::io(format!("create `{}`", p.display())))?;
+    }
+    Ok(())
+}
 
 /// Who an `imapd.conf` is for.
 pub(super) struct ImapdConf<'a> {
@@ -66,4 +96,3 @@ pub(super) fn cyrus_conf(ctl: &str, conf: &str, services: &str) -> String {
 pub(super) fn service(name: &str, bin: &str, conf: &str, port: u16) -> String {
     format!("  {name} cmd=\"{bin} -C {conf}\" listen=\"127.0.0.1:{port}\" prefork=0\n")
 }
-

@@ -223,23 +223,7 @@ impl SourceInstance {
         let (uid, gid) = opts.bins.cyrus_ids()?;
         // A chroot'd Cyrus only reaches paths below the chroot.
         opts.bins.inside(&root)?;
-        for d in [
-            "etc",
-            "run",
-            "tmp",
-            "data",
-            "log",
-            "conf/db",
-            "conf/sieve",
-            "conf/socket",
-            "conf/proc",
-            "conf/lock",
-            "conf/log",
-            "conf/sync",
-        ] {
-            let p = root.join(d);
-            fs::create_dir_all(&p).map_err(io(format!("create `{}`", p.display())))?;
-        }
+        config::make_dirs(&root, &["log"])?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
             .map_err(io(format!("chmod `{}`", root.display())))?;
         check_traversable(&root, opts.bins.chroot(), uid, gid)?;

@@ -249,24 +249,7 @@ impl RealTarget {
             .ok()
             .flatten()
             .map_or(user.gid, |g| g.gid);
-        for d in [
-            "etc",
-            "run",
-            "tmp",
-            "tmp/backup",
-            "data",
-            "backup",
-            "conf/db",
-            "conf/sieve",
-            "conf/socket",
-            "conf/proc",
-            "conf/lock",
-            "conf/log",
-            "conf/sync",
-        ] {
-            let p = root.join(d);
-            fs::create_dir_all(&p).map_err(io(format!("create `{}`", p.display())))?;
-        }
+        config::make_dirs(root, &["tmp/backup", "backup"])?;
         fs::set_permissions(root, fs::Permissions::from_mode(0o755))
             .map_err(io(format!("chmod `{}`", root.display())))?;
 
