@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 
-use backupd_sim::runner::matrix::{installations, run_matrix, MatrixOptions, Progress};
-use backupd_sim::runner::{report, suite};
+use backupd_sim::runner::matrix::{installations, run_matrix, Progress};
+use backupd_sim::runner::{report, suite, RunOptions};
 
 use super::TargetArgs;
 
@@ -117,16 +117,22 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // and report dirs per version.
     let multi = installations.len() > 1;
     let jobs = args.jobs.max(1);
-    let opts = MatrixOptions {
+    // Each installation's run: these options, with its bins and version.
+    let first = installations
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow!("no Cyrus installation"))?;
+    let template = RunOptions {
+        bins: first,
+        version: String::new(),
         seed: args.seed,
         keep: args.keep,
         sandbox_parent: args.sandbox_dir.clone(),
         update_snapshots: args.update_snapshots,
         report_dir: args.report_dir.clone(),
         target: target.clone(),
-        jobs,
     };
-    let matrix = run_matrix(&scenarios, installations, &opts, |p| match p {
+    let matrix = run_matrix(&scenarios, installations, &template, jobs, |p| match p {
         Progress::Starting { bins, version } => eprintln!(
             "backupd-sim: {} scenario(s), Cyrus {version} from {}, target {}, {jobs} at a time",
             scenarios.len(),

@@ -2,12 +2,10 @@
 //! one suite run per installation, and the version x scenario results with
 //! their reports (table, JSON, JUnit) and the suite's outcome.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{report, suite, RunOptions, ScenarioReport};
 use crate::cyrus::{install, CyrusBins, CyrusError, DEFAULT_CYRUS_BIN};
-use crate::harness::Target;
-use crate::rng::Seed;
 use crate::scenario::Scenario;
 
 /// The installations `specs` (`--cyrus`) name: `all` is the host's and every
@@ -33,27 +31,6 @@ pub fn installations(specs: &[String], cyrus_bin: &Path) -> Result<Vec<CyrusBins
     }
     out.dedup();
     Ok(out)
-}
-
-/// The options of every installation's run ([`RunOptions`] without the
-/// installation and its version).
-#[derive(Debug, Clone)]
-pub struct MatrixOptions {
-    /// Override every scenario's seed.
-    pub seed: Option<Seed>,
-    /// Keep every sandbox (failed ones are always kept).
-    pub keep: bool,
-    /// Where sandboxes go (default: the system temp dir).
-    pub sandbox_parent: Option<PathBuf>,
-    /// Write missing or changed transcript snapshots instead of failing.
-    pub update_snapshots: bool,
-    /// Copy every scenario's artifacts here: `DIR/<scenario>/` with one
-    /// installation, `DIR/<version>/<scenario>/` with several.
-    pub report_dir: Option<PathBuf>,
-    /// The server replicated to.
-    pub target: Target,
-    /// Scenarios run at once (at least one).
-    pub jobs: usize,
 }
 
 /// What [`run_matrix`] tells its caller as it goes.
@@ -118,12 +95,15 @@ impl Matrix {
     }
 }
 
-/// Run `scenarios` on each installation in turn, telling `progress` before
-/// and after each.
+/// Run `scenarios` with `jobs` workers on each installation in turn, telling
+/// `progress` before and after each. Every run takes `template`'s options, with
+/// the installation and its version instead of the template's, and with several
+/// installations the artifacts in `report_dir/<version>/`.
 pub fn run_matrix(
     scenarios: &[Scenario],
     installations: Vec<CyrusBins>,
-    opts: &MatrixOptions,
+    template: &RunOptions,
+    jobs: usize,
     mut progress: impl FnMut(Progress<'_>),
 ) -> Matrix {
     let multi = installations.len() > 1;
@@ -134,23 +114,13 @@ pub fn run_matrix(
             bins: &bins,
             version: &version,
         });
-        let run = RunOptions {
-            bins,
-            version: version.clone(),
-            seed: opts.seed,
-            keep: opts.keep,
-            sandbox_parent: opts.sandbox_parent.clone(),
-            update_snapshots: opts.update_snapshots,
-            report_dir: opts.report_dir.as_ref().map(|d| {
-                if multi {
-                    d.join(&version)
-                } else {
-                    d.clone()
-                }
-            }),
-            target: opts.target.clone(),
-        };
-        let reports = suite::run_all(scenarios, &run, opts.jobs.max(1));
+        let mut run = template.clone();
+        if multi {
+            run.report_dir = run.report_dir.map(|d| d.join(&version));
+        }
+        run.bins = bins;
+        run.version = version.clone();
+        let reports = suite::run_all(scenarios, &run, jobs.max(1));
         progress(Progress::Finished {
             bins: &run.bins,
             version: &version,
