@@ -3,9 +3,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backupd_sim::check::compare;
+use backupd_sim::cyrus::process::wait_until;
 use backupd_sim::cyrus::{Channel, SourceInstance, SourceOptions, SyncClient};
 use backupd_sim::populate::fill_user;
 use backupd_sim::rng::{Rng, Seed};
@@ -54,17 +55,15 @@ impl Served {
     fn terminate(mut self) -> i32 {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code().expect("exited, not killed");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit within 10 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut status = None;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                status = self.child.try_wait().expect("wait");
+                status.is_some()
+            }),
+            "serve did not exit within 10 s of SIGTERM"
+        );
+        status.and_then(|s| s.code()).expect("exited, not killed")
     }
 }
 
@@ -76,13 +75,8 @@ impl Drop for Served {
 }
 
 fn run_bin(args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run backupd-sim");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().expect("exit code"), text)
+    let (code, stdout, stderr) = crate::util::bin(args);
+    (code, stdout + &stderr)
 }
 
 fn sync(client: &SyncClient, args: &[&str]) -> backupd_sim::cyrus::SyncRun {

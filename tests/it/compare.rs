@@ -2,37 +2,16 @@
 //! through the recording relay.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use backupd_sim::cyrus::TargetKind;
-use backupd_sim::fault::Plan;
 use backupd_sim::harness::Target;
-use backupd_sim::rng::Seed;
 use backupd_sim::runner::{run_scenario, unsupported, RunOptions, Verdict};
 use backupd_sim::scenario::Scenario;
-use backupd_sim::server::{FakeBackupd, ServerConfig};
-use backupd_sim::store::Store;
 
-use crate::util::cyrus_bins;
-
-const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
+use crate::util::{bin, cyrus_bins, Sim};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `backupd-sim ARGS` from the crate root: (exit code, stdout, stderr).
-fn cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN)
-        .current_dir(root())
-        .args(args)
-        .output()
-        .expect("run backupd-sim");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A path as a CLI argument (temp paths are UTF-8).
@@ -72,7 +51,7 @@ fn run_target_backupd_reproduces_case_a_for_real() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("r.json");
-    let (code, stdout, stderr) = cli(&[
+    let (code, stdout, stderr) = bin(&[
         "run",
         "scenarios/locks/a-rolling-once-defers.toml",
         "--target",
@@ -80,7 +59,7 @@ fn run_target_backupd_reproduces_case_a_for_real() {
         "--json",
         arg(&json),
     ]);
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     let reports: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
     let r = &reports["scenarios"][0];
@@ -145,24 +124,6 @@ fn steps_a_target_lacks_are_skipped_with_the_reason() {
     assert_eq!(r.stats.client_runs, 0);
 }
 
-/// A fake in this process, standing in for "any csync server at HOST:PORT".
-fn remote_fake(rt: &tokio::runtime::Runtime, plan: &str) -> (FakeBackupd, Target) {
-    let config = ServerConfig {
-        plan: Plan::parse(plan, "<test>").expect("plan"),
-        seed: Seed(7),
-        ..ServerConfig::default()
-    };
-    let fake = rt
-        .block_on(FakeBackupd::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            Store::temporary().expect("store"),
-            config,
-        ))
-        .expect("fake");
-    let target = Target::parse(&fake.addr().to_string(), "repluser", "secret").expect("target");
-    (fake, target)
-}
-
 /// `--target HOST:PORT` cannot read the target, so the verdict comes from a
 /// final `-u` that must send no APPLY, never from the client's exit code: an
 /// honest server passes, and one that answers OK to APPLY MAILBOX and stores
@@ -174,12 +135,12 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
     if cyrus_bins().is_none() {
         return;
     }
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
     let scratch = tempfile::tempdir().expect("tempdir");
     let s = scenario("scenarios/basic/rolling-changes.toml");
 
-    let (honest, target) = remote_fake(&rt, "");
-    let opts = options(target, scratch.path()).expect("cyrus");
+    // A fake in this process, standing in for "any csync server at HOST:PORT".
+    let honest = Sim::start("");
+    let opts = options(honest.target(), scratch.path()).expect("cyrus");
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
     assert!(r.target.starts_with("127.0.0.1:"));
@@ -188,11 +149,8 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
     assert!(last.ok && last.detail.contains("sent 0 APPLY"), "{last:?}");
     assert!(honest.shared().events().count("APPLY MESSAGE") > 0);
 
-    let (liar, target) = remote_fake(
-        &rt,
-        "[[fault]]\nwhen = { verb = \"APPLY MAILBOX\" }\naction = \"lie\"\n",
-    );
-    let opts = options(target, scratch.path()).expect("cyrus");
+    let liar = Sim::start("[[fault]]\nwhen = { verb = \"APPLY MAILBOX\" }\naction = \"lie\"\n");
+    let opts = options(liar.target(), scratch.path()).expect("cyrus");
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
     assert!(r.exits.iter().all(|e| *e == Some(0)), "{:?}", r.exits);
@@ -215,7 +173,7 @@ fn compare_with_the_real_backupd_agrees() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("rows.json");
     let d = arg(dir.path());
-    let (code, stdout, stderr) = cli(&[
+    let (code, stdout, stderr) = bin(&[
         "compare",
         "scenarios/basic/user-sync.toml",
         "scenarios/locks/d-user-mode-bails-out.toml",
@@ -230,7 +188,7 @@ fn compare_with_the_real_backupd_agrees() {
         "--json",
         arg(&json),
     ]);
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("3 of 4 scenario(s) compared (1 skipped on backupd); 0 with unexplained"),
         "{stdout}"
@@ -264,13 +222,13 @@ fn compare_with_the_real_backupd_agrees() {
 /// An unknown `--target` is exit 2 naming what is accepted.
 #[test]
 fn a_bad_target_is_exit_2() {
-    let (code, _, stderr) = cli(&[
+    let (code, _, stderr) = bin(&[
         "run",
         "scenarios/basic/user-sync.toml",
         "--target",
         "nowhere",
     ]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, 2);
     assert!(
         stderr
             .contains("expected `fake`, `fake-sync_server`, `backupd`, `sync_server` or HOST:PORT"),
@@ -291,7 +249,7 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = arg(dir.path());
-    let (code, stdout, stderr) = cli(&[
+    let (code, stdout, stderr) = bin(&[
         "compare",
         "scenarios/basic",
         "--against",
@@ -303,7 +261,7 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
         "--out",
         d,
     ]);
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         stdout
             .contains("4 of 4 scenario(s) compared (0 skipped on sync_server); 0 with unexplained"),

@@ -3,23 +3,11 @@
 //! scenario file that `backupd-sim run` fails again.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::util::cyrus_bins;
 
-const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
-
 fn bin(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run backupd-sim");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::util::bin_in(dir, args, &[])
 }
 
 fn files(dir: &Path) -> Vec<(String, String)> {

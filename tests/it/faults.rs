@@ -12,159 +12,20 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backupd_sim::cyrus::process::wait_until;
 use backupd_sim::events::EventKind;
-use backupd_sim::fault::{LockMode, LockSpec, Plan, Status, TriggerSpec, TriggerTable};
-use backupd_sim::rng::Seed;
+use backupd_sim::fault::{LockMode, LockSpec, TriggerSpec, TriggerTable};
 use backupd_sim::server::control::{self, Request};
-use backupd_sim::server::{FakeBackupd, ServerConfig, Shared};
-use backupd_sim::store::{sha1_hex, Store};
+use backupd_sim::store::sha1_hex;
 use pretty_assertions::assert_eq;
 
-use crate::util::run_script;
+use crate::util::{run_script, Sim, LOGIN, WAIT};
 
-/// `AUTHENTICATE PLAIN` with `\0repluser\0secret` (the default credentials).
-const LOGIN: &str = "AUTHENTICATE PLAIN AHJlcGx1c2VyAHNlY3JldA==";
 const LOCKED: &str = "NO IMAP_MAILBOX_LOCKED Mailbox locked";
-/// Deadline of every read and every poll.
-const WAIT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A fake backupd with `plan`, seed 7, in its own runtime; stopped on drop.
-struct Sim {
-    rt: tokio::runtime::Runtime,
-    fake: Option<FakeBackupd>,
-}
-
-impl Sim {
-    fn start(plan: &str) -> Sim {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let config = ServerConfig {
-            plan: Plan::parse(plan, "test plan").unwrap_or_else(|e| panic!("{e}")),
-            seed: Seed(7),
-            ..ServerConfig::default()
-        };
-        let fake = rt
-            .block_on(FakeBackupd::start(
-                "127.0.0.1:0".parse().expect("addr"),
-                Store::temporary().expect("store"),
-                config,
-            ))
-            .expect("start");
-        Sim {
-            rt,
-            fake: Some(fake),
-        }
-    }
-
-    fn fake(&self) -> &FakeBackupd {
-        self.fake.as_ref().expect("running")
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.fake().addr()
-    }
-
-    fn shared(&self) -> &Arc<Shared> {
-        self.fake().shared()
-    }
-
-    /// Every event so far as `(session, kind)`.
-    fn events(&self) -> Vec<(u64, EventKind)> {
-        self.shared()
-            .events()
-            .events()
-            .map(|e| (e.session, e.kind.clone()))
-            .collect()
-    }
-
-    /// The events of one session, `Connected` left out (it carries a port).
-    fn session_events(&self, session: u64) -> Vec<EventKind> {
-        self.events()
-            .into_iter()
-            .filter(|(s, k)| *s == session && !matches!(k, EventKind::Connected { .. }))
-            .map(|(_, k)| k)
-            .collect()
-    }
-
-    /// Poll the event log until `pred` holds, at most [`WAIT`].
-    fn wait_for(&self, what: &str, pred: impl Fn(&[(u64, EventKind)]) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let events = self.events();
-            if pred(&events) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                self.transcript()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Wait until the session's `Closed` event is logged; its reason.
-    fn closed_reason(&self, session: u64) -> String {
-        self.wait_for(&format!("session {session} to close"), |ev| {
-            ev.iter()
-                .any(|(s, k)| *s == session && matches!(k, EventKind::Closed { .. }))
-        });
-        self.events()
-            .into_iter()
-            .find_map(|(s, k)| match k {
-                EventKind::Closed { reason } if s == session => Some(reason),
-                _ => None,
-            })
-            .expect("closed")
-    }
-
-    fn transcript(&self) -> String {
-        self.shared().events().transcript()
-    }
-
-    /// `user`'s subscriptions in the store.
-    fn subs(&self, user: &str) -> Vec<String> {
-        self.shared()
-            .store()
-            .users
-            .get(user)
-            .map(|u| u.subscriptions.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// `user`'s live mailbox names in the store.
-    fn mailboxes(&self, user: &str) -> Vec<String> {
-        self.shared()
-            .store()
-            .users
-            .get(user)
-            .map(|u| u.mailboxes.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// A control request applied in-process; panics when refused.
-    fn ctl(&self, req: Request) -> Status {
-        control::apply(self.shared(), &req).unwrap_or_else(|e| panic!("{req:?}: {e}"))
-    }
-
-    fn refused_count(&self) -> usize {
-        self.events()
-            .iter()
-            .filter(|(_, k)| matches!(k, EventKind::Refused { .. }))
-            .count()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(f) = self.fake.take() {
-            self.rt.block_on(f.stop());
-        }
-    }
-}
 
 /// A raw csync client that sees every reply line, `*` lines included.
 struct Client {
@@ -305,14 +166,15 @@ fn lock_spec() -> LockSpec {
 
 /// Poll new connections until one gets a greeting; returns it.
 fn connect_when_accepted(addr: SocketAddr) -> Client {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(c) = Client::try_connect(addr) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "still refusing after {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut client = None;
+    assert!(
+        wait_until(WAIT, || {
+            client = Client::try_connect(addr);
+            client.is_some()
+        }),
+        "still refusing after {WAIT:?}"
+    );
+    client.expect("connected")
 }
 
 // ---------------------------------------------------------------------------

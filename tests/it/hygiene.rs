@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use backupd_sim::cyrus::process::wait_until;
+
 /// Live processes (not zombies) whose command line contains `needle`, as
 /// `(pid, command line)`.
 fn processes_naming(needle: &str) -> Vec<(i32, String)> {
@@ -39,17 +41,6 @@ fn processes_naming(needle: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
-fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
 /// A `backupd-sim run` started by the test, with its output in files.
 struct Runner {
     child: Child,
@@ -61,7 +52,7 @@ impl Runner {
     fn start(args: &[&str], sandbox_dir: &Path, logs: &Path, tag: &str) -> Runner {
         let out = logs.join(format!("{tag}.stdout"));
         let err = logs.join(format!("{tag}.stderr"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupd-sim"));
+        let mut cmd = Command::new(crate::util::BIN);
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("run")
             .args(args)
@@ -87,7 +78,7 @@ impl Runner {
     /// Wait (bounded) for the exit; kill it and fail the test on timeout.
     fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let mut status = None;
-        poll(timeout, || {
+        wait_until(timeout, || {
             status = self.child.try_wait().expect("try_wait");
             status.is_some()
         });
@@ -146,7 +137,7 @@ fn sandbox_parent() -> tempfile::TempDir {
 
 /// Waits until a sync_client of this sandbox runs (so master and imapd do too).
 fn wait_for_sync_client(runner: &mut Runner, needle: &str, count: usize) {
-    let seen = poll(Duration::from_secs(60), || {
+    let seen = wait_until(Duration::from_secs(60), || {
         processes_naming(needle)
             .iter()
             .filter(|(_, c)| c.contains("sync_client"))
@@ -164,7 +155,7 @@ fn wait_for_sync_client(runner: &mut Runner, needle: &str, count: usize) {
 /// After the runner is gone nothing of the sandbox may run (a short grace
 /// for children still dying).
 fn assert_no_process_of(needle: &str, runner: &Runner) {
-    let clean = poll(Duration::from_secs(3), || {
+    let clean = wait_until(Duration::from_secs(3), || {
         processes_naming(needle).is_empty()
     });
     assert!(

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use backupd_sim::cyrus::process::wait_until;
 use backupd_sim::cyrus::SyncRun;
 use backupd_sim::events::EventKind;
 use backupd_sim::fault::Plan;
@@ -11,7 +12,7 @@ use backupd_sim::harness::{Harness, HarnessOptions};
 use backupd_sim::populate::{append_random, fill_user, more_changes};
 use backupd_sim::rng::{Rng, Seed};
 
-use crate::util::cyrus_bins;
+use crate::util::{cyrus_bins, Sim};
 
 fn harness_with(plan: &str) -> Option<Harness> {
     let mut opts = HarnessOptions::new(cyrus_bins()?);
@@ -96,15 +97,11 @@ fn connection_times(h: &Harness) -> Vec<f64> {
 }
 
 /// Wait (bounded) until `done` holds, polling.
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn wait_for(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(
+        wait_until(timeout, done),
+        "timed out after {timeout:?} waiting for {what}"
+    );
 }
 
 const LOCKED: &str = "NO IMAP_MAILBOX_LOCKED Mailbox locked";
@@ -388,8 +385,6 @@ fn case_c2_continuous_rolling_retries_once_per_interval() {
 /// event logs (timestamps and ports aside); another seed gives other choices.
 #[test]
 fn same_seed_same_plan_same_event_log() {
-    use backupd_sim::server::{FakeBackupd, ServerConfig};
-    use backupd_sim::store::Store;
     let plan = r#"
         [[fault]]
         name = "flaky-drop"
@@ -430,50 +425,15 @@ fn same_seed_same_plan_same_event_log() {
     }
     let lines: Vec<&str> = script.iter().map(String::as_str).collect();
     let run = |seed: u64| {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let config = ServerConfig {
-            plan: Plan::parse(plan, "test plan").expect("plan"),
-            seed: Seed(seed),
-            ..ServerConfig::default()
-        };
-        let fake = rt
-            .block_on(FakeBackupd::start(
-                "127.0.0.1:0".parse().expect("addr"),
-                Store::temporary().expect("store"),
-                config,
-            ))
-            .expect("start");
-        let replies = crate::util::run_script(fake.addr(), &lines);
-        // The server records the last connection's end after the client has
-        // gone: wait for every connection to be closed before reading the log.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let (opened, closed) =
-                fake.shared()
-                    .events()
-                    .events()
-                    .fold((0, 0), |(o, c), e| match e.kind {
-                        EventKind::Connected { .. } => (o + 1, c),
-                        EventKind::Closed { .. } => (o, c + 1),
-                        _ => (o, c),
-                    });
-            if opened == closed {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{opened} connections, {closed} closed after 10 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let log: Vec<String> = fake
-            .shared()
+        let sim = Sim::start_seeded(plan, seed);
+        let replies = crate::util::run_script(sim.addr(), &lines);
+        sim.wait_all_closed();
+        let log: Vec<String> = sim
             .events()
-            .events()
-            .filter(|e| !matches!(e.kind, EventKind::Connected { .. }))
-            .map(|e| format!("{} {:?}", e.session, e.kind))
+            .into_iter()
+            .filter(|(_, k)| !matches!(k, EventKind::Connected { .. }))
+            .map(|(session, kind)| format!("{session} {kind:?}"))
             .collect();
-        rt.block_on(fake.stop());
         (replies, log)
     };
     let (replies_a, log_a) = run(5);

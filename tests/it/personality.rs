@@ -14,103 +14,21 @@ use backupd_sim::events::EventKind;
 use backupd_sim::fault::Plan;
 use backupd_sim::harness::{Harness, HarnessOptions};
 use backupd_sim::populate::{append_random, fill_user, more_changes};
-use backupd_sim::proto::Reply;
 use backupd_sim::rng::{Rng, Seed};
 use backupd_sim::server::{FakeBackupd, ServerConfig};
-use backupd_sim::session::{After, Credentials, Personality, Session, SessionConfig};
+use backupd_sim::session::{After, Credentials, Personality, SessionConfig};
 use backupd_sim::store::{sha1_hex, Store};
 use pretty_assertions::assert_eq;
 
-use crate::codec::{load_capture, Conn};
-use crate::util::{cyrus_bins, run_script};
+use crate::codec::load_capture;
+use crate::util::{cyrus_bins, replay, run_script, Client};
 use crate::util::{mailbox_cmd, message_cmd};
-
-/// `AUTHENTICATE PLAIN` with `\0repluser\0secret` (the default credentials).
-const LOGIN: &str = "AUTHENTICATE PLAIN AHJlcGx1c2VyAHNlY3JldA==";
 
 fn replica_config() -> Arc<SessionConfig> {
     Arc::new(SessionConfig {
         personality: Personality::SyncServer,
         ..SessionConfig::default()
     })
-}
-
-/// A scripted client driving one sans-IO session.
-struct Client {
-    session: Session,
-}
-
-impl Client {
-    fn new(id: u64, config: &Arc<SessionConfig>) -> Client {
-        Client {
-            session: Session::new(id, Arc::clone(config)),
-        }
-    }
-
-    fn authed(id: u64, config: &Arc<SessionConfig>, store: &mut Store) -> Client {
-        let mut c = Client::new(id, config);
-        assert_eq!(c.cmd(store, LOGIN), ["OK Success (no protection)"]);
-        c
-    }
-
-    fn greeting(&self) -> Vec<String> {
-        let g = self.session.greeting();
-        g.replies.iter().map(Reply::to_line).collect()
-    }
-
-    /// Push `bytes`, execute every complete input; the reply lines and the wire.
-    fn send(&mut self, store: &mut Store, bytes: &[u8]) -> (Vec<String>, Vec<u8>) {
-        let (mut lines, mut wire) = (Vec::new(), Vec::new());
-        self.session.push(bytes);
-        loop {
-            let response = match self.session.next_incoming() {
-                Ok(None) => break,
-                Ok(Some(input)) => self.session.execute(input, store),
-                Err(e) => self.session.frame_error(&e),
-            };
-            lines.extend(response.replies.iter().map(Reply::to_line));
-            wire.extend(response.encode());
-            if response.after == After::Close {
-                break;
-            }
-        }
-        (lines, wire)
-    }
-
-    fn cmd(&mut self, store: &mut Store, line: &str) -> Vec<String> {
-        self.send(store, format!("{line}\r\n").as_bytes()).0
-    }
-}
-
-/// The client side of one capture replayed into `c`; fails on the first reply
-/// whose bytes differ from the real server's. COMPRESS is not sent (sans-IO).
-fn replay(c: &mut Client, store: &mut Store, conn: &Conn) {
-    let blocks = &conn.blocks;
-    let mut i = 0;
-    while i < blocks.len() {
-        if !blocks[i].from_client {
-            i += 1;
-            continue;
-        }
-        let sent = &blocks[i].bytes;
-        let mut expected = Vec::new();
-        let mut j = i + 1;
-        while j < blocks.len() && !blocks[j].from_client {
-            expected.extend_from_slice(&blocks[j].bytes);
-            j += 1;
-        }
-        if !sent.starts_with(b"COMPRESS ") {
-            let (_, wire) = c.send(store, sent);
-            assert_eq!(
-                String::from_utf8_lossy(&wire),
-                String::from_utf8_lossy(&expected),
-                "{}: reply to `{}`",
-                conn.name,
-                String::from_utf8_lossy(&sent[..sent.len().min(60)])
-            );
-        }
-        i = j;
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -158,7 +76,7 @@ fn replica_captures_replay_byte_for_byte() {
                 "{g}"
             );
         }
-        replay(&mut c, &mut store, conn);
+        replay(conn, false, |bytes| c.send(&mut store, bytes).wire);
         c.session.end(&mut store);
     }
     assert_eq!(
@@ -227,7 +145,7 @@ fn replica_replies_to_a_scripted_client() {
     );
 
     let mut store = Store::temporary().unwrap();
-    let mut c = Client::authed(2, &config, &mut store);
+    let mut c = Client::authed_with(2, &config, &mut store);
     assert!(!c.session.sieve_mailbox());
     assert_eq!(
         c.cmd(&mut store, "APPLY CAPABILITIES (FOO)"),
@@ -251,11 +169,14 @@ fn replica_replies_to_a_scripted_client() {
         ["OK success"]
     );
     // Uploaded, then RESTART forgets it.
-    assert_eq!(c.send(&mut store, &message_cmd(&[b1])).0, ["OK success"]);
+    assert_eq!(
+        c.send(&mut store, &message_cmd(&[b1])).lines,
+        ["OK success"]
+    );
     assert_eq!(c.cmd(&mut store, "RESTART"), ["OK Restarting"]);
     assert_eq!(c.cmd(&mut store, &mb), ["NO Unknown error"]);
     assert_eq!(
-        c.send(&mut store, &message_cmd(&[b1, b2])).0,
+        c.send(&mut store, &message_cmd(&[b1, b2])).lines,
         ["OK success"]
     );
     assert_eq!(c.cmd(&mut store, &mb), ["OK success"]);
@@ -341,7 +262,11 @@ fn replica_replies_to_a_scripted_client() {
     );
     assert_eq!(c.cmd(&mut store, "APPLY UNUSER alice"), ["OK success"]);
     assert_eq!(c.cmd(&mut store, "GET USER alice"), ["OK success"]);
-    assert_eq!(c.cmd(&mut store, "EXIT"), ["OK Finished"]);
+    let exit = c.send(&mut store, b"EXIT\r\n");
+    assert_eq!(
+        (exit.lines, exit.after),
+        (vec!["OK Finished".to_owned()], After::Close)
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -2,24 +2,12 @@
 //! caught, JUnit, shards.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::util::cyrus_bins;
 
-const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
-
+/// `backupd-sim run ARGS` in the crate root.
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("run")
-        .args(args)
-        .output()
-        .expect("run backupd-sim");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::util::bin(&[&["run"], args].concat())
 }
 
 fn scratch() -> tempfile::TempDir {

@@ -8,104 +8,20 @@
 
 use std::sync::Arc;
 
-use crate::util::{mailbox_cmd, message_cmd};
+use crate::util::{mailbox_cmd, message_cmd, replay, Client, LOGIN};
 
 use backupd_sim::dlist::{Parser, Value};
-use backupd_sim::proto::Reply;
-use backupd_sim::session::{After, Credentials, Session, SessionConfig};
+use backupd_sim::session::{After, Credentials, SessionConfig};
 use backupd_sim::store::{sha1_hex, Store};
 use base64::Engine;
 use bytes::Bytes;
 use pretty_assertions::assert_eq;
 use proptest::prelude::*;
 
-use crate::codec::{load_capture, Conn};
-
-/// `AUTHENTICATE PLAIN` with `\0repluser\0secret` (the default credentials).
-const LOGIN: &str = "AUTHENTICATE PLAIN AHJlcGx1c2VyAHNlY3JldA==";
+use crate::codec::load_capture;
 
 fn plain(authz: &str, authc: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{authz}\0{authc}\0{password}"))
-}
-
-/// What one push produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Outcome {
-    /// Reply lines, without their CRLF (a literal keeps its inner CRLF).
-    lines: Vec<String>,
-    /// The exact bytes the server would write.
-    wire: Vec<u8>,
-    /// What followed the last response.
-    after: After,
-}
-
-/// A scripted client driving one session.
-struct Client {
-    session: Session,
-}
-
-impl Client {
-    fn new(id: u64, config: &Arc<SessionConfig>) -> Client {
-        Client {
-            session: Session::new(id, Arc::clone(config)),
-        }
-    }
-
-    /// A session with the default config.
-    fn fresh(id: u64) -> Client {
-        Client::new(id, &Arc::new(SessionConfig::default()))
-    }
-
-    /// A session that has authenticated.
-    fn authed(id: u64, store: &mut Store) -> Client {
-        let mut c = Client::fresh(id);
-        assert_eq!(c.cmd(store, LOGIN), ["OK Success (no protection)"]);
-        c
-    }
-
-    fn greeting(&self) -> Vec<String> {
-        self.session
-            .greeting()
-            .replies
-            .iter()
-            .map(Reply::to_line)
-            .collect()
-    }
-
-    /// Push `bytes` in chunks of at most 64 KiB, executing every complete input
-    /// after each chunk, as the tokio driver does. Stops at `After::Close`.
-    fn send(&mut self, store: &mut Store, bytes: &[u8]) -> Outcome {
-        let mut out = Outcome {
-            lines: Vec::new(),
-            wire: Vec::new(),
-            after: After::Continue,
-        };
-        for chunk in bytes.chunks(64 << 10) {
-            self.session.push(chunk);
-            loop {
-                let response = match self.session.next_incoming() {
-                    Ok(None) => break,
-                    Ok(Some(input)) => self.session.execute(input, store),
-                    Err(e) => self.session.frame_error(&e),
-                };
-                out.lines
-                    .extend(response.replies.iter().map(Reply::to_line));
-                out.wire.extend(response.encode());
-                out.after = response.after;
-                if response.after == After::Close {
-                    return out;
-                }
-            }
-        }
-        out
-    }
-
-    /// Send one line (CRLF appended); the session must stay open.
-    fn cmd(&mut self, store: &mut Store, line: &str) -> Vec<String> {
-        let out = self.send(store, format!("{line}\r\n").as_bytes());
-        assert_eq!(out.after, After::Continue, "after `{line}`");
-        out.lines
-    }
 }
 
 /// Parse a `* KEY value` reply line into its value.
@@ -340,40 +256,6 @@ fn backupd_probe_replies_are_reproduced() {
     assert_eq!(checked, 27);
 }
 
-/// The backupd conversation of one capture, replayed into `c`: returns nothing,
-/// fails on the first reply that differs. COMPRESS is not sent (sans-IO), and a
-/// command the relay cut is not sent either.
-fn replay(c: &mut Client, store: &mut Store, conn: &Conn, cut_last: bool) {
-    let blocks = &conn.blocks;
-    let last_client = blocks.iter().rposition(|b| b.from_client);
-    let mut i = 0;
-    while i < blocks.len() {
-        if !blocks[i].from_client {
-            i += 1;
-            continue;
-        }
-        let sent = &blocks[i].bytes;
-        let mut expected = Vec::new();
-        let mut j = i + 1;
-        while j < blocks.len() && !blocks[j].from_client {
-            expected.extend_from_slice(&blocks[j].bytes);
-            j += 1;
-        }
-        let skip = sent.starts_with(b"COMPRESS ") || (cut_last && Some(i) == last_client);
-        if !skip {
-            let out = c.send(store, sent);
-            assert_eq!(
-                String::from_utf8_lossy(&out.wire),
-                String::from_utf8_lossy(&expected),
-                "{}: reply to `{}`",
-                conn.name,
-                String::from_utf8_lossy(&sent[..sent.len().min(60)])
-            );
-        }
-        i = j;
-    }
-}
-
 /// The lab's config: the capture's credentials and host name.
 fn lab_config() -> Arc<SessionConfig> {
     Arc::new(SessionConfig {
@@ -420,7 +302,7 @@ fn alice_lab_history_replays_byte_for_byte() {
         assert_eq!(greeting[..2], real[..2]);
         assert!(real[2].starts_with("* OK bak.lab.test Cyrus backup server 3.6.1"));
         assert!(greeting[2].starts_with("* OK bak.lab.test Cyrus backup server 3.6.1"));
-        replay(&mut c, &mut store, conn, cut);
+        replay(conn, cut, |bytes| c.send(&mut store, bytes).wire);
         c.session.end(&mut store);
     }
 

@@ -1,6 +1,23 @@
 //! Helpers shared by the integration tests.
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backupd_sim::cyrus::process::wait_until;
 use backupd_sim::cyrus::{CyrusBins, DEFAULT_CYRUS_BIN};
+use backupd_sim::events::EventKind;
+use backupd_sim::fault::{Plan, Status};
+use backupd_sim::harness::Target;
+use backupd_sim::proto::Reply;
+use backupd_sim::rng::Seed;
+use backupd_sim::server::control::{self, Request};
+use backupd_sim::server::{FakeBackupd, ServerConfig, Shared};
+use backupd_sim::session::{After, Session, SessionConfig};
+use backupd_sim::store::Store;
+
+use crate::codec::Conn;
 
 /// The Cyrus installation the tests drive: `$CYRUS_BIN` or the Debian default.
 ///
@@ -21,6 +38,30 @@ pub fn cyrus_bins() -> Option<CyrusBins> {
             None
         }
     }
+}
+
+/// The `backupd-sim` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
+
+/// `backupd-sim ARGS` run in `dir` with `env` added: (exit code, stdout,
+/// stderr). Panics when a signal killed it.
+pub fn bin_in(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
+    let mut c = std::process::Command::new(BIN);
+    c.current_dir(dir).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run backupd-sim");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `backupd-sim ARGS` run in the crate root: (exit code, stdout, stderr).
+pub fn bin(args: &[&str]) -> (i32, String, String) {
+    bin_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, &[])
 }
 
 /// A scripted csync client over TCP: connects, authenticates as
@@ -164,4 +205,288 @@ pub fn mailbox_cmd(uniqueid: &str, name: &str, records: &[(u32, &str, &str)]) ->
         hms = last_uid + 10,
         recs = recs.join(" ")
     )
+}
+
+// ---------------------------------------------------------------------------
+// The sans-IO session, scripted: no sockets, no Cyrus
+// ---------------------------------------------------------------------------
+
+/// `AUTHENTICATE PLAIN` with `\0repluser\0secret` (the default credentials).
+pub const LOGIN: &str = "AUTHENTICATE PLAIN AHJlcGx1c2VyAHNlY3JldA==";
+
+/// What one push into a [`Client`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Reply lines, without their CRLF (a literal keeps its inner CRLF).
+    pub lines: Vec<String>,
+    /// The exact bytes the server would write.
+    pub wire: Vec<u8>,
+    /// What followed the last response.
+    pub after: After,
+}
+
+/// A scripted client driving one sans-IO [`Session`] over a store.
+pub struct Client {
+    pub session: Session,
+}
+
+impl Client {
+    pub fn new(id: u64, config: &Arc<SessionConfig>) -> Client {
+        Client {
+            session: Session::new(id, Arc::clone(config)),
+        }
+    }
+
+    /// A session with the default config.
+    pub fn fresh(id: u64) -> Client {
+        Client::new(id, &Arc::new(SessionConfig::default()))
+    }
+
+    /// A session with the default config that has authenticated.
+    pub fn authed(id: u64, store: &mut Store) -> Client {
+        Client::authed_with(id, &Arc::new(SessionConfig::default()), store)
+    }
+
+    /// A session with `config` that has authenticated as `repluser`/`secret`.
+    pub fn authed_with(id: u64, config: &Arc<SessionConfig>, store: &mut Store) -> Client {
+        let mut c = Client::new(id, config);
+        assert_eq!(c.cmd(store, LOGIN), ["OK Success (no protection)"]);
+        c
+    }
+
+    pub fn greeting(&self) -> Vec<String> {
+        self.session
+            .greeting()
+            .replies
+            .iter()
+            .map(Reply::to_line)
+            .collect()
+    }
+
+    /// Push `bytes` in chunks of at most 64 KiB, executing every complete input
+    /// after each chunk, as the tokio driver does. Stops at `After::Close`.
+    pub fn send(&mut self, store: &mut Store, bytes: &[u8]) -> Outcome {
+        let mut out = Outcome {
+            lines: Vec::new(),
+            wire: Vec::new(),
+            after: After::Continue,
+        };
+        for chunk in bytes.chunks(64 << 10) {
+            self.session.push(chunk);
+            loop {
+                let response = match self.session.next_incoming() {
+                    Ok(None) => break,
+                    Ok(Some(input)) => self.session.execute(input, store),
+                    Err(e) => self.session.frame_error(&e),
+                };
+                out.lines
+                    .extend(response.replies.iter().map(Reply::to_line));
+                out.wire.extend(response.encode());
+                out.after = response.after;
+                if response.after == After::Close {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    /// Send one line (CRLF appended); the session must stay open.
+    pub fn cmd(&mut self, store: &mut Store, line: &str) -> Vec<String> {
+        let out = self.send(store, format!("{line}\r\n").as_bytes());
+        assert_eq!(out.after, After::Continue, "after `{line}`");
+        out.lines
+    }
+}
+
+/// The client side of one capture replayed through `send` (which returns the
+/// bytes the server wrote); fails on the first reply whose bytes differ from
+/// the real server's. COMPRESS is not sent (sans-IO), nor, with `cut_last`,
+/// the last client write (a command the relay cut).
+pub fn replay(conn: &Conn, cut_last: bool, mut send: impl FnMut(&[u8]) -> Vec<u8>) {
+    let blocks = &conn.blocks;
+    let last_client = blocks.iter().rposition(|b| b.from_client);
+    let mut i = 0;
+    while i < blocks.len() {
+        if !blocks[i].from_client {
+            i += 1;
+            continue;
+        }
+        let sent = &blocks[i].bytes;
+        let mut expected = Vec::new();
+        let mut j = i + 1;
+        while j < blocks.len() && !blocks[j].from_client {
+            expected.extend_from_slice(&blocks[j].bytes);
+            j += 1;
+        }
+        let skip = sent.starts_with(b"COMPRESS ") || (cut_last && Some(i) == last_client);
+        if !skip {
+            let wire = send(sent);
+            assert_eq!(
+                String::from_utf8_lossy(&wire),
+                String::from_utf8_lossy(&expected),
+                "{}: reply to `{}`",
+                conn.name,
+                String::from_utf8_lossy(&sent[..sent.len().min(60)])
+            );
+        }
+        i = j;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The fake in this process
+// ---------------------------------------------------------------------------
+
+/// Deadline of every read and every poll of the in-process fake.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A fake backupd with `plan`, seed 7, in its own runtime; stopped on drop.
+pub struct Sim {
+    pub rt: tokio::runtime::Runtime,
+    fake: Option<FakeBackupd>,
+}
+
+impl Sim {
+    pub fn start(plan: &str) -> Sim {
+        Sim::start_seeded(plan, 7)
+    }
+
+    /// A fake with `plan` and `seed`.
+    pub fn start_seeded(plan: &str, seed: u64) -> Sim {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let config = ServerConfig {
+            plan: Plan::parse(plan, "test plan").unwrap_or_else(|e| panic!("{e}")),
+            seed: Seed(seed),
+            ..ServerConfig::default()
+        };
+        let fake = rt
+            .block_on(FakeBackupd::start(
+                "127.0.0.1:0".parse().expect("addr"),
+                Store::temporary().expect("store"),
+                config,
+            ))
+            .expect("start");
+        Sim {
+            rt,
+            fake: Some(fake),
+        }
+    }
+
+    pub fn fake(&self) -> &FakeBackupd {
+        self.fake.as_ref().expect("running")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.fake().addr()
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        self.fake().shared()
+    }
+
+    /// Every event so far as `(session, kind)`.
+    pub fn events(&self) -> Vec<(u64, EventKind)> {
+        self.shared()
+            .events()
+            .events()
+            .map(|e| (e.session, e.kind.clone()))
+            .collect()
+    }
+
+    /// The events of one session, `Connected` left out (it carries a port).
+    pub fn session_events(&self, session: u64) -> Vec<EventKind> {
+        self.events()
+            .into_iter()
+            .filter(|(s, k)| *s == session && !matches!(k, EventKind::Connected { .. }))
+            .map(|(_, k)| k)
+            .collect()
+    }
+
+    /// Poll the event log until `pred` holds, at most [`WAIT`].
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&[(u64, EventKind)]) -> bool) {
+        assert!(
+            wait_until(WAIT, || pred(&self.events())),
+            "timed out waiting for {what}:\n{}",
+            self.transcript()
+        );
+    }
+
+    /// Wait until every connection opened has been closed (the server records
+    /// a connection's end after the client has gone).
+    pub fn wait_all_closed(&self) {
+        self.wait_for("every connection to close", |ev| {
+            let opened = ev
+                .iter()
+                .filter(|(_, k)| matches!(k, EventKind::Connected { .. }));
+            let closed = ev
+                .iter()
+                .filter(|(_, k)| matches!(k, EventKind::Closed { .. }));
+            opened.count() == closed.count()
+        });
+    }
+
+    /// This fake as a `--target HOST:PORT` (the default credentials).
+    pub fn target(&self) -> Target {
+        Target::parse(&self.addr().to_string(), "repluser", "secret").expect("target")
+    }
+
+    /// Wait until the session's `Closed` event is logged; its reason.
+    pub fn closed_reason(&self, session: u64) -> String {
+        self.wait_for(&format!("session {session} to close"), |ev| {
+            ev.iter()
+                .any(|(s, k)| *s == session && matches!(k, EventKind::Closed { .. }))
+        });
+        self.events()
+            .into_iter()
+            .find_map(|(s, k)| match k {
+                EventKind::Closed { reason } if s == session => Some(reason),
+                _ => None,
+            })
+            .expect("closed")
+    }
+
+    pub fn transcript(&self) -> String {
+        self.shared().events().transcript()
+    }
+
+    /// `user`'s subscriptions in the store.
+    pub fn subs(&self, user: &str) -> Vec<String> {
+        self.shared()
+            .store()
+            .users
+            .get(user)
+            .map(|u| u.subscriptions.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `user`'s live mailbox names in the store.
+    pub fn mailboxes(&self, user: &str) -> Vec<String> {
+        self.shared()
+            .store()
+            .users
+            .get(user)
+            .map(|u| u.mailboxes.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A control request applied in-process; panics when refused.
+    pub fn ctl(&self, req: Request) -> Status {
+        control::apply(self.shared(), &req).unwrap_or_else(|e| panic!("{req:?}: {e}"))
+    }
+
+    pub fn refused_count(&self) -> usize {
+        self.events()
+            .iter()
+            .filter(|(_, k)| matches!(k, EventKind::Refused { .. }))
+            .count()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(f) = self.fake.take() {
+            self.rt.block_on(f.stop());
+        }
+    }
 }

@@ -14,20 +14,8 @@ use backupd_sim::scenario::{ExitWant, Scenario};
 
 use crate::util::{chroot_bins, cyrus_bins};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
-
 fn bin(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
-    let mut c = Command::new(BIN);
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().expect("run backupd-sim");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::util::bin_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, env)
 }
 
 fn parse(text: &str) -> Result<Scenario, String> {
@@ -513,7 +501,7 @@ fn interrupt_leaves_no_chroot_process_or_sandbox() {
             .collect()
     };
     let logs = tempfile::tempdir().expect("logs");
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(crate::util::BIN)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
             "run",
