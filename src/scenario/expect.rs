@@ -1,0 +1,274 @@
+//! The `[expect]` table: what a run must show, with per-version overrides
+//! (`[expect.versions."3.10"]`), bounded counts, known failures, and the
+//! expected end of each client run (`expect_exit`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A bounded count expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    /// At least.
+    pub min: Option<u64>,
+    /// At most.
+    pub max: Option<u64>,
+}
+
+impl Range {
+    /// True when `n` is within the bounds.
+    pub fn contains(&self, n: u64) -> bool {
+        self.min.is_none_or(|m| n >= m) && self.max.is_none_or(|m| n <= m)
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) => write!(f, "{a}..={b}"),
+            (Some(a), None) => write!(f, ">= {a}"),
+            (None, Some(b)) => write!(f, "<= {b}"),
+            (None, None) => write!(f, "any"),
+        }
+    }
+}
+
+/// A scenario expected to fail on some client versions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownFailure {
+    /// Why (shown in reports).
+    pub reason: String,
+    /// Version prefixes (`3.6`, `3.6.1`); empty means every version.
+    #[serde(default)]
+    pub versions: Vec<String>,
+    /// Targets it fails on (`fake`, `backupd`, `sync_server`, `remote`); empty
+    /// means every target.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+/// Declares the `[expect]` keys once: [`Expect`] with each key's default, and
+/// [`ExpectOverride`], where each key is optional and replaces the plain one
+/// when given.
+macro_rules! expect_keys {
+    ($($(#[doc = $doc:expr])* $key:ident: $ty:ty = $default:expr,)*) => {
+        /// The `[expect]` table.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Expect {
+            $($(#[doc = $doc])* pub $key: $ty,)*
+            /// `[expect.versions."3.10"]`: keys that differ for client versions with
+            /// this prefix (`3.10` matches 3.10.2; the longest matching prefix wins).
+            pub versions: BTreeMap<String, ExpectOverride>,
+            /// Whether the file gave `lost` (else it follows `converged`).
+            #[serde(skip)]
+            pub lost_given: bool,
+        }
+
+        impl Default for Expect {
+            fn default() -> Self {
+                Expect {
+                    $($key: $default,)*
+                    versions: BTreeMap::new(),
+                    lost_given: false,
+                }
+            }
+        }
+
+        /// One `[expect.versions."PREFIX"]` table: any `[expect]` key but
+        /// `versions`, each replacing the plain one when given.
+        #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ExpectOverride {
+            $($(#[doc = $doc])* pub $key: Option<$ty>,)*
+        }
+
+        impl Expect {
+            /// Take every key `o` gives.
+            fn apply(&mut self, o: &ExpectOverride) {
+                $(if let Some(v) = &o.$key {
+                    self.$key = v.clone();
+                })*
+            }
+        }
+    };
+}
+
+expect_keys! {
+    /// After the final catch-up, the backup equals the source.
+    converged: bool = true,
+    /// Run the catch-up (locks and faults cleared, client stopped, `-R -1`
+    /// until the channel log is drained) before checking.
+    catch_up: bool = true,
+    /// Ledger entries classified lost (default: 0 when `converged`).
+    lost: Option<u64> = None,
+    /// Ledger entries still queued in a channel log at the end.
+    queued: Option<u64> = None,
+    /// `Deferred:` lines the client printed.
+    deferrals: Option<Range> = None,
+    /// Commands the fake answered `LOCKED`.
+    lock_hits: Option<Range> = None,
+    /// Connections the fake accepted after the set-up (catch-up included).
+    connections: Option<Range> = None,
+    /// Connections per second while any lock window was open, at most.
+    reconnect_rate_max: Option<f64> = None,
+    /// Restarts the operator policy made.
+    restarts: Option<Range> = None,
+    /// The scenario is known to fail here.
+    known_failure: Option<KnownFailure> = None,
+    /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.
+    snapshot: bool = false,
+    /// The snapshot file's name without `.snap` (default: the scenario's name).
+    snapshot_name: Option<String> = None,
+}
+
+/// Whether `prefix` (`3`, `3.10`, `3.10.2`) names `version` (`3.10.2`): equal,
+/// or a prefix ending at a `.` (so `3.1` does not match `3.10.2`).
+pub fn version_matches(prefix: &str, version: &str) -> bool {
+    version == prefix
+        || version
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// A version prefix as scenario files write it: numbers joined by `.`.
+pub(super) fn valid_version_prefix(p: &str) -> bool {
+    !p.is_empty()
+        && p.split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Expect {
+    /// The expectations for client `version`: the `[expect.versions."PREFIX"]`
+    /// tables whose prefix matches it, applied shortest prefix first.
+    pub fn for_version(&self, version: &str) -> Expect {
+        let mut out = self.clone();
+        let mut matching: Vec<(&String, &ExpectOverride)> = self
+            .versions
+            .iter()
+            .filter(|(p, _)| version_matches(p, version))
+            .collect();
+        matching.sort_by_key(|(p, _)| p.len());
+        let mut lost_given = self.lost_given;
+        for (_, o) in matching {
+            out.apply(o);
+            lost_given |= o.lost.is_some();
+        }
+        if !lost_given {
+            out.lost = out.converged.then_some(0);
+        }
+        out.versions.clear();
+        out
+    }
+}
+
+/// `expect_exit` of a `sync` step: a code, `"timeout"` (the run is expected to
+/// be killed at the client's `timeout`), or per client version
+/// `{ "3.6" = "timeout", other = 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ExitExpect {
+    /// One answer for every version.
+    One(ExitOne),
+    /// By version prefix; `other` for the rest.
+    PerVersion(std::collections::BTreeMap<String, ExitOne>),
+}
+
+/// One expected end of a run: an exit code, or `"timeout"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ExitOne {
+    /// This exit status.
+    Code(i32),
+    /// `"timeout"`: still running at the deadline (and then killed).
+    Word(String),
+}
+
+/// What a run must do, resolved for one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitWant {
+    /// Exit with this status.
+    Code(i32),
+    /// Be killed at the timeout.
+    Timeout,
+}
+
+impl std::fmt::Display for ExitWant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitWant::Code(c) => write!(f, "{c}"),
+            ExitWant::Timeout => f.write_str("still running at the timeout"),
+        }
+    }
+}
+
+impl From<i32> for ExitExpect {
+    fn from(code: i32) -> ExitExpect {
+        ExitExpect::One(ExitOne::Code(code))
+    }
+}
+
+impl ExitOne {
+    fn want(&self) -> Result<ExitWant, String> {
+        match self {
+            ExitOne::Code(c) => Ok(ExitWant::Code(*c)),
+            ExitOne::Word(w) if w == "timeout" => Ok(ExitWant::Timeout),
+            ExitOne::Word(w) => Err(format!(
+                "expect_exit \"{w}\": expected an exit code or \"timeout\""
+            )),
+        }
+    }
+}
+
+impl ExitExpect {
+    /// Check the form: known words, version prefixes, an `other` entry.
+    pub(super) fn validate(&self) -> Result<(), String> {
+        match self {
+            ExitExpect::One(o) => o.want().map(|_| ()),
+            ExitExpect::PerVersion(map) => {
+                for (k, v) in map {
+                    if k != "other" && !valid_version_prefix(k) {
+                        return Err(format!(
+                            "expect_exit key `{k}`: expected a version prefix (`3.6`, `3.10.2`) or `other`"
+                        ));
+                    }
+                    v.want()?;
+                }
+                if !map.contains_key("other") {
+                    return Err(
+                        "expect_exit by version needs an `other` entry for the remaining versions"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The expectation for client `version` (longest matching prefix, else `other`).
+    pub fn for_version(&self, version: &str) -> ExitWant {
+        let one = match self {
+            ExitExpect::One(o) => o,
+            ExitExpect::PerVersion(map) => map
+                .iter()
+                .filter(|(k, _)| *k != "other" && version_matches(k, version))
+                .max_by_key(|(k, _)| k.len())
+                .or_else(|| map.get_key_value("other"))
+                .map(|(_, v)| v)
+                .expect("validated: `other` exists"),
+        };
+        one.want().unwrap_or(ExitWant::Code(0))
+    }
+}
+
+/// Why `[expect] ignore` is refused. It had one name, `stale-subscriptions`,
+/// which hid a difference the checker made up: the source's subscriptions were
+/// read through LSUB (which hides subscriptions to folders that no longer
+/// exist) and the backup's raw. Both sides are read raw now and agree.
+pub const REMOVED_IGNORE: &str = "`ignore` was removed: its only name, `stale-subscriptions`, \
+     hid a difference that came from reading the source's subscriptions through LSUB, which \
+     hides subscriptions to renamed and deleted folders that Cyrus keeps; both sides are read \
+     raw now and the backups agree with the source (docs/findings/subscriptions.md). Delete \
+     this line";

@@ -1,0 +1,385 @@
+//! The `[[step]]` tables: each action as written (`StepSpec`, exactly one key)
+//! and validated into a [`Step`].
+
+use serde::Deserialize;
+
+use super::expect::ExitExpect;
+use super::{yes, Mode};
+use crate::fault::{FaultSpec, LockSpec, MatchSpec};
+
+/// `append = { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view (`INBOX`, `INBOX.Sent`).
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// How many generated messages.
+    #[serde(default = "one")]
+    pub count: usize,
+    /// Flags to set on them.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Append this fixture instead of generated messages.
+    pub fixture: Option<String>,
+}
+
+fn inbox() -> String {
+    "INBOX".into()
+}
+fn one() -> usize {
+    1
+}
+
+/// `flag = { … }` (and `seen = { … }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// UID set (`1`, `2:4`, `1:*`).
+    pub uids: String,
+    /// Flags to add.
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Flags to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `expunge = { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpungeSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// UID set to mark `\Deleted` and expunge.
+    pub uids: String,
+}
+
+/// `create`, `delete`, `subscribe`, `unsubscribe = { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view (`INBOX.New`).
+    pub folder: String,
+}
+
+/// `rename = { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameSpec {
+    /// Owner.
+    pub user: String,
+    /// Old folder name (user view).
+    pub from: String,
+    /// New folder name (user view).
+    pub to: String,
+}
+
+/// `sync = { … }`: one `sync_client` run to its end.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    /// Mode (default: the client's).
+    pub mode: Option<Mode>,
+    /// Users for `user` mode (default: every set-up user).
+    pub users: Option<Vec<String>>,
+    /// Internal mailbox names for `mailbox` mode.
+    pub mailboxes: Option<Vec<String>>,
+    /// Expected exit status, `"timeout"`, or per version (default: not checked).
+    pub expect_exit: Option<ExitExpect>,
+    /// Extra flags for this run.
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// `wait_for = { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForSpec {
+    /// `lock-hit`, `fault`, `command`, `connections`, `converged`, `client-exit`.
+    pub event: String,
+    /// For `command`: the label or leading words.
+    pub verb: Option<String>,
+    /// How many (counted from the first step: the set-up does not count).
+    #[serde(default = "one_u64")]
+    pub count: u64,
+    /// Give up (and fail) after this long.
+    #[serde(default = "default_wait")]
+    pub timeout_ms: u64,
+}
+
+fn one_u64() -> u64 {
+    1
+}
+fn default_wait() -> u64 {
+    20_000
+}
+
+/// `trigger = { when = { … }, then = [ … ] }`: hold the matching command,
+/// run `then`, release it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// Which command (with `nth`).
+    pub when: MatchSpec,
+    /// Steps run while it is held: source changes, locks, faults, marks.
+    pub then: Vec<StepSpec>,
+    /// Fail if no command matches within this long.
+    #[serde(default = "default_wait")]
+    pub timeout_ms: u64,
+    /// An unreached trigger fails the scenario (`false`: it is only dropped).
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+/// One `[[step]]` as written: exactly one key.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct StepSpec {
+    pub lock: Option<LockSpec>,
+    pub unlock: Option<String>,
+    pub fault: Option<FaultSpec>,
+    pub clear: Option<bool>,
+    pub mark: Option<String>,
+    pub append: Option<AppendSpec>,
+    pub flag: Option<FlagSpec>,
+    pub seen: Option<FlagSpec>,
+    pub expunge: Option<ExpungeSpec>,
+    pub create: Option<FolderSpec>,
+    pub delete: Option<FolderSpec>,
+    pub rename: Option<RenameSpec>,
+    pub subscribe: Option<FolderSpec>,
+    pub unsubscribe: Option<FolderSpec>,
+    pub sync: Option<SyncSpec>,
+    pub start: Option<bool>,
+    pub stop: Option<bool>,
+    pub kill: Option<bool>,
+    pub wait_ms: Option<u64>,
+    pub wait_for: Option<WaitForSpec>,
+    pub trigger: Option<Box<TriggerSpec>>,
+}
+
+/// One validated step.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum Step {
+    Lock(LockSpec),
+    Unlock(String),
+    Fault(FaultSpec),
+    Clear,
+    Mark(String),
+    Append(AppendSpec),
+    Flag(FlagSpec),
+    Expunge(ExpungeSpec),
+    Create(FolderSpec),
+    Delete(FolderSpec),
+    Rename(RenameSpec),
+    Subscribe(FolderSpec),
+    Unsubscribe(FolderSpec),
+    Sync(SyncSpec),
+    Start,
+    Stop,
+    Kill,
+    WaitMs(u64),
+    WaitFor(WaitForSpec),
+    Trigger {
+        when: MatchSpec,
+        then: Vec<Step>,
+        timeout_ms: u64,
+        required: bool,
+    },
+}
+
+impl Step {
+    /// A short description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Lock(l) => format!(
+                "lock {}",
+                l.user
+                    .as_deref()
+                    .or(l.mailbox.as_deref())
+                    .or(l.verb.as_deref())
+                    .unwrap_or("?")
+            ),
+            Step::Unlock(n) => format!("unlock {n}"),
+            Step::Fault(f) => format!("fault {}", f.action),
+            Step::Clear => "clear".into(),
+            Step::Mark(m) => format!("mark {m}"),
+            Step::Append(a) => format!("append {} to {}/{}", a.count, a.user, a.folder),
+            Step::Flag(f) => format!("flag {}/{} {}", f.user, f.folder, f.uids),
+            Step::Expunge(e) => format!("expunge {}/{} {}", e.user, e.folder, e.uids),
+            Step::Create(f) => format!("create {}/{}", f.user, f.folder),
+            Step::Delete(f) => format!("delete {}/{}", f.user, f.folder),
+            Step::Rename(r) => format!("rename {}/{} to {}", r.user, r.from, r.to),
+            Step::Subscribe(f) => format!("subscribe {}/{}", f.user, f.folder),
+            Step::Unsubscribe(f) => format!("unsubscribe {}/{}", f.user, f.folder),
+            Step::Sync(s) => format!("sync {:?}", s.mode),
+            Step::Start => "start the continuous client".into(),
+            Step::Stop => "stop the continuous client".into(),
+            Step::Kill => "kill the continuous client (SIGKILL)".into(),
+            Step::WaitMs(ms) => format!("wait {ms} ms"),
+            Step::WaitFor(w) => format!("wait for {} x{}", w.event, w.count),
+            Step::Trigger { .. } => "trigger".into(),
+        }
+    }
+
+    /// Steps allowed inside a trigger's `then` (no client runs, no waits).
+    fn allowed_in_trigger(&self) -> bool {
+        !matches!(
+            self,
+            Step::Sync(_)
+                | Step::Start
+                | Step::Stop
+                | Step::Kill
+                | Step::WaitFor(_)
+                | Step::Trigger { .. }
+        )
+    }
+}
+
+const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, sync, start, stop, kill, wait_ms, wait_for, trigger";
+
+impl StepSpec {
+    pub(super) fn to_step(&self) -> Result<Step, String> {
+        let mut found: Vec<Step> = Vec::new();
+        let s = self.clone();
+        if let Some(v) = s.lock {
+            let mut v = v;
+            v.open
+                .get_or_insert_with(|| crate::fault::TriggerSpec::Word("start".into()));
+            v.to_lock(0)?;
+            found.push(Step::Lock(v));
+        }
+        if let Some(v) = s.unlock {
+            found.push(Step::Unlock(v));
+        }
+        if let Some(v) = s.fault {
+            v.to_rule(0)?;
+            found.push(Step::Fault(v));
+        }
+        if let Some(v) = s.clear {
+            if !v {
+                return Err("`clear = false` does nothing; remove the step".into());
+            }
+            found.push(Step::Clear);
+        }
+        if let Some(v) = s.mark {
+            found.push(Step::Mark(v));
+        }
+        if let Some(v) = s.append {
+            found.push(Step::Append(v));
+        }
+        if let Some(v) = s.flag {
+            found.push(Step::Flag(v));
+        }
+        if let Some(mut v) = s.seen {
+            if v.add.is_empty() && v.remove.is_empty() {
+                v.add.push("\\Seen".into());
+            }
+            found.push(Step::Flag(v));
+        }
+        if let Some(v) = s.expunge {
+            found.push(Step::Expunge(v));
+        }
+        if let Some(v) = s.create {
+            found.push(Step::Create(v));
+        }
+        if let Some(v) = s.delete {
+            found.push(Step::Delete(v));
+        }
+        if let Some(v) = s.rename {
+            found.push(Step::Rename(v));
+        }
+        if let Some(v) = s.subscribe {
+            found.push(Step::Subscribe(v));
+        }
+        if let Some(v) = s.unsubscribe {
+            found.push(Step::Unsubscribe(v));
+        }
+        if let Some(v) = s.sync {
+            if v.mode == Some(Mode::Rolling) {
+                return Err("`sync` runs the client to its end; continuous rolling uses `start = true` and `stop = true`".into());
+            }
+            if let Some(e) = &v.expect_exit {
+                e.validate()?;
+            }
+            found.push(Step::Sync(v));
+        }
+        for (flag, step) in [
+            (s.start, Step::Start),
+            (s.stop, Step::Stop),
+            (s.kill, Step::Kill),
+        ] {
+            if let Some(v) = flag {
+                if !v {
+                    return Err("`start`, `stop` and `kill` take `true`".into());
+                }
+                found.push(step);
+            }
+        }
+        if let Some(v) = s.wait_ms {
+            found.push(Step::WaitMs(v));
+        }
+        if let Some(v) = s.wait_for {
+            const EVENTS: [&str; 6] = [
+                "lock-hit",
+                "fault",
+                "command",
+                "connections",
+                "converged",
+                "client-exit",
+            ];
+            if !EVENTS.contains(&v.event.as_str()) {
+                return Err(format!(
+                    "wait_for event \"{}\": expected one of {}",
+                    v.event,
+                    EVENTS.join(", ")
+                ));
+            }
+            found.push(Step::WaitFor(v));
+        }
+        if let Some(t) = s.trigger {
+            let mut then = Vec::new();
+            for (i, sub) in t.then.iter().enumerate() {
+                let step = sub
+                    .to_step()
+                    .map_err(|e| format!("trigger step {}: {e}", i + 1))?;
+                if !step.allowed_in_trigger() {
+                    return Err(format!(
+                        "trigger step {}: `{}` cannot run while a command is held (only source changes, locks, faults, marks)",
+                        i + 1,
+                        step.describe()
+                    ));
+                }
+                then.push(step);
+            }
+            found.push(Step::Trigger {
+                when: t.when.clone(),
+                then,
+                timeout_ms: t.timeout_ms,
+                required: t.required,
+            });
+        }
+        match found.len() {
+            1 => Ok(found.pop().expect("one step")),
+            0 => Err(format!("a step needs one of: {STEP_KEYS}")),
+            _ => Err(
+                "a step has exactly one action; split this one into several [[step]] tables".into(),
+            ),
+        }
+    }
+}
