@@ -20,6 +20,8 @@
 //! - [`timeline`]: the picture of a run (timeline.svg/.html): lanes, lock windows, storms, convergence.
 //! - [`bench`]: benchmarks of the fake against the real backupd, sync_server and a floor.
 //! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
+//! - [`types`]: value types shared by proto, store, events and fault (GUIDs, interned names,
+//!   packed annotations, mailbox-name rules, session ids); imports none of them.
 pub mod bench;
 pub mod check;
 pub mod cyrus;
@@ -39,3 +41,4 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod timeline;
+pub mod types;

@@ -26,7 +26,7 @@ use crate::dlist::{Framer, Limits};
 use crate::events::EventKind;
 use crate::server::{Deflate, Shared};
 use crate::session::{Incoming, Session, SessionConfig};
-use crate::store::SessionId;
+use crate::types::SessionId;
 
 /// How long connecting to the upstream server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

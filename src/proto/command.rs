@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::dlist::{DecodeError, File, Parser, Value};
-use crate::store::Name;
+use crate::types::{Annotation, Name};
 
 use super::Reply;
 
@@ -242,20 +242,6 @@ pub struct RecordUpdate {
     pub guid: String,
     /// Per-record annotations, verbatim.
     pub annotations: Vec<Annotation>,
-}
-
-/// One `%(ENTRY USERID MODSEQ VALUE)` annotation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Annotation {
-    /// Entry name (interned: every record repeats the same few).
-    pub entry: Name,
-    /// Userid (`""` for shared).
-    pub userid: Name,
-    /// MODSEQ.
-    pub modseq: u64,
-    /// Value bytes.
-    #[serde(with = "crate::store::bytes_serde")]
-    pub value: Bytes,
 }
 
 /// `APPLY SEEN` fields.
@@ -824,7 +810,7 @@ impl Command {
         };
         let mut out: Vec<String> = direct.into_iter().map(str::to_owned).collect();
         for m in self.mailboxes() {
-            let owner = crate::store::names::backup_of(m);
+            let owner = crate::types::names::backup_of(m);
             if !out.contains(&owner) {
                 out.push(owner);
             }

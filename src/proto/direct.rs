@@ -19,9 +19,10 @@
 use bytes::Bytes;
 
 use crate::dlist::Parser;
-use crate::store::{Name, Recent};
+use crate::types::{Name, Recent};
 
-use super::command::{Annotation, RecordUpdate};
+use super::command::RecordUpdate;
+use crate::types::Annotation;
 
 /// Bytes that end an atom (`Parser::word`).
 fn ends_atom(b: u8) -> bool {

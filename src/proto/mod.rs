@@ -8,7 +8,6 @@ mod command;
 pub mod direct;
 mod reply;
 
-pub use command::{
-    Annotation, Apply, Command, Get, MailboxUpdate, ParseError, RecordUpdate, SeenUpdate,
-};
+pub use crate::types::Annotation;
+pub use command::{Apply, Command, Get, MailboxUpdate, ParseError, RecordUpdate, SeenUpdate};
 pub use reply::Reply;

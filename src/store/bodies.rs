@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::compact::{AsGuid, Guid, GuidMap};
+use crate::types::{AsGuid, Guid, GuidMap};
 
 /// Bodies appended but not yet written to the pack are held up to this many
 /// bytes (a bigger body is written at once).

@@ -11,8 +11,6 @@
 //! another session that tries to open it meanwhile gets `LOCKED`.
 
 pub mod bodies;
-pub mod compact;
-pub mod names;
 mod state_file;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,23 +18,17 @@ use std::io;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 
-pub use bodies::{Bodies, MessageMeta};
-pub use compact::{
-    AsGuid, Flags, Guid, GuidSet, Name, PackCache, PackedAnnotations, Recent, SmallBytes,
+pub use crate::types::{
+    bytes_serde, names, sha1_hex, AsGuid, Flags, Guid, GuidSet, Name, PackCache, PackedAnnotations,
+    Recent, RecordAnnotation, SessionId, SmallBytes, EXTERNAL,
 };
+pub use bodies::{Bodies, MessageMeta};
 pub use state_file::{load_state, save_state, StateError};
 
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
-use crate::proto::{Annotation, MailboxUpdate, RecordUpdate, SeenUpdate};
-
-/// Identifies one client connection.
-pub type SessionId = u64;
-
-/// The holder standing for "someone else" (a `hold` lock, like `ctl_backups
-/// lock` on real backupd). Real sessions are numbered from 1.
-pub const EXTERNAL: SessionId = 0;
+use crate::proto::{MailboxUpdate, RecordUpdate, SeenUpdate};
+use crate::types::Annotation;
 
 /// The opening of a user's backup failed because another session holds it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,43 +155,6 @@ pub struct Record {
     pub annotations: PackedAnnotations,
 }
 
-/// One per-record annotation, as [`Annotation`] but compact: the entry and
-/// userid are interned (`/vendor/cmu/cyrus-imapd/savedate` is on every
-/// record), short values are inline. Same fields in the state file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordAnnotation {
-    /// Entry name.
-    pub entry: Name,
-    /// Userid (`""` for shared).
-    pub userid: Name,
-    /// MODSEQ.
-    pub modseq: u64,
-    /// Value bytes.
-    pub value: SmallBytes,
-}
-
-impl RecordAnnotation {
-    /// A copy of a parsed annotation.
-    pub fn new(a: &Annotation) -> RecordAnnotation {
-        RecordAnnotation {
-            entry: a.entry.clone(),
-            userid: a.userid.clone(),
-            modseq: a.modseq,
-            value: SmallBytes::new(&a.value),
-        }
-    }
-
-    /// As the protocol's [`Annotation`] (for printing).
-    pub fn to_annotation(&self) -> Annotation {
-        Annotation {
-            entry: self.entry.clone(),
-            userid: self.userid.clone(),
-            modseq: self.modseq,
-            value: Bytes::copy_from_slice(&self.value),
-        }
-    }
-}
-
 /// Seen state of one mailbox.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,11 +176,6 @@ pub struct Sieve {
     pub guid: String,
     #[serde(with = "bytes_serde")]
     pub content: Bytes,
-}
-
-/// Lower-case hex SHA-1 of `data`: the Cyrus message GUID.
-pub fn sha1_hex(data: &[u8]) -> String {
-    hex::encode(Sha1::digest(data))
 }
 
 impl Store {
@@ -548,48 +498,6 @@ fn owned_annotations(a: &[Annotation]) -> Vec<Annotation> {
         .collect()
 }
 
-/// Serialize bytes as a JSON string when they are UTF-8, else as
-/// `{"base64": "…"}`, so the state file stays readable and lossless.
-pub mod bytes_serde {
-    use base64::Engine;
-    use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Text(String),
-        Binary { base64: String },
-    }
-
-    /// Serialize.
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        serialize_slice(b, s)
-    }
-
-    /// Serialize a slice.
-    pub fn serialize_slice<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(b) {
-            Ok(t) => Repr::Text(t.to_owned()),
-            Err(_) => Repr::Binary {
-                base64: base64::engine::general_purpose::STANDARD.encode(b),
-            },
-        }
-        .serialize(s)
-    }
-
-    /// Deserialize.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        match Repr::deserialize(d)? {
-            Repr::Text(t) => Ok(Bytes::from(t)),
-            Repr::Binary { base64 } => base64::engine::general_purpose::STANDARD
-                .decode(base64)
-                .map(Bytes::from)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 impl Store {
     /// Check that every live record's body is stored and hashes to its GUID.
     /// Returns one line per problem (user, mailbox, UID, what).
@@ -623,4 +531,12 @@ impl Store {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_record_stays_small() {
+        assert_eq!(std::mem::size_of::<super::Record>(), 96);
+    }
 }
