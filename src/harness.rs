@@ -596,7 +596,7 @@ impl Harness {
     /// `fake-store.json` shows.
     pub fn fake_store_json(&self) -> Option<String> {
         let f = self.fake.as_ref()?;
-        serde_json::to_string_pretty(&f.shared().store().users).ok()
+        serde_json::to_string_pretty(f.shared().store().users()).ok()
     }
 
     /// What the target holds for `users`, and the scope it can be compared at:

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Action, Lock, LockMode, Match, Plan, Rule, Trigger};
 use crate::rng::{Rng, Seed};
-use crate::store::Store;
+use crate::store::Holds;
 
 /// The commands real sync_server 3.6.1 runs under the user namespace lock
 /// (`mboxname_usernamespacelock`, a blocking fcntl lock on
@@ -232,7 +232,7 @@ impl Engine {
     }
 
     /// Open the lock called `name` now. False if there is none.
-    pub fn open_lock(&mut self, name: &str, now: u64, store: &mut Store) -> bool {
+    pub fn open_lock(&mut self, name: &str, now: u64, holds: &mut Holds) -> bool {
         let found = self
             .locks
             .iter_mut()
@@ -240,13 +240,13 @@ impl Engine {
             .map(|l| {
                 l.activate(now);
             });
-        self.sync_holds(store);
+        self.sync_holds(holds);
         found.is_some()
     }
 
     /// Close every lock called `name`, or targeting exactly user `name`.
     /// Returns how many closed.
-    pub fn close_locks(&mut self, name: &str, store: &mut Store) -> usize {
+    pub fn close_locks(&mut self, name: &str, holds: &mut Holds) -> usize {
         let mut n = 0;
         for l in &mut self.locks {
             let user_only = l.lock.target.user.as_deref() == Some(name)
@@ -257,20 +257,20 @@ impl Engine {
                 n += 1;
             }
         }
-        self.sync_holds(store);
+        self.sync_holds(holds);
         n
     }
 
     /// Remove every lock and fault rule (counters stay).
-    pub fn clear(&mut self, store: &mut Store) {
+    pub fn clear(&mut self, holds: &mut Holds) {
         self.locks.clear();
         self.rules.clear();
         self.refuse_until = 0;
-        self.sync_holds(store);
+        self.sync_holds(holds);
     }
 
     /// Record the mark `name`: locks waiting for it open or close.
-    pub fn mark(&mut self, name: &str, now: u64, store: &mut Store) {
+    pub fn mark(&mut self, name: &str, now: u64, holds: &mut Holds) {
         self.marks.push(name.to_owned());
         for l in &mut self.locks {
             match (&l.lock.open, &l.lock.close) {
@@ -279,11 +279,11 @@ impl Engine {
                 _ => {}
             }
         }
-        self.sync_holds(store);
+        self.sync_holds(holds);
     }
 
     /// Time passes: close expired windows, take or release holds.
-    pub fn tick(&mut self, now: u64, store: &mut Store) {
+    pub fn tick(&mut self, now: u64, holds: &mut Holds) {
         for l in &mut self.locks {
             if let Trigger::AfterMs(ms) = l.lock.close {
                 if l.active && now >= l.opened_at.saturating_add(ms) {
@@ -291,7 +291,7 @@ impl Engine {
                 }
             }
         }
-        self.sync_holds(store);
+        self.sync_holds(holds);
     }
 
     /// Should a new connection be accepted now?
@@ -300,7 +300,7 @@ impl Engine {
     }
 
     /// The verdict on a command that arrived at `now`.
-    pub fn on_command(&mut self, ev: &CommandEvent<'_>, now: u64, store: &mut Store) -> Verdict {
+    pub fn on_command(&mut self, ev: &CommandEvent<'_>, now: u64, holds: &mut Holds) -> Verdict {
         for h in self.holds.iter_mut().filter(|h| !h.fired) {
             if h.when.matches(ev) {
                 h.matches += 1;
@@ -333,7 +333,7 @@ impl Engine {
                 }
             }
         }
-        self.tick(now, store);
+        self.tick(now, holds);
         if let Some(l) = self.locks.iter_mut().find(|l| {
             !self.blocking
                 && l.active
@@ -345,7 +345,7 @@ impl Engine {
             for u in ev.users {
                 self.users.entry(u.clone()).or_default().locked += 1;
             }
-            self.sync_holds(store);
+            self.sync_holds(holds);
             return Verdict::Locked { lock: name };
         }
         for r in &mut self.rules {
@@ -377,7 +377,7 @@ impl Engine {
 
     /// The session answered `LOCKED` by itself (a user held by [`LockMode::Hold`]
     /// or by another connection). Returns the hold lock it is charged to, if any.
-    pub fn locked_by_holder(&mut self, ev: &CommandEvent<'_>, store: &mut Store) -> Option<String> {
+    pub fn locked_by_holder(&mut self, ev: &CommandEvent<'_>, holds: &mut Holds) -> Option<String> {
         for u in ev.users {
             self.users.entry(u.clone()).or_default().locked += 1;
         }
@@ -392,7 +392,7 @@ impl Engine {
         })?;
         let name = l.lock.name.clone();
         l.hit();
-        self.sync_holds(store);
+        self.sync_holds(holds);
         Some(name)
     }
 
@@ -416,7 +416,7 @@ impl Engine {
 
     /// `ev` starts waiting for the lock `name`: one hit on it (so an
     /// `attempts` window closes after that many waiting commands).
-    pub fn lock_waited(&mut self, name: &str, ev: &CommandEvent<'_>, store: &mut Store) {
+    pub fn lock_waited(&mut self, name: &str, ev: &CommandEvent<'_>, holds: &mut Holds) {
         for u in ev.users {
             self.users.entry(u.clone()).or_default().waited += 1;
         }
@@ -427,25 +427,25 @@ impl Engine {
         {
             l.hit();
         }
-        self.sync_holds(store);
+        self.sync_holds(holds);
     }
 
-    /// Make the store's external holds match the active hold locks.
-    fn sync_holds(&mut self, store: &mut Store) {
+    /// Make the external holds match the active hold locks.
+    fn sync_holds(&mut self, holds: &mut Holds) {
         let wanted: BTreeSet<&str> = self
             .locks
             .iter()
             .filter(|l| l.active && l.lock.mode == LockMode::Hold)
             .filter_map(|l| l.lock.target.user.as_deref())
             .collect();
-        for u in store.external_holds() {
+        for u in holds.external_holds() {
             if !wanted.contains(u.as_str()) {
-                store.release_external(&u);
+                holds.release_external(&u);
             }
         }
         for u in wanted {
             // A session holding the user keeps it; the hold is taken later.
-            store.hold_external(u);
+            holds.hold_external(u);
         }
     }
 
@@ -542,6 +542,7 @@ impl LockState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn ev<'a>(verb: &'a str, users: &'a [String], mailboxes: &'a [String]) -> CommandEvent<'a> {
         CommandEvent {
@@ -577,7 +578,7 @@ mod tests {
         let verdicts: Vec<bool> = (0..5)
             .map(|i| {
                 matches!(
-                    e.on_command(&ev("APPLY MAILBOX", &users, &mb), i, &mut store),
+                    e.on_command(&ev("APPLY MAILBOX", &users, &mb), i, store.holds_mut()),
                     Verdict::Locked { .. }
                 )
             })
@@ -585,7 +586,7 @@ mod tests {
         assert_eq!(verdicts, [false, true, true, false, false]);
         let other = vec!["user.alice.Sent".to_owned()];
         assert_eq!(
-            e.on_command(&ev("APPLY MAILBOX", &users, &other), 9, &mut store),
+            e.on_command(&ev("APPLY MAILBOX", &users, &other), 9, store.holds_mut()),
             Verdict::Pass
         );
     }
@@ -597,11 +598,11 @@ mod tests {
             plan("[[lock]]\nuser = \"bob\"\nclose = { after_ms = 100 }\n"),
             Seed(1),
         );
-        e.tick(0, &mut store);
-        assert_eq!(store.external_holds(), vec!["bob".to_owned()]);
+        e.tick(0, store.holds_mut());
+        assert_eq!(store.holds().external_holds(), vec!["bob".to_owned()]);
         assert!(store.open(5, "bob").is_err());
-        e.tick(100, &mut store);
-        assert!(store.external_holds().is_empty());
+        e.tick(100, store.holds_mut());
+        assert!(store.holds().external_holds().is_empty());
         assert!(store.open(5, "bob").is_ok());
     }
 
@@ -613,13 +614,13 @@ mod tests {
             plan("[[lock]]\nuser = \"carol\"\nopen = \"manual\"\n"),
             Seed(1),
         );
-        assert!(e.open_lock("lock-1", 0, &mut store));
+        assert!(e.open_lock("lock-1", 0, store.holds_mut()));
         assert!(store.open(3, "carol").is_ok(), "the holder keeps working");
         assert!(store.open(4, "carol").is_err());
         store.release(3);
-        e.tick(1, &mut store);
+        e.tick(1, store.holds_mut());
         assert_eq!(store.holder("carol"), Some(crate::store::EXTERNAL));
-        assert_eq!(e.close_locks("carol", &mut store), 1);
+        assert_eq!(e.close_locks("carol", store.holds_mut()), 1);
         assert_eq!(store.holder("carol"), None);
     }
 
@@ -632,7 +633,9 @@ mod tests {
                 Seed(seed),
             );
             (0..64)
-                .map(|i| e.on_command(&ev("GET USER", &[], &[]), i, &mut store) != Verdict::Pass)
+                .map(|i| {
+                    e.on_command(&ev("GET USER", &[], &[]), i, store.holds_mut()) != Verdict::Pass
+                })
                 .collect::<Vec<bool>>()
         };
         assert_eq!(run(7), run(7));
@@ -649,11 +652,13 @@ mod tests {
             Seed(1),
         );
         let a: Vec<bool> = (0..5)
-            .map(|i| e.on_command(&ev("APPLY MESSAGE", &[], &[]), i, &mut store) != Verdict::Pass)
+            .map(|i| {
+                e.on_command(&ev("APPLY MESSAGE", &[], &[]), i, store.holds_mut()) != Verdict::Pass
+            })
             .collect();
         assert_eq!(a, [false, false, true, false, false]);
         let g: Vec<bool> = (0..4)
-            .map(|i| e.on_command(&ev("GET META", &[], &[]), i, &mut store) != Verdict::Pass)
+            .map(|i| e.on_command(&ev("GET META", &[], &[]), i, store.holds_mut()) != Verdict::Pass)
             .collect();
         assert_eq!(g, [true, true, false, false]);
     }
@@ -666,12 +671,12 @@ mod tests {
             Seed(1),
         );
         let get = |e: &mut Engine, s: &mut Store| {
-            e.on_command(&ev("GET USER", &[], &[]), 0, s) != Verdict::Pass
+            e.on_command(&ev("GET USER", &[], &[]), 0, s.holds_mut()) != Verdict::Pass
         };
         assert!(!get(&mut e, &mut store));
-        e.mark("a", 1, &mut store);
+        e.mark("a", 1, store.holds_mut());
         assert!(get(&mut e, &mut store));
-        e.mark("b", 2, &mut store);
+        e.mark("b", 2, store.holds_mut());
         assert!(!get(&mut e, &mut store));
     }
 
@@ -702,20 +707,20 @@ mod tests {
         );
         // Each wait is one hit: the `attempts = 2` window closes after two.
         let get = ev("APPLY MAILBOX", &alice, &[]);
-        e.lock_waited("h", &get, &mut store);
+        e.lock_waited("h", &get, store.holds_mut());
         assert!(e.blocking_lock(&get).is_some());
-        e.lock_waited("h", &get, &mut store);
+        e.lock_waited("h", &get, store.holds_mut());
         assert_eq!(e.blocking_lock(&get), None);
         assert_eq!(e.status(0).users["alice"].waited, 2);
         assert_eq!(e.status(0).users["alice"].locked, 0);
         // A blocking engine never answers LOCKED, even for a reject window.
         let sub = ev("APPLY SUB", &bob, &[]);
         assert!(matches!(
-            e.on_command(&sub, 5, &mut store),
+            e.on_command(&sub, 5, store.holds_mut()),
             Verdict::Locked { .. }
         ));
         e.set_blocking(true);
-        assert_eq!(e.on_command(&sub, 6, &mut store), Verdict::Pass);
+        assert_eq!(e.on_command(&sub, 6, store.holds_mut()), Verdict::Pass);
         assert_eq!(e.blocking_lock(&sub).as_deref(), Some("r"));
     }
 }

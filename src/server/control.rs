@@ -92,14 +92,14 @@ pub fn apply(shared: &Shared, req: &Request) -> Result<Status, String> {
             let lock = spec.to_lock(0)?;
             let mut engine = shared.engine();
             let mut store = shared.store();
-            if !engine.open_lock(&name, now, &mut store) {
+            if !engine.open_lock(&name, now, store.holds_mut()) {
                 engine.add_lock(lock, now);
-                engine.tick(now, &mut store);
+                engine.tick(now, store.holds_mut());
             }
         }
         Request::Unlock { name } => {
             let mut engine = shared.engine();
-            if engine.close_locks(name, &mut shared.store()) == 0 {
+            if engine.close_locks(name, shared.store().holds_mut()) == 0 {
                 return Err(format!("no open lock named or targeting `{name}`"));
             }
         }
@@ -110,7 +110,7 @@ pub fn apply(shared: &Shared, req: &Request) -> Result<Status, String> {
         Request::Mark { name } => shared.mark(name),
         Request::Clear => {
             let mut engine = shared.engine();
-            engine.clear(&mut shared.store());
+            engine.clear(shared.store().holds_mut());
         }
         Request::Status => {}
     }

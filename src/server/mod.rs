@@ -203,7 +203,7 @@ impl Shared {
         let now = self.now_ms();
         {
             let mut engine = self.engine();
-            engine.mark(name, now, &mut self.store());
+            engine.mark(name, now, self.store().holds_mut());
         }
         self.record(
             0,
@@ -216,7 +216,7 @@ impl Shared {
     fn tick(&self) {
         let now = self.now_ms();
         let mut engine = self.engine();
-        engine.tick(now, &mut self.store());
+        engine.tick(now, self.store().holds_mut());
     }
 }
 
@@ -543,7 +543,7 @@ async fn one_command(
         let now = shared.now_ms();
         let v = {
             let mut engine = shared.engine();
-            let v = engine.on_command(&ev, now, &mut shared.store());
+            let v = engine.on_command(&ev, now, shared.store().holds_mut());
             v
         };
         let Verdict::Hold { id } = v else { break v };
@@ -705,7 +705,7 @@ async fn wait_for_locks(
     let started = Instant::now();
     {
         let mut engine = shared.engine();
-        engine.lock_waited(&first, ev, &mut shared.store());
+        engine.lock_waited(&first, ev, shared.store().holds_mut());
     }
     shared.record(
         session,
@@ -718,7 +718,7 @@ async fn wait_for_locks(
         let blocking = {
             let now = shared.now_ms();
             let mut engine = shared.engine();
-            engine.tick(now, &mut shared.store());
+            engine.tick(now, shared.store().holds_mut());
             engine.blocking_lock(ev)
         };
         if blocking.is_none() {
@@ -752,7 +752,7 @@ fn execute(
     if response.replies.last() == Some(&Reply::locked()) {
         let lock = {
             let mut engine = shared.engine();
-            let l = engine.locked_by_holder(ev, &mut shared.store());
+            let l = engine.locked_by_holder(ev, shared.store().holds_mut());
             l
         };
         shared.record(

@@ -651,25 +651,12 @@ impl Session {
         } else {
             reserved
         };
-        // Each target backup looked up once per command, not once per body.
-        for u in &targets {
-            store.users.entry(u.clone()).or_default();
-        }
-        let mut backups: Vec<&mut UserBackup> = store
-            .users
-            .iter_mut()
-            .filter(|(u, _)| targets.contains(u))
-            .map(|(_, b)| b)
-            .collect();
-        for (f, g) in files.iter().zip(&guids) {
-            store
-                .bodies
-                .insert(g, &f.data)
-                .map_err(|_| Reply::No("Unknown error".into()))?;
-            for b in &mut backups {
-                b.guids.insert(*g);
-            }
-        }
+        store
+            .add_bodies(
+                &targets,
+                guids.iter().zip(files.iter().map(|f| &f.data[..])),
+            )
+            .map_err(|_| Reply::No("Unknown error".into()))?;
         Ok(())
     }
 }

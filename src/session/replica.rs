@@ -57,7 +57,7 @@ pub(super) fn parse_error_reply(e: &ParseError) -> Reply {
 
 impl Session {
     fn replica_meta(&self, store: &Store, user: &str, replies: &mut Vec<Reply>) {
-        let Some(b) = store.users.get(user) else {
+        let Some(b) = store.user(user) else {
             return;
         };
         // With SIEVE-MAILBOX the scripts travel as the #sieve mailbox instead.
@@ -86,8 +86,7 @@ impl Session {
             Get::User(Some(user)) => {
                 // Nothing at all for a user without mailboxes (not even LSUB).
                 let mailboxes: Vec<Reply> = store
-                    .users
-                    .get(&user)
+                    .user(&user)
                     .map(|b| {
                         b.mailboxes
                             .values()
@@ -114,8 +113,7 @@ impl Session {
             Get::Mailboxes(list) => {
                 for name in &list {
                     let m = store
-                        .users
-                        .get(&names::backup_of(name))
+                        .user(&names::backup_of(name))
                         .and_then(|b| b.mailboxes.get(name));
                     if let Some(m) = m {
                         replies.push(Reply::Data(
@@ -127,8 +125,7 @@ impl Session {
                 Ok(())
             }
             Get::FullMailbox(name) => match store
-                .users
-                .get(&names::backup_of(&name))
+                .user(&names::backup_of(&name))
                 .and_then(|b| b.mailboxes.get(&name))
             {
                 Some(m) => {
@@ -163,7 +160,7 @@ impl Session {
                     let found = self.reserved.contains(&g_lc)
                         || owners
                             .iter()
-                            .any(|o| store.users.get(o).is_some_and(|b| b.guids.contains(&g_lc)));
+                            .any(|o| store.user(o).is_some_and(|b| b.guids.contains(&g_lc)));
                     if found {
                         self.reserved.insert(g_lc);
                     } else if !missing.contains(&g) {
@@ -188,7 +185,7 @@ impl Session {
                     if sha1_hex(&f.data) != guid {
                         continue;
                     }
-                    if store.bodies.insert(&guid, &f.data).is_err() {
+                    if store.bodies_mut().insert(&guid, &f.data).is_err() {
                         result = Err(unknown_error());
                         break;
                     }
@@ -199,7 +196,7 @@ impl Session {
             Apply::Mailbox(u) => self.replica_mailbox(&u, store),
             Apply::Unmailbox(name) => {
                 let owner = names::backup_of(&name);
-                match store.users.get_mut(&owner) {
+                match store.user_mut(&owner) {
                     Some(b) if b.mailboxes.contains_key(&name) => {
                         // The subscription stays: sync_server's mboxlist_deletemailbox
                         // drops none (imapd unsubscribes only with
@@ -221,13 +218,12 @@ impl Session {
                 let owner = names::backup_of(&old);
                 let new_owner = names::backup_of(&new);
                 let exists = store
-                    .users
-                    .get(&owner)
+                    .user(&owner)
                     .is_some_and(|b| b.mailboxes.contains_key(&old));
                 if !exists {
                     Err(Reply::nonexistent())
                 } else if owner == new_owner {
-                    if let Some(b) = store.users.get_mut(&owner) {
+                    if let Some(b) = store.user_mut(&owner) {
                         // No subscription moves: sync_server renames with
                         // move_subscription = 0, so the old name's subscription
                         // stays in the replica's sub.db and none is added for the
@@ -244,8 +240,7 @@ impl Session {
                 } else {
                     // A move to another user: take it out of one backup, into the other.
                     let moved = store
-                        .users
-                        .get_mut(&owner)
+                        .user_mut(&owner)
                         .and_then(|b| b.mailboxes.remove(&old));
                     if let Some(mut m) = moved {
                         m.name.clone_from(&new);
@@ -256,7 +251,7 @@ impl Session {
                         m.foldermodseq = Some(m.highestmodseq);
                         let guids: Vec<String> =
                             m.records.iter().map(|r| r.guid.to_hex()).collect();
-                        let target = store.users.entry(new_owner).or_default();
+                        let target = store.user_entry(&new_owner);
                         target.guids.extend(guids);
                         target.mailboxes.insert(new, m);
                     }
@@ -264,20 +259,15 @@ impl Session {
                 }
             }
             Apply::Seen(s) => {
-                store.users.entry(s.user.clone()).or_default().set_seen(&s);
+                store.user_entry(&s.user).set_seen(&s);
                 Ok(())
             }
             Apply::Sub { user, mailbox } => {
-                store
-                    .users
-                    .entry(user)
-                    .or_default()
-                    .subscriptions
-                    .insert(mailbox);
+                store.user_entry(&user).subscriptions.insert(mailbox);
                 Ok(())
             }
             Apply::Unsub { user, mailbox } => {
-                if let Some(b) = store.users.get_mut(&user) {
+                if let Some(b) = store.user_mut(&user) {
                     b.subscriptions.remove(&mailbox);
                 }
                 Ok(())
@@ -289,14 +279,12 @@ impl Session {
                 content,
             } => {
                 store
-                    .users
-                    .entry(user)
-                    .or_default()
+                    .user_entry(&user)
                     .put_sieve(&filename, last_update, &content);
                 Ok(())
             }
             Apply::Unsieve { user, filename } => {
-                if let Some(b) = store.users.get_mut(&user) {
+                if let Some(b) = store.user_mut(&user) {
                     b.delete_sieve(&filename);
                 }
                 Ok(())
@@ -306,7 +294,7 @@ impl Session {
             }
             // sync_server deletes the user: mailboxes, subscriptions, seen, sieve.
             Apply::Unuser(user) => {
-                store.users.remove(&user);
+                store.remove_user(&user);
                 Ok(())
             }
             Apply::Capabilities(names) => {
@@ -328,8 +316,7 @@ impl Session {
                 uniqueid,
                 uids,
             } => match store
-                .users
-                .get_mut(&names::backup_of(&mailbox))
+                .user_mut(&names::backup_of(&mailbox))
                 .and_then(|b| b.mailboxes.get_mut(&mailbox))
             {
                 None => Err(Reply::nonexistent()),
@@ -371,7 +358,7 @@ impl Session {
             return Err(bad_parameters());
         }
         let owner = names::backup_of(&u.mboxname);
-        let backup = store.users.entry(owner).or_default();
+        let (backup, bodies) = store.user_entry_and_bodies(&owner);
         let mut needed: Vec<String> = Vec::new();
         for r in u.records.iter().flatten() {
             let guid = r.guid.to_ascii_lowercase();
@@ -379,7 +366,7 @@ impl Session {
             if backup.guids.contains(&guid) || expunged {
                 continue;
             }
-            if !self.reserved.contains(&guid) || !store.bodies.contains(&guid) {
+            if !self.reserved.contains(&guid) || !bodies.contains(&guid) {
                 return Err(unknown_error());
             }
             needed.push(guid);

@@ -11,6 +11,7 @@
 //! another session that tries to open it meanwhile gets `LOCKED`.
 
 pub mod bodies;
+mod holds;
 mod state_file;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,30 +25,22 @@ pub use crate::types::{
     Recent, RecordAnnotation, SessionId, SmallBytes, EXTERNAL,
 };
 pub use bodies::{Bodies, MessageMeta};
+pub use holds::{Holds, Locked};
 pub use state_file::{load_state, save_state, StateError};
 
 use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
 use crate::proto::{MailboxUpdate, RecordUpdate, SeenUpdate};
 use crate::types::Annotation;
 
-/// The opening of a user's backup failed because another session holds it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("backup of `{user}` is held by session {holder}")]
-pub struct Locked {
-    /// The userid (or [`names::SHARED`]).
-    pub user: String,
-    /// The session holding it.
-    pub holder: SessionId,
-}
-
 /// Every backup, the bodies and who holds what.
 #[derive(Debug)]
 pub struct Store {
     /// Backups by userid.
-    pub users: BTreeMap<String, UserBackup>,
+    users: BTreeMap<String, UserBackup>,
     /// Message bodies.
-    pub bodies: Bodies,
-    holders: BTreeMap<String, SessionId>,
+    bodies: Bodies,
+    /// Who holds which backup.
+    holds: Holds,
 }
 
 /// One user's backup.
@@ -189,63 +182,103 @@ impl Store {
         Store {
             users: BTreeMap::new(),
             bodies,
-            holders: BTreeMap::new(),
+            holds: Holds::default(),
         }
     }
 
     /// Open `user`'s backup for `session`, creating it when absent, as backupd's
     /// `backupd_open_backup` does. Fails when another session holds it.
     pub fn open(&mut self, session: SessionId, user: &str) -> Result<&mut UserBackup, Locked> {
-        match self.holders.get(user) {
-            Some(&holder) if holder != session => {
-                return Err(Locked {
-                    user: user.to_owned(),
-                    holder,
-                })
-            }
-            _ => {}
-        }
-        self.holders.insert(user.to_owned(), session);
-        Ok(self.users.entry(user.to_owned()).or_default())
+        self.holds.claim(session, user)?;
+        Ok(self.user_entry(user))
+    }
+
+    /// Who holds which backup.
+    pub fn holds(&self) -> &Holds {
+        &self.holds
+    }
+
+    /// The holds table, to change (sessions ending, lock windows).
+    pub fn holds_mut(&mut self) -> &mut Holds {
+        &mut self.holds
     }
 
     /// The session holding `user`, if any.
     pub fn holder(&self, user: &str) -> Option<SessionId> {
-        self.holders.get(user).copied()
+        self.holds.holder(user)
     }
 
     /// Release every backup `session` holds (RESTART, EXIT, disconnect).
     pub fn release(&mut self, session: SessionId) {
-        self.holders.retain(|_, s| *s != session);
+        self.holds.release(session);
     }
 
-    /// Hold `user` as [`EXTERNAL`] if nobody holds it. True when held by
-    /// `EXTERNAL` afterwards; false while a session still holds it.
-    pub fn hold_external(&mut self, user: &str) -> bool {
-        match self.holders.get(user) {
-            Some(&EXTERNAL) => true,
-            Some(_) => false,
-            None => {
-                self.holders.insert(user.to_owned(), EXTERNAL);
-                true
+    /// Every backup, by userid.
+    pub fn users(&self) -> &BTreeMap<String, UserBackup> {
+        &self.users
+    }
+
+    /// `user`'s backup, if there is one.
+    pub fn user(&self, user: &str) -> Option<&UserBackup> {
+        self.users.get(user)
+    }
+
+    /// `user`'s backup to change, if there is one (no hold is taken: the
+    /// sync_server personality does not lock).
+    pub fn user_mut(&mut self, user: &str) -> Option<&mut UserBackup> {
+        self.users.get_mut(user)
+    }
+
+    /// `user`'s backup, created empty when absent (no hold is taken).
+    pub fn user_entry(&mut self, user: &str) -> &mut UserBackup {
+        self.users.entry(user.to_owned()).or_default()
+    }
+
+    /// `user`'s backup (created empty when absent) beside the bodies, to
+    /// check bodies while changing the backup.
+    pub fn user_entry_and_bodies(&mut self, user: &str) -> (&mut UserBackup, &Bodies) {
+        (self.users.entry(user.to_owned()).or_default(), &self.bodies)
+    }
+
+    /// Remove `user`'s backup.
+    pub fn remove_user(&mut self, user: &str) -> Option<UserBackup> {
+        self.users.remove(user)
+    }
+
+    /// The message bodies.
+    pub fn bodies(&self) -> &Bodies {
+        &self.bodies
+    }
+
+    /// The message bodies, to store into.
+    pub fn bodies_mut(&mut self) -> &mut Bodies {
+        &mut self.bodies
+    }
+
+    /// Store `bodies` and credit each to the backups of `users` (created when
+    /// absent), as `APPLY MESSAGE` does. Each backup is looked up once, not
+    /// once per body.
+    pub fn add_bodies<'a>(
+        &mut self,
+        users: &[String],
+        bodies: impl IntoIterator<Item = (&'a Guid, &'a [u8])>,
+    ) -> io::Result<()> {
+        for u in users {
+            self.user_entry(u);
+        }
+        let mut backups: Vec<&mut UserBackup> = self
+            .users
+            .iter_mut()
+            .filter(|(u, _)| users.contains(u))
+            .map(|(_, b)| b)
+            .collect();
+        for (g, data) in bodies {
+            self.bodies.insert(g, data)?;
+            for b in &mut backups {
+                b.guids.insert(*g);
             }
         }
-    }
-
-    /// Release an [`EXTERNAL`] hold on `user` (no-op when a session holds it).
-    pub fn release_external(&mut self, user: &str) {
-        if self.holders.get(user) == Some(&EXTERNAL) {
-            self.holders.remove(user);
-        }
-    }
-
-    /// Users held by [`EXTERNAL`].
-    pub fn external_holds(&self) -> Vec<String> {
-        self.holders
-            .iter()
-            .filter(|(_, s)| **s == EXTERNAL)
-            .map(|(u, _)| u.clone())
-            .collect()
+        Ok(())
     }
 
     /// Apply `APPLY MAILBOX` to `user`'s backup, merging as backupd does: the

@@ -640,7 +640,7 @@ fn hide_missing_leaves_guids_out() {
         .skip(1) // AUTHENTICATE
         .collect();
     assert_eq!(reserve_replies, [1, 0, 1]);
-    assert!(sim.shared().store().users["alice"].guids.is_empty());
+    assert!(sim.shared().store().users()["alice"].guids.is_empty());
 }
 
 // ---------------------------------------------------------------------------

@@ -80,7 +80,7 @@ fn replica_captures_replay_byte_for_byte() {
         c.session.end(&mut store);
     }
     assert_eq!(
-        store.users["erin"].mailboxes.keys().collect::<Vec<_>>(),
+        store.users()["erin"].mailboxes.keys().collect::<Vec<_>>(),
         [
             "DELETED.user.erin.Trash.6B0AE2A3",
             "DELETED.user.erin.Work.6B0AE2A4",

@@ -146,8 +146,8 @@ fn wrong_credentials_store_nothing() {
         "{t}"
     );
     assert_eq!(h.count("GET USER"), 0, "{t}");
-    assert!(h.fake().store().users.is_empty(), "something was stored");
-    assert!(h.fake().store().bodies.is_empty(), "a body was stored");
+    assert!(h.fake().store().users().is_empty(), "something was stored");
+    assert!(h.fake().store().bodies().is_empty(), "a body was stored");
 }
 
 /// The `sync_try_imap` probe (`C01 CAPABILITY`) is answered at once, so the

@@ -87,7 +87,7 @@ fn a_compressed_command_larger_than_a_chunk_is_answered() {
         String::from_utf8_lossy(&text),
         "OK Success\r\nOK Success\r\n"
     );
-    assert_eq!(fake.shared().store().bodies.len(), 64);
+    assert_eq!(fake.shared().store().bodies().len(), 64);
     rt.block_on(fake.stop());
 }
 

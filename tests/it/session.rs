@@ -128,7 +128,7 @@ fn authentication_gates_get_and_apply() {
         c.cmd(&mut store, "GET USER alice"),
         ["NO Please authenticate first"]
     );
-    assert!(store.users.is_empty() && store.bodies.is_empty());
+    assert!(store.users().is_empty() && store.bodies().is_empty());
     assert_eq!(store.holder("alice"), None);
 
     assert_eq!(c.cmd(&mut store, LOGIN), ["OK Success (no protection)"]);
@@ -145,7 +145,7 @@ fn authentication_gates_get_and_apply() {
     assert_eq!(c.cmd(&mut store, "GET USER alice"), ["OK Success"]);
     msg = message_cmd(&[b"hello"]);
     assert_eq!(c.send(&mut store, &msg).lines, ["OK Success"]);
-    assert!(store.bodies.contains(&sha1_hex(b"hello")));
+    assert!(store.bodies().contains(&sha1_hex(b"hello")));
 }
 
 /// Proves: `AUTHENTICATE PLAIN` without an initial response gets the `+ `
@@ -321,14 +321,14 @@ fn alice_lab_history_replays_byte_for_byte() {
             (5, String::new()),
         ]
     );
-    let backup = &store.users["alice"];
+    let backup = &store.users()["alice"];
     assert_eq!(backup.mailboxes.keys().collect::<Vec<_>>(), ["user.alice"]);
     for r in &backup.mailboxes["user.alice"].records {
-        let body = store.bodies.read(&r.guid).unwrap().expect("body stored");
+        let body = store.bodies().read(&r.guid).unwrap().expect("body stored");
         assert_eq!(sha1_hex(&body), r.guid);
         assert_eq!(body.len() as u64, r.size);
     }
-    assert_eq!(store.bodies.len(), 5);
+    assert_eq!(store.bodies().len(), 5);
 }
 
 /// Proves: the first sync of `a-01.txt` (after AUTHENTICATE, without
@@ -360,12 +360,12 @@ fn first_sync_from_capture_is_echoed() {
     }
     let sent = sent_mailbox.expect("the capture has an APPLY MAILBOX");
 
-    let mbox = &store.users["alice"].mailboxes["user.alice"];
+    let mbox = &store.users()["alice"].mailboxes["user.alice"];
     assert_eq!(mbox.uniqueid, "z6dvc2k9yoofyen1quynz2a6");
     let uids: Vec<u32> = mbox.records.iter().map(|r| r.uid).collect();
     assert_eq!(uids, [1, 2]);
     for r in &mbox.records {
-        assert!(store.bodies.contains(&r.guid));
+        assert!(store.bodies().contains(&r.guid));
     }
 
     let out = c.cmd(&mut store, "GET USER alice");
@@ -527,14 +527,14 @@ fn message_bodies_go_to_the_backups_that_reserved_them_else_to_all_held() {
         c.send(&mut store, &message_cmd(&[unreserved])).lines,
         ["OK Success"]
     );
-    let has = |user: &str, body: &[u8]| store.users[user].guids.contains(&sha1_hex(body));
+    let has = |user: &str, body: &[u8]| store.users()[user].guids.contains(&sha1_hex(body));
     for body in [reserved, also] {
         assert!(has("alice", body) && has("cleo", body) && !has("bob", body));
     }
     for user in ["alice", "bob", "cleo"] {
         assert!(has(user, unreserved), "{user}");
     }
-    assert_eq!(store.bodies.len(), 3);
+    assert_eq!(store.bodies().len(), 3);
 }
 
 /// Proves: a user's backup is held by the first session that opens it until
@@ -571,7 +571,7 @@ fn locks_are_held_until_restart_exit_or_disconnect() {
         ["OK Success"]
     );
     assert!(store
-        .users
+        .users()
         .get("alice")
         .unwrap()
         .subscriptions
@@ -621,7 +621,7 @@ fn expunge_is_sticky() {
     let sync = |c: &mut Client, store: &mut Store, flags2: &str| {
         let cmd = mailbox_cmd("u1", "user.alice", &[(1, &g1, "\\Seen"), (2, &g2, flags2)]);
         assert_eq!(c.cmd(store, &cmd), ["OK Success"]);
-        let rec = store.users["alice"].mailboxes["user.alice"].records[1].clone();
+        let rec = store.users()["alice"].mailboxes["user.alice"].records[1].clone();
         let out = c.cmd(store, "GET FULLMAILBOX user.alice");
         (rec, uids_and_flags(&data_value(&out[0], "MAILBOX")))
     };
@@ -884,10 +884,10 @@ fn bad_input_gets_the_exact_reply() {
             client.session.buffered()
         );
         // Nothing is stored by a refused command (GET USER may create an empty backup).
-        assert!(store.bodies.is_empty(), "case `{}` stored a body", c.name);
+        assert!(store.bodies().is_empty(), "case `{}` stored a body", c.name);
         assert!(
             store
-                .users
+                .users()
                 .values()
                 .all(|b| b.mailboxes.is_empty() && b.guids.is_empty()),
             "case `{}` stored something",

@@ -454,7 +454,7 @@ impl Sim {
     pub fn subs(&self, user: &str) -> Vec<String> {
         self.shared()
             .store()
-            .users
+            .users()
             .get(user)
             .map(|u| u.subscriptions.iter().cloned().collect())
             .unwrap_or_default()
@@ -464,7 +464,7 @@ impl Sim {
     pub fn mailboxes(&self, user: &str) -> Vec<String> {
         self.shared()
             .store()
-            .users
+            .users()
             .get(user)
             .map(|u| u.mailboxes.keys().cloned().collect())
             .unwrap_or_default()
