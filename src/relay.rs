@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use crate::dlist::{Framer, Limits};
 use crate::events::EventKind;
 use crate::server::{Deflate, Shared};
-use crate::session::{Incoming, Session, SessionConfig};
+use crate::session::{CommandLabel, Decoder};
 use crate::types::SessionId;
 
 /// How long connecting to the upstream server may take.
@@ -126,7 +126,7 @@ async fn relay_one(client: TcpStream, peer: SocketAddr, upstream: SocketAddr, sh
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let tap = Arc::new(Mutex::new(Tap::new(id, shared.session_config())));
+    let tap = Arc::new(Mutex::new(Tap::new(id, shared.session_config().limits)));
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer);
@@ -257,7 +257,7 @@ impl Side {
 struct Tap {
     id: SessionId,
     /// Frames and labels commands exactly as the fake does.
-    parser: Session,
+    parser: Decoder,
     up: Side,
     down: Side,
     replies: Framer,
@@ -270,10 +270,10 @@ struct Tap {
 }
 
 impl Tap {
-    fn new(id: SessionId, config: Arc<SessionConfig>) -> Tap {
+    fn new(id: SessionId, limits: Limits) -> Tap {
         Tap {
             id,
-            parser: Session::new(id, config),
+            parser: Decoder::new(limits),
             up: Side::new(),
             down: Side::new(),
             replies: Framer::new(Limits::default()),
@@ -301,7 +301,8 @@ impl Tap {
         let plain = self.up.plain(data);
         self.parser.push(&plain);
         loop {
-            let incoming = match self.parser.next_incoming() {
+            // The relay never answers a SASL challenge: every input is a command.
+            let incoming = match self.parser.next(false) {
                 Ok(Some(i)) => i,
                 Ok(None) => break,
                 Err(e) => {
@@ -310,15 +311,11 @@ impl Tap {
                 }
             };
             let (bytes, head) = self.parser.last_frame();
-            let (verb, users, mailboxes) = match &incoming {
-                Incoming::Command(c) => (
-                    c.label(),
-                    c.users(),
-                    c.mailboxes().into_iter().map(str::to_owned).collect(),
-                ),
-                Incoming::Invalid(_) => ("INVALID".to_owned(), Vec::new(), Vec::new()),
-                Incoming::SaslResponse(_) => ("SASL RESPONSE".to_owned(), Vec::new(), Vec::new()),
-            };
+            let CommandLabel {
+                verb,
+                users,
+                mailboxes,
+            } = incoming.label();
             if verb == "COMPRESS" {
                 // Switched on only if the server says OK (see reply_bytes).
                 self.compress = Compress::Asked;

@@ -31,7 +31,7 @@ use crate::events::{EventKind, EventLog};
 use crate::fault::{Action, CommandEvent, Engine, Plan, Verdict};
 use crate::proto::Reply;
 use crate::rng::Seed;
-use crate::session::{After, Incoming, Response, Session, SessionConfig};
+use crate::session::{After, CommandLabel, Incoming, Response, Session, SessionConfig};
 use crate::store::{SessionId, Store};
 
 /// Largest piece of received plaintext handed to a session at once.
@@ -808,15 +808,11 @@ fn hide_missing(replies: &mut Vec<Reply>, count: usize) {
 
 fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
     let (bytes, head) = session.last_frame();
-    let (verb, users, mailboxes) = match incoming {
-        Incoming::Command(c) => (
-            c.label(),
-            c.users(),
-            c.mailboxes().into_iter().map(str::to_owned).collect(),
-        ),
-        Incoming::Invalid(_) => ("INVALID".to_owned(), Vec::new(), Vec::new()),
-        Incoming::SaslResponse(_) => ("SASL RESPONSE".to_owned(), Vec::new(), Vec::new()),
-    };
+    let CommandLabel {
+        verb,
+        users,
+        mailboxes,
+    } = incoming.label();
     shared.record(
         session.id(),
         EventKind::Command {

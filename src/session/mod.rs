@@ -12,6 +12,7 @@
 //! real sync_server 3.6.1 (`imap/sync_server.c`, the server half of
 //! `imap/sync_support.c`); the differences are listed in [`Personality`].
 
+mod decoder;
 mod render;
 mod replica;
 
@@ -21,10 +22,12 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 
-use crate::dlist::{FrameError, Framer, Limits, Value};
-use crate::proto::{Apply, Command, Get, ParseError, Reply};
+use crate::dlist::{FrameError, Limits, Value};
+use crate::proto::{Apply, Command, Get, Reply};
 use crate::store::{names, Guid, SessionId, Store, UserBackup};
 use render::Dialect;
+
+pub use decoder::{CommandLabel, Decoder, Incoming};
 
 /// The credentials the fake accepts (the `sync_authname`/`sync_password` of the
 /// client's channel).
@@ -170,17 +173,6 @@ impl Response {
     }
 }
 
-/// One complete input from the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A command.
-    Command(Command),
-    /// A line that is not a valid command.
-    Invalid(ParseError),
-    /// The answer to a SASL challenge (`+ `).
-    SaslResponse(Bytes),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     PreAuth,
@@ -193,13 +185,11 @@ enum Phase {
 pub struct Session {
     id: SessionId,
     config: Arc<SessionConfig>,
-    framer: Framer,
+    decoder: Decoder,
     phase: Phase,
     compressing: bool,
     /// Users this session holds, with the GUIDs reported MISSING for each.
     held: BTreeMap<String, BTreeSet<String>>,
-    /// Size and first line of the last frame taken, for logs.
-    last_frame: (usize, String),
     /// sync_server: `APPLY CAPABILITIES (SIEVE-MAILBOX)` was accepted.
     sieve_mailbox: bool,
     /// sync_server: GUIDs whose bodies this session may use in `APPLY MAILBOX`
@@ -212,12 +202,11 @@ impl Session {
     pub fn new(id: SessionId, config: Arc<SessionConfig>) -> Session {
         Session {
             id,
-            framer: Framer::new(config.limits),
+            decoder: Decoder::new(config.limits),
             config,
             phase: Phase::PreAuth,
             compressing: false,
             held: BTreeMap::new(),
-            last_frame: (0, String::new()),
             sieve_mailbox: false,
             reserved: BTreeSet::new(),
         }
@@ -227,7 +216,7 @@ impl Session {
     /// [`Session::next_incoming`]: its first line, shortened, with SASL data and
     /// literal bytes left out.
     pub fn last_frame(&self) -> (usize, &str) {
-        (self.last_frame.0, &self.last_frame.1)
+        self.decoder.last_frame()
     }
 
     /// This session's id.
@@ -284,33 +273,19 @@ impl Session {
 
     /// Bytes received (already inflated when compression is on).
     pub fn push(&mut self, data: &[u8]) {
-        self.framer.push(data);
+        self.decoder.push(data);
     }
 
     /// Bytes received but not yet taken as a command.
     pub fn buffered(&self) -> usize {
-        self.framer.buffered()
+        self.decoder.buffered()
     }
 
     /// The next complete input, `Ok(None)` when more bytes are needed. A
     /// [`FrameError`] means the stream cannot be followed any more: answer it
     /// with [`Session::frame_error`] and close.
     pub fn next_incoming(&mut self) -> Result<Option<Incoming>, FrameError> {
-        let Some(frame) = self.framer.next_frame()? else {
-            return Ok(None);
-        };
-        self.last_frame = (frame.len(), frame_head(&frame, self.phase));
-        if self.phase == Phase::SaslContinue {
-            let mut end = frame.len();
-            while end > 0 && matches!(frame[end - 1], b'\r' | b'\n') {
-                end -= 1;
-            }
-            return Ok(Some(Incoming::SaslResponse(frame.slice(..end))));
-        }
-        Ok(Some(match Command::parse(frame) {
-            Ok(c) => Incoming::Command(c),
-            Err(e) => Incoming::Invalid(e),
-        }))
+        self.decoder.next(self.phase == Phase::SaslContinue)
     }
 
     /// The answer to a framing error: `BAD`, then close.
@@ -658,68 +633,5 @@ impl Session {
             )
             .map_err(|_| Reply::No("Unknown error".into()))?;
         Ok(())
-    }
-}
-
-/// The first line of a frame, at most 200 characters, secrets and literal
-/// bytes left out.
-fn frame_head(frame: &[u8], phase: Phase) -> String {
-    const MAX: usize = 200;
-    if phase == Phase::SaslContinue {
-        return "[SASL response]".into();
-    }
-    let first = &frame[..memchr::memchr(b'\n', frame).unwrap_or(frame.len())];
-    let first = first.strip_suffix(b"\r").unwrap_or(first);
-    let is_auth = first
-        .get(..13)
-        .is_some_and(|p| p.eq_ignore_ascii_case(b"AUTHENTICATE "));
-    let mut text = if is_auth {
-        // Keep the mechanism, never the credentials.
-        let mech_end = first[13..]
-            .iter()
-            .position(|&b| b == b' ')
-            .map_or(first.len(), |i| i + 13);
-        let mut t = String::from_utf8_lossy(&first[..mech_end]).into_owned();
-        if mech_end < first.len() {
-            t.push_str(" [initial response]");
-        }
-        t
-    } else {
-        // Only what can be shown: MAX + 1 characters take at most 4 bytes each.
-        // (An APPLY MAILBOX's first line can be megabytes long.)
-        String::from_utf8_lossy(&first[..first.len().min(4 * (MAX + 1))]).into_owned()
-    };
-    if text.chars().count() > MAX {
-        text = text.chars().take(MAX).collect::<String>() + "…";
-    } else if first.len() + 2 < frame.len() {
-        text.push_str(" …");
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A head shows at most 200 characters and marks the cut, however long
-    /// the line (only its start is converted) and whatever its bytes.
-    #[test]
-    fn a_long_first_line_is_cut_to_200_characters() {
-        let short = b"GET USER alice\r\n";
-        assert_eq!(frame_head(short, Phase::PreAuth), "GET USER alice");
-        for unit in ["x", "é", "€", "😀"] {
-            let mut line = "APPLY MAILBOX ".to_owned() + &unit.repeat(3_000_000);
-            line.push_str("\r\n");
-            let head = frame_head(line.as_bytes(), Phase::PreAuth);
-            assert_eq!(head.chars().count(), 201, "{unit}");
-            assert!(head.starts_with("APPLY MAILBOX ") && head.ends_with('…'));
-            assert!(!head.contains('\u{fffd}'), "{unit}: cut inside a character");
-        }
-        // Exactly 200 characters: shown whole.
-        let line = "A".repeat(200) + "\r\n";
-        assert_eq!(frame_head(line.as_bytes(), Phase::PreAuth), "A".repeat(200));
-        // A continuation after a literal: the first line, then " …".
-        let frame = b"APPLY SUB {3+}\r\nabc\r\n";
-        assert_eq!(frame_head(frame, Phase::PreAuth), "APPLY SUB {3+} …");
     }
 }
