@@ -1,22 +1,27 @@
 //! Convergence: does the backup hold exactly what the source holds?
 //!
-//! Verified, per user found on either side:
+//! Verified, per user found on either side (`docs/oracle.md` has the table, how
+//! each side is read, and the mutation fault that proves each row can fail):
 //! - the set of live mailboxes (by internal name), and each one's uniqueid
 //!   (when both sides know it), UIDVALIDITY, last UID and HIGHESTMODSEQ;
-//! - every live message by UID: GUID, flags, INTERNALDATE, size. A message on
-//!   the source and not on the backup is **lost**; a live one on the backup that
-//!   the source no longer has is an expunge the backup missed;
+//! - each mailbox's annotations (shared and the owner's private, not the ones
+//!   Cyrus computes under `/vendor/cmu/cyrus-imapd/`);
+//! - every live message by UID: GUID, flags, the owner's `\Seen` (its own
+//!   row), INTERNALDATE, size, annotations. A message on the source and not on
+//!   the backup is **lost**; a live one on the backup that the source no longer
+//!   has is an expunge the backup missed;
 //! - subscriptions, raw on both sides (a subscription to a folder that no longer
 //!   exists counts: Cyrus keeps it, and so do the backups; see
-//!   `docs/findings/subscriptions.md`).
+//!   `docs/findings/subscriptions.md`);
+//! - `DELETED.*` mailboxes of a delayed delete: name, UIDVALIDITY, last UID and
+//!   message count (all the source shows an admin);
+//! - quota roots and limits, where the target keeps quota (the caller projects
+//!   both sides to the target's scope first).
 //!
-//! Not verified here, on purpose:
+//! Not verified here, on purpose (see `docs/oracle.md`):
 //! - expunged records (the backup keeps them, the source's IMAP view cannot
 //!   show them);
-//! - mailboxes moved aside by a delayed delete (`DELETED.*`): the source's IMAP
-//!   view hides them;
-//! - seen state of other users' mailboxes, sieve, quota, annotations, ACLs: not
-//!   read from the source yet;
+//! - seen state of other users' mailboxes, sieve, ACLs, quota usage;
 //! - that the bodies are really stored: [`crate::store::Store::verify_bodies`]
 //!   does that, against the fake only.
 
@@ -211,6 +216,71 @@ fn compare_user(user: &str, s: &UserState, b: &UserState, out: &mut Vec<Divergen
             format!("subscription to {m} on the backup only"),
         ));
     }
+    let names: BTreeSet<&String> = s.deleted.keys().chain(b.deleted.keys()).collect();
+    for name in names {
+        match (s.deleted.get(name), b.deleted.get(name)) {
+            (Some(sd), None) => out.push(div(
+                Some(name),
+                None,
+                format!(
+                    "deleted mailbox missing on the backup ({} message(s))",
+                    sd.messages
+                ),
+            )),
+            (None, Some(_)) => out.push(div(
+                Some(name),
+                None,
+                "deleted mailbox on the backup only".into(),
+            )),
+            (Some(sd), Some(bd)) => {
+                let fields: [(&str, u32, u32); 3] = [
+                    ("UIDVALIDITY", sd.uidvalidity, bd.uidvalidity),
+                    ("last UID", sd.last_uid, bd.last_uid),
+                    ("messages", sd.messages, bd.messages),
+                ];
+                for (what, x, y) in fields {
+                    if x != y {
+                        out.push(div(
+                            Some(name),
+                            None,
+                            format!("deleted mailbox {what}: source {x}, backup {y}"),
+                        ));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    let roots: BTreeSet<&String> = s.quotas.keys().chain(b.quotas.keys()).collect();
+    for root in roots {
+        let what = match (s.quotas.get(root), b.quotas.get(root)) {
+            (Some(x), None) => format!("quota root {root} {x:?} missing on the backup"),
+            (None, Some(y)) => format!("quota root {root} {y:?} on the backup only"),
+            (Some(x), Some(y)) if x != y => {
+                format!("quota root {root}: limits: source {x:?}, backup {y:?}")
+            }
+            _ => continue,
+        };
+        out.push(div(None, None, what));
+    }
+}
+
+/// Differences between two annotation maps, one line each, named `kind`.
+fn annotation_diffs(
+    kind: &str,
+    s: &std::collections::BTreeMap<String, String>,
+    b: &std::collections::BTreeMap<String, String>,
+    out: &mut dyn FnMut(String),
+) {
+    let keys: BTreeSet<&String> = s.keys().chain(b.keys()).collect();
+    for k in keys {
+        match (s.get(k), b.get(k)) {
+            (Some(x), None) => out(format!("{kind} {k} = {x:?} missing on the backup")),
+            (None, Some(y)) => out(format!("{kind} {k} = {y:?} on the backup only")),
+            (Some(x), Some(y)) if x != y => out(format!("{kind} {k}: source {x:?}, backup {y:?}")),
+            _ => {}
+        }
+    }
 }
 
 fn compare_mailbox(s: &MailboxState, b: &MailboxState, out: &mut dyn FnMut(Option<u32>, String)) {
@@ -229,6 +299,12 @@ fn compare_mailbox(s: &MailboxState, b: &MailboxState, out: &mut dyn FnMut(Optio
             out(None, format!("{name}: source {x}, backup {y}"));
         }
     }
+    annotation_diffs(
+        "mailbox annotation",
+        &s.annotations,
+        &b.annotations,
+        &mut |w| out(None, w),
+    );
     let uids: BTreeSet<&u32> = s.messages.keys().chain(b.messages.keys()).collect();
     for &uid in uids {
         match (s.messages.get(&uid), b.messages.get(&uid)) {
@@ -250,10 +326,30 @@ fn compare_mailbox(s: &MailboxState, b: &MailboxState, out: &mut dyn FnMut(Optio
                         format!("GUID: source {}, backup {}", x.guid, y.guid),
                     );
                 }
-                if x.flags != y.flags {
+                // The owner's seen state is its own row: `\Seen` (Cyrus keeps the
+                // owner's seen state in the index record, not the seen db).
+                let is_seen = |f: &&String| f.eq_ignore_ascii_case("\\Seen");
+                let others = |m: &crate::mailstate::MessageState| -> Vec<String> {
+                    m.flags.iter().filter(|f| !is_seen(f)).cloned().collect()
+                };
+                if others(x) != others(y) {
                     out(
                         Some(uid),
-                        format!("flags: source {:?}, backup {:?}", x.flags, y.flags),
+                        format!("flags: source {:?}, backup {:?}", others(x), others(y)),
+                    );
+                }
+                let (sx, sy) = (
+                    x.flags.iter().any(|f| is_seen(&f)),
+                    y.flags.iter().any(|f| is_seen(&f)),
+                );
+                if sx != sy {
+                    out(
+                        Some(uid),
+                        format!(
+                            "owner's \\Seen: source {}, backup {}",
+                            if sx { "seen" } else { "unseen" },
+                            if sy { "seen" } else { "unseen" }
+                        ),
                     );
                 }
                 if x.internaldate != y.internaldate {
@@ -271,6 +367,12 @@ fn compare_mailbox(s: &MailboxState, b: &MailboxState, out: &mut dyn FnMut(Optio
                         format!("size: source {}, backup {}", x.size, y.size),
                     );
                 }
+                annotation_diffs(
+                    "message annotation",
+                    &x.annotations,
+                    &y.annotations,
+                    &mut |w| out(Some(uid), w),
+                );
             }
             (None, None) => {}
         }
@@ -297,6 +399,7 @@ mod tests {
                 flags: flags.iter().map(|f| f.to_string()).collect(),
                 internaldate: 5,
                 size: 10,
+                ..MessageState::default()
             },
         );
         if extra_uid {
@@ -329,11 +432,72 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "user alice, mailbox user.alice, UID 1: flags: source [\"\\\\Seen\"], backup []",
+                "user alice, mailbox user.alice, UID 1: owner's \\Seen: source seen, backup unseen",
                 "user alice, mailbox user.alice, UID 2: lost: message bb is not on the backup",
             ]
         );
         assert_eq!(c.lost_messages(), 1);
         assert!(c.to_string().contains("diff (< source, > backup)"));
+    }
+
+    /// The rows added for issue 15 name themselves: flags apart from the
+    /// owner's `\Seen`, mailbox and message annotations, `DELETED.*`
+    /// mailboxes, quota roots.
+    #[test]
+    fn every_row_names_itself() {
+        let full = || {
+            let mut s = state(&["\\Seen", "$X"], false);
+            let u = s.users.get_mut("alice").expect("alice");
+            let mb = u.mailboxes.get_mut("user.alice").expect("inbox");
+            mb.annotations.insert("/private/comment".into(), "c".into());
+            mb.messages
+                .get_mut(&1)
+                .expect("uid 1")
+                .annotations
+                .insert("/comment value.shared".into(), "n".into());
+            u.deleted.insert(
+                "DELETED.user.alice.T.1".into(),
+                crate::mailstate::DeletedMailbox {
+                    uidvalidity: 3,
+                    last_uid: 2,
+                    messages: 2,
+                },
+            );
+            u.quotas
+                .insert("user.alice".into(), [("STORAGE".to_string(), 9)].into());
+            s
+        };
+        let src = full();
+        let mut b = full();
+        let u = b.users.get_mut("alice").expect("alice");
+        let mb = u.mailboxes.get_mut("user.alice").expect("inbox");
+        mb.annotations.clear();
+        let m = mb.messages.get_mut(&1).expect("uid 1");
+        m.annotations.clear();
+        m.flags = vec!["\\Seen".into()];
+        u.deleted.values_mut().for_each(|d| d.messages = 1);
+        u.quotas.clear();
+        let lines: Vec<String> = compare(&src, &b)
+            .divergences
+            .iter()
+            .map(|d| d.what.clone())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "mailbox annotation /private/comment = \"c\" missing on the backup",
+                "flags: source [\"$X\"], backup []",
+                "message annotation /comment value.shared = \"n\" missing on the backup",
+                "deleted mailbox messages: source 2, backup 1",
+                "quota root user.alice {\"STORAGE\": 9} missing on the backup",
+            ]
+        );
+        let mut b = full();
+        b.users.get_mut("alice").expect("alice").deleted.clear();
+        let c = compare(&src, &b);
+        assert_eq!(
+            c.divergences[0].to_string(),
+            "user alice, mailbox DELETED.user.alice.T.1: deleted mailbox missing on the backup (2 message(s))"
+        );
     }
 }

@@ -607,7 +607,8 @@ impl Harness {
             (Target::Fake | Target::FakeSyncServer, _) => {
                 let mut state = self.backup_state();
                 state.users.retain(|u, _| users.contains(&u.as_str()));
-                Ok((state, StateScope::Full))
+                // Neither personality keeps quota yet.
+                Ok((state, StateScope::Backup))
             }
             (Target::Real(_), Some(real)) => Ok((real.read_state(users)?, real.state_scope())),
             (other, _) => Err(HarnessError::Unsupported(format!(

@@ -21,8 +21,30 @@ pub struct MailState {
 pub struct UserState {
     /// Live (not deleted) mailboxes by Cyrus internal name (`user.alice`, `user.alice.Sent`).
     pub mailboxes: BTreeMap<String, MailboxState>,
-    /// Subscribed mailboxes, internal names.
+    /// Subscribed mailboxes, internal names, raw: a subscription to a folder that
+    /// no longer exists counts (Cyrus keeps it).
     pub subscriptions: BTreeSet<String>,
+    /// The user's mailboxes moved aside by a delayed delete
+    /// (`DELETED.user.alice.Trash.6B113E59`), by internal name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deleted: BTreeMap<String, DeletedMailbox>,
+    /// Quota roots of the user's mailboxes (`user.alice`) with their limits by
+    /// resource (`STORAGE` in KiB, `MESSAGE`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quotas: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// A mailbox moved aside by a delayed delete: what a user could get back.
+/// Only what the source shows an admin without reading it (a `LIST … RETURN
+/// (STATUS …)`: the owner cannot see it and the admin has no read right on it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedMailbox {
+    /// UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// The highest UID ever assigned (`UIDNEXT` - 1).
+    pub last_uid: u32,
+    /// How many live messages it holds.
+    pub messages: u32,
 }
 
 /// One mailbox: identity, counters and live (not expunged) messages.
@@ -38,6 +60,11 @@ pub struct MailboxState {
     pub highestmodseq: u64,
     /// Live messages by UID.
     pub messages: BTreeMap<u32, MessageState>,
+    /// Mailbox annotations (IMAP METADATA) by entry as IMAP names it
+    /// (`/shared/comment`, `/private/comment` for the owner's): see
+    /// [`is_compared_entry`] for which.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// One live message.
@@ -51,6 +78,49 @@ pub struct MessageState {
     pub internaldate: i64,
     /// RFC822.SIZE.
     pub size: u64,
+    /// Per-message annotations (RFC 5257) by `ENTRY ATTRIBUTE`
+    /// (`/comment value.shared`, `/comment value.priv` for the owner's): see
+    /// [`is_compared_entry`] for which.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Whether an annotation entry (without its `/private` or `/shared` prefix:
+/// `/comment`, `/vendor/cmu/cyrus-imapd/expire`) is compared. Entries under
+/// `/vendor/cmu/cyrus-imapd/` are not: Cyrus computes several of them from the
+/// mailbox or message on each read (`size`, `lastupdate`, `synccrcs`,
+/// `uniqueid`, `partition`, `savedate`, `thrid`, …), so the source's IMAP view
+/// and what sync carries differ by design.
+pub fn is_compared_entry(entry: &str) -> bool {
+    !entry.starts_with("/vendor/cmu/cyrus-imapd/")
+}
+
+/// The comparable key of a mailbox annotation as csync carries it (entry
+/// `/comment`, userid empty for a shared value): `/shared/comment`, or
+/// `/private/comment` when `userid` is the owner. `None` for another user's
+/// private value or an entry not compared.
+pub fn mailbox_annotation_key(entry: &str, userid: &str, owner: &str) -> Option<String> {
+    if !is_compared_entry(entry) {
+        return None;
+    }
+    match userid {
+        "" => Some(format!("/shared{entry}")),
+        u if u == owner => Some(format!("/private{entry}")),
+        _ => None,
+    }
+}
+
+/// The comparable key of a per-message annotation as csync carries it:
+/// `/comment value.shared`, or `/comment value.priv` for the owner's.
+pub fn message_annotation_key(entry: &str, userid: &str, owner: &str) -> Option<String> {
+    if !is_compared_entry(entry) {
+        return None;
+    }
+    match userid {
+        "" => Some(format!("{entry} value.shared")),
+        u if u == owner => Some(format!("{entry} value.priv")),
+        _ => None,
+    }
 }
 
 impl MessageState {

@@ -4,6 +4,7 @@
 //! (atoms, quoted strings, literals, lists, response codes) and typed helpers.
 //! Every socket operation has a timeout; literals are bounded by [`MAX_LITERAL`].
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -505,6 +506,37 @@ pub struct FetchedMessage {
     pub internaldate: i64,
     pub size: u64,
     pub body: Vec<u8>,
+    /// Per-message annotations with a value (RFC 5257), keyed `ENTRY ATTRIBUTE`
+    /// (`/comment value.priv`); NIL ones left out.
+    pub annotations: BTreeMap<String, Vec<u8>>,
+}
+
+/// `ANNOTATION (ENTRY (ATTR VALUE …) …)` from a FETCH: the non-NIL values.
+fn fetched_annotations(val: Option<&Value>) -> Option<BTreeMap<String, Vec<u8>>> {
+    let Some(Value::List(items)) = val else {
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    for pair in items.chunks(2) {
+        let entry = pair[0].as_text()?;
+        let Some(Value::List(attrs)) = pair.get(1) else {
+            return None;
+        };
+        for av in attrs.chunks(2) {
+            let attr = av[0].as_text()?.to_ascii_lowercase();
+            match av.get(1)? {
+                Value::Str(b) => {
+                    out.insert(format!("{entry} {attr}"), b.clone());
+                }
+                Value::Atom(a) => {
+                    out.insert(format!("{entry} {attr}"), a.clone().into_bytes());
+                }
+                Value::Nil => {}
+                Value::List(_) => return None,
+            }
+        }
+    }
+    Some(out)
 }
 
 /// A blocking IMAP connection.
@@ -802,23 +834,9 @@ impl ImapClient {
         let mut out = Vec::new();
         for r in untagged {
             let Response::Data(v) = r else { continue };
-            if !v.first().is_some_and(|x| x.is_atom(verb)) {
-                continue;
+            if v.first().is_some_and(|x| x.is_atom(verb)) {
+                out.push(list_entry(&v, verb)?);
             }
-            let attributes = match v.get(1) {
-                Some(Value::List(a)) => a.iter().filter_map(Value::as_text).collect(),
-                _ => return Err(proto(format!("bad {verb} response: {v:?}"))),
-            };
-            let delimiter = v.get(2).and_then(Value::as_text);
-            let name = v
-                .get(3)
-                .and_then(Value::as_text)
-                .ok_or_else(|| proto(format!("bad {verb} response: {v:?}")))?;
-            out.push(ListEntry {
-                attributes,
-                delimiter,
-                name,
-            });
         }
         Ok(out)
     }
@@ -854,33 +872,58 @@ impl ImapClient {
         let mut info = StatusInfo::default();
         for r in untagged {
             let Response::Data(v) = r else { continue };
-            if !v.first().is_some_and(|x| x.is_atom("STATUS")) {
-                continue;
-            }
-            let Some(Value::List(kv)) = v.get(2) else {
-                return Err(proto(format!("bad STATUS response: {v:?}")));
-            };
-            for pair in kv.chunks(2) {
-                let key = pair[0].as_text().unwrap_or_default().to_ascii_uppercase();
-                let val = pair.get(1);
-                match key.as_str() {
-                    "MESSAGES" => info.messages = Some(num(val, "MESSAGES")?),
-                    "UIDNEXT" => info.uidnext = Some(num(val, "UIDNEXT")?),
-                    "UIDVALIDITY" => info.uidvalidity = Some(num(val, "UIDVALIDITY")?),
-                    "HIGHESTMODSEQ" => info.highestmodseq = Some(num(val, "HIGHESTMODSEQ")?),
-                    "MAILBOXID" => info.mailboxid = first_in_list(val),
-                    _ => {}
-                }
+            if v.first().is_some_and(|x| x.is_atom("STATUS")) {
+                info = parse_status(&v)?;
             }
         }
         Ok(info)
     }
 
+    /// `LIST REFERENCE PATTERN RETURN (STATUS (ITEMS))` (RFC 5819): each entry
+    /// with its STATUS. An admin sees every mailbox this way, `DELETED.*` ones
+    /// included, without the read right EXAMINE needs.
+    pub fn list_status(
+        &mut self,
+        reference: &str,
+        pattern: &str,
+        items: &[&str],
+    ) -> Result<Vec<(ListEntry, StatusInfo)>> {
+        let (untagged, _) = self.simple(&format!(
+            "LIST {} {} RETURN (STATUS ({}))",
+            quote(reference)?,
+            quote(pattern)?,
+            items.join(" ")
+        ))?;
+        let mut entries = Vec::new();
+        let mut statuses = BTreeMap::new();
+        for r in untagged {
+            let Response::Data(v) = r else { continue };
+            if v.first().is_some_and(|x| x.is_atom("STATUS")) {
+                let name = v
+                    .get(1)
+                    .and_then(Value::as_text)
+                    .ok_or_else(|| proto(format!("bad STATUS response: {v:?}")))?;
+                statuses.insert(name, parse_status(&v)?);
+            } else if v.first().is_some_and(|x| x.is_atom("LIST")) {
+                entries.push(list_entry(&v, "LIST")?);
+            }
+        }
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let st = statuses.remove(&e.name).unwrap_or_default();
+                (e, st)
+            })
+            .collect())
+    }
+
     /// `UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])` on the
     /// selected mailbox, sorted by UID.
     pub fn uid_fetch_all(&mut self) -> Result<Vec<FetchedMessage>> {
-        let (untagged, _) =
-            self.simple("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")?;
+        let (untagged, _) = self.simple(
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[] \
+             ANNOTATION (/* (value.priv value.shared)))",
+        )?;
         let mut out = Vec::new();
         for r in untagged {
             let Response::Data(v) = r else { continue };
@@ -891,6 +934,7 @@ impl ImapClient {
                 return Err(proto(format!("bad FETCH response: {v:?}")));
             };
             let (mut uid, mut flags, mut date, mut size, mut body) = (None, None, None, None, None);
+            let mut annotations = BTreeMap::new();
             for pair in items.chunks(2) {
                 let key = pair[0].as_text().unwrap_or_default().to_ascii_uppercase();
                 let val = pair.get(1);
@@ -906,6 +950,10 @@ impl ImapClient {
                         if let Some(Value::List(f)) = val {
                             flags = Some(f.iter().filter_map(Value::as_text).collect::<Vec<_>>());
                         }
+                    }
+                    "ANNOTATION" => {
+                        annotations = fetched_annotations(val)
+                            .ok_or_else(|| proto(format!("bad ANNOTATION in FETCH: {v:?}")))?;
                     }
                     "BODY[]" => {
                         body = match val {
@@ -926,6 +974,7 @@ impl ImapClient {
                 internaldate: date.ok_or_else(|| missing("INTERNALDATE"))?,
                 size: size.ok_or_else(|| missing("RFC822.SIZE"))?,
                 body: body.ok_or_else(|| missing("BODY[]"))?,
+                annotations,
             });
         }
         out.sort_by_key(|m| m.uid);
@@ -946,10 +995,148 @@ impl ImapClient {
         .map(drop)
     }
 
+    /// `GETMETADATA (DEPTH infinity) MAILBOX (/private /shared)`: every entry the
+    /// server reports a value for (NIL ones left out), by entry name
+    /// (`/shared/comment`). Cyrus also reports entries it computes from the
+    /// mailbox (`/shared/vendor/cmu/cyrus-imapd/size`, `lastupdate`, …).
+    pub fn getmetadata_all(&mut self, mailbox: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+        let (untagged, _) = self.simple(&format!(
+            "GETMETADATA (DEPTH infinity) {} (/private /shared)",
+            quote(mailbox)?
+        ))?;
+        let mut out = BTreeMap::new();
+        for r in untagged {
+            let Response::Data(v) = r else { continue };
+            if !v.first().is_some_and(|x| x.is_atom("METADATA")) {
+                continue;
+            }
+            let Some(Value::List(kv)) = v.get(2) else {
+                return Err(proto(format!("bad METADATA response: {v:?}")));
+            };
+            for pair in kv.chunks(2) {
+                let entry = pair[0]
+                    .as_text()
+                    .ok_or_else(|| proto(format!("bad METADATA entry: {v:?}")))?;
+                match pair.get(1) {
+                    Some(Value::Str(b)) => {
+                        out.insert(entry, b.clone());
+                    }
+                    Some(Value::Atom(a)) => {
+                        out.insert(entry, a.clone().into_bytes());
+                    }
+                    Some(Value::Nil) => {}
+                    _ => return Err(proto(format!("bad METADATA value: {v:?}"))),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `UID STORE SET ANNOTATION (ENTRY (value.shared|value.priv VALUE))` on the
+    /// selected mailbox (RFC 5257); `None` removes the value.
+    pub fn store_annotation(
+        &mut self,
+        uid_set: &str,
+        entry: &str,
+        shared: bool,
+        value: Option<&str>,
+    ) -> Result<()> {
+        check_set(uid_set)?;
+        let value = match value {
+            Some(v) => quote(v)?,
+            None => "NIL".into(),
+        };
+        let attrib = if shared { "value.shared" } else { "value.priv" };
+        self.simple(&format!(
+            "UID STORE {uid_set} ANNOTATION ({} ({attrib} {value}))",
+            quote(entry)?
+        ))
+        .map(drop)
+    }
+
+    /// `SETQUOTA ROOT (RESOURCE LIMIT …)` (an admin command); no limits removes
+    /// the quota.
+    pub fn setquota(&mut self, root: &str, limits: &[(String, u64)]) -> Result<()> {
+        let list: Vec<String> = limits.iter().map(|(r, l)| format!("{r} {l}")).collect();
+        self.simple(&format!("SETQUOTA {} ({})", quote(root)?, list.join(" ")))
+            .map(drop)
+    }
+
+    /// `GETQUOTAROOT MAILBOX`: each quota root of the mailbox with its limits by
+    /// resource (`STORAGE` in KiB, `MESSAGE`, …); usage is left out.
+    pub fn getquotaroot(
+        &mut self,
+        mailbox: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+        let (untagged, _) = self.simple(&format!("GETQUOTAROOT {}", quote(mailbox)?))?;
+        let mut out = BTreeMap::new();
+        for r in untagged {
+            let Response::Data(v) = r else { continue };
+            if !v.first().is_some_and(|x| x.is_atom("QUOTA")) {
+                continue;
+            }
+            let (Some(root), Some(Value::List(items))) =
+                (v.get(1).and_then(Value::as_text), v.get(2))
+            else {
+                return Err(proto(format!("bad QUOTA response: {v:?}")));
+            };
+            let mut limits = BTreeMap::new();
+            for triple in items.chunks(3) {
+                let (Some(res), Some(limit)) =
+                    (triple[0].as_text(), triple.get(2).and_then(Value::as_u64))
+                else {
+                    return Err(proto(format!("bad QUOTA resource: {v:?}")));
+                };
+                limits.insert(res.to_ascii_uppercase(), limit);
+            }
+            out.insert(root, limits);
+        }
+        Ok(out)
+    }
+
     /// LOGOUT and close the connection.
     pub fn logout(mut self) -> Result<()> {
         self.simple("LOGOUT").map(drop)
     }
+}
+
+/// One `* LIST`/`* LSUB` response line.
+fn list_entry(v: &[Value], verb: &str) -> Result<ListEntry> {
+    let attributes = match v.get(1) {
+        Some(Value::List(a)) => a.iter().filter_map(Value::as_text).collect(),
+        _ => return Err(proto(format!("bad {verb} response: {v:?}"))),
+    };
+    let delimiter = v.get(2).and_then(Value::as_text);
+    let name = v
+        .get(3)
+        .and_then(Value::as_text)
+        .ok_or_else(|| proto(format!("bad {verb} response: {v:?}")))?;
+    Ok(ListEntry {
+        attributes,
+        delimiter,
+        name,
+    })
+}
+
+/// One `* STATUS NAME (ITEM VALUE …)` response line.
+fn parse_status(v: &[Value]) -> Result<StatusInfo> {
+    let Some(Value::List(kv)) = v.get(2) else {
+        return Err(proto(format!("bad STATUS response: {v:?}")));
+    };
+    let mut info = StatusInfo::default();
+    for pair in kv.chunks(2) {
+        let key = pair[0].as_text().unwrap_or_default().to_ascii_uppercase();
+        let val = pair.get(1);
+        match key.as_str() {
+            "MESSAGES" => info.messages = Some(num(val, "MESSAGES")?),
+            "UIDNEXT" => info.uidnext = Some(num(val, "UIDNEXT")?),
+            "UIDVALIDITY" => info.uidvalidity = Some(num(val, "UIDVALIDITY")?),
+            "HIGHESTMODSEQ" => info.highestmodseq = Some(num(val, "HIGHESTMODSEQ")?),
+            "MAILBOXID" => info.mailboxid = first_in_list(val),
+            _ => {}
+        }
+    }
+    Ok(info)
 }
 
 /// Check a UID set (`1`, `1:5`, `3,7:*`): digits, `:`, `,` and `*` only.

@@ -1,6 +1,7 @@
 //! A real, throwaway Cyrus "source" instance (`master` + `imapd`, `sync_log` on)
 //! living entirely inside a caller-owned directory.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
@@ -414,7 +415,16 @@ impl Drop for SourceInstance {
 
 /// Read each user's own mailboxes over IMAP at `addr`, logging in as that user
 /// (Cyrus keeps `\Seen` per owner) and only examining (reading changes nothing).
-/// Used for the source and for a real replica alike.
+/// Used for the source and for a real replica alike, so both sides of a
+/// comparison are read the same way:
+/// - mailboxes: LIST, then EXAMINE (uniqueid from `MAILBOXID`, UIDVALIDITY,
+///   UIDNEXT, HIGHESTMODSEQ) and one `UID FETCH 1:*` of flags, date, size, body
+///   and per-message annotations (RFC 5257);
+/// - mailbox annotations: `GETMETADATA (DEPTH infinity)`;
+/// - subscriptions: `LIST (SUBSCRIBED)`, raw (see below);
+/// - quota: `GETQUOTAROOT` of each mailbox (roots and limits, not usage);
+/// - `DELETED.*` mailboxes: as the admin `admin` (only an admin sees them):
+///   `LIST … RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))`.
 pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
     let mut state = MailState::default();
     for &user in users {
@@ -432,7 +442,7 @@ pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
                 continue;
             }
             let info = imap.examine(&entry.name)?;
-            let mut messages = std::collections::BTreeMap::new();
+            let mut messages = BTreeMap::new();
             for m in imap.uid_fetch_all()? {
                 messages.insert(
                     m.uid,
@@ -441,8 +451,19 @@ pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
                         flags: MessageState::normalize_flags(m.flags),
                         internaldate: m.internaldate,
                         size: m.size,
+                        annotations: compared_annotations(m.annotations, |k| {
+                            k.split(' ').next().unwrap_or(k).to_owned()
+                        }),
                     },
                 );
+            }
+            let annotations = compared_annotations(imap.getmetadata_all(&entry.name)?, |k| {
+                k.trim_start_matches("/private")
+                    .trim_start_matches("/shared")
+                    .to_owned()
+            });
+            for (root, limits) in imap.getquotaroot(&entry.name)? {
+                us.quotas.insert(to_internal_name(user, &root), limits);
             }
             us.mailboxes.insert(
                 own,
@@ -452,6 +473,7 @@ pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
                     last_uid: info.uidnext.saturating_sub(1),
                     highestmodseq: info.highestmodseq,
                     messages,
+                    annotations,
                 },
             );
         }
@@ -470,9 +492,63 @@ pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
             us.subscriptions.insert(to_internal_name(user, &entry.name));
         }
         imap.logout()?;
+        us.deleted = read_deleted_imap(addr, &inbox)?;
         state.users.insert(user.to_string(), us);
     }
     Ok(state)
+}
+
+/// The annotations with a value whose entry is compared
+/// ([`crate::mailstate::is_compared_entry`]); `entry_of` takes the entry out of
+/// the key.
+fn compared_annotations(
+    all: BTreeMap<String, Vec<u8>>,
+    entry_of: impl Fn(&str) -> String,
+) -> BTreeMap<String, String> {
+    all.into_iter()
+        .filter(|(k, _)| crate::mailstate::is_compared_entry(&entry_of(k)))
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
+/// The `DELETED.<inbox>…` mailboxes a delayed delete left, read as the admin
+/// with one `LIST … RETURN (STATUS …)` (the admin lacks the read right EXAMINE
+/// needs, and the owner does not see them).
+fn read_deleted_imap(
+    addr: SocketAddr,
+    inbox: &str,
+) -> Result<BTreeMap<String, crate::mailstate::DeletedMailbox>> {
+    let mut imap = ImapClient::connect(addr, IMAP_TIMEOUT)?;
+    imap.login("admin", "backupd-sim")?;
+    let prefix = format!("DELETED.{inbox}.");
+    let mut out = BTreeMap::new();
+    for (entry, st) in imap.list_status(
+        "",
+        &format!("{prefix}*"),
+        &["MESSAGES", "UIDNEXT", "UIDVALIDITY"],
+    )? {
+        if !entry.name.starts_with(&prefix)
+            || entry.attributes.iter().any(|a| {
+                a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+            })
+        {
+            continue;
+        }
+        let missing = |what: &str| {
+            CyrusError::ImapProtocol(format!("LIST-STATUS of {} without {what}", entry.name))
+        };
+        let d = crate::mailstate::DeletedMailbox {
+            uidvalidity: st.uidvalidity.ok_or_else(|| missing("UIDVALIDITY"))?,
+            last_uid: st
+                .uidnext
+                .ok_or_else(|| missing("UIDNEXT"))?
+                .saturating_sub(1),
+            messages: st.messages.ok_or_else(|| missing("MESSAGES"))?,
+        };
+        out.insert(entry.name, d);
+    }
+    imap.logout()?;
+    Ok(out)
 }
 
 #[cfg(test)]

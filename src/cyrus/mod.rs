@@ -22,7 +22,9 @@ pub mod target;
 use std::path::{Path, PathBuf};
 
 pub use imap::{FetchedMessage, ImapClient, ListEntry, MailboxInfo, StatusInfo};
-pub use instance::{to_internal_name, to_user_view_name, Channel, SourceInstance, SourceOptions};
+pub use instance::{
+    to_internal_name, to_user_view_name, user_inbox, Channel, SourceInstance, SourceOptions,
+};
 pub use sync_client::{RunningSyncClient, SyncClient, SyncRun};
 pub use target::{BackupLock, RealTarget, StateScope, TargetKind};
 

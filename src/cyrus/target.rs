@@ -10,13 +10,16 @@
 //! - replica: over IMAP as each user through its `imapd`, exactly like the source;
 //! - backupd: `cyr_backup -C conf -u U json mailboxes` gives the mailboxes
 //!   (uniqueid, internal name) and every record (UID, GUID, `expunged` mark), but no
-//!   flags, dates, sizes, counters or subscriptions. Those live in the backup's
-//!   SQLite index (`<backup>.index`), which is read with the `sqlite3` command line
-//!   tool when it is installed ([`StateScope::Full`]). Without it the state holds
-//!   only what `cyr_backup` prints ([`StateScope::UidGuid`]) and both sides of a
-//!   comparison must be cut down with [`StateScope::project`]. Only live records
-//!   (no `expunged` mark) and live mailboxes (not `DELETED.*`, not marked deleted in
-//!   the index) are projected: backupd keeps the rest forever.
+//!   flags, dates, sizes, counters, annotations or subscriptions. Those live in the
+//!   backup's SQLite index (`<backup>.index`: `mailbox`, `mailbox_message` and
+//!   `subscription` tables, annotations as dlist text), which is read with the
+//!   `sqlite3` command line tool when it is installed ([`StateScope::Backup`]).
+//!   Without it the state holds only what `cyr_backup` prints
+//!   ([`StateScope::UidGuid`]) and both sides of a comparison must be cut down with
+//!   [`StateScope::project`]. Only live records (no `expunged` mark) are projected;
+//!   mailboxes marked deleted in the index (`APPLY UNMAILBOX`) are left out, and
+//!   `DELETED.*` ones (a delayed delete) are projected apart. backupd keeps no
+//!   quota.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,7 +40,7 @@ use super::instance::read_state_imap;
 use super::master::{self, Master, Probe};
 use super::process;
 use super::{CyrusBins, CyrusError};
-use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
+use crate::mailstate::{DeletedMailbox, MailState, MailboxState, MessageState, UserState};
 
 type Result<T> = std::result::Result<T, CyrusError>;
 
@@ -69,35 +72,54 @@ impl TargetKind {
     }
 }
 
-/// How much of a [`MailState`] a reader can see; comparisons must be made at the
-/// scope of the weaker side (see [`StateScope::project`]).
+/// How much of a [`MailState`] a target holds and its reader can see;
+/// comparisons must be made at the scope of the weaker side (see
+/// [`StateScope::project`]). `docs/oracle.md` has the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum StateScope {
-    /// Only mailbox names, uniqueids and live UID -> GUID (all `cyr_backup` prints).
+    /// Only mailbox names, uniqueids, live UID -> GUID and the `DELETED.*`
+    /// mailboxes' names and message counts (all `cyr_backup` prints).
     UidGuid,
-    /// Every field of [`MailState`].
+    /// Everything a backupd keeps: all of [`MailState`] but quota (backupd
+    /// acknowledges `APPLY QUOTA` and stores nothing: `backup/backupd.c`
+    /// `cmd_apply`, "ignore and succeed"; the fake does the same).
+    Backup,
+    /// Every field of [`MailState`] (a replica).
     Full,
 }
 
 impl StateScope {
-    /// Cut `state` down to what this scope can see: at [`StateScope::UidGuid`],
-    /// flags, INTERNALDATE, size, UIDVALIDITY, last UID, HIGHESTMODSEQ and
-    /// subscriptions are cleared. Apply it to *both* sides before comparing.
+    /// Cut `state` down to what this scope can see. Apply it to *both* sides
+    /// before comparing.
+    /// - [`StateScope::Backup`]: quota roots are cleared;
+    /// - [`StateScope::UidGuid`]: also flags, INTERNALDATE, size, annotations,
+    ///   UIDVALIDITY, last UID, HIGHESTMODSEQ, subscriptions and the
+    ///   `DELETED.*` mailboxes' UIDVALIDITY and last UID.
     pub fn project(self, state: &MailState) -> MailState {
         let mut out = state.clone();
         if self == StateScope::Full {
             return out;
         }
         for user in out.users.values_mut() {
+            user.quotas.clear();
+            if self == StateScope::Backup {
+                continue;
+            }
             user.subscriptions.clear();
+            for d in user.deleted.values_mut() {
+                d.uidvalidity = 0;
+                d.last_uid = 0;
+            }
             for mb in user.mailboxes.values_mut() {
                 mb.uidvalidity = 0;
                 mb.last_uid = 0;
                 mb.highestmodseq = 0;
+                mb.annotations.clear();
                 for m in mb.messages.values_mut() {
                     m.flags.clear();
                     m.internaldate = 0;
                     m.size = 0;
+                    m.annotations.clear();
                 }
             }
         }
@@ -427,11 +449,11 @@ impl RealTarget {
     }
 
     /// What [`RealTarget::read_state`] can see: [`StateScope::Full`] for a replica,
-    /// and for backupd when the `sqlite3` tool is installed.
+    /// [`StateScope::Backup`] for backupd when the `sqlite3` tool is installed.
     pub fn state_scope(&self) -> StateScope {
         match self.kind {
             TargetKind::SyncServer => StateScope::Full,
-            TargetKind::Backupd if sqlite3_available() => StateScope::Full,
+            TargetKind::Backupd if sqlite3_available() => StateScope::Backup,
             TargetKind::Backupd => StateScope::UidGuid,
         }
     }
@@ -531,7 +553,7 @@ impl RealTarget {
             if let Some(path) = self.backup_path(user)? {
                 let mut index = path.into_os_string();
                 index.push(".index");
-                enrich_from_index(&mut us, Path::new(&index))?;
+                enrich_from_index(&mut us, Path::new(&index), user)?;
             }
         }
         Ok(us)
@@ -709,9 +731,6 @@ pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
         let Some(name) = mb.get("mboxname").and_then(|v| v.as_str()) else {
             continue;
         };
-        if name.starts_with("DELETED.") {
-            continue;
-        }
         let mut messages = BTreeMap::new();
         for m in mb
             .get("messages")
@@ -736,6 +755,16 @@ pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
                 },
             );
         }
+        if name.starts_with("DELETED.") {
+            us.deleted.insert(
+                name.to_string(),
+                DeletedMailbox {
+                    messages: u32::try_from(messages.len()).unwrap_or(u32::MAX),
+                    ..DeletedMailbox::default()
+                },
+            );
+            continue;
+        }
         us.mailboxes.insert(
             name.to_string(),
             MailboxState {
@@ -749,6 +778,35 @@ pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
         );
     }
     Ok(us)
+}
+
+/// The annotations backupd's index keeps as dlist text (`dlist_printbuf` of the
+/// `ANNOTATIONS` list: `(%(ENTRY /comment USERID olga MODSEQ 16 VALUE x) …)`),
+/// keyed for comparison by `key(entry, userid)`.
+fn index_annotations(
+    text: Option<&str>,
+    key: impl Fn(&str, &str) -> Option<String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(out);
+    };
+    let bad = |e: String| CyrusError::Config(format!("backup index annotations `{text}`: {e}"));
+    let value = crate::dlist::decode_value(bytes::Bytes::copy_from_slice(text.as_bytes()))
+        .map_err(|e| bad(e.to_string()))?;
+    for a in value.as_list().ok_or_else(|| bad("not a list".into()))? {
+        let field = |k: &str| a.get(k).and_then(|v| v.as_bytes());
+        let (Some(entry), Some(userid), Some(v)) =
+            (field("ENTRY"), field("USERID"), field("VALUE"))
+        else {
+            return Err(bad("an annotation without ENTRY, USERID or VALUE".into()));
+        };
+        let entry = String::from_utf8_lossy(entry);
+        if let Some(k) = key(&entry, &String::from_utf8_lossy(userid)) {
+            out.insert(k, String::from_utf8_lossy(v).into_owned());
+        }
+    }
+    Ok(out)
 }
 
 fn sqlite_json(index: &Path, sql: &str) -> Result<Vec<serde_json::Value>> {
@@ -774,10 +832,11 @@ fn sqlite_json(index: &Path, sql: &str) -> Result<Vec<serde_json::Value>> {
 /// mailbox UIDVALIDITY, LAST_UID, HIGHESTMODSEQ and the deleted mark; per record
 /// flags, INTERNALDATE and size; and the subscriptions. The UID -> GUID sets must
 /// agree with `cyr_backup`'s.
-fn enrich_from_index(us: &mut UserState, index: &Path) -> Result<()> {
+fn enrich_from_index(us: &mut UserState, index: &Path, owner: &str) -> Result<()> {
     let mailboxes = sqlite_json(
         index,
-        "SELECT id, mboxname, uidvalidity, last_uid, highestmodseq, deleted FROM mailbox",
+        "SELECT id, mboxname, uidvalidity, last_uid, highestmodseq, deleted, annotations \
+         FROM mailbox",
     )?;
     let mut by_id = BTreeMap::new();
     for row in &mailboxes {
@@ -786,20 +845,31 @@ fn enrich_from_index(us: &mut UserState, index: &Path) -> Result<()> {
         let deleted = row["deleted"].as_i64().unwrap_or(0) != 0;
         if deleted {
             us.mailboxes.remove(&name);
+            us.deleted.remove(&name);
+            continue;
+        }
+        let uidvalidity = u32::try_from(row["uidvalidity"].as_i64().unwrap_or(0)).unwrap_or(0);
+        let last_uid = u32::try_from(row["last_uid"].as_i64().unwrap_or(0)).unwrap_or(0);
+        if let Some(d) = us.deleted.get_mut(&name) {
+            d.uidvalidity = uidvalidity;
+            d.last_uid = last_uid;
             continue;
         }
         let Some(mb) = us.mailboxes.get_mut(&name) else {
             continue;
         };
-        mb.uidvalidity = u32::try_from(row["uidvalidity"].as_i64().unwrap_or(0)).unwrap_or(0);
-        mb.last_uid = u32::try_from(row["last_uid"].as_i64().unwrap_or(0)).unwrap_or(0);
+        mb.uidvalidity = uidvalidity;
+        mb.last_uid = last_uid;
         mb.highestmodseq = u64::try_from(row["highestmodseq"].as_i64().unwrap_or(0)).unwrap_or(0);
+        mb.annotations = index_annotations(row["annotations"].as_str(), |e, u| {
+            crate::mailstate::mailbox_annotation_key(e, u, owner)
+        })?;
         by_id.insert(id, name);
     }
     let records = sqlite_json(
         index,
-        "SELECT mm.mailbox_id, mm.uid, mm.flags, mm.internaldate, mm.expunged, m.size, m.guid \
-         FROM mailbox_message mm JOIN message m ON m.id = mm.message_id",
+        "SELECT mm.mailbox_id, mm.uid, mm.flags, mm.internaldate, mm.expunged, mm.annotations, \
+         m.size, m.guid FROM mailbox_message mm JOIN message m ON m.id = mm.message_id",
     )?;
     for row in &records {
         let Some(name) = by_id.get(&row["mailbox_id"].as_i64().unwrap_or(-1)) else {
@@ -836,6 +906,9 @@ fn enrich_from_index(us: &mut UserState, index: &Path) -> Result<()> {
         );
         m.internaldate = row["internaldate"].as_i64().unwrap_or(0);
         m.size = u64::try_from(row["size"].as_i64().unwrap_or(0)).unwrap_or(0);
+        m.annotations = index_annotations(row["annotations"].as_str(), |e, u| {
+            crate::mailstate::message_annotation_key(e, u, owner)
+        })?;
     }
     let subs = sqlite_json(index, "SELECT mboxname, unsubscribed FROM subscription")?;
     for row in &subs {
@@ -867,6 +940,11 @@ mod tests {
             us.mailboxes.keys().collect::<Vec<_>>(),
             ["user.a", "user.a.Empty"]
         );
+        assert_eq!(
+            us.deleted.keys().collect::<Vec<_>>(),
+            ["DELETED.user.a.T.123"]
+        );
+        assert_eq!(us.deleted["DELETED.user.a.T.123"].messages, 0);
         let a = &us.mailboxes["user.a"];
         assert_eq!(a.uniqueid.as_deref(), Some("u1"));
         assert_eq!(a.messages.len(), 1);
@@ -892,17 +970,67 @@ mod tests {
                 flags: vec!["\\Seen".into()],
                 internaldate: 5,
                 size: 10,
+                annotations: [("/comment value.priv".to_string(), "n".to_string())].into(),
             },
         );
+        mb.annotations.insert("/private/comment".into(), "c".into());
         us.mailboxes.insert("user.a".into(), mb);
+        us.quotas
+            .insert("user.a".into(), [("STORAGE".to_string(), 10)].into());
+        us.deleted.insert(
+            "DELETED.user.a.T.1".into(),
+            DeletedMailbox {
+                uidvalidity: 4,
+                last_uid: 2,
+                messages: 1,
+            },
+        );
         s.users.insert("a".into(), us);
         assert_eq!(StateScope::Full.project(&s), s);
+        let b = StateScope::Backup.project(&s);
+        assert!(b.users["a"].quotas.is_empty());
+        let mut without_quota = s.clone();
+        without_quota.users.get_mut("a").expect("a").quotas.clear();
+        assert_eq!(b, without_quota, "Backup clears quota only");
         let p = StateScope::UidGuid.project(&s);
         let pm = &p.users["a"].mailboxes["user.a"];
         assert_eq!(pm.uniqueid.as_deref(), Some("u"));
         assert_eq!((pm.uidvalidity, pm.last_uid, pm.highestmodseq), (0, 0, 0));
         assert_eq!(pm.messages[&3].guid, "g");
         assert!(pm.messages[&3].flags.is_empty());
+        assert!(pm.messages[&3].annotations.is_empty() && pm.annotations.is_empty());
         assert!(p.users["a"].subscriptions.is_empty());
+        assert_eq!(
+            p.users["a"].deleted["DELETED.user.a.T.1"],
+            DeletedMailbox {
+                uidvalidity: 0,
+                last_uid: 0,
+                messages: 1
+            }
+        );
+    }
+
+    #[test]
+    fn index_annotations_are_read_from_dlist_text() {
+        let text = "(%(ENTRY /comment USERID olga MODSEQ 16 VALUE \"priv note\") \
+                    %(ENTRY /comment USERID \"\" MODSEQ 18 VALUE {5+}\r\nshare) \
+                    %(ENTRY /vendor/cmu/cyrus-imapd/savedate USERID \"\" MODSEQ 0 VALUE 1796294874) \
+                    %(ENTRY /comment USERID other MODSEQ 3 VALUE x))";
+        let got = index_annotations(Some(text), |e, u| {
+            crate::mailstate::message_annotation_key(e, u, "olga")
+        })
+        .expect("parse");
+        assert_eq!(
+            got,
+            [
+                ("/comment value.priv".to_string(), "priv note".to_string()),
+                ("/comment value.shared".to_string(), "share".to_string()),
+            ]
+            .into()
+        );
+        assert!(index_annotations(None, |_, _| None)
+            .expect("none")
+            .is_empty());
+        assert!(index_annotations(Some("(%(ENTRY x))"), |_, _| None).is_err());
     }
 }

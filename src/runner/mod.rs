@@ -892,6 +892,56 @@ impl Run<'_> {
                 });
                 c.logout().map_err(|e| e.to_string())
             }
+            Step::Metadata(m) => {
+                let mut c = self.login(&m.user)?;
+                c.setmetadata(&m.folder, &m.entry, m.value.as_deref())
+                    .map_err(|e| e.to_string())?;
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Metadata {
+                        user: m.user.clone(),
+                        mailbox: crate::cyrus::to_internal_name(&m.user, &m.folder),
+                        entry: m.entry.clone(),
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
+            Step::Annotate(a) => {
+                let mut c = self.login(&a.user)?;
+                c.select(&a.folder).map_err(|e| e.to_string())?;
+                let uids = resolve_uids(&mut c, &a.uids)?;
+                c.store_annotation(&a.uids, &a.entry, a.shared, a.value.as_deref())
+                    .map_err(|e| e.to_string())?;
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Annotations {
+                        user: a.user.clone(),
+                        mailbox: crate::cyrus::to_internal_name(&a.user, &a.folder),
+                        uids,
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
+            Step::Quota(q) => {
+                let mut c = self.h.source().admin().map_err(|e| e.to_string())?;
+                let root = crate::cyrus::user_inbox(&q.user);
+                let mut limits = Vec::new();
+                if let Some(v) = q.storage {
+                    limits.push(("STORAGE".to_owned(), v));
+                }
+                if let Some(v) = q.message {
+                    limits.push(("MESSAGE".to_owned(), v));
+                }
+                c.setquota(&root, &limits).map_err(|e| e.to_string())?;
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Quota {
+                        user: q.user.clone(),
+                        root,
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
             other => Err(format!("`{}` is not a change", other.describe())),
         }
     }
@@ -1311,6 +1361,9 @@ fn change_user(c: &Change) -> &str {
         | Change::Create { user, .. }
         | Change::Delete { user, .. }
         | Change::Rename { user, .. }
+        | Change::Metadata { user, .. }
+        | Change::Annotations { user, .. }
+        | Change::Quota { user, .. }
         | Change::Subscription { user, .. } => user,
     }
 }

@@ -69,6 +69,31 @@ pub enum Change {
         /// New internal name.
         to: String,
     },
+    /// A mailbox annotation set or removed (`SETMETADATA`).
+    Metadata {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+        /// The entry (`/private/comment`).
+        entry: String,
+    },
+    /// Per-message annotations changed on these UIDs.
+    Annotations {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+        /// UIDs touched.
+        uids: Vec<u32>,
+    },
+    /// Quota limits set or removed on a root.
+    Quota {
+        /// The user.
+        user: String,
+        /// The quota root (internal name).
+        root: String,
+    },
     /// A subscription added (`on`) or removed.
     Subscription {
         /// Owner.
@@ -124,6 +149,11 @@ impl std::fmt::Display for Change {
             Change::Create { mailbox, .. } => write!(f, "create {mailbox}"),
             Change::Delete { mailbox, .. } => write!(f, "delete {mailbox}"),
             Change::Rename { from, to, .. } => write!(f, "rename {from} to {to}"),
+            Change::Metadata { mailbox, entry, .. } => write!(f, "metadata {mailbox} {entry}"),
+            Change::Annotations { mailbox, uids, .. } => {
+                write!(f, "annotations {mailbox} UIDs {uids:?}")
+            }
+            Change::Quota { root, .. } => write!(f, "quota {root}"),
             Change::Subscription { mailbox, on, .. } => {
                 write!(
                     f,
@@ -231,6 +261,46 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
             user,
             vec![from, to],
         ),
+        Change::Metadata {
+            user,
+            mailbox,
+            entry,
+        } => {
+            let value =
+                |s: &MailState| mbox(s, user, mailbox).map(|m| m.annotations.get(entry).cloned());
+            let (sv, bv) = (value(source), value(backup));
+            (sv.is_some() && sv == bv, sv.is_none(), user, vec![mailbox])
+        }
+        Change::Annotations {
+            user,
+            mailbox,
+            uids,
+        } => {
+            let (s, b) = (mbox(source, user, mailbox), mbox(backup, user, mailbox));
+            let live: Vec<u32> = uids
+                .iter()
+                .copied()
+                .filter(|u| s.as_ref().is_some_and(|m| m.messages.contains_key(u)))
+                .collect();
+            let done = live.iter().all(|u| {
+                let sa = s
+                    .as_ref()
+                    .and_then(|m| m.messages.get(u))
+                    .map(|m| &m.annotations);
+                let ba = b
+                    .as_ref()
+                    .and_then(|m| m.messages.get(u))
+                    .map(|m| &m.annotations);
+                sa == ba
+            });
+            (done, live.is_empty(), user, vec![mailbox])
+        }
+        Change::Quota { user, root } => {
+            // The channel log names a quota change as `QUOTA root`.
+            let limits =
+                |s: &MailState| s.users.get(user).and_then(|u| u.quotas.get(root)).cloned();
+            (limits(source) == limits(backup), false, user, vec![root])
+        }
         Change::Subscription { user, mailbox, on } => {
             let has = |s: &MailState| {
                 s.users

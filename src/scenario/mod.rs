@@ -19,8 +19,8 @@ pub use expect::{
     REMOVED_IGNORE,
 };
 pub use steps::{
-    AppendSpec, ExpungeSpec, FlagSpec, FolderSpec, RenameSpec, Step, StepSpec, SyncSpec,
-    TriggerSpec, WaitForSpec,
+    AnnotateSpec, AppendSpec, ExpungeSpec, FlagSpec, FolderSpec, MetadataSpec, QuotaSpec,
+    RenameSpec, Step, StepSpec, SyncSpec, TriggerSpec, WaitForSpec,
 };
 
 use expect::valid_version_prefix;

@@ -75,6 +75,55 @@ pub struct FolderSpec {
     pub folder: String,
 }
 
+/// `metadata = { … }`: `SETMETADATA` of one mailbox entry, as the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// Entry (`/private/comment`, `/shared/comment`).
+    pub entry: String,
+    /// The value; absent removes the entry.
+    pub value: Option<String>,
+}
+
+/// `annotate = { … }`: a per-message annotation (`UID STORE … ANNOTATION`,
+/// RFC 5257), as the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotateSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// UID set.
+    pub uids: String,
+    /// Entry (`/comment`, `/altsubject`).
+    pub entry: String,
+    /// `value.shared` when true, else `value.priv`.
+    #[serde(default)]
+    pub shared: bool,
+    /// The value; absent removes it.
+    pub value: Option<String>,
+}
+
+/// `quota = { … }`: `SETQUOTA user.NAME (…)` as the admin: limits on the
+/// user's quota root; none removes the quota.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    /// The user whose INBOX is the root.
+    pub user: String,
+    /// `STORAGE` limit, KiB.
+    pub storage: Option<u64>,
+    /// `MESSAGE` limit.
+    pub message: Option<u64>,
+}
+
 /// `rename = { … }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +212,9 @@ pub struct StepSpec {
     pub rename: Option<RenameSpec>,
     pub subscribe: Option<FolderSpec>,
     pub unsubscribe: Option<FolderSpec>,
+    pub metadata: Option<MetadataSpec>,
+    pub annotate: Option<AnnotateSpec>,
+    pub quota: Option<QuotaSpec>,
     pub sync: Option<SyncSpec>,
     pub start: Option<bool>,
     pub stop: Option<bool>,
@@ -189,6 +241,9 @@ pub enum Step {
     Rename(RenameSpec),
     Subscribe(FolderSpec),
     Unsubscribe(FolderSpec),
+    Metadata(MetadataSpec),
+    Annotate(AnnotateSpec),
+    Quota(QuotaSpec),
     Sync(SyncSpec),
     Start,
     Stop,
@@ -227,6 +282,9 @@ impl Step {
             Step::Rename(r) => format!("rename {}/{} to {}", r.user, r.from, r.to),
             Step::Subscribe(f) => format!("subscribe {}/{}", f.user, f.folder),
             Step::Unsubscribe(f) => format!("unsubscribe {}/{}", f.user, f.folder),
+            Step::Metadata(m) => format!("metadata {}/{} {}", m.user, m.folder, m.entry),
+            Step::Annotate(a) => format!("annotate {}/{} {} {}", a.user, a.folder, a.uids, a.entry),
+            Step::Quota(q) => format!("quota {}", q.user),
             Step::Sync(s) => format!("sync {:?}", s.mode),
             Step::Start => "start the continuous client".into(),
             Step::Stop => "stop the continuous client".into(),
@@ -251,7 +309,7 @@ impl Step {
     }
 }
 
-const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, sync, start, stop, kill, wait_ms, wait_for, trigger";
+const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, metadata, annotate, quota, sync, start, stop, kill, wait_ms, wait_for, trigger";
 
 impl StepSpec {
     pub(super) fn to_step(&self) -> Result<Step, String> {
@@ -309,6 +367,24 @@ impl StepSpec {
         }
         if let Some(v) = s.unsubscribe {
             found.push(Step::Unsubscribe(v));
+        }
+        if let Some(v) = s.metadata {
+            if !v.entry.starts_with("/private/") && !v.entry.starts_with("/shared/") {
+                return Err(format!(
+                    "metadata: entry `{}` must start with /private/ or /shared/",
+                    v.entry
+                ));
+            }
+            found.push(Step::Metadata(v));
+        }
+        if let Some(v) = s.annotate {
+            if !v.entry.starts_with('/') {
+                return Err(format!("annotate: entry `{}` must start with /", v.entry));
+            }
+            found.push(Step::Annotate(v));
+        }
+        if let Some(v) = s.quota {
+            found.push(Step::Quota(v));
         }
         if let Some(v) = s.sync {
             if v.mode == Some(Mode::Rolling) {

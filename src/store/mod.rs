@@ -353,7 +353,7 @@ impl Store {
                 .users
                 .iter()
                 .filter(|(u, _)| u.as_str() != names::SHARED)
-                .map(|(u, b)| (u.clone(), b.user_state()))
+                .map(|(u, b)| (u.clone(), b.user_state(u)))
                 .collect(),
         }
     }
@@ -427,15 +427,33 @@ impl UserBackup {
         self.sieve.retain(|s| s.filename != filename);
     }
 
-    fn user_state(&self) -> UserState {
+    /// The comparable view of `owner`'s backup: live mailboxes, the
+    /// `DELETED.*` ones apart, subscriptions raw, quota (none kept: backupd
+    /// ignores `APPLY QUOTA`).
+    fn user_state(&self, owner: &str) -> UserState {
+        let (deleted, live): (Vec<_>, Vec<_>) = self
+            .mailboxes
+            .iter()
+            .partition(|(n, _)| names::is_deleted_name(n));
         UserState {
-            mailboxes: self
-                .mailboxes
-                .iter()
-                .filter(|(n, _)| !names::is_deleted_name(n))
-                .map(|(n, m)| (n.clone(), m.mailbox_state()))
+            mailboxes: live
+                .into_iter()
+                .map(|(n, m)| (n.clone(), m.mailbox_state(owner)))
                 .collect(),
             subscriptions: self.subscriptions.clone(),
+            deleted: deleted
+                .into_iter()
+                .map(|(n, m)| {
+                    let d = crate::mailstate::DeletedMailbox {
+                        uidvalidity: m.uidvalidity,
+                        last_uid: m.last_uid,
+                        messages: u32::try_from(m.records.iter().filter(|r| !r.expunged).count())
+                            .unwrap_or(u32::MAX),
+                    };
+                    (n.clone(), d)
+                })
+                .collect(),
+            quotas: BTreeMap::new(),
         }
     }
 }
@@ -489,8 +507,16 @@ impl Mailbox {
         }
     }
 
-    fn mailbox_state(&self) -> MailboxState {
+    fn mailbox_state(&self, owner: &str) -> MailboxState {
         MailboxState {
+            annotations: self
+                .annotations
+                .iter()
+                .filter_map(|a| {
+                    let key = crate::mailstate::mailbox_annotation_key(&a.entry, &a.userid, owner)?;
+                    Some((key, String::from_utf8_lossy(&a.value).into_owned()))
+                })
+                .collect(),
             uniqueid: Some(self.uniqueid.clone()),
             uidvalidity: self.uidvalidity,
             last_uid: self.last_uid,
@@ -509,6 +535,16 @@ impl Mailbox {
                             ),
                             internaldate: r.internaldate,
                             size: r.size,
+                            annotations: r
+                                .annotations
+                                .iter()
+                                .filter_map(|a| {
+                                    let key = crate::mailstate::message_annotation_key(
+                                        &a.entry, &a.userid, owner,
+                                    )?;
+                                    Some((key, String::from_utf8_lossy(&a.value).into_owned()))
+                                })
+                                .collect(),
                         },
                     )
                 })

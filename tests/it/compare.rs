@@ -176,6 +176,7 @@ fn compare_with_the_real_backupd_agrees() {
     let (code, stdout, stderr) = bin(&[
         "compare",
         "scenarios/basic/user-sync.toml",
+        "scenarios/basic/every-compared-row.toml",
         "scenarios/locks/d-user-mode-bails-out.toml",
         "scenarios/locks/two-clients-contend.toml",
         "scenarios/faults/lie-caught.toml",
@@ -190,7 +191,7 @@ fn compare_with_the_real_backupd_agrees() {
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("3 of 4 scenario(s) compared (1 skipped on backupd); 0 with unexplained"),
+        stdout.contains("4 of 5 scenario(s) compared (1 skipped on backupd); 0 with unexplained"),
         "{stdout}"
     );
     let rows: serde_json::Value =
@@ -264,7 +265,7 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         stdout
-            .contains("4 of 4 scenario(s) compared (0 skipped on sync_server); 0 with unexplained"),
+            .contains("5 of 5 scenario(s) compared (0 skipped on sync_server); 0 with unexplained"),
         "{stdout}"
     );
     for name in [
@@ -272,6 +273,7 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
         "rolling-changes",
         "rename-delete-subscribed-rolling",
         "rename-delete-subscribed-user",
+        "every-compared-row",
     ] {
         let line = stdout
             .lines()
@@ -284,4 +286,111 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
         .path()
         .join("fake-sync_server/user-sync/transcript.normalized.txt")
         .exists());
+}
+
+/// The oracle checked against itself (issue 15 §3): on
+/// `scenarios/basic/every-compared-row.toml`, the same readers applied to the
+/// fake, a real backupd and a real replica find each equal to the source, and
+/// not vacuously: every row the target keeps carries state on the source
+/// (mailbox and message annotations, the owner's `\Seen`, other flags, a
+/// `DELETED.*` mailbox, subscriptions, and a quota root where the target
+/// keeps quota, that is on the replica only).
+#[test]
+fn the_readers_find_every_row_equal_on_the_fake_and_real_targets() {
+    use backupd_sim::cyrus::StateScope;
+    use backupd_sim::harness::{Harness, HarnessOptions};
+    let Some(bins) = cyrus_bins() else {
+        return;
+    };
+    let s = scenario("scenarios/basic/every-compared-row.toml");
+    for target in [
+        Target::Fake,
+        Target::FakeSyncServer,
+        Target::Real(TargetKind::Backupd),
+        Target::Real(TargetKind::SyncServer),
+    ] {
+        let mut hopts = HarnessOptions::new(bins.clone());
+        hopts.target = target.clone();
+        let h = Harness::start(hopts).expect("harness");
+        let opts = RunOptions {
+            version: bins.version(),
+            bins: bins.clone(),
+            seed: None,
+            keep: false,
+            sandbox_parent: None,
+            update_snapshots: false,
+            report_dir: None,
+            target: target.clone(),
+        };
+        let report = backupd_sim::runner::run_on(&h, &s, &opts, backupd_sim::rng::Seed(15));
+        let name = target.name();
+        assert_eq!(
+            report.verdict,
+            Verdict::Pass,
+            "{name}: {:#?}",
+            report.failures()
+        );
+        let (backup, scope) = h.read_backup(&["olga"]).expect("read backup");
+        let source = h.source().read_state(&["olga"]).expect("read source");
+        let (source, backup) = (scope.project(&source), scope.project(&backup));
+        let c = backupd_sim::check::compare(&source, &backup);
+        assert!(c.converged(), "{name}: {c}");
+        assert!(scope >= StateScope::Backup, "{name}: {scope:?}");
+        let u = &source.users["olga"];
+        let inbox = &u.mailboxes["user.olga"];
+        assert_eq!(
+            inbox
+                .annotations
+                .get("/private/comment")
+                .map(String::as_str),
+            Some("changed"),
+            "{name}"
+        );
+        assert_eq!(
+            u.mailboxes["user.olga.Sent"]
+                .annotations
+                .get("/shared/comment")
+                .map(String::as_str),
+            Some("ours"),
+            "{name}"
+        );
+        let m1 = &inbox.messages[&1];
+        assert_eq!(
+            m1.annotations
+                .get("/comment value.priv")
+                .map(String::as_str),
+            Some("changed note"),
+            "{name}"
+        );
+        assert!(
+            m1.flags.contains(&"\\Seen".to_owned()) && m1.flags.contains(&"$Label1".to_owned())
+        );
+        assert_eq!(
+            inbox.messages[&2]
+                .annotations
+                .get("/comment value.shared")
+                .map(String::as_str),
+            Some("shared note"),
+            "{name}"
+        );
+        assert!(
+            u.deleted
+                .keys()
+                .any(|n| n.starts_with("DELETED.user.olga.Work.Projects.")),
+            "{name}: {:?}",
+            u.deleted
+        );
+        assert!(u.subscriptions.contains("user.olga.Sent"), "{name}");
+        let quota = u.quotas.get("user.olga");
+        if scope == StateScope::Full {
+            assert_eq!(
+                quota,
+                // The second SETQUOTA gave STORAGE only: MESSAGE is unlimited now.
+                Some(&[("STORAGE".to_owned(), 200_000)].into()),
+                "{name}"
+            );
+        } else {
+            assert_eq!(quota, None, "{name}: quota is not compared at {scope:?}");
+        }
+    }
 }

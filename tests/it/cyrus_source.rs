@@ -75,6 +75,7 @@ impl Model {
                 flags: MessageState::normalize_flags(flags.iter().map(|f| f.to_string())),
                 internaldate: date,
                 size: body.len() as u64,
+                ..MessageState::default()
             },
         );
     }
@@ -278,6 +279,7 @@ fn fill_and_read_state() {
                     last_uid: model.last_uid[&(user.clone(), mbox.clone())],
                     highestmodseq: actual.highestmodseq,
                     messages: messages.clone(),
+                    ..MailboxState::default()
                 },
             );
     }
@@ -293,6 +295,15 @@ fn fill_and_read_state() {
         "user.alice.Archive",
     ]);
     expected.users.get_mut("bob").expect("bob").subscriptions = subs(&["user.bob"]);
+    // The delayed delete of INBOX.Trash (1 message) left DELETED.user.alice.Trash.<hex>,
+    // which only the admin sees.
+    let deleted = &state.users["alice"].deleted;
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    let (name, d) = deleted.iter().next().expect("one");
+    assert!(name.starts_with("DELETED.user.alice.Trash."), "{name}");
+    assert_eq!((d.messages, d.last_uid), (1, 1), "{d:?}");
+    assert!(d.uidvalidity > 0);
+    expected.users.get_mut("alice").expect("alice").deleted = deleted.clone();
     assert_eq!(state, expected);
 
     // spot checks that do not depend on the model

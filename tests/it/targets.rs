@@ -115,7 +115,7 @@ fn converges(kind: TargetKind) {
         assert!(target.imap_addr().is_some());
         assert_eq!(target.state_scope(), StateScope::Full);
     }
-    if target.state_scope() != StateScope::Full {
+    if target.state_scope() == StateScope::UidGuid {
         eprintln!("note: no sqlite3 tool: backupd compared on UID -> GUID only");
     }
     let mut source = source_for(&bins, dir.path(), &target);

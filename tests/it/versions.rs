@@ -654,3 +654,73 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     }
     None
 }
+
+/// Every row the source reader reads is there on 3.6, 3.10 and 3.12 (host and
+/// chroot): mailbox annotations (GETMETADATA), per-message annotations (FETCH
+/// ANNOTATION), quota roots and limits (GETQUOTAROOT), a `DELETED.*` mailbox
+/// (LIST-STATUS as the admin). (docs/oracle.md)
+#[test]
+fn every_row_is_read_on_every_version() {
+    let (Some(b36), Some(b310), Some(b312)) =
+        (cyrus_bins(), chroot_bins("3.10"), chroot_bins("3.12"))
+    else {
+        return;
+    };
+    for bins in [b36, b310, b312] {
+        let version = bins.version();
+        let h = Harness::start(HarnessOptions::new(bins)).expect("harness");
+        let mut rng = backupd_sim::rng::Rng::new(backupd_sim::rng::Seed(7));
+        backupd_sim::populate::fill_user(h.source(), "rita", 3, &mut rng).expect("fill");
+        let mut imap = h.source().login_as("rita").expect("login");
+        imap.setmetadata("INBOX", "/private/comment", Some("p"))
+            .expect("setmetadata");
+        imap.setmetadata("INBOX.Sent", "/shared/comment", Some("s"))
+            .expect("setmetadata");
+        imap.select("INBOX").expect("select");
+        imap.store_annotation("1", "/comment", true, Some("note"))
+            .expect("annotation");
+        imap.delete("INBOX.Work.Projects").expect("delete");
+        imap.logout().expect("logout");
+        let mut admin = h.source().admin().expect("admin");
+        admin
+            .setquota("user.rita", &[("STORAGE".into(), 5000)])
+            .expect("setquota");
+        admin.logout().expect("logout");
+        let state = h.source().read_state(&["rita"]).expect("read");
+        let u = &state.users["rita"];
+        let get = |m: &str, k: &str| u.mailboxes[m].annotations.get(k).cloned();
+        assert_eq!(
+            get("user.rita", "/private/comment").as_deref(),
+            Some("p"),
+            "{version}"
+        );
+        assert_eq!(
+            get("user.rita.Sent", "/shared/comment").as_deref(),
+            Some("s"),
+            "{version}"
+        );
+        assert_eq!(
+            u.mailboxes["user.rita"].messages[&1]
+                .annotations
+                .get("/comment value.shared")
+                .map(String::as_str),
+            Some("note"),
+            "{version}"
+        );
+        assert_eq!(
+            u.quotas.get("user.rita"),
+            Some(&[("STORAGE".to_owned(), 5000)].into()),
+            "{version}"
+        );
+        let names: Vec<&String> = u.deleted.keys().collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("DELETED.user.rita.Work.Projects."))
+                && names
+                    .iter()
+                    .any(|n| n.starts_with("DELETED.user.rita.Trash.")),
+            "{version}: {names:?}"
+        );
+    }
+}
