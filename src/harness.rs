@@ -607,8 +607,14 @@ impl Harness {
             (Target::Fake | Target::FakeSyncServer, _) => {
                 let mut state = self.backup_state();
                 state.users.retain(|u, _| users.contains(&u.as_str()));
-                // Neither personality keeps quota yet.
-                Ok((state, StateScope::Backup))
+                // The backupd personality keeps no quota, as backupd;
+                // the sync_server personality does (docs/oracle.md).
+                let scope = if self.target == Target::FakeSyncServer {
+                    StateScope::Full
+                } else {
+                    StateScope::Backup
+                };
+                Ok((state, scope))
             }
             (Target::Real(_), Some(real)) => Ok((real.read_state(users)?, real.state_scope())),
             (other, _) => Err(HarnessError::Unsupported(format!(

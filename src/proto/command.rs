@@ -62,6 +62,8 @@ pub enum Get {
     Meta(String),
     /// `GET UNIQUEIDS …` (answered OK with no data).
     UniqueIds,
+    /// `GET QUOTA root` (sync_server only; backupd refuses it).
+    Quota(String),
     /// A GET backupd does not serve (`ANNOTATION`, `FETCH`, `QUOTA`, `FETCH_SIEVE`).
     Unsupported {
         /// The item key.
@@ -143,11 +145,19 @@ pub enum Apply {
         /// Userid.
         user: String,
     },
-    /// `APPLY QUOTA %(ROOT …)` (ignored by backupd).
+    /// `APPLY QUOTA %(ROOT … LIMIT n STORAGE n MESSAGE n … MODSEQ n)` (ignored
+    /// by backupd; sync_server stores it).
     Quota {
         /// Quota root.
         root: String,
+        /// Every other numeric field but MODSEQ, in wire order (`LIMIT` is the
+        /// legacy copy of `STORAGE`).
+        limits: Vec<(String, u64)>,
+        /// MODSEQ (0 when absent).
+        modseq: u64,
     },
+    /// `APPLY UNQUOTA root` (sync_server removes the quota; backupd refuses it).
+    Unquota(String),
     /// `APPLY UNUSER userid` (ignored by backupd).
     Unuser(String),
     /// `APPLY CAPABILITIES (name …)`: sent only to a server that advertised
@@ -484,6 +494,7 @@ fn parse_get(key: String, v: Value) -> Result<Get, ParseError> {
         "FULLMAILBOX" => Get::FullMailbox(string(&key, &v)?),
         "META" => Get::Meta(string(&key, &v)?),
         "UNIQUEIDS" => Get::UniqueIds,
+        "QUOTA" => Get::Quota(string(&key, &v)?),
         _ => Get::Unsupported { key },
     })
 }
@@ -560,7 +571,20 @@ fn parse_apply(key: String, v: Value) -> Result<Apply, ParseError> {
         },
         "QUOTA" => Apply::Quota {
             root: field_str(k, &v, "ROOT")?,
+            limits: v
+                .as_kvlist()
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| key.as_str() != "ROOT" && key.as_str() != "MODSEQ")
+                .map(|(key, val)| {
+                    val.as_u64()
+                        .map(|n| (key.as_str().to_owned(), n))
+                        .ok_or_else(|| bad(k, format!("{} is not a number", key.as_str())))
+                })
+                .collect::<Result<_, _>>()?,
+            modseq: opt_num(&v, "MODSEQ").unwrap_or(0),
         },
+        "UNQUOTA" => Apply::Unquota(string(k, &v)?),
         "UNUSER" => Apply::Unuser(string(k, &v)?),
         "CAPABILITIES" => Apply::Capabilities(string_list(k, Some(&v))?),
         "EXPUNGE" => Apply::Expunge {
@@ -745,6 +769,7 @@ impl Command {
                     Get::FullMailbox(_) => "FULLMAILBOX",
                     Get::Meta(_) => "META",
                     Get::UniqueIds => "UNIQUEIDS",
+                    Get::Quota(_) => "QUOTA",
                     Get::Unsupported { key } => key,
                 }
             ),
@@ -764,6 +789,7 @@ impl Command {
                     Apply::ActivateSieve { .. } => "ACTIVATE_SIEVE",
                     Apply::UnactivateSieve { .. } => "UNACTIVATE_SIEVE",
                     Apply::Quota { .. } => "QUOTA",
+                    Apply::Unquota(_) => "UNQUOTA",
                     Apply::Unuser(_) => "UNUSER",
                     Apply::Capabilities(_) => "CAPABILITIES",
                     Apply::Expunge { .. } => "EXPUNGE",

@@ -492,7 +492,8 @@ impl Session {
                     })
             }
             Get::UniqueIds => Ok(()),
-            Get::Unsupported { .. } => Err(Reply::protocol_error()),
+            // backupd's cmd_get serves no QUOTA.
+            Get::Quota(_) | Get::Unsupported { .. } => Err(Reply::protocol_error()),
         };
         match result {
             Ok(()) => {
@@ -557,9 +558,10 @@ impl Session {
             | Apply::UnactivateSieve { .. }
             | Apply::Quota { .. }
             | Apply::Unuser(_) => Ok(()),
-            Apply::Capabilities(_) | Apply::Expunge { .. } | Apply::Unsupported { .. } => {
-                Err(Reply::protocol_error())
-            }
+            Apply::Capabilities(_)
+            | Apply::Expunge { .. }
+            | Apply::Unquota(_)
+            | Apply::Unsupported { .. } => Err(Reply::protocol_error()),
         };
         Response::one(result.map_or_else(|r| r, |()| Reply::success()))
     }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use crate::dlist::Value;
 use crate::proto::{Annotation, Reply};
-use crate::store::{Mailbox, Record, Seen, Sieve, UserBackup};
+use crate::store::{Mailbox, Quota, Record, Seen, Sieve, UserBackup};
 
 fn kv(items: Vec<(&str, Value)>) -> Value {
     Value::KvList(items.into_iter().map(|(k, v)| (k.into(), v)).collect())
@@ -281,6 +281,19 @@ pub fn seen(uniqueid: &str, s: &Seen) -> Value {
         ("LASTCHANGE", date(s.lastchange)),
         ("SEENUIDS", Value::Atom(s.seenuids.clone())),
     ])
+}
+
+/// `* QUOTA %(ROOT … LIMIT … STORAGE … MODSEQ …)` as sync_server's
+/// `print_quota` gives it: the limits in the order they were sent.
+pub fn quota(root: &str, q: &Quota) -> Value {
+    let mut items: Vec<(crate::dlist::Key, Value)> = vec![("ROOT".into(), Value::atom(root))];
+    items.extend(
+        q.limits
+            .iter()
+            .map(|(r, l)| (r.as_str().into(), Value::num(*l))),
+    );
+    items.push(("MODSEQ".into(), Value::num(q.modseq)));
+    Value::KvList(items)
 }
 
 /// `* SIEVE %(…)`; backupd always reports `ISACTIVE 0`.

@@ -7,11 +7,14 @@
 //!   stored and reported back, as for backupd; subscriptions raw, as the
 //!   replica's sub.db keeps them (`APPLY UNMAILBOX` and `APPLY RENAME` leave
 //!   them alone);
-//! - `APPLY QUOTA`/`UNQUOTA`, `ANNOTATION`/`UNANNOTATION` (server and mailbox
-//!   entries sent outside `APPLY MAILBOX`), `ACTIVATE_SIEVE`/`UNACTIVATE_SIEVE`
-//!   and `FORCE` are answered `OK success` and not stored: `GET QUOTA` and
-//!   `GET ANNOTATION` report nothing, so a client with quota roots re-sends
-//!   `APPLY QUOTA` on every user sync (as against backupd);
+//! - `APPLY QUOTA` is stored per root and reported back, by `GET QUOTA` and
+//!   after the mailboxes in `GET USER` (`* QUOTA %(ROOT … LIMIT … MODSEQ …)`),
+//!   as sync_server does;
+//!   `APPLY UNQUOTA` removes it;
+//! - `APPLY ANNOTATION`/`UNANNOTATION` (server and mailbox entries
+//!   sent outside `APPLY MAILBOX`), `ACTIVATE_SIEVE`/`UNACTIVATE_SIEVE` and
+//!   `FORCE` are answered `OK success` and not stored: `GET ANNOTATION` reports
+//!   nothing;
 //! - intermediate mailboxes (`APPLY MAILBOX` without RECORD) are accepted and not
 //!   stored;
 //! - `GET FETCH`, `GET FETCH_SIEVE`, `LOCAL_*` and `RESTORE` are not modelled:
@@ -101,6 +104,13 @@ impl Session {
                     .unwrap_or_default();
                 if !mailboxes.is_empty() {
                     replies.extend(mailboxes);
+                    // Then the quota roots of the user's mailboxes, as
+                    // sync_get_user does, then the meta data.
+                    if let Some(b) = store.user(&user) {
+                        for (root, q) in &b.quotas {
+                            replies.push(Reply::Data("QUOTA".into(), render::quota(root, q)));
+                        }
+                    }
                     self.replica_meta(store, &user, &mut replies);
                 }
                 Ok(())
@@ -138,8 +148,17 @@ impl Session {
                 None => Err(Reply::nonexistent()),
             },
             Get::UniqueIds => Ok(()),
-            // Quota and annotations outside APPLY MAILBOX are not stored.
-            Get::Unsupported { key } if key == "QUOTA" || key == "ANNOTATION" => Ok(()),
+            Get::Quota(root) => {
+                if let Some(q) = store
+                    .user(&names::backup_of(&root))
+                    .and_then(|b| b.quotas.get(&root))
+                {
+                    replies.push(Reply::Data("QUOTA".into(), render::quota(&root, q)));
+                }
+                Ok(())
+            }
+            // Annotations outside APPLY MAILBOX are not stored.
+            Get::Unsupported { key } if key == "ANNOTATION" => Ok(()),
             Get::Unsupported { .. } => Err(Reply::protocol_error()),
         };
         self.done(replies, result)
@@ -289,7 +308,24 @@ impl Session {
                 }
                 Ok(())
             }
-            Apply::ActivateSieve { .. } | Apply::UnactivateSieve { .. } | Apply::Quota { .. } => {
+            Apply::ActivateSieve { .. } | Apply::UnactivateSieve { .. } => Ok(()),
+            // sync_apply_quota: mboxlist_setquotas(root, limits, modseq).
+            Apply::Quota {
+                root,
+                limits,
+                modseq,
+            } => {
+                store
+                    .user_entry(&names::backup_of(&root))
+                    .quotas
+                    .insert(root, crate::store::Quota { limits, modseq });
+                Ok(())
+            }
+            // sync_apply_unquota: mboxlist_unsetquota(root); OK for an unknown root.
+            Apply::Unquota(root) => {
+                if let Some(b) = store.user_mut(&names::backup_of(&root)) {
+                    b.quotas.remove(&root);
+                }
                 Ok(())
             }
             // sync_server deletes the user: mailboxes, subscriptions, seen, sieve.
@@ -329,10 +365,7 @@ impl Session {
                 }
             },
             Apply::Unsupported { key }
-                if matches!(
-                    key.as_str(),
-                    "UNQUOTA" | "ANNOTATION" | "UNANNOTATION" | "FORCE"
-                ) =>
+                if matches!(key.as_str(), "ANNOTATION" | "UNANNOTATION" | "FORCE") =>
             {
                 Ok(())
             }

@@ -62,6 +62,10 @@ pub struct UserBackup {
     /// Sieve scripts.
     #[serde(default)]
     pub sieve: Vec<Sieve>,
+    /// Quota roots by root name (`user.alice`), as `APPLY QUOTA` sent them:
+    /// kept by the sync_server personality only (backupd ignores quota).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quotas: BTreeMap<String, Quota>,
     /// GUIDs of the bodies appended to this user's backup (backupd checks a
     /// record's GUID against these, not against every backup).
     #[serde(default)]
@@ -157,6 +161,15 @@ pub struct Seen {
     pub lastchange: i64,
     #[serde(with = "bytes_serde")]
     pub seenuids: Bytes,
+}
+
+/// One quota root as `APPLY QUOTA` sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// The limits in wire order (`LIMIT`, the legacy copy of `STORAGE`, first).
+    pub limits: Vec<(String, u64)>,
+    /// MODSEQ.
+    pub modseq: u64,
 }
 
 /// One sieve script.
@@ -428,8 +441,9 @@ impl UserBackup {
     }
 
     /// The comparable view of `owner`'s backup: live mailboxes, the
-    /// `DELETED.*` ones apart, subscriptions raw, quota (none kept: backupd
-    /// ignores `APPLY QUOTA`).
+    /// `DELETED.*` ones apart, subscriptions raw, quota roots (stored by the
+    /// sync_server personality only: backupd keeps no quota, see
+    /// `docs/oracle.md`).
     fn user_state(&self, owner: &str) -> UserState {
         let (deleted, live): (Vec<_>, Vec<_>) = self
             .mailboxes
@@ -453,7 +467,19 @@ impl UserBackup {
                     (n.clone(), d)
                 })
                 .collect(),
-            quotas: BTreeMap::new(),
+            quotas: self
+                .quotas
+                .iter()
+                .map(|(root, q)| {
+                    let limits = q
+                        .limits
+                        .iter()
+                        .filter(|(r, _)| r != "LIMIT")
+                        .map(|(r, l)| (r.clone(), *l))
+                        .collect();
+                    (root.clone(), limits)
+                })
+                .collect(),
         }
     }
 }

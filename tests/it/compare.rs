@@ -294,7 +294,7 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
 /// not vacuously: every row the target keeps carries state on the source
 /// (mailbox and message annotations, the owner's `\Seen`, other flags, a
 /// `DELETED.*` mailbox, subscriptions, and a quota root where the target
-/// keeps quota, that is on the replica only).
+/// keeps quota: the replica and the sync_server personality).
 #[test]
 fn the_readers_find_every_row_equal_on_the_fake_and_real_targets() {
     use backupd_sim::cyrus::StateScope;

@@ -247,8 +247,23 @@ fn replica_replies_to_a_scripted_client() {
         full[0]
     );
 
+    // Quota is kept and reported back, as sync_server does; UNQUOTA removes it.
+    let quota = "APPLY QUOTA %(ROOT user.alice LIMIT 100 STORAGE 100 MODSEQ 3)";
+    assert_eq!(c.cmd(&mut store, quota), ["OK success"]);
+    assert_eq!(
+        c.cmd(&mut store, "GET QUOTA user.alice"),
+        [
+            "* QUOTA %(ROOT user.alice LIMIT 100 STORAGE 100 MODSEQ 3)",
+            "OK success"
+        ]
+    );
+    let user = c.cmd(&mut store, "GET USER alice");
+    assert!(
+        user.iter()
+            .any(|l| l.starts_with("* QUOTA %(ROOT user.alice")),
+        "{user:?}"
+    );
     for acked in [
-        "APPLY QUOTA %(ROOT user.alice STORAGE 100 MODSEQ 3)",
         "APPLY UNQUOTA user.alice",
         "APPLY ANNOTATION %(MBOXNAME \"\" ENTRY /comment USERID \"\" VALUE x)",
         "GET QUOTA user.alice",
