@@ -105,6 +105,9 @@ pub struct FaultArgs {
     /// hide-missing: how many GUIDs.
     #[arg(long)]
     count: Option<usize>,
+    /// corrupt: which stored state to break (forget-mailbox, flag, subscription, …).
+    #[arg(long)]
+    what: Option<String>,
     /// Rule name.
     #[arg(long)]
     name: Option<String>,
@@ -163,6 +166,7 @@ pub fn run(args: CtlArgs) -> Result<ExitCode> {
                 text: f.text,
                 for_ms: f.for_ms,
                 count: f.count,
+                what: f.what,
             },
         },
         CtlOp::Mark { name } => Request::Mark { name },

@@ -21,9 +21,11 @@
 //! `reject` window by its matcher, a `hold` window for the user's
 //! [`NAMESPACE_LOCKED`] commands), as sync_server blocks on its locks.
 
+pub mod corrupt;
 mod engine;
 pub mod plan;
 
+pub use corrupt::Corruption;
 pub use engine::{
     CommandEvent, Engine, LockStatus, RuleStatus, Status, UserCounters, Verdict, NAMESPACE_LOCKED,
 };
@@ -189,11 +191,17 @@ pub enum Action {
         /// How many.
         count: usize,
     },
+    /// Execute and acknowledge, then corrupt one kind of stored state (to
+    /// prove the convergence check catches each row: see [`Corruption`]).
+    Corrupt {
+        /// What is corrupted.
+        what: Corruption,
+    },
 }
 
 impl Action {
     /// Every action's name as written in plans.
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 13] = [
         "drop-before",
         "drop-after",
         "partial-reply",
@@ -206,6 +214,7 @@ impl Action {
         "restart",
         "lie",
         "hide-missing",
+        "corrupt",
     ];
 
     /// The action's name as written in plans.
@@ -223,6 +232,7 @@ impl Action {
             Action::Restart { .. } => "restart",
             Action::Lie => "lie",
             Action::HideMissing { .. } => "hide-missing",
+            Action::Corrupt { .. } => "corrupt",
         }
     }
 }

@@ -148,6 +148,9 @@ pub struct FaultSpec {
     pub for_ms: Option<u64>,
     /// `hide-missing`: how many GUIDs to leave out of `* MISSING` (default 1).
     pub count: Option<usize>,
+    /// `corrupt`: which stored state to break after acknowledging
+    /// (see [`super::Corruption`]).
+    pub what: Option<String>,
 }
 
 impl Plan {
@@ -343,6 +346,22 @@ impl FaultSpec {
             "hide-missing" => Action::HideMissing {
                 count: self.count.unwrap_or(1).max(1),
             },
+            "corrupt" => {
+                let what = self.what.as_deref().ok_or_else(|| {
+                    format!(
+                        "fault `{name}`: action \"corrupt\" needs `what`: one of {}",
+                        super::Corruption::names()
+                    )
+                })?;
+                Action::Corrupt {
+                    what: super::Corruption::from_name(what).ok_or_else(|| {
+                        format!(
+                            "fault `{name}`: corrupt: unknown `what = \"{what}\"`; expected one of {}",
+                            super::Corruption::names()
+                        )
+                    })?,
+                }
+            }
             other => {
                 return Err(format!(
                     "fault `{name}`: unknown action \"{other}\"; expected one of {}",
@@ -483,6 +502,9 @@ action = "hide-missing"
 [[fault]]
 action = "hide-missing"
 count = 3
+[[fault]]
+action = "corrupt"
+what = "subscription"
 "#,
         );
         let actions: Vec<Action> = plan.faults.iter().map(|r| r.action.clone()).collect();
@@ -519,6 +541,9 @@ count = 3
                 Action::Lie,
                 Action::HideMissing { count: 1 },
                 Action::HideMissing { count: 3 },
+                Action::Corrupt {
+                    what: crate::fault::Corruption::Subscription
+                },
             ]
         );
         // every name in `Action::NAMES` is covered, in order
@@ -671,6 +696,19 @@ count = 3
             "[[fault]]\naction = \"refuse-connections\"\n",
             1,
             &["action \"refuse-connections\" needs `for_ms`"],
+        );
+        assert_err(
+            "[[fault]]\naction = \"corrupt\"\n",
+            1,
+            &[
+                "action \"corrupt\" needs `what`",
+                "forget-mailbox, uniqueid",
+            ],
+        );
+        assert_err(
+            "[[fault]]\naction = \"corrupt\"\nwhat = \"flags\"\n",
+            1,
+            &["unknown `what = \"flags\"`", "flag, seen"],
         );
     }
 

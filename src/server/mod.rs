@@ -573,8 +573,18 @@ async fn one_command(
             }
         }
     }
+    // A `corrupt` fault executes the command normally and corrupts the store
+    // right after; its event names what it broke.
+    let mut corrupt = None;
     let action = match verdict {
         Verdict::Pass | Verdict::Hold { .. } => None,
+        Verdict::Fault {
+            rule,
+            action: Action::Corrupt { what },
+        } => {
+            corrupt = Some((rule, what));
+            None
+        }
         Verdict::Locked { lock } => {
             shared.record(session.id(), EventKind::LockHit { lock });
             let response = Response {
@@ -595,8 +605,18 @@ async fn one_command(
         }
     };
     match action {
-        None | Some(Action::RefuseConnections { .. }) => {
+        None | Some(Action::RefuseConnections { .. } | Action::Corrupt { .. }) => {
             let response = execute(session, shared, incoming, &ev);
+            if let Some((rule, what)) = corrupt {
+                let done = shared.store().corrupt(what, ev.users, ev.mailboxes);
+                shared.record(
+                    session.id(),
+                    EventKind::Fault {
+                        rule,
+                        action: format!("corrupt {what}: {done}"),
+                    },
+                );
+            }
             send(session, conn, shared, &response).await
         }
         Some(Action::DropBefore) => Ok(Next::Close("fault drop-before".into())),

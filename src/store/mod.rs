@@ -11,6 +11,7 @@
 //! another session that tries to open it meanwhile gets `LOCKED`.
 
 pub mod bodies;
+mod corrupt;
 mod holds;
 mod state_file;
 

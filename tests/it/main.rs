@@ -9,6 +9,7 @@ mod faults; // every fault action and lock mode vs an in-process fake and a scri
 mod golden; // golden transcripts of key flows from the real backupd; the fake must match them
 mod hygiene; // no orphans: run interrupted (SIGINT/SIGTERM), a killed sync_client, repeated runs
 mod locks; // lock windows and faults vs the real sync_client: lab cases A-E, drops, ctl
+mod mutations; // every row of the convergence check fails when a corrupt fault breaks it
 mod personality; // the sync_server personality: greeting, replies, blocking locks; real client and real sync_server
 mod replication; // real sync_client into the fake: -u, -m, -R -1, refused credentials, the IMAP probe
 mod runner; // backupd-sim run: the bundled suite, bad scenarios, a broken fake caught, JUnit, shards

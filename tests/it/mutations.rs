@@ -1,0 +1,259 @@
+//! Every row the convergence check compares can fail (issue 15 §3,
+//! `docs/oracle.md`): for each row, a `corrupt` fault makes the fake
+//! acknowledge a command and then break exactly that kind of state, with the
+//! real sync_client replicating a real change; the check must fail, and every
+//! difference it lists must be that row's. A row without such a test is not a
+//! row.
+
+use std::path::Path;
+
+use backupd_sim::fault::Corruption;
+use backupd_sim::harness::{Harness, HarnessOptions, Target};
+use backupd_sim::rng::Seed;
+use backupd_sim::runner::{run_on, RunOptions, Verdict};
+use backupd_sim::scenario::Scenario;
+
+use crate::util::cyrus_bins;
+
+/// One mutation: the corruption, the source change that gives it something
+/// to break, the command it fires on (after that command is acknowledged),
+/// and the words every reported difference must contain.
+struct Case {
+    what: Corruption,
+    change: &'static str,
+    when: &'static str,
+    named: &'static str,
+}
+
+/// `@` is replaced by the case's user.
+const CASES: [Case; 16] = [
+    Case {
+        what: Corruption::ForgetMailbox,
+        change: r#"append = { user = "@", folder = "INBOX.Sent" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@.Sent""#,
+        named: "mailbox missing on the backup",
+    },
+    Case {
+        what: Corruption::Uniqueid,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "uniqueid: source",
+    },
+    Case {
+        what: Corruption::Uidvalidity,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "UIDVALIDITY: source",
+    },
+    Case {
+        what: Corruption::LastUid,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "last UID: source",
+    },
+    Case {
+        what: Corruption::Highestmodseq,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "HIGHESTMODSEQ: source",
+    },
+    Case {
+        what: Corruption::ForgetMessage,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "lost: message",
+    },
+    Case {
+        what: Corruption::Guid,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "GUID: source",
+    },
+    Case {
+        what: Corruption::Flag,
+        change: r#"flag = { user = "@", uids = "1", add = ["$Label1"] }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "flags: source",
+    },
+    Case {
+        what: Corruption::Seen,
+        change: r#"seen = { user = "@", folder = "INBOX", uids = "1" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "owner's \\Seen: source seen, backup unseen",
+    },
+    Case {
+        what: Corruption::Internaldate,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "INTERNALDATE: source",
+    },
+    Case {
+        what: Corruption::Size,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "size: source",
+    },
+    Case {
+        what: Corruption::MailboxAnnotation,
+        change: r#"metadata = { user = "@", entry = "/private/comment", value = "mine" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "mailbox annotation /private/comment = \"mine\" missing on the backup",
+    },
+    Case {
+        what: Corruption::MessageAnnotation,
+        change: r#"annotate = { user = "@", uids = "1", entry = "/comment", value = "note" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "message annotation /comment value.priv = \"note\" missing on the backup",
+    },
+    Case {
+        what: Corruption::Subscription,
+        change: r#"subscribe = { user = "@", folder = "INBOX.Work.Projects" }"#,
+        when: r#"verb = "APPLY SUB", mailbox = "user.@.Work.Projects""#,
+        named: "subscription to user.@.Work.Projects missing on the backup",
+    },
+    Case {
+        what: Corruption::DeletedMailbox,
+        change: r#"delete = { user = "@", folder = "INBOX.Work.Projects" }"#,
+        when: r#"verb = "APPLY MAILBOX""#,
+        named: "deleted mailbox missing on the backup",
+    },
+    // Only the sync_server personality keeps quota (backupd ignores it): this
+    // case runs there.
+    Case {
+        what: Corruption::Quota,
+        change: r#"quota = { user = "@", storage = 5000 }"#,
+        when: r#"verb = "APPLY QUOTA""#,
+        named: "quota root user.@ {\"STORAGE\": 5000} missing on the backup",
+    },
+];
+
+/// The personality a case runs on: quota only where it is kept.
+fn target_of(c: &Case) -> Target {
+    if c.what == Corruption::Quota {
+        Target::FakeSyncServer
+    } else {
+        Target::Fake
+    }
+}
+
+fn scenario(user: &str, c: &Case, with_fault: bool) -> Scenario {
+    let fault = if with_fault {
+        format!(
+            "[[step]]\nfault = {{ when = {{ {} }}, nth = 1, action = \"corrupt\", what = \"{}\" }}\n",
+            c.when.replace('@', user),
+            c.what
+        )
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "description = \"mutation {what}\"\n\
+         [[user]]\nname = \"{user}\"\n\
+         [[step]]\n{change}\n{fault}\
+         [[step]]\nsync = {{ mode = \"rolling-once\", expect_exit = 0 }}\n\
+         [expect]\nconverged = true\n",
+        what = c.what,
+        change = c.change.replace('@', user),
+    );
+    Scenario::parse(&text, Path::new("mutation.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Every corruption in the vocabulary has a case here, and each case fails the
+/// convergence check with only its own row's differences; without the fault
+/// the same scenario passes.
+#[test]
+fn every_compared_row_fails_when_the_fake_corrupts_it() {
+    let covered: Vec<Corruption> = CASES.iter().map(|c| c.what).collect();
+    assert_eq!(
+        covered,
+        Corruption::ALL,
+        "one case per corruption, in order"
+    );
+    let Some(bins) = cyrus_bins() else {
+        return;
+    };
+    let mut missed = Vec::new();
+    for target in [Target::Fake, Target::FakeSyncServer] {
+        let (h, opts) = harness(&bins, &target);
+        for (i, c) in CASES.iter().enumerate() {
+            if target_of(c) != target {
+                continue;
+            }
+            let user = format!("mut{i}");
+            let report = run_on(&h, &scenario(&user, c, true), &opts, Seed(15));
+            let converged = report.checks.iter().find(|k| k.name == "converged");
+            let lines: Vec<&str> = converged
+                .map(|k| {
+                    k.detail
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("  - "))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let named = c.named.replace('@', &user);
+            let ok = report.verdict == Verdict::Fail
+                && converged.is_some_and(|k| !k.ok)
+                && !lines.is_empty()
+                && lines.iter().all(|l| l.contains(&named));
+            if !ok {
+                missed.push(format!(
+                    "{}: want every difference to say `{named}`; verdict {:?}:\n{:#?}\n{}",
+                    c.what,
+                    report.verdict,
+                    report.failures(),
+                    h.transcript()
+                        .lines()
+                        .filter(|l| l.contains("corrupt"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+        }
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n\n"));
+}
+
+/// A harness on `target` and the options to run scenarios on it.
+fn harness(bins: &backupd_sim::cyrus::CyrusBins, target: &Target) -> (Harness, RunOptions) {
+    let mut hopts = HarnessOptions::new(bins.clone());
+    hopts.target = target.clone();
+    let opts = RunOptions {
+        version: bins.version(),
+        bins: bins.clone(),
+        seed: None,
+        keep: false,
+        sandbox_parent: None,
+        update_snapshots: false,
+        report_dir: None,
+        target: target.clone(),
+    };
+    (Harness::start(hopts).expect("harness"), opts)
+}
+
+/// The control: the same scenarios without the fault pass, so each failure
+/// above is the mutation's.
+#[test]
+fn the_mutation_scenarios_pass_without_the_fault() {
+    let Some(bins) = cyrus_bins() else {
+        return;
+    };
+    for target in [Target::Fake, Target::FakeSyncServer] {
+        let (h, opts) = harness(&bins, &target);
+        // One scenario per distinct change.
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in CASES.iter().enumerate() {
+            if target_of(c) != target || !seen.insert(c.change) {
+                continue;
+            }
+            let user = format!("ctl{i}");
+            let report = run_on(&h, &scenario(&user, c, false), &opts, Seed(15));
+            assert_eq!(
+                report.verdict,
+                Verdict::Pass,
+                "{}: {:#?}",
+                c.what,
+                report.failures()
+            );
+        }
+    }
+}
