@@ -176,6 +176,11 @@ pub struct ScenarioReport {
     /// What the runner saw happen, on the fake's clock (for the timeline).
     #[serde(skip)]
     pub annotations: Vec<crate::timeline::Annotation>,
+    /// Files of the run (transcript, events, report, timeline, their copies in
+    /// `--report-dir`) that could not be written, each with its error. The
+    /// verdict stands (it comes from the target), but nothing is lost silently.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifact_errors: Vec<String>,
 }
 
 impl ScenarioReport {
@@ -243,20 +248,30 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
     };
     let mut report = run_on(&h, s, opts, seed);
     report.seconds = started.elapsed().as_secs_f64();
-    write_artifacts(&h, &report);
+    write_artifacts(&h, &mut report);
     if let Some(dir) = &opts.report_dir {
         let dir = dir.join(&s.name);
-        if std::fs::create_dir_all(&dir).is_ok() {
-            for f in [
-                "transcript.txt",
-                "events.jsonl",
-                "report.json",
-                "timeline.svg",
-                "timeline.html",
-            ] {
-                let _ = std::fs::copy(h.sandbox().join(f), dir.join(f));
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => {
+                for f in [
+                    "transcript.txt",
+                    "events.jsonl",
+                    "report.json",
+                    "timeline.svg",
+                    "timeline.html",
+                ] {
+                    let to = dir.join(f);
+                    if let Err(e) = std::fs::copy(h.sandbox().join(f), &to) {
+                        report
+                            .artifact_errors
+                            .push(format!("copying {f} to `{}`: {e}", to.display()));
+                    }
+                }
+                report.timeline = Some(dir.join("timeline.html"));
             }
-            report.timeline = Some(dir.join("timeline.html"));
+            Err(e) => report
+                .artifact_errors
+                .push(format!("creating `{}`: {e}", dir.display())),
         }
     }
     if opts.keep || report.verdict.is_bad() {
@@ -342,6 +357,7 @@ fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
         replay,
         timeline: None,
         annotations: Vec::new(),
+        artifact_errors: Vec::new(),
     }
 }
 
@@ -407,14 +423,21 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
     report
 }
 
-fn write_artifacts(h: &Harness, report: &ScenarioReport) {
+/// Write the run's files into its sandbox. A failed write is named in
+/// `report.artifact_errors` (so in the summary and the JSON report), never
+/// dropped; report.json is written last, holding the earlier failures.
+fn write_artifacts(h: &Harness, report: &mut ScenarioReport) {
     let dir = h.sandbox();
-    let _ = std::fs::write(dir.join("transcript.txt"), h.transcript());
+    let mut errors = Vec::new();
+    let mut write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, bytes) {
+            errors.push(format!("writing `{}`: {e}", path.display()));
+        }
+    };
+    write("transcript.txt", h.transcript().as_bytes());
     if let Some(json) = h.fake_store_json() {
-        let _ = std::fs::write(dir.join("fake-store.json"), json);
-    }
-    if let Ok(json) = serde_json::to_string_pretty(report) {
-        let _ = std::fs::write(dir.join("report.json"), json);
+        write("fake-store.json", json.as_bytes());
     }
     let events: Vec<crate::events::Event> = h.fake().events().events().cloned().collect();
     let mut lines = String::new();
@@ -424,13 +447,25 @@ fn write_artifacts(h: &Harness, report: &ScenarioReport) {
             lines.push('\n');
         }
     }
-    let _ = std::fs::write(dir.join("events.jsonl"), lines);
+    write("events.jsonl", lines.as_bytes());
     let mut input = crate::timeline::TimelineInput::new(
         format!("{}: {}", report.name, report.description),
         &events,
     );
     input.annotations.clone_from(&report.annotations);
-    let _ = crate::timeline::write_files(dir, &input);
+    if let Err(e) = crate::timeline::write_files(dir, &input) {
+        errors.push(format!("writing the timeline in `{}`: {e}", dir.display()));
+    }
+    report.artifact_errors.append(&mut errors);
+    let path = dir.join("report.json");
+    let written = serde_json::to_string_pretty(&*report)
+        .map_err(std::io::Error::from)
+        .and_then(|json| std::fs::write(&path, json));
+    if let Err(e) = written {
+        report
+            .artifact_errors
+            .push(format!("writing `{}`: {e}", path.display()));
+    }
 }
 
 struct Trigger {

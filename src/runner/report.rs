@@ -61,6 +61,16 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
             r.skipped.as_deref().unwrap_or("")
         );
     }
+    for r in reports.iter().filter(|r| !r.artifact_errors.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nNOT WRITTEN: files of {} (its verdict stands):",
+            r.name
+        );
+        for e in &r.artifact_errors {
+            let _ = writeln!(out, "  - {e}");
+        }
+    }
     for r in reports
         .iter()
         .filter(|r| r.verdict.is_bad() || r.verdict == Verdict::Xfail)

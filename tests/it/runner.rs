@@ -238,3 +238,42 @@ fn the_removed_ignore_key_is_refused_with_its_reason() {
         );
     }
 }
+
+/// A file of the run that cannot be written is reported, in the summary and
+/// in the JSON report, never dropped: here `--report-dir` holds a directory
+/// where the transcript's copy should go. The verdict stands (it comes from
+/// the target, not from the files).
+#[test]
+fn a_failed_artifact_write_is_reported() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = scratch();
+    let reports = dir.path().join("reports");
+    std::fs::create_dir_all(reports.join("user-sync/transcript.txt")).expect("mkdir");
+    let json = dir.path().join("run.json");
+    let (code, stdout, stderr) = run(&[
+        "scenarios/basic/user-sync.toml",
+        "--report-dir",
+        reports.to_str().expect("path"),
+        "--json",
+        json.to_str().expect("path"),
+        "--sandbox-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("NOT WRITTEN: files of user-sync")
+            && stdout.contains("copying transcript.txt to")
+            && stdout.contains("Is a directory"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    let errors = report["scenarios"][0]["artifact_errors"]
+        .as_array()
+        .expect("artifact_errors listed");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    // The other files were copied.
+    assert!(reports.join("user-sync/report.json").is_file());
+}
