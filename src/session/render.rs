@@ -54,143 +54,76 @@ fn record_annotations(r: &Record) -> Option<Value> {
 
 /// Which server's printer: backupd's (`backup/lcb_indexr.c`) or sync_server's
 /// (`sync_prepare_dlists`). They print the same fields in another order, and
-/// sync_server leaves out some that are empty; the tables below say which.
+/// sync_server leaves out some that are empty: [`Dialect::mailbox_keys`] and
+/// [`Dialect::record_keys`] are the orders, [`mailbox_value`] the omissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Backupd,
     SyncServer,
 }
 
-/// A `* MAILBOX` field.
-#[derive(Debug, Clone, Copy)]
-enum M {
-    UniqueId,
-    MboxName,
-    MboxType,
-    LastUid,
-    HighestModseq,
-    RecentUid,
-    RecentTime,
-    LastAppendDate,
-    Pop3LastLogin,
-    Pop3ShowAfter,
-    UidValidity,
-    Partition,
-    Acl,
-    Options,
-    SyncCrc,
-    SyncCrcAnnot,
-    QuotaRoot,
-    XConvModseq,
-    CreatedModseq,
-    FolderModseq,
-}
-
-/// A `RECORD` field.
-#[derive(Debug, Clone, Copy)]
-enum R {
-    Uid,
-    Modseq,
-    LastUpdated,
-    InternalDate,
-    Guid,
-    Size,
-    Flags,
-}
-
 impl Dialect {
-    /// The `* MAILBOX` fields in print order (ANNOTATIONS and RECORD follow).
-    fn mailbox_fields(self) -> &'static [M] {
-        use M::*;
+    /// The `* MAILBOX` keys in print order, as on the wire (ANNOTATIONS and
+    /// RECORD follow). sync_server prints no `QUOTAROOT NIL`, the CRCs after
+    /// MBOXNAME, and CREATEDMODSEQ/FOLDERMODSEQ as last sent.
+    fn mailbox_keys(self) -> &'static str {
         match self {
-            Dialect::Backupd => &[
-                UniqueId,
-                MboxName,
-                MboxType,
-                LastUid,
-                HighestModseq,
-                RecentUid,
-                RecentTime,
-                LastAppendDate,
-                Pop3LastLogin,
-                Pop3ShowAfter,
-                UidValidity,
-                Partition,
-                Acl,
-                Options,
-                SyncCrc,
-                SyncCrcAnnot,
-                QuotaRoot,
-                XConvModseq,
-            ],
-            // No `QUOTAROOT NIL`; the CRCs after MBOXNAME.
-            Dialect::SyncServer => &[
-                UniqueId,
-                MboxName,
-                MboxType,
-                SyncCrc,
-                SyncCrcAnnot,
-                LastUid,
-                HighestModseq,
-                RecentUid,
-                RecentTime,
-                LastAppendDate,
-                Pop3LastLogin,
-                Pop3ShowAfter,
-                XConvModseq,
-                UidValidity,
-                Partition,
-                Acl,
-                Options,
-                CreatedModseq,
-                FolderModseq,
-            ],
+            Dialect::Backupd => {
+                "UNIQUEID MBOXNAME MBOXTYPE LAST_UID HIGHESTMODSEQ RECENTUID \
+                RECENTTIME LAST_APPENDDATE POP3_LAST_LOGIN POP3_SHOW_AFTER UIDVALIDITY PARTITION \
+                ACL OPTIONS SYNC_CRC SYNC_CRC_ANNOT QUOTAROOT XCONVMODSEQ"
+            }
+            Dialect::SyncServer => {
+                "UNIQUEID MBOXNAME MBOXTYPE SYNC_CRC SYNC_CRC_ANNOT LAST_UID \
+                HIGHESTMODSEQ RECENTUID RECENTTIME LAST_APPENDDATE POP3_LAST_LOGIN POP3_SHOW_AFTER \
+                XCONVMODSEQ UIDVALIDITY PARTITION ACL OPTIONS CREATEDMODSEQ FOLDERMODSEQ"
+            }
         }
     }
 
-    /// The `RECORD` fields in print order (ANNOTATIONS follow).
-    fn record_fields(self) -> &'static [R] {
-        use R::*;
+    /// The `RECORD` keys in print order (ANNOTATIONS follow): sync_server
+    /// prints FLAGS before INTERNALDATE.
+    fn record_keys(self) -> &'static str {
         match self {
-            Dialect::Backupd => &[Uid, Modseq, LastUpdated, InternalDate, Guid, Size, Flags],
-            // FLAGS before INTERNALDATE.
-            Dialect::SyncServer => &[Uid, Modseq, LastUpdated, Flags, InternalDate, Size, Guid],
+            Dialect::Backupd => "UID MODSEQ LAST_UPDATED INTERNALDATE GUID SIZE FLAGS",
+            Dialect::SyncServer => "UID MODSEQ LAST_UPDATED FLAGS INTERNALDATE SIZE GUID",
         }
     }
 }
 
-/// A mailbox field as `d` prints it; `None`: `d` leaves it out.
-fn mailbox_field(m: &Mailbox, f: M, d: Dialect) -> Option<(&'static str, Value)> {
+/// A mailbox's value for `key` as `d` prints it; `None`: `d` leaves it out.
+fn mailbox_value(m: &Mailbox, key: &str, d: Dialect) -> Option<Value> {
     let replica = d == Dialect::SyncServer;
-    Some(match f {
-        M::UniqueId => ("UNIQUEID", Value::atom(&m.uniqueid)),
-        M::MboxName => ("MBOXNAME", Value::atom(&m.name)),
+    Some(match key {
+        "UNIQUEID" => Value::atom(&m.uniqueid),
+        "MBOXNAME" => Value::atom(&m.name),
         // backupd prints `MBOXTYPE NIL`; sync_server nothing.
-        M::MboxType => match m.mboxtype.as_deref() {
-            Some(t) => ("MBOXTYPE", Value::atom(t)),
+        "MBOXTYPE" => match m.mboxtype.as_deref() {
+            Some(t) => Value::atom(t),
             None if replica => return None,
-            None => ("MBOXTYPE", Value::Nil),
+            None => Value::Nil,
         },
-        M::LastUid => ("LAST_UID", num(m.last_uid)),
-        M::HighestModseq => ("HIGHESTMODSEQ", num(m.highestmodseq)),
-        M::RecentUid => ("RECENTUID", num(m.recentuid)),
-        M::RecentTime => ("RECENTTIME", date(m.recenttime)),
-        M::LastAppendDate => ("LAST_APPENDDATE", date(m.last_appenddate)),
-        M::Pop3LastLogin => ("POP3_LAST_LOGIN", date(m.pop3_last_login)),
-        M::Pop3ShowAfter => ("POP3_SHOW_AFTER", date(m.pop3_show_after)),
-        M::UidValidity => ("UIDVALIDITY", num(m.uidvalidity)),
-        M::Partition => ("PARTITION", Value::atom(&m.partition)),
-        M::Acl => ("ACL", Value::Atom(m.acl.clone())),
-        M::Options => ("OPTIONS", Value::atom(&m.options)),
-        M::SyncCrc => ("SYNC_CRC", num(m.sync_crc)),
-        M::SyncCrcAnnot => ("SYNC_CRC_ANNOT", num(m.sync_crc_annot)),
-        M::QuotaRoot => ("QUOTAROOT", Value::Nil),
+        "LAST_UID" => num(m.last_uid),
+        "HIGHESTMODSEQ" => num(m.highestmodseq),
+        "RECENTUID" => num(m.recentuid),
+        "RECENTTIME" => date(m.recenttime),
+        "LAST_APPENDDATE" => date(m.last_appenddate),
+        "POP3_LAST_LOGIN" => date(m.pop3_last_login),
+        "POP3_SHOW_AFTER" => date(m.pop3_show_after),
+        "UIDVALIDITY" => num(m.uidvalidity),
+        "PARTITION" => Value::atom(&m.partition),
+        "ACL" => Value::Atom(m.acl.clone()),
+        "OPTIONS" => Value::atom(&m.options),
+        "SYNC_CRC" => num(m.sync_crc),
+        "SYNC_CRC_ANNOT" => num(m.sync_crc_annot),
+        "QUOTAROOT" => Value::Nil,
         // sync_server prints XCONVMODSEQ only when set.
-        M::XConvModseq if replica && m.xconvmodseq == 0 => return None,
-        M::XConvModseq => ("XCONVMODSEQ", num(m.xconvmodseq)),
+        "XCONVMODSEQ" if replica && m.xconvmodseq == 0 => return None,
+        "XCONVMODSEQ" => num(m.xconvmodseq),
         // sync_server prints these (as last sent) when nonzero.
-        M::CreatedModseq => ("CREATEDMODSEQ", num(m.createdmodseq.filter(|&n| n != 0)?)),
-        M::FolderModseq => ("FOLDERMODSEQ", num(m.foldermodseq.filter(|&n| n != 0)?)),
+        "CREATEDMODSEQ" => num(m.createdmodseq.filter(|&n| n != 0)?),
+        "FOLDERMODSEQ" => num(m.foldermodseq.filter(|&n| n != 0)?),
+        _ => return None,
     })
 }
 
@@ -230,16 +163,20 @@ fn record_flags(r: &Record, d: Dialect) -> Vec<Value> {
 fn record(r: &Record, d: Dialect) -> Value {
     let mut flags = Some(record_flags(r, d));
     let mut items: Vec<(&str, Value)> = d
-        .record_fields()
-        .iter()
-        .map(|f| match f {
-            R::Uid => ("UID", num(r.uid)),
-            R::Modseq => ("MODSEQ", num(r.modseq)),
-            R::LastUpdated => ("LAST_UPDATED", date(r.last_updated)),
-            R::InternalDate => ("INTERNALDATE", date(r.internaldate)),
-            R::Guid => ("GUID", Value::atom(r.guid.to_hex())),
-            R::Size => ("SIZE", num(r.size)),
-            R::Flags => ("FLAGS", Value::List(flags.take().unwrap_or_default())),
+        .record_keys()
+        .split_ascii_whitespace()
+        .filter_map(|key| {
+            let v = match key {
+                "UID" => num(r.uid),
+                "MODSEQ" => num(r.modseq),
+                "LAST_UPDATED" => date(r.last_updated),
+                "INTERNALDATE" => date(r.internaldate),
+                "GUID" => Value::atom(r.guid.to_hex()),
+                "SIZE" => num(r.size),
+                "FLAGS" => Value::List(flags.take().unwrap_or_default()),
+                _ => return None,
+            };
+            Some((key, v))
         })
         .collect();
     if let Some(a) = record_annotations(r) {
@@ -252,9 +189,9 @@ fn record(r: &Record, d: Dialect) -> Value {
 /// (sync_server's in UID order).
 pub fn mailbox(m: &Mailbox, with_records: bool, d: Dialect) -> Value {
     let mut items: Vec<(&str, Value)> = d
-        .mailbox_fields()
-        .iter()
-        .filter_map(|&f| mailbox_field(m, f, d))
+        .mailbox_keys()
+        .split_ascii_whitespace()
+        .filter_map(|key| Some((key, mailbox_value(m, key, d)?)))
         .collect();
     if !m.annotations.is_empty() {
         items.push(("ANNOTATIONS", annotations(&m.annotations)));
@@ -320,6 +257,33 @@ pub fn meta(b: &UserBackup, with_sieve: bool, replies: &mut Vec<Reply>) {
     if with_sieve {
         for s in &b.sieve {
             replies.push(Reply::Data("SIEVE".into(), sieve(s)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of both orders names a value (a typo in an order would
+    /// silently drop a field).
+    #[test]
+    fn every_key_in_the_orders_is_known() {
+        let m = Mailbox {
+            mboxtype: Some("x".into()),
+            xconvmodseq: 1,
+            createdmodseq: Some(1),
+            foldermodseq: Some(1),
+            ..Mailbox::default()
+        };
+        for d in [Dialect::Backupd, Dialect::SyncServer] {
+            for key in d.mailbox_keys().split_ascii_whitespace() {
+                assert!(mailbox_value(&m, key, d).is_some(), "{d:?} {key}");
+            }
+            let Value::KvList(items) = record(&Record::default(), d) else {
+                panic!("a record is a kvlist");
+            };
+            assert_eq!(items.len(), 7, "{d:?}");
         }
     }
 }
