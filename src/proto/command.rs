@@ -213,6 +213,12 @@ pub struct MailboxUpdate {
 }
 
 impl MailboxUpdate {
+    /// Read a `%(UNIQUEID … MBOXNAME …)` kvlist: an `APPLY MAILBOX` item, or a
+    /// `* MAILBOX` item a server answers a GET with.
+    pub fn from_value(v: &Value) -> Result<MailboxUpdate, ParseError> {
+        parse_mailbox(v)
+    }
+
     /// The first field backupd requires that is missing or malformed
     /// (`backup/lcb_indexw.c` at 3.6.1), answered with `Bad parameters`.
     pub fn missing_required(&self) -> Option<&'static str> {

@@ -1,6 +1,8 @@
 //! [`Reply`]: one line a server sends.
 
-use crate::dlist::{encode_value, Direction, Value};
+use bytes::Bytes;
+
+use crate::dlist::{encode_value, DecodeError, Direction, Parser, Value};
 
 /// One reply line. A command's response is zero or more [`Reply::Data`] lines
 /// followed by exactly one of the others.
@@ -75,6 +77,44 @@ impl Reply {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// Read one frame a server sent (from [`crate::dlist::Framer`]): a data
+    /// line `* KEY value` with its literals, or a final or greeting line. Needs
+    /// no session: the relay reads a real server's answers with it.
+    pub fn parse(frame: Bytes) -> Result<Reply, DecodeError> {
+        let first_line = |f: &Bytes| {
+            let end = memchr::memchr(b'\n', f).unwrap_or(f.len());
+            let line = f[..end].strip_suffix(b"\r").unwrap_or(&f[..end]);
+            String::from_utf8_lossy(line).into_owned()
+        };
+        let mut p = Parser::new(frame.clone());
+        let word = p.word();
+        let text = |p: &mut Parser| {
+            p.space();
+            String::from_utf8_lossy(&p.rest_of_line()).into_owned()
+        };
+        Ok(match &word[..] {
+            b"*" => {
+                p.space();
+                let key = p.key()?;
+                // `* OK host …`, `* SASL PLAIN`: greeting lines, kept whole.
+                const GREETING: [&str; 8] = [
+                    "OK", "NO", "BAD", "BYE", "SASL", "COMPRESS", "STARTTLS", "SIEVE-MAILBOX",
+                ];
+                if GREETING.contains(&&*key) || !p.space() {
+                    return Ok(Reply::Raw(first_line(&frame)));
+                }
+                let value = p.value(0)?;
+                p.expect_end()?;
+                Reply::Data(key.to_string(), value)
+            }
+            b"OK" => Reply::Ok(text(&mut p)),
+            b"NO" => Reply::No(text(&mut p)),
+            b"BAD" => Reply::Bad(text(&mut p)),
+            b"BYE" => Reply::Bye(text(&mut p)),
+            _ => Reply::Raw(first_line(&frame)),
+        })
+    }
+
     /// The wire form as a string (for transcripts and tests).
     pub fn to_line(&self) -> String {
         let mut out = Vec::new();
@@ -90,5 +130,38 @@ fn sanitize(t: &str) -> std::borrow::Cow<'_, str> {
         t.replace(['\r', '\n'], " ").into()
     } else {
         t.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`Reply::encode`] writes, [`Reply::parse`] reads back.
+    #[test]
+    fn parse_reads_what_encode_writes() {
+        let kv = Value::KvList(vec![
+            ("UNIQUEID".into(), Value::atom("u1")),
+            ("MBOXNAME".into(), Value::atom("user.a b")),
+            ("VALUE".into(), Value::atom("line\r\nwith 8-bit \u{e9}")),
+            ("FLAGS".into(), Value::List(vec![Value::Flag(Bytes::from_static(b"\\Seen"))])),
+        ]);
+        for r in [
+            Reply::Data("MAILBOX".into(), kv),
+            Reply::Data("LSUB".into(), Value::List(vec![Value::atom("user.a")])),
+            Reply::Ok("Success".into()),
+            Reply::No("IMAP_MAILBOX_LOCKED Mailbox locked".into()),
+            Reply::Bad("Missing required argument to Get".into()),
+            Reply::Bye("shutting down".into()),
+        ] {
+            let mut wire = Vec::new();
+            r.encode(&mut wire);
+            assert_eq!(Reply::parse(Bytes::from(wire)), Ok(r.clone()), "{}", r.to_line());
+        }
+        assert_eq!(
+            Reply::parse(Bytes::from_static(b"* OK host Cyrus backup server 3.6.1\r\n")),
+            Ok(Reply::Raw("* OK host Cyrus backup server 3.6.1".into()))
+        );
+        assert!(Reply::parse(Bytes::from_static(b"* MAILBOX %(UNIQUEID\r\n")).is_err());
     }
 }
