@@ -10,6 +10,8 @@
 //! - [`server`]: the tokio driver running sessions over TCP, with DEFLATE; the control endpoint.
 //! - [`events`]: the bounded event log (connections, commands, replies, locks, faults) and transcripts.
 //! - [`cyrus`]: the real Cyrus pieces: installation, source instance, real targets, IMAP client, sync_client runs.
+//! - [`history`]: every write a target acknowledged and every read it answered; the checker
+//!   that finds an acknowledged write lost.
 //! - [`harness`]: a real source, the fake and the real sync_client in one sandbox.
 //! - [`populate`]: deterministic mail and changes made on the source over IMAP.
 //! - [`mailstate`]: the comparable view of a mail store, used by both sides of a check.
@@ -19,6 +21,7 @@
 //! - [`explore`]: property-based convergence testing with the real client; shrinking to a scenario file.
 //! - [`timeline`]: the picture of a run (timeline.svg/.html): lanes, lock windows, storms, convergence.
 //! - [`bench`]: benchmarks of the fake against the real backupd, sync_server and a floor.
+//! - [`reader`]: the runner's own csync reads of a target (`GET USER`, `GET FULLMAILBOX`), for the history.
 //! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
 //! - [`types`]: value types shared by proto, store, events and fault (GUIDs, interned names,
 //!   packed annotations, mailbox-name rules, session ids); imports none of them.
@@ -30,9 +33,11 @@ pub mod events;
 pub mod explore;
 pub mod fault;
 pub mod harness;
+pub mod history;
 pub mod mailstate;
 pub mod populate;
 pub mod proto;
+pub mod reader;
 pub mod relay;
 pub mod rng;
 pub mod runner;

@@ -1,0 +1,414 @@
+//! The checker on hand-made histories: each rule has a history that breaks it
+//! and one that keeps it.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::dlist::{decode_value, Value};
+use crate::mailstate::{MailState, MailboxState, MessageState, UserState};
+use crate::proto::{Command, Reply};
+
+const G1: &str = "1111111111111111111111111111111111111111";
+const G2: &str = "2222222222222222222222222222222222222222";
+
+fn value(s: &str) -> Value {
+    decode_value(Bytes::copy_from_slice(s.as_bytes())).expect("test value")
+}
+
+fn mailbox_kv(name: &str, last_uid: u32, modseq: u64, records: &[(u32, &str, &str)]) -> String {
+    let recs: Vec<String> = records
+        .iter()
+        .map(|(uid, guid, flags)| {
+            format!(
+                "%(UID {uid} MODSEQ {modseq} LAST_UPDATED 1 FLAGS ({flags}) INTERNALDATE 1 SIZE 10 GUID {guid})"
+            )
+        })
+        .collect();
+    format!(
+        "%(UNIQUEID u-{name} MBOXNAME {name} LAST_UID {last_uid} HIGHESTMODSEQ {modseq} \
+         RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 7 \
+         PARTITION default ACL \"\" OPTIONS P RECORD ({}))",
+        recs.join(" ")
+    )
+}
+
+/// A history written command by command, one microsecond apart.
+struct Script {
+    h: History,
+    t: u64,
+}
+
+impl Script {
+    fn new() -> Script {
+        Script {
+            h: History::new(),
+            t: 0,
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.t += 10;
+        self.t
+    }
+
+    fn send(&mut self, session: u64, line: &str) {
+        let t = self.tick();
+        let cmd = Command::parse(Bytes::from(format!("{line}\r\n"))).expect("test command");
+        self.h.command(session, t, line, Some(&cmd));
+    }
+
+    fn answer(&mut self, session: u64, replies: Vec<Reply>) {
+        let t = self.tick();
+        self.h.reply(session, t, &replies);
+    }
+
+    fn ok(&mut self, session: u64, line: &str) {
+        self.send(session, line);
+        self.answer(session, vec![Reply::success()]);
+    }
+
+    fn read(&mut self, session: u64, line: &str, data: Vec<Reply>) {
+        self.send(session, line);
+        let mut all = data;
+        all.push(Reply::success());
+        self.answer(session, all);
+    }
+
+    fn mark(&mut self, name: &str) {
+        let t = self.tick();
+        self.h.mark(t, name);
+    }
+
+    fn check(&self) -> Report {
+        check(Input {
+            history: &self.h,
+            final_state: None,
+            catch_up_mark: Some("catch-up"),
+        })
+    }
+}
+
+fn apply_mailbox(name: &str, last_uid: u32, modseq: u64, records: &[(u32, &str, &str)]) -> String {
+    format!("APPLY MAILBOX {}", mailbox_kv(name, last_uid, modseq, records))
+}
+
+fn mailbox_reply(name: &str, last_uid: u32, modseq: u64, records: &[(u32, &str, &str)]) -> Reply {
+    Reply::Data("MAILBOX".into(), value(&mailbox_kv(name, last_uid, modseq, records)))
+}
+
+/// The issue's reproduction: `APPLY MAILBOX` answered OK and not stored; the
+/// catch-up's `GET MAILBOXES` shows no such mailbox.
+#[test]
+fn a_mailbox_acknowledged_then_absent_is_lost() {
+    let mut s = Script::new();
+    s.mark("step 4");
+    s.ok(1, &apply_mailbox("user.lu.Lied", 2, 5, &[(1, G1, ""), (2, G2, "")]));
+    s.mark("catch-up");
+    s.read(2, "GET MAILBOXES (user.lu.Lied)", vec![]);
+    s.ok(2, &apply_mailbox("user.lu.Lied", 2, 5, &[(1, G1, ""), (2, G2, "")]));
+    let r = s.check();
+    assert!(!r.ok());
+    assert_eq!(r.violations.len(), 1, "{r:#?}");
+    let v = &r.violations[0];
+    assert_eq!(v.user, "lu");
+    assert_eq!(v.mailbox.as_deref(), Some("user.lu.Lied"));
+    assert!(v.acknowledged.starts_with("session 1 (step 4): APPLY MAILBOX"), "{v}");
+    assert!(v.contradicted_by.starts_with("session 2 (catch-up): GET MAILBOXES"), "{v}");
+    assert!(v.what.contains("missing"), "{v}");
+    assert_eq!(r.carried.len(), 1);
+    assert_eq!(r.carried[0].class, CarryClass::PreviouslyAcknowledged);
+    assert!(r.carried[0].command.contains("acknowledged before as session 1"));
+}
+
+#[test]
+fn a_read_that_agrees_is_checked_and_passes() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")]));
+    s.read(2, "GET MAILBOXES (user.a.X)", vec![mailbox_reply("user.a.X", 2, 5, &[])]);
+    s.read(
+        2,
+        "GET FULLMAILBOX user.a.X",
+        vec![mailbox_reply("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")])],
+    );
+    let r = s.check();
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.reads_checked, 2);
+    assert_eq!(r.acknowledged, 1);
+}
+
+#[test]
+fn lower_counters_a_changed_uniqueid_and_lost_records_are_named() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 3, 9, &[(1, G1, "\\Seen"), (2, G2, ""), (3, G2, "")]));
+    s.read(2, "GET MAILBOXES (user.a.X)", vec![mailbox_reply("user.a.X", 2, 5, &[])]);
+    s.read(
+        2,
+        "GET FULLMAILBOX user.a.X",
+        vec![mailbox_reply("user.a.X", 3, 9, &[(1, G1, ""), (2, G1, "")])],
+    );
+    let whats: Vec<String> = s.check().violations.iter().map(|v| v.what.clone()).collect();
+    assert_eq!(
+        whats,
+        [
+            "LAST_UID 2, acknowledged 3",
+            "HIGHESTMODSEQ 5, acknowledged 9",
+            "flags [], acknowledged [\"\\\\Seen\"]",
+            &format!("GUID {G1}, acknowledged {G2}"),
+            "1 acknowledged record(s) missing",
+        ]
+    );
+    let other = Reply::Data(
+        "MAILBOX".into(),
+        value(&mailbox_kv("user.a.X", 3, 9, &[]).replace("u-user.a.X", "other")),
+    );
+    let mut s2 = Script::new();
+    s2.ok(1, &apply_mailbox("user.a.X", 3, 9, &[]));
+    s2.read(2, "GET MAILBOXES (user.a.X)", vec![other]);
+    let v = s2.check().violations;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].what, "uniqueid other, acknowledged u-user.a.X");
+}
+
+#[test]
+fn a_write_answered_no_is_not_applied() {
+    let mut s = Script::new();
+    s.send(1, &apply_mailbox("user.a.X", 2, 5, &[]));
+    s.answer(1, vec![Reply::locked()]);
+    s.read(2, "GET MAILBOXES (user.a.X)", vec![]);
+    let r = s.check();
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.acknowledged, 0);
+}
+
+/// An unanswered write may or may not have been applied: nothing it touched
+/// is checked until a later acknowledged write supersedes it, and then not
+/// the flags of its records.
+#[test]
+fn an_unanswered_write_unsettles_until_superseded() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 1, 5, &[(1, G1, "")]));
+    s.send(1, &apply_mailbox("user.a.X", 1, 6, &[(1, G1, "\\Seen")]));
+    let t = s.tick();
+    s.h.closed(1, t);
+    // Either state may be there: not checked.
+    s.read(2, "GET MAILBOXES (user.a.X)", vec![]);
+    assert!(s.check().ok());
+    // A later acknowledged write settles the mailbox again, flags of UID 1 excepted.
+    s.ok(2, &apply_mailbox("user.a.X", 2, 7, &[(2, G2, "")]));
+    s.read(
+        3,
+        "GET FULLMAILBOX user.a.X",
+        vec![mailbox_reply("user.a.X", 2, 7, &[(1, G1, "\\Seen"), (2, G2, "")])],
+    );
+    assert!(s.check().ok(), "{:#?}", s.check());
+    s.read(3, "GET MAILBOXES (user.a.X)", vec![]);
+    assert_eq!(s.check().violations.len(), 1);
+}
+
+/// A read sent before the write was acknowledged may not see it.
+#[test]
+fn a_read_overlapping_the_write_is_not_checked() {
+    let mut s = Script::new();
+    s.send(1, &apply_mailbox("user.a.X", 2, 5, &[]));
+    s.send(2, "GET MAILBOXES (user.a.X)");
+    s.answer(1, vec![Reply::success()]);
+    s.answer(2, vec![Reply::success()]);
+    let r = s.check();
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.reads_checked, 0);
+}
+
+#[test]
+fn removal_and_rename_supersede_and_are_checked_too() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.Old", 2, 5, &[]));
+    s.ok(1, "APPLY RENAME %(OLDMBOXNAME user.a.Old NEWMBOXNAME user.a.New PARTITION default)");
+    s.read(2, "GET MAILBOXES (user.a.Old user.a.New)", vec![mailbox_reply("user.a.New", 2, 5, &[])]);
+    assert!(s.check().ok(), "{:#?}", s.check());
+    s.ok(1, "APPLY UNMAILBOX user.a.New");
+    s.read(2, "GET MAILBOXES (user.a.New)", vec![]);
+    assert!(s.check().ok(), "{:#?}", s.check());
+    // A removal acknowledged and undone is lost too.
+    s.read(2, "GET MAILBOXES (user.a.New)", vec![mailbox_reply("user.a.New", 2, 5, &[])]);
+    let v = s.check().violations;
+    assert_eq!(v.len(), 1);
+    assert!(v[0].acknowledged.contains("APPLY UNMAILBOX"), "{}", v[0]);
+    assert_eq!(v[0].what, "the mailbox is there, after an acknowledged removal");
+}
+
+#[test]
+fn subscriptions_seen_and_sieve_in_get_user() {
+    let lsub = |names: &str| Reply::Data("LSUB".into(), value(&format!("({names})")));
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a", 0, 1, &[]));
+    s.ok(1, "APPLY SUB %(USERID a MBOXNAME user.a.Work)");
+    s.ok(1, "APPLY UNSUB %(USERID a MBOXNAME user.a.Old)");
+    s.ok(
+        1,
+        "APPLY SEEN %(USERID a UNIQUEID u9 LASTREAD 1 LASTUID 4 LASTCHANGE 2 SEENUIDS 1:4)",
+    );
+    s.ok(1, "APPLY SIEVE %(USERID a FILENAME s.script LAST_UPDATE 100 CONTENT \"x\")");
+    let good = vec![
+        mailbox_reply("user.a", 0, 1, &[]),
+        Reply::Data(
+            "SEEN".into(),
+            value("%(UNIQUEID u9 LASTREAD 1 LASTUID 4 LASTCHANGE 2 SEENUIDS 1:4)"),
+        ),
+        lsub("user.a.Work"),
+        Reply::Data("SIEVE".into(), value("%(FILENAME s.script LAST_UPDATE 100 GUID x ISACTIVE 0)")),
+    ];
+    s.read(2, "GET USER a", good);
+    assert!(s.check().ok(), "{:#?}", s.check());
+    s.read(2, "GET USER a", vec![mailbox_reply("user.a", 0, 1, &[]), lsub("user.a.Old")]);
+    let whats: Vec<String> = s.check().violations.iter().map(|v| v.what.clone()).collect();
+    assert_eq!(
+        whats,
+        [
+            "the unsubscribed mailbox is back in `* LSUB`",
+            "the subscription is not in `* LSUB`",
+            "no `* SEEN` for uniqueid u9",
+            "sieve script s.script is not listed",
+        ]
+    );
+    // A user listed without mailboxes: sync_server prints no meta data then.
+    let mut s2 = Script::new();
+    s2.ok(1, "APPLY SUB %(USERID a MBOXNAME user.a.Work)");
+    s2.read(2, "GET USER a", vec![]);
+    assert!(s2.check().ok());
+    s2.read(2, "GET META a", vec![]);
+    assert_eq!(s2.check().violations.len(), 1);
+}
+
+#[test]
+fn a_body_of_an_acknowledged_record_must_not_be_missing() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 2, 5, &[(1, G1, ""), (2, G2, "\\Expunged")]));
+    let reserve = format!(
+        "APPLY RESERVE %(PARTITION default MBOXNAME (user.a.X) GUID ({G1} {G2}))"
+    );
+    let missing = |g: &str| Reply::Data("MISSING".into(), value(&format!("({g})")));
+    // An expunged record's body may be gone.
+    s.read(2, &reserve, vec![missing(G2)]);
+    assert!(s.check().ok(), "{:#?}", s.check());
+    s.read(2, &reserve, vec![missing(G1)]);
+    let v = s.check().violations;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].uids, [1]);
+    assert!(v[0].what.contains(G1));
+    assert!(v[0].contradicted_by.contains("APPLY RESERVE"));
+}
+
+#[test]
+fn the_final_read_back_is_a_read_too() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")]));
+    s.ok(1, "APPLY SUB %(USERID a MBOXNAME user.a.X)");
+    let mut mb = MailboxState {
+        uniqueid: Some("u-user.a.X".into()),
+        uidvalidity: 7,
+        last_uid: 2,
+        highestmodseq: 5,
+        ..MailboxState::default()
+    };
+    mb.messages.insert(
+        1,
+        MessageState {
+            guid: G1.into(),
+            flags: vec![],
+            ..MessageState::default()
+        },
+    );
+    let mut u = UserState::default();
+    u.mailboxes.insert("user.a.X".into(), mb);
+    let mut state = MailState::default();
+    state.users.insert("a".into(), u);
+    let run = |full| {
+        check(Input {
+            history: &s.h,
+            final_state: Some(FinalRead {
+                state: &state,
+                users: &["a"],
+                full,
+            }),
+            catch_up_mark: None,
+        })
+    };
+    let whats: Vec<String> = run(true).violations.iter().map(|v| v.what.clone()).collect();
+    assert_eq!(
+        whats,
+        [
+            "flags [], acknowledged [\"\\\\Seen\"]",
+            "1 acknowledged record(s) missing",
+            "the subscription is not on the target",
+        ]
+    );
+    // Read at UID -> GUID only: flags and subscriptions are not seen.
+    let whats: Vec<String> = run(false).violations.iter().map(|v| v.what.clone()).collect();
+    assert_eq!(whats, ["1 acknowledged record(s) missing"]);
+    assert!(run(false).violations[0]
+        .contradicted_by
+        .contains("final read-back"));
+    // A user the read did not cover is not judged by it; one it covered and
+    // found absent lost everything.
+    let other = check(Input {
+        history: &s.h,
+        final_state: Some(FinalRead {
+            state: &MailState::default(),
+            users: &["b"],
+            full: true,
+        }),
+        catch_up_mark: None,
+    });
+    assert!(other.ok(), "{other:#?}");
+    let gone = check(Input {
+        history: &s.h,
+        final_state: Some(FinalRead {
+            state: &MailState::default(),
+            users: &["a"],
+            full: true,
+        }),
+        catch_up_mark: None,
+    });
+    assert_eq!(gone.violations.len(), 2, "{gone:#?}");
+}
+
+#[test]
+fn what_the_catch_up_carried_and_why() {
+    let mut s = Script::new();
+    s.ok(1, "APPLY SUB %(USERID a MBOXNAME user.a.X)");
+    s.ok(1, &apply_mailbox("user.a.X", 1, 5, &[(1, G1, "")]));
+    s.mark("catch-up");
+    s.ok(2, "APPLY SUB %(USERID a MBOXNAME user.a.X)");
+    s.ok(2, &apply_mailbox("user.a.X", 2, 6, &[(2, G2, "")]));
+    let r = s.check();
+    assert!(r.ok());
+    let classes: Vec<CarryClass> = r.carried.iter().map(|c| c.class).collect();
+    assert_eq!(classes, [CarryClass::Repeated, CarryClass::Queued]);
+}
+
+#[test]
+fn an_incomplete_history_is_never_a_pass() {
+    let mut s = Script {
+        h: History::with_limits(2, 100),
+        t: 0,
+    };
+    for _ in 0..3 {
+        s.ok(1, &apply_mailbox("user.a.X", 1, 5, &[]));
+    }
+    let r = s.check();
+    assert!(!r.ok());
+    assert!(r.incomplete.as_deref().unwrap_or_default().contains("more than 2 commands"));
+}
+
+#[test]
+fn two_overlapping_acknowledged_writes_are_not_checked_until_settled() {
+    let mut s = Script::new();
+    s.send(1, &apply_mailbox("user.a.X", 1, 5, &[]));
+    s.send(2, &apply_mailbox("user.a.X", 2, 6, &[]));
+    s.answer(2, vec![Reply::success()]);
+    s.answer(1, vec![Reply::success()]);
+    s.read(3, "GET MAILBOXES (user.a.X)", vec![mailbox_reply("user.a.X", 2, 6, &[])]);
+    let r = s.check();
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.reads_checked, 0);
+}
