@@ -22,10 +22,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use bytes::Bytes;
+
 use crate::dlist::{Framer, Limits};
 use crate::events::EventKind;
+use crate::proto::Reply;
 use crate::server::{Deflate, Shared};
-use crate::session::{CommandLabel, Decoder};
+use crate::session::{CommandLabel, Decoder, Incoming};
 use crate::types::SessionId;
 
 /// How long connecting to the upstream server may take.
@@ -126,7 +129,8 @@ async fn relay_one(client: TcpStream, peer: SocketAddr, upstream: SocketAddr, sh
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let tap = Arc::new(Mutex::new(Tap::new(id, shared.session_config().limits)));
+    let history = shared.history().is_some();
+    let tap = Arc::new(Mutex::new(Tap::new(id, shared.session_config().limits, history)));
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer);
@@ -143,6 +147,7 @@ async fn relay_one(client: TcpStream, peer: SocketAddr, upstream: SocketAddr, sh
     } else {
         reason
     };
+    shared.history_closed(id);
     shared.record(id, EventKind::Closed { reason });
 }
 
@@ -188,12 +193,18 @@ async fn pump(
         };
         // Decode before forwarding: the peer cannot answer what it has not
         // seen, so a switch to DEFLATE is known before the next bytes arrive.
-        let events = match tap.lock() {
+        let tapped = match tap.lock() {
             Ok(mut t) => t.feed(dir, &buf[..n]),
             Err(_) => Vec::new(),
         };
-        for (session, kind) in events {
-            shared.record(session, kind);
+        for (session, t) in tapped {
+            match t {
+                Tapped::Event(kind) => shared.record(session, kind),
+                Tapped::Command { text, cmd } => {
+                    shared.history_command(session, &text, cmd.as_ref());
+                }
+                Tapped::Reply(replies) => shared.history_reply(session, &replies),
+            }
         }
         if let Err(e) = to.write_all(&buf[..n]).await {
             return End::Error(e.to_string());
@@ -253,6 +264,17 @@ impl Side {
     }
 }
 
+/// What the decoder saw: an event for the log, or a command or a complete
+/// response for the history.
+enum Tapped {
+    Event(EventKind),
+    Command {
+        text: String,
+        cmd: Option<crate::proto::Command>,
+    },
+    Reply(Vec<Reply>),
+}
+
 /// Both directions of one connection.
 struct Tap {
     id: SessionId,
@@ -265,12 +287,16 @@ struct Tap {
     /// A command was seen: reply lines before it are the greeting.
     commanded: bool,
     data_lines: usize,
+    /// Decode the answers for the history (when it is kept).
+    history: bool,
+    /// The data lines of the answer in progress, decoded (history only).
+    data: Vec<Reply>,
     client_closed: bool,
     server_closed_first: bool,
 }
 
 impl Tap {
-    fn new(id: SessionId, limits: Limits) -> Tap {
+    fn new(id: SessionId, limits: Limits, history: bool) -> Tap {
         Tap {
             id,
             parser: Decoder::new(limits),
@@ -280,12 +306,14 @@ impl Tap {
             compress: Compress::Off,
             commanded: false,
             data_lines: 0,
+            history,
+            data: Vec::new(),
             client_closed: false,
             server_closed_first: false,
         }
     }
 
-    fn feed(&mut self, dir: Dir, data: &[u8]) -> Vec<(SessionId, EventKind)> {
+    fn feed(&mut self, dir: Dir, data: &[u8]) -> Vec<(SessionId, Tapped)> {
         let mut out = Vec::new();
         match dir {
             Dir::ToServer => self.commands(data, &mut out),
@@ -294,7 +322,7 @@ impl Tap {
         out
     }
 
-    fn commands(&mut self, data: &[u8], out: &mut Vec<(SessionId, EventKind)>) {
+    fn commands(&mut self, data: &[u8], out: &mut Vec<(SessionId, Tapped)>) {
         if self.up.lost.is_some() {
             return;
         }
@@ -322,28 +350,37 @@ impl Tap {
             }
             self.commanded = true;
             self.data_lines = 0;
+            self.data.clear();
+            let text = head.to_owned();
             out.push((
                 self.id,
-                EventKind::Command {
+                Tapped::Event(EventKind::Command {
                     verb,
                     users,
                     mailboxes,
                     bytes,
-                    text: head.to_owned(),
-                },
+                    text: text.clone(),
+                }),
             ));
+            if self.history {
+                let cmd = match incoming {
+                    Incoming::Command(c) => Some(c),
+                    _ => None,
+                };
+                out.push((self.id, Tapped::Command { text, cmd }));
+            }
         }
         if let Some(e) = &self.up.lost {
             out.push((
                 self.id,
-                EventKind::Mark {
+                Tapped::Event(EventKind::Mark {
                     name: format!("relay: client stream no longer decoded: {e}"),
-                },
+                }),
             ));
         }
     }
 
-    fn reply_bytes(&mut self, data: &[u8], out: &mut Vec<(SessionId, EventKind)>) {
+    fn reply_bytes(&mut self, data: &[u8], out: &mut Vec<(SessionId, Tapped)>) {
         if self.down.lost.is_some() {
             return;
         }
@@ -366,23 +403,38 @@ impl Tap {
             }
             if line.starts_with("* ") || line == "*" {
                 self.data_lines += 1;
+                if self.history {
+                    self.data.push(Reply::parse(frame).unwrap_or_else(|e| {
+                        Reply::Data(
+                            crate::history::facts::UNREADABLE.into(),
+                            crate::dlist::Value::atom(format!("{line}: {e}")),
+                        )
+                    }));
+                }
                 continue;
             }
             if line.starts_with("NO IMAP_MAILBOX_LOCKED") {
                 out.push((
                     self.id,
-                    EventKind::LockHit {
+                    Tapped::Event(EventKind::LockHit {
                         lock: "the real target".into(),
-                    },
+                    }),
                 ));
             }
             out.push((
                 self.id,
-                EventKind::Reply {
+                Tapped::Event(EventKind::Reply {
                     line: line.clone(),
                     data_lines: std::mem::take(&mut self.data_lines),
-                },
+                }),
             ));
+            if self.history {
+                let mut replies = std::mem::take(&mut self.data);
+                replies.push(Reply::parse(Bytes::from(line.clone().into_bytes())).unwrap_or_else(
+                    |_| Reply::Raw(line.clone()),
+                ));
+                out.push((self.id, Tapped::Reply(replies)));
+            }
             if self.compress == Compress::Asked {
                 if line.starts_with("OK") {
                     // Everything after this line is compressed, both ways.
@@ -400,9 +452,9 @@ impl Tap {
         if let Some(e) = &self.down.lost {
             out.push((
                 self.id,
-                EventKind::Mark {
+                Tapped::Event(EventKind::Mark {
                     name: format!("relay: server stream no longer decoded: {e}"),
-                },
+                }),
             ));
         }
     }

@@ -93,6 +93,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         plan,
         seed,
+        ..ServerConfig::default()
     };
     // One thread: connections take turns, which costs nothing here (a client
     // waits for each reply anyway) and saves the cross-thread wake-ups and

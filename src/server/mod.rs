@@ -29,6 +29,7 @@ pub use deflate::Deflate;
 use crate::dlist::Value;
 use crate::events::{EventKind, EventLog};
 use crate::fault::{Action, CommandEvent, Engine, Plan, Verdict};
+use crate::history::History;
 use crate::proto::Reply;
 use crate::rng::Seed;
 use crate::session::{After, CommandLabel, Incoming, Response, Session, SessionConfig};
@@ -53,6 +54,9 @@ pub struct ServerConfig {
     pub plan: Plan,
     /// The seed every random choice comes from.
     pub seed: Seed,
+    /// Keep the acknowledged-write history ([`crate::history`]): the runner
+    /// does, to judge; a server serving by hand does not need the memory.
+    pub history: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             plan: Plan::default(),
             seed: Seed(0),
+            history: false,
         }
     }
 }
@@ -72,6 +77,15 @@ pub struct Shared {
     engine: Mutex<Engine>,
     store: Mutex<Store>,
     events: Mutex<EventLog>,
+    /// Every write acknowledged and every read answered (when kept).
+    history: Option<Mutex<History>>,
+    /// While set, connections that open are quiet: numbered from
+    /// [`crate::history::RUNNER_SESSIONS`] on, and kept out of the event log for their whole
+    /// life (the runner's own reads of the target: they are not the client's
+    /// traffic, and must not shift its session numbers). The history still
+    /// records them.
+    quiet: std::sync::atomic::AtomicBool,
+    next_quiet: AtomicU64,
     config: Arc<SessionConfig>,
     idle_timeout: Duration,
     next_session: AtomicU64,
@@ -114,6 +128,9 @@ impl Shared {
             }),
             store: Mutex::new(store),
             events: Mutex::new(EventLog::default()),
+            history: config.history.then(|| Mutex::new(History::new())),
+            quiet: std::sync::atomic::AtomicBool::new(false),
+            next_quiet: AtomicU64::new(crate::history::RUNNER_SESSIONS),
             config: Arc::new(config.session),
             idle_timeout: config.idle_timeout,
             next_session: AtomicU64::new(1),
@@ -182,15 +199,70 @@ impl Shared {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Record an event.
+    /// Record an event (not for a connection opened while [`Shared::set_quiet`]).
     pub fn record(&self, session: SessionId, kind: EventKind) {
+        if session >= crate::history::RUNNER_SESSIONS {
+            return;
+        }
         let t_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.events().push(t_us, session, kind);
     }
 
-    /// A fresh connection id (the relay numbers its connections like the fake).
+    /// Keep the connections opened from now on out of the event log (true),
+    /// or stop doing so (false): for the runner's own reads of the target,
+    /// which the history records but which are not the client's traffic.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Relaxed);
+    }
+
+    /// The acknowledged-write history, when kept ([`ServerConfig::history`]).
+    pub fn history(&self) -> Option<MutexGuard<'_, History>> {
+        self.history.as_ref().map(relock)
+    }
+
+    /// Record a command in the history (when kept); `None` for input that is
+    /// no command (a SASL answer, an invalid line), whose reply answers nothing
+    /// the history tracks.
+    pub fn history_command(
+        &self,
+        session: SessionId,
+        text: &str,
+        cmd: Option<&crate::proto::Command>,
+    ) {
+        if let Some(mut h) = self.history() {
+            h.command(session, self.now_us(), text, cmd);
+        }
+    }
+
+    /// Record a complete response in the history (when kept).
+    pub fn history_reply(&self, session: SessionId, replies: &[Reply]) {
+        if let Some(mut h) = self.history() {
+            h.reply(session, self.now_us(), replies);
+        }
+    }
+
+    /// Record in the history that `session` ended (when kept).
+    pub fn history_closed(&self, session: SessionId) {
+        if let Some(mut h) = self.history() {
+            h.closed(session, self.now_us());
+        }
+    }
+
+    /// Name this point in the history (when kept): `step 3`, `catch-up`.
+    pub fn history_mark(&self, name: &str) {
+        if let Some(mut h) = self.history() {
+            h.mark(self.now_us(), name);
+        }
+    }
+
+    /// A fresh connection id (the relay numbers its connections like the
+    /// fake); from [`crate::history::RUNNER_SESSIONS`] on while [`Shared::set_quiet`].
     pub fn next_session_id(&self) -> SessionId {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
+        if self.quiet.load(Ordering::Relaxed) {
+            self.next_quiet.fetch_add(1, Ordering::Relaxed)
+        } else {
+            self.next_session.fetch_add(1, Ordering::Relaxed)
+        }
     }
 
     /// The settings every session of this server shares.
@@ -444,7 +516,7 @@ impl Conn {
 
 async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let id = shared.next_session_id();
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
@@ -462,6 +534,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         Err(e) => format!("error: {e}"),
     };
     // Recorded before the peer can see the close, so a reconnect is logged after it.
+    shared.history_closed(id);
     shared.record(id, EventKind::Closed { reason });
     let _ = conn.stream.shutdown().await;
     result.map(|_| ())
@@ -828,6 +901,14 @@ fn hide_missing(replies: &mut Vec<Reply>, count: usize) {
 
 fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
     let (bytes, head) = session.last_frame();
+    shared.history_command(
+        session.id(),
+        head,
+        match incoming {
+            Incoming::Command(c) => Some(c),
+            _ => None,
+        },
+    );
     let CommandLabel {
         verb,
         users,
@@ -846,6 +927,7 @@ fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
 }
 
 fn record_reply(shared: &Shared, session: SessionId, replies: &[Reply]) {
+    shared.history_reply(session, replies);
     let data_lines = replies.iter().filter(|r| !r.is_final()).count();
     let line = replies
         .iter()
