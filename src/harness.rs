@@ -221,6 +221,8 @@ pub struct Harness {
     sandbox_reg: crate::cyrus::process::SandboxRegistration,
     sandbox_path: PathBuf,
     control_addr: Option<std::net::SocketAddr>,
+    /// Where and as whom the client connects (for the runner's own reads).
+    reader: crate::reader::Target,
 }
 
 impl Harness {
@@ -255,6 +257,8 @@ impl Harness {
             .map_err(io_err("starting the tokio runtime"))?;
         let store = Store::temporary().map_err(io_err("creating the body store"))?;
         let mut server = opts.server.clone();
+        // Verdicts rest on what the target acknowledged, read by read.
+        server.history = true;
         server.session.personality = match opts.target {
             Target::FakeSyncServer => crate::session::Personality::SyncServer,
             _ => opts.personality,
@@ -317,6 +321,11 @@ impl Harness {
         } else {
             None
         };
+        let reader = crate::reader::Target {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            authname: authname.clone(),
+            password: password.clone(),
+        };
         let mut channel = Channel::new(CHANNEL, port);
         channel.authname = authname;
         channel.password = opts.client_password.clone().unwrap_or(password);
@@ -348,6 +357,7 @@ impl Harness {
             sandbox_reg,
             sandbox_path,
             control_addr,
+            reader,
         })
     }
 
@@ -644,6 +654,17 @@ impl Harness {
     /// Commands of this label the fake received so far.
     pub fn count(&self, verb: &str) -> u64 {
         self.fake().events().count(verb)
+    }
+
+    /// Read every one of `users` on the target over csync (`GET USER`, `GET
+    /// FULLMAILBOX`), through the address the client uses, so that the
+    /// history records what the target holds; nothing goes to the event log.
+    pub fn read_target(&self, users: &[String]) -> Result<(), crate::reader::ReadError> {
+        let shared = self.fake();
+        shared.set_quiet(true);
+        let r = crate::reader::read_users(&self.reader, users, self.sync_timeout);
+        shared.set_quiet(false);
+        r
     }
 
     /// The fake's transcript so far.

@@ -1,0 +1,210 @@
+//! The runner's own reads of a target over csync: `GET USER` and
+//! `GET FULLMAILBOX` of every user, through the same address the client uses
+//! (the fake, or the recording relay in front of a real target), so that the
+//! history records them like any other read.
+//!
+//! Why: a catch-up pass carries queued changes, and it may also carry again a
+//! change the target acknowledged and then lost, healing the loss before the
+//! final read-back sees it. Reading every user just before the catch-up, after
+//! the client has stopped, shows what the target holds of everything it
+//! acknowledged (see [`crate::history`]).
+//!
+//! Read-only: only GET commands, then `EXIT`, and the connection is read to
+//! its end so that the target has let go of its locks before anything else
+//! runs. Blocking, with a deadline on every read and write; loopback only in
+//! practice (the address is the one the harness set up).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+
+use crate::dlist::{Framer, Limits, Value};
+use crate::proto::Reply;
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The connection failed.
+    #[error("reading {addr}: {source}")]
+    Io {
+        /// Where.
+        addr: SocketAddr,
+        /// What.
+        source: std::io::Error,
+    },
+    /// The target answered something unexpected.
+    #[error("reading {addr}: {what}")]
+    Protocol {
+        /// Where.
+        addr: SocketAddr,
+        /// What.
+        what: String,
+    },
+}
+
+/// Credentials and address of a target, as the client is given them.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The replication user.
+    pub authname: String,
+    /// Its password.
+    pub password: String,
+}
+
+struct Conn {
+    addr: SocketAddr,
+    stream: TcpStream,
+    framer: Framer,
+    deadline: Instant,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn io(&self, source: std::io::Error) -> ReadError {
+        ReadError::Io {
+            addr: self.addr,
+            source,
+        }
+    }
+
+    fn protocol(&self, what: impl Into<String>) -> ReadError {
+        ReadError::Protocol {
+            addr: self.addr,
+            what: what.into(),
+        }
+    }
+
+    fn arm(&mut self) -> Result<(), ReadError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.io(std::io::ErrorKind::TimedOut.into()));
+        }
+        self.stream
+            .set_read_timeout(Some(left))
+            .and_then(|()| self.stream.set_write_timeout(Some(left)))
+            .map_err(|e| self.io(e))
+    }
+
+    /// The next frame; `None` at the end of the stream.
+    fn frame(&mut self) -> Result<Option<Bytes>, ReadError> {
+        loop {
+            match self.framer.next_frame() {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) => {}
+                Err(e) => return Err(self.protocol(e.to_string())),
+            }
+            self.arm()?;
+            let n = self.stream.read(&mut self.buf).map_err(|e| self.io(e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.framer.push(&self.buf[..n]);
+        }
+    }
+
+    fn send(&mut self, line: &[u8]) -> Result<(), ReadError> {
+        self.arm()?;
+        self.stream.write_all(line).map_err(|e| self.io(e))
+    }
+
+    /// Send `line` and read its answer: data lines, then the final line.
+    fn call(&mut self, line: &[u8]) -> Result<Vec<Reply>, ReadError> {
+        self.send(line)?;
+        let mut out = Vec::new();
+        loop {
+            let Some(frame) = self.frame()? else {
+                return Err(self.protocol("the connection ended before the answer"));
+            };
+            let reply = Reply::parse(frame).map_err(|e| self.protocol(e.to_string()))?;
+            let last = reply.is_final();
+            out.push(reply);
+            if last {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// Read every one of `users` on `target`: `GET USER`, then `GET FULLMAILBOX`
+/// of each mailbox listed, then `EXIT`, waiting for the target to close.
+/// Users the target refuses (`NO`) are skipped; the history has the answer.
+pub fn read_users(target: &Target, users: &[String], timeout: Duration) -> Result<(), ReadError> {
+    let stream = TcpStream::connect_timeout(&target.addr, timeout).map_err(|source| {
+        ReadError::Io {
+            addr: target.addr,
+            source,
+        }
+    })?;
+    let _ = stream.set_nodelay(true);
+    let mut c = Conn {
+        addr: target.addr,
+        stream,
+        framer: Framer::new(Limits::default()),
+        deadline: Instant::now() + timeout,
+        buf: vec![0; 64 * 1024],
+    };
+    // The greeting ends with its `* OK` line.
+    loop {
+        let Some(frame) = c.frame()? else {
+            return Err(c.protocol("closed before the greeting ended"));
+        };
+        if frame.starts_with(b"* OK") {
+            break;
+        }
+        if !frame.starts_with(b"* ") {
+            return Err(c.protocol(format!(
+                "unexpected greeting line `{}`",
+                String::from_utf8_lossy(&frame).trim_end()
+            )));
+        }
+    }
+    let plain = format!("\0{}\0{}", target.authname, target.password);
+    let auth = base64::engine::general_purpose::STANDARD.encode(plain);
+    let answer = c.call(format!("AUTHENTICATE PLAIN {auth}\r\n").as_bytes())?;
+    if !matches!(answer.last(), Some(Reply::Ok(_))) {
+        return Err(c.protocol(format!(
+            "authentication refused: {}",
+            answer.last().map(Reply::to_line).unwrap_or_default()
+        )));
+    }
+    for user in users {
+        let mut line = b"GET USER ".to_vec();
+        crate::dlist::encode_value(
+            &mut line,
+            &Value::atom(user),
+            crate::dlist::Direction::ToServer,
+        );
+        line.extend_from_slice(b"\r\n");
+        let answer = c.call(&line)?;
+        let names: Vec<String> = answer
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Data(k, v) if k == "MAILBOX" => {
+                    v.get("MBOXNAME").and_then(Value::as_str).map(str::to_owned)
+                }
+                _ => None,
+            })
+            .collect();
+        for name in names {
+            let mut line = b"GET FULLMAILBOX ".to_vec();
+            crate::dlist::encode_value(
+                &mut line,
+                &Value::atom(&name),
+                crate::dlist::Direction::ToServer,
+            );
+            line.extend_from_slice(b"\r\n");
+            c.call(&line)?;
+        }
+        // backupd keeps each user it opened locked until RESTART or EXIT.
+        c.call(b"RESTART\r\n")?;
+    }
+    c.call(b"EXIT\r\n")?;
+    // Read to the end: the target has closed, and let go of its locks.
+    while c.frame()?.is_some() {}
+    Ok(())
+}
