@@ -37,6 +37,7 @@ pub mod history;
 pub mod mailstate;
 pub mod populate;
 pub mod proto;
+pub mod reader;
 
 pub mod relay;
 pub mod rng;

@@ -154,6 +154,10 @@ pub struct ScenarioReport {
     pub stats: Stats,
     /// The classified ledger.
     pub ledger: Vec<Classified>,
+    /// Writes the target acknowledged and a later read showed lost.
+    pub acknowledged_lost: Vec<crate::history::Violation>,
+    /// What the catch-up passes carried, and why.
+    pub carried: Vec<crate::history::Carried>,
     /// Trouble that stopped the run (for ERROR).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -349,6 +353,8 @@ fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
         checks: Vec::new(),
         stats: Stats::default(),
         ledger: Vec::new(),
+        acknowledged_lost: Vec::new(),
+        carried: Vec::new(),
         error: None,
         skipped: None,
         target: opts.target.name(),
@@ -370,6 +376,10 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
     let resolved = s.for_version(&opts.version);
     let s = &resolved;
     let mut report = empty_report(s, opts, seed);
+    // This scenario's verdict rests on its own history.
+    if let Some(mut history) = h.fake().history() {
+        history.clear();
+    }
     let mut run = Run {
         s,
         h,
@@ -385,6 +395,8 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
         annotations: Vec::new(),
         converged_seen: false,
         step_runs: None,
+        acked_lost: Vec::new(),
+        carried: Vec::new(),
     };
     let outcome = run.execute();
     let (checks, ledger, stats) = match outcome {
@@ -402,6 +414,8 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
     report.annotations = std::mem::take(&mut run.annotations);
     report.checks = checks;
     report.ledger = ledger;
+    report.acknowledged_lost = std::mem::take(&mut run.acked_lost);
+    report.carried = std::mem::take(&mut run.carried);
     report.stats = stats;
     let failed = report.error.is_some() || report.checks.iter().any(|c| !c.ok);
     let known = s.expect.known_failure.as_ref().filter(|k| {
@@ -476,6 +490,12 @@ struct Trigger {
     required: bool,
 }
 
+/// The history mark that starts the catch-up passes.
+const CATCH_UP: &str = "catch-up";
+
+/// The name of the history check's line in every report.
+const ACKED: &str = "acknowledged writes kept";
+
 /// One scenario in progress.
 struct Run<'a> {
     s: &'a Scenario,
@@ -496,6 +516,9 @@ struct Run<'a> {
     converged_seen: bool,
     /// Client runs made by the steps (the catch-up's passes come after).
     step_runs: Option<usize>,
+    /// What the history check found lost, and what the catch-up carried.
+    acked_lost: Vec<crate::history::Violation>,
+    carried: Vec<crate::history::Carried>,
 }
 
 fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
@@ -522,6 +545,7 @@ impl Run<'_> {
                 crate::timeline::AnnotationKind::Step,
                 format!("step {}: {}", i + 1, step.describe()),
             );
+            self.h.fake().history_mark(&format!("step {}", i + 1));
             self.step(i + 1, step)
                 .map_err(|e| format!("step {} ({}): {e}", i + 1, step.describe()))?;
         }
@@ -538,8 +562,28 @@ impl Run<'_> {
             self.catch_up()?;
         } else {
             self.shutdown();
+            self.read_target("the runner's read after the steps");
         }
         Ok(())
+    }
+
+    /// Read every user the target acknowledged a write for, over csync, so
+    /// that the history holds what the target has now (see
+    /// [`crate::history`]). A failed read is a failed check: the verdict must
+    /// not rest on reads that never happened.
+    fn read_target(&mut self, phase: &str) {
+        let users = match self.h.fake().history() {
+            Some(h) => h.users_written(),
+            None => return,
+        };
+        if users.is_empty() {
+            return;
+        }
+        self.h.fake().history_mark(phase);
+        if let Err(e) = self.h.read_target(&users) {
+            self.checks
+                .push(check(format!("{phase} of the target"), false, e.to_string()));
+        }
     }
 
     fn setup(&mut self) -> Result<(), String> {
@@ -1127,9 +1171,19 @@ impl Run<'_> {
     fn catch_up(&mut self) -> Result<(), String> {
         self.shutdown();
         self.step_runs = Some(self.runs.len());
+        // What the target holds of everything it acknowledged, before a pass
+        // can carry anything again.
+        self.read_target("the runner's read before the catch-up");
         if !self.s.client.sync_log {
             return Ok(());
         }
+        self.h.fake().history_mark(CATCH_UP);
+        self.catch_up_passes()?;
+        self.read_target("the runner's read after the catch-up");
+        Ok(())
+    }
+
+    fn catch_up_passes(&mut self) -> Result<(), String> {
         let src = self.h.source();
         for _ in 0..3 {
             let log = src.sync_log_path(crate::harness::CHANNEL);
@@ -1208,17 +1262,25 @@ impl Run<'_> {
             }
         };
         if matches!(self.h.target(), Target::Remote { .. }) {
-            // Nothing to read: the verdict is a final `-u` that must find nothing to send.
+            // Its contents cannot be read back: what it acknowledged and what
+            // its answers showed, and a final `-u` that must find nothing to send.
+            checks.push(self.history_check(None));
             checks.push(self.final_pass_check(&users));
             return (checks, Vec::new(), stats);
         }
         let (backup, scope) = match self.h.read_backup(&users) {
             Ok(b) => b,
             Err(err) => {
+                checks.push(self.history_check(None));
                 checks.push(check("read the backup", false, err.to_string()));
                 return (checks, Vec::new(), stats);
             }
         };
+        checks.push(self.history_check(Some(crate::history::FinalRead {
+            state: &backup,
+            users: &users,
+            full: scope == crate::cyrus::StateScope::Full,
+        })));
         let (source, mut backup): (MailState, MailState) =
             (scope.project(&source), scope.project(&backup));
         let wanted: BTreeSet<&str> = users.iter().copied().collect();
@@ -1244,11 +1306,19 @@ impl Run<'_> {
             let bad = self.h.verify_bodies();
             checks.push(check("bodies", bad.is_empty(), bad.join("\n")));
         }
-        let ledger = classify(&self.ledger, &source, &backup, &self.channel_log_text());
+        let mut ledger = classify(&self.ledger, &source, &backup, &self.channel_log_text());
+        crate::scenario::ledger::mark_acknowledged_lost(&mut ledger, &self.acked_lost);
         let lost: Vec<String> = ledger
             .iter()
-            .filter(|c| c.class == Class::Lost)
-            .map(|c| format!("step {}: {}", c.entry.step, c.entry.change))
+            .filter(|c| matches!(c.class, Class::Lost | Class::AcknowledgedLost))
+            .map(|c| {
+                let how = if c.class == Class::AcknowledgedLost {
+                    " (acknowledged by the target, then lost)"
+                } else {
+                    ""
+                };
+                format!("step {}: {}{how}", c.entry.step, c.entry.change)
+            })
             .collect();
         let queued = ledger.iter().filter(|c| c.class == Class::Queued).count() as u64;
         if let Some(want) = e.lost {
@@ -1303,6 +1373,62 @@ impl Run<'_> {
             checks.push(self.snapshot());
         }
         (checks, ledger, stats)
+    }
+
+    /// Every write the target acknowledged must still be there in every later
+    /// read, the final read-back (`final_state`, and whether it shows every
+    /// field) included: [`crate::history`].
+    fn history_check(&mut self, final_state: Option<crate::history::FinalRead<'_>>) -> Check {
+        let shared = self.h.fake();
+        let Some(history) = shared.history() else {
+            return check(ACKED, false, "no history was kept for this target");
+        };
+        let report = crate::history::check(crate::history::Input {
+            history: &history,
+            final_state,
+            catch_up_mark: Some(CATCH_UP),
+        });
+        drop(history);
+        let want = self.s.expect.acknowledged_lost.unwrap_or(crate::scenario::Range {
+            min: Some(0),
+            max: Some(0),
+        });
+        let lost = report.violations.len() as u64;
+        let mut detail = format!(
+            "{} write(s) acknowledged, {} read(s) checked; ",
+            report.acknowledged, report.reads_checked
+        );
+        if let Some(why) = &report.incomplete {
+            detail.push_str(&format!("no verdict: {why}"));
+        } else if lost == 0 {
+            detail.push_str("nothing acknowledged was lost");
+        } else {
+            detail.push_str(&format!("acknowledged write lost: {lost}"));
+            for v in &report.violations {
+                detail.push_str(&format!("\n  - {v}"));
+            }
+        }
+        if want != (crate::scenario::Range { min: Some(0), max: Some(0) }) {
+            detail.push_str(&format!(" (expected {want})"));
+        }
+        let healed: Vec<&crate::history::Carried> = report
+            .carried
+            .iter()
+            .filter(|c| c.class == crate::history::CarryClass::PreviouslyAcknowledged)
+            .collect();
+        if !healed.is_empty() {
+            detail.push_str(&format!(
+                "\n  the catch-up carried {} write(s) the target had acknowledged before:",
+                healed.len()
+            ));
+            for c in healed {
+                detail.push_str(&format!("\n  - {}", c.command));
+            }
+        }
+        let ok = report.incomplete.is_none() && want.contains(lost);
+        self.acked_lost = report.violations;
+        self.carried = report.carried;
+        check(ACKED, ok, detail)
     }
 
     /// For a target that cannot be read: `-u` of every user after the catch-up

@@ -19,13 +19,22 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
         .max(8);
     let _ = writeln!(
         out,
-        "{:<w$}  {:<6} {:>6} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5}",
-        "scenario", "result", "secs", "runs", "conns", "locked", "defer", "queued", "lost"
+        "{:<w$}  {:<6} {:>6} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5} {:>9}",
+        "scenario",
+        "result",
+        "secs",
+        "runs",
+        "conns",
+        "locked",
+        "defer",
+        "queued",
+        "lost",
+        "ack-lost"
     );
     for r in reports {
         let _ = writeln!(
             out,
-            "{:<w$}  {:<6} {:>6.1} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5}",
+            "{:<w$}  {:<6} {:>6.1} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5} {:>9}",
             r.name,
             r.verdict.to_string(),
             r.seconds,
@@ -34,7 +43,8 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
             r.stats.lock_hits,
             r.stats.deferrals,
             r.count(Class::Queued),
-            r.count(Class::Lost),
+            r.count(Class::Lost) + r.count(Class::AcknowledgedLost),
+            r.count(Class::AcknowledgedLost),
         );
     }
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();

@@ -116,6 +116,9 @@ expect_keys! {
     reconnect_rate_max: Option<f64> = None,
     /// Restarts the operator policy made.
     restarts: Option<Range> = None,
+    /// Writes the target acknowledged and a later read showed lost
+    /// ([`crate::history`]); default: none.
+    acknowledged_lost: Option<Range> = None,
     /// The scenario is known to fail here.
     known_failure: Option<KnownFailure> = None,
     /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.

@@ -7,7 +7,10 @@
 //!   still names its mailbox or user, so a later rolling pass will carry it;
 //! - **lost**: neither: nothing will ever bring it to the backup;
 //! - **superseded**: a later change undid it on the source (say, an append
-//!   whose message was expunged afterwards), so there is nothing to carry.
+//!   whose message was expunged afterwards), so there is nothing to carry;
+//! - **acknowledged lost**: the target acknowledged the write that carried it
+//!   and a later read showed it missing ([`crate::history`]), whatever the end
+//!   state: a catch-up that carried it again healed a loss, it did not undo it.
 
 use serde::Serialize;
 
@@ -117,6 +120,8 @@ pub enum Class {
     Lost,
     /// Undone on the source later.
     Superseded,
+    /// The target acknowledged it, then a read showed it missing.
+    AcknowledgedLost,
 }
 
 /// One ledger line.
@@ -396,5 +401,64 @@ mod tests {
                 Class::Queued
             ]
         );
+    }
+}
+
+/// Reclassify as [`Class::AcknowledgedLost`] every entry a violation of the
+/// history check names: the same user, mailbox and kind of state (a
+/// subscription for a subscription change; the mailbox, its records or their
+/// bodies for the others), and for a change of messages one of its UIDs (a
+/// violation about the whole mailbox names every change of the mailbox).
+pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history::Violation]) {
+    use crate::history::About;
+    for c in ledger.iter_mut() {
+        if c.class == Class::Superseded {
+            continue;
+        }
+        let (user, mailboxes, uids, subscription): (&str, Vec<&str>, Vec<u32>, bool) =
+            match &c.entry.change {
+                Change::Append {
+                    user, mailbox, uid, ..
+                } => (user, vec![mailbox], vec![*uid], false),
+                Change::Flags {
+                    user,
+                    mailbox,
+                    uids,
+                }
+                | Change::Expunge {
+                    user,
+                    mailbox,
+                    uids,
+                }
+                | Change::Annotations {
+                    user,
+                    mailbox,
+                    uids,
+                } => (user, vec![mailbox], uids.clone(), false),
+                Change::Create { user, mailbox }
+                | Change::Delete { user, mailbox }
+                | Change::Metadata { user, mailbox, .. } => {
+                    (user, vec![mailbox], Vec::new(), false)
+                }
+                // The history has no rule about quota: nothing names it.
+                Change::Quota { user, .. } => (user, Vec::new(), Vec::new(), false),
+                Change::Subscription { user, mailbox, .. } => {
+                    (user, vec![mailbox], Vec::new(), true)
+                }
+                Change::Rename { user, from, to } => (user, vec![from, to], Vec::new(), false),
+            };
+        let hit = lost.iter().any(|v| {
+            let kind = match v.about {
+                About::Subscription => subscription,
+                About::Mailbox | About::Records | About::Body => !subscription,
+                About::Seen | About::Sieve => false,
+            };
+            kind && v.user == user
+                && v.mailbox.as_deref().is_some_and(|m| mailboxes.contains(&m))
+                && (v.uids.is_empty() || uids.is_empty() || v.uids.iter().any(|u| uids.contains(u)))
+        });
+        if hit {
+            c.class = Class::AcknowledgedLost;
+        }
     }
 }

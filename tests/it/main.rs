@@ -7,6 +7,7 @@ mod cyrus_source; // the real Cyrus source instance: start, fill, read back, sto
 mod explore; // backupd-sim explore: deterministic generation, a clean run, a lying fake found and shrunk
 mod faults; // every fault action and lock mode vs an in-process fake and a scripted client
 mod golden; // golden transcripts of key flows from the real backupd; the fake must match them
+mod history; // the acknowledged-write history check with the real client: lies healed by the catch-up, a lying HOST:PORT proxy
 mod hygiene; // no orphans: run interrupted (SIGINT/SIGTERM), a killed sync_client, repeated runs
 mod locks; // lock windows and faults vs the real sync_client: lab cases A-E, drops, ctl
 mod mutations; // every row of the convergence check fails when a corrupt fault breaks it

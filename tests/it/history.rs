@@ -1,0 +1,239 @@
+//! The acknowledged-write history check with the real client: a target that
+//! acknowledges a write and then lacks it fails, even when the catch-up heals
+//! it, on the fake and behind `--target HOST:PORT` (a lying proxy in front of
+//! the fake); an honest target passes.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use backupd_sim::dlist::{Framer, Limits};
+use backupd_sim::harness::Target;
+use backupd_sim::history::{About, CarryClass};
+use backupd_sim::runner::{run_scenario, RunOptions, ScenarioReport, Verdict};
+use backupd_sim::scenario::ledger::Class;
+use backupd_sim::scenario::Scenario;
+use backupd_sim::server::{FakeBackupd, ServerConfig};
+use backupd_sim::store::Store;
+
+use crate::util::cyrus_bins;
+
+/// The issue's reproduction: a lie to `APPLY MAILBOX` during `-u` while the
+/// channel log still names the folder, so the catch-up sends it again.
+const LIE_DURING_USER: &str = r#"
+description = "a lie during -u while the channel log still names the folder"
+[[user]]
+name = "lu"
+[[step]]
+create = { user = "lu", folder = "INBOX.Lied" }
+[[step]]
+append = { user = "lu", count = 2, folder = "INBOX.Lied" }
+[[step]]
+fault = { when = { verb = "APPLY MAILBOX", mailbox = "user.lu.Lied" }, nth = 1, action = "lie" }
+[[step]]
+sync = { mode = "user", expect_exit = 0 }
+[expect]
+converged = true
+"#;
+
+fn scenario_from(dir: &Path, name: &str, text: &str) -> Scenario {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write scenario");
+    Scenario::load(&path).expect("scenario")
+}
+
+fn options(target: Target, parent: &Path) -> Option<RunOptions> {
+    let bins = cyrus_bins()?;
+    Some(RunOptions {
+        version: bins.version(),
+        bins,
+        seed: None,
+        keep: false,
+        sandbox_parent: Some(parent.to_owned()),
+        update_snapshots: false,
+        report_dir: None,
+        target,
+    })
+}
+
+/// The check line of the history.
+fn acked_check(r: &ScenarioReport) -> &backupd_sim::runner::Check {
+    r.checks
+        .iter()
+        .find(|c| c.name == "acknowledged writes kept")
+        .unwrap_or_else(|| panic!("no history check in {:#?}", r.checks))
+}
+
+/// The failure names the acknowledged command (session, verb, mailbox) and
+/// the read that contradicted it, whatever heals it afterwards.
+fn assert_lie_caught(r: &ScenarioReport) {
+    assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.failures());
+    let c = acked_check(r);
+    assert!(!c.ok);
+    assert!(c.detail.contains("acknowledged write lost: 1"), "{}", c.detail);
+    assert_eq!(r.acknowledged_lost.len(), 1, "{:#?}", r.acknowledged_lost);
+    let v = &r.acknowledged_lost[0];
+    assert_eq!(v.about, About::Mailbox);
+    assert_eq!(v.user, "lu");
+    assert_eq!(v.mailbox.as_deref(), Some("user.lu.Lied"));
+    assert!(
+        v.acknowledged.contains("(step 4): APPLY MAILBOX user.lu.Lied"),
+        "{}",
+        v.acknowledged
+    );
+    assert!(v.acknowledged.starts_with("session "), "{}", v.acknowledged);
+    assert!(
+        v.contradicted_by
+            .contains("(the runner's read before the catch-up): GET USER lu"),
+        "{}",
+        v.contradicted_by
+    );
+    // The catch-up carried it again: a write the target had acknowledged.
+    assert!(
+        r.carried.iter().any(|c| c.class == CarryClass::PreviouslyAcknowledged
+            && c.command.contains("APPLY MAILBOX user.lu.Lied")),
+        "{:#?}",
+        r.carried
+    );
+    // The create and both appends are their own ledger class.
+    assert_eq!(r.count(Class::AcknowledgedLost), 3, "{:#?}", r.ledger);
+    assert!(r.exits.iter().all(|e| *e == Some(0)), "{:?}", r.exits);
+}
+
+#[test]
+fn a_lie_healed_by_the_catch_up_fails_on_the_fake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(opts) = options(Target::Fake, dir.path()) else {
+        return;
+    };
+    let s = scenario_from(dir.path(), "lie-during-user", LIE_DURING_USER);
+    let r = run_scenario(&s, &opts);
+    assert_lie_caught(&r);
+    // The end state is healed: convergence alone would have passed it.
+    let converged = r.checks.iter().find(|c| c.name == "converged").expect("converged");
+    assert!(converged.ok, "{converged:?}");
+
+    // The same scenario without the lie passes, and its reads were checked.
+    let honest = LIE_DURING_USER.replace("action = \"lie\"", "action = \"delay\", ms = 1");
+    let s = scenario_from(dir.path(), "honest", &honest);
+    let r = run_scenario(&s, &opts);
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
+    let c = acked_check(&r);
+    assert!(c.ok && c.detail.contains("nothing acknowledged was lost"), "{c:?}");
+    assert!(!c.detail.contains(" 0 read(s) checked"), "{c:?}");
+}
+
+/// A proxy that answers `OK` to the first command containing `needle`
+/// without forwarding it, refuses COMPRESS (so it can read the commands), and
+/// forwards everything else both ways.
+struct LyingProxy {
+    addr: SocketAddr,
+    lied: Arc<AtomicBool>,
+}
+
+impl LyingProxy {
+    fn start(upstream: SocketAddr, needle: &'static str) -> LyingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let lied = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&lied);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let flag = Arc::clone(&flag);
+                std::thread::spawn(move || proxy_one(client, upstream, needle, &flag));
+            }
+        });
+        LyingProxy { addr, lied }
+    }
+}
+
+fn proxy_one(client: TcpStream, upstream: SocketAddr, needle: &str, lied: &AtomicBool) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (Ok(mut down_from), Ok(mut down_to)) = (server.try_clone(), client.try_clone()) else {
+        return;
+    };
+    // Replies: straight through.
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut down_from, &mut down_to);
+        let _ = down_to.shutdown(std::net::Shutdown::Both);
+    });
+    let (mut from, mut to_server, mut to_client) = (client, server, None::<TcpStream>);
+    let mut framer = Framer::new(Limits::default());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        while let Ok(Some(frame)) = framer.next_frame() {
+            let text = String::from_utf8_lossy(&frame);
+            let answer: Option<&[u8]> = if text.starts_with("COMPRESS") {
+                Some(b"NO compression not offered here\r\n")
+            } else if text.contains(needle) && !lied.swap(true, Ordering::SeqCst) {
+                Some(b"OK Success\r\n")
+            } else {
+                None
+            };
+            let sent = match answer {
+                Some(reply) => {
+                    let c = to_client.get_or_insert_with(|| from.try_clone().expect("clone"));
+                    c.write_all(reply)
+                }
+                None => to_server.write_all(&frame),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = to_server.shutdown(std::net::Shutdown::Write);
+}
+
+/// `--target HOST:PORT` with a proxy that answers OK to `APPLY MAILBOX
+/// user.lu.Lied` without forwarding it: every exit code is 0 and the final
+/// `-u` finds nothing to send (the catch-up healed it), but the history of
+/// what the target answered through the relay fails the run.
+#[test]
+fn a_lying_proxy_behind_host_port_is_caught() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let fake = rt
+        .block_on(FakeBackupd::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            Store::temporary().expect("store"),
+            ServerConfig::default(),
+        ))
+        .expect("fake");
+    let proxy = LyingProxy::start(fake.addr(), "MBOXNAME user.lu.Lied ");
+    let target =
+        Target::parse(&proxy.addr.to_string(), "repluser", "secret").expect("HOST:PORT target");
+    let opts = options(target, dir.path()).expect("cyrus");
+    // The fault step has no fake of its own to go to here: drop it, the proxy lies.
+    let text = LIE_DURING_USER.replace(
+        "[[step]]\nfault = { when = { verb = \"APPLY MAILBOX\", mailbox = \"user.lu.Lied\" }, nth = 1, action = \"lie\" }\n",
+        "",
+    );
+    let s = scenario_from(dir.path(), "lie-behind-host-port", &text);
+    let r = run_scenario(&s, &opts);
+    assert!(proxy.lied.load(Ordering::SeqCst), "the proxy never lied");
+    let last = r.checks.last().expect("checks");
+    assert_eq!(last.name, "final -u sends no APPLY");
+    assert!(last.ok, "{last:?}");
+    assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.failures());
+    let v = &r.acknowledged_lost;
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(v[0].mailbox.as_deref(), Some("user.lu.Lied"));
+    assert!(v[0].acknowledged.contains("(step 3): APPLY MAILBOX user.lu.Lied"), "{}", v[0]);
+    assert!(v[0].contradicted_by.contains("GET USER lu"), "{}", v[0]);
+    // The honest fake behind the proxy received the catch-up's copy only.
+    assert!(fake.shared().events().count("APPLY MAILBOX") > 0);
+}
