@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # make soak: the bundled suite's convergence scenarios (those expecting
 # `converged = true`) run SOAK_RUNS times against the correct fake, where every
-# run must pass (no false failure), then SOAK_RUNS times with a `lie` or
-# `hide-missing` fault injected, where every run must be caught (exit 1, with
-# the lost message named). Run k uses scenario k mod N and seed SOAK_SEED+k;
-# every failing run prints its replay command and keeps its sandbox.
+# run must pass (no false failure), then SOAK_RUNS times with a fault that
+# loses an acknowledged write injected, where every run must be caught (exit 1,
+# with the loss named): a `lie` on APPLY MESSAGE or `hide-missing` on APPLY
+# RESERVE in every scenario that appends, and a `lie` on the first APPLY
+# MAILBOX of the first `-u`, `-m` or `-A` step in every scenario that has one.
+# No scenario is left out: where the catch-up heals the loss, the history
+# check (what the target acknowledged, read by read) still catches it.
+# Run k uses scenario k mod N and seed SOAK_SEED+k; every failing run prints
+# its replay command and keeps its sandbox.
 #
 #   SOAK_RUNS=1000     runs per phase
 #   SOAK_PHASE=both    correct | faulty | both
@@ -40,18 +45,13 @@ mapfile -t CORRECT < <(grep -l '^converged = true' scenarios/*/*.toml | sort)
 mapfile -t APPENDING < <(grep -l 'append = {' "${CORRECT[@]}" | sort)
 [ ${#CORRECT[@]} -gt 0 ] || { echo "soak: no convergence scenario found" >&2; exit 2; }
 
-# Where the real client legitimately heals the injected loss, no run can be
-# "caught": the scenario leaves work for the final catch-up (a lock window that
-# defers the pass, a stall past sync_timeout), the catch-up runs with faults
-# cleared, the client sends APPLY RESERVE again, the fake reports the lost GUIDs
-# MISSING and the client uploads them, so the backup really converges.
-SKIP=${SOAK_FAULTY_SKIP:-stall-past-sync-timeout b-deferred-sub-keeps-log-run ends-mid-batch}
+# Scenarios with a `-u`, `-m` or `-A` sync step (as the client's mode or the step's).
+mapfile -t MODAL < <(grep -l -E 'mode = "(user|mailbox|all)"' "${CORRECT[@]}" | sort)
 
 # Faulty copies: the first step becomes a fault step (as tests/it/runner.rs does).
 FAULTY=()
 for s in "${APPENDING[@]}"; do
     name=$(basename "$s" .toml)
-    case " $SKIP " in *" $name "*) continue ;; esac
     for kind in lie hide-missing; do
         case $kind in
         # On every match, not just the first: the real client heals a one-off
@@ -64,6 +64,17 @@ for s in "${APPENDING[@]}"; do
         awk -v f="$fault" 'done == 0 && /^\[\[step\]\]$/ { print; print f; print "[[step]]"; done = 1; next } { print }' "$s" > "$out"
         FAULTY+=("$out")
     done
+done
+# A lie to the first APPLY MAILBOX from the first sync step on: the fault step
+# goes right before the first top-level `sync = ` step, whatever its mode
+# (in these scenarios the first one is a -u, -m or -A run, or a rolling pass
+# before one).
+for s in "${MODAL[@]}"; do
+    name=$(basename "$s" .toml)
+    fault='fault = { name = "soak-lie-mailbox", when = { verb = "APPLY MAILBOX" }, nth = 1, action = "lie" }'
+    out="$WORK/faulty/$name-lie-mailbox.toml"
+    awk -v f="$fault" 'done == 0 && prev == "[[step]]" && /^sync = / { print f; print "[[step]]"; done = 1 } { print; prev = $0 }' "$s" > "$out"
+    grep -q soak-lie-mailbox "$out" && FAULTY+=("$out")
 done
 
 # run NAME EXPECT I SCENARIO SEED: one run in its own sandbox dir; appends one
@@ -80,6 +91,8 @@ run_one() {
     if [ "$expect" = pass ]; then
         [ $rc -eq 0 ] && good=1
     else
+        # Caught: the run failed, naming the loss (the ledger's lost changes,
+        # or the history check's acknowledged write lost).
         [ $rc -eq 1 ] && grep -q 'lost' "$log" && good=1
     fi
     # No process may still name this run's sandbox dir. The pattern brackets
