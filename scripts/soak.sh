@@ -48,7 +48,12 @@ mapfile -t APPENDING < <(grep -l 'append = {' "${CORRECT[@]}" | sort)
 # Scenarios with a `-u`, `-m` or `-A` sync step (as the client's mode or the step's).
 mapfile -t MODAL < <(grep -l -E 'mode = "(user|mailbox|all)"' "${CORRECT[@]}" | sort)
 
-# Faulty copies: the first step becomes a fault step (as tests/it/runner.rs does).
+# Faulty copies: the first steps become a fault step and an append (as
+# tests/it/runner.rs does), and a last rolling pass runs under the fault, so that work a lock
+# window kept queued until the end of the steps meets the fault too (else in
+# those scenarios nothing is sent while it is active, and nothing is tested).
+# `last_pass` appends that step before `[expect]`.
+last_pass() { awk '/^\[expect\]$/ && !done { print "[[step]]"; print "sync = { mode = \"rolling-once\" }"; print ""; done = 1 } { print }'; }
 FAULTY=()
 for s in "${APPENDING[@]}"; do
     name=$(basename "$s" .toml)
@@ -61,19 +66,35 @@ for s in "${APPENDING[@]}"; do
         hide-missing) fault='fault = { name = "soak-hide", when = { verb = "APPLY RESERVE" }, action = "hide-missing", count = 1 }' ;;
         esac
         out="$WORK/faulty/$name-$kind.toml"
-        awk -v f="$fault" 'done == 0 && /^\[\[step\]\]$/ { print; print f; print "[[step]]"; done = 1; next } { print }' "$s" > "$out"
+        # One new message in the first user's INBOX, a mailbox the target
+        # knows: the pass that carries it reserves it (APPLY RESERVE) and
+        # uploads it (APPLY MESSAGE), so both faults have something to act on.
+        user=$(grep -m1 '^name = ' "$s" | sed 's/^name = //')
+        awk -v f="$fault" -v u="$user" 'done == 0 && /^\[\[step\]\]$/ { print; print f; print "[[step]]"; print "append = { user = " u ", count = 1 }"; print "[[step]]"; done = 1; next } { print }' "$s" | last_pass > "$out"
         FAULTY+=("$out")
     done
 done
-# A lie to the first APPLY MAILBOX from the first sync step on: the fault step
-# goes right before the first top-level `sync = ` step, whatever its mode
-# (in these scenarios the first one is a -u, -m or -A run, or a rolling pass
-# before one).
+# A lie to the first APPLY MAILBOX of the first -u, -m or -A step: right
+# before that step, the fault, and one new message for the first user, so that
+# the step has something to send (else it may find everything replicated).
 for s in "${MODAL[@]}"; do
     name=$(basename "$s" .toml)
+    # A target refusing every connection during the steps receives no write
+    # to lie to: nothing can be injected there.
+    grep -q 'action = "refuse-connections"' "$s" && continue
+    user=$(grep -m1 '^name = ' "$s" | sed 's/^name = //')
+    if grep -q -E '^mode = "(user|mailbox|all)"' "$s"; then
+        pat='^sync = '
+    else
+        pat='^sync = .*mode = "(user|mailbox|all)"'
+    fi
     fault='fault = { name = "soak-lie-mailbox", when = { verb = "APPLY MAILBOX" }, nth = 1, action = "lie" }'
     out="$WORK/faulty/$name-lie-mailbox.toml"
-    awk -v f="$fault" 'done == 0 && prev == "[[step]]" && /^sync = / { print f; print "[[step]]"; done = 1 } { print; prev = $0 }' "$s" > "$out"
+    awk -v f="$fault" -v u="$user" -v pat="$pat" '
+        done == 0 && prev == "[[step]]" && $0 ~ pat {
+            print "append = { user = " u ", count = 1 }"; print "[[step]]"; print f; print "[[step]]"; done = 1
+        }
+        { print; prev = $0 }' "$s" | last_pass > "$out"
     grep -q soak-lie-mailbox "$out" && FAULTY+=("$out")
 done
 
@@ -85,15 +106,18 @@ run_one() {
     local sb="$WORK/sandboxes/$name-$i" log="$WORK/logs/$name-$i.log" t0 t1 rc good=0 left verdict
     mkdir -p "$sb" && chmod 755 "$sb"
     t0=$(date +%s.%N)
-    "$BIN" run "$s" --seed "$seed" --sandbox-dir "$sb" --cyrus-bin "$CYRUS_BIN" > "$log" 2>&1
+    "$BIN" run "$s" --seed "$seed" --sandbox-dir "$sb" --cyrus-bin "$CYRUS_BIN" --json "$log.json" > "$log" 2>&1
     rc=$?
     t1=$(date +%s.%N)
     if [ "$expect" = pass ]; then
         [ $rc -eq 0 ] && good=1
+    elif grep -q -E '"faults": ?0[,}]' "$log.json" 2>/dev/null; then
+        # The injected fault never fired: this run tested nothing.
+        echo "  $name run $i: $(basename "$s"): the injected fault never fired" >> "$log"
     else
         # Caught: the run failed, naming the loss (the ledger's lost changes,
         # or the history check's acknowledged write lost).
-        [ $rc -eq 1 ] && grep -q 'lost' "$log" && good=1
+        [ $rc -eq 1 ] && grep -q -E 'acknowledged write lost|lost changes: expected|lost: message' "$log" && good=1
     fi
     # No process may still name this run's sandbox dir. The pattern brackets
     # one letter so that grep's own command line does not match it (the path
@@ -112,7 +136,7 @@ run_one() {
     fi
     if [ $verdict = ok ]; then
         # A caught faulty run keeps its sandbox by design: drop it.
-        rm -rf "$sb" "$log"
+        rm -rf "$sb" "$log" "$log.json"
     else
         echo "  $name run $i: $(basename "$s") seed $seed exit $rc ($(awk "BEGIN{printf \"%.1f\", $t1-$t0}") s) -- log $log"
         grep -E '^\s+- |sandbox:|replay:' "$log" | head -8 | sed 's/^/    /'

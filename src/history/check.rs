@@ -20,6 +20,9 @@
 //!   (its old name): absent from those reads;
 //! - the GUID of a live acknowledged record: never `* MISSING` in a later
 //!   `APPLY RESERVE` naming its mailbox;
+//! - on a target that keeps every body (backupd, the fake as backupd): a body
+//!   a connection reserved for a user (`* MISSING`) and then uploaded with an
+//!   acknowledged `APPLY MESSAGE` is never `* MISSING` for that user again;
 //! - `APPLY SUB`/`UNSUB`: the mailbox in (or not in) the `* LSUB` of every
 //!   later `GET USER`/`GET META` of the user, and the final read-back;
 //! - `APPLY SEEN`: a `* SEEN` with the same uniqueid, LASTUID, LASTCHANGE and
@@ -46,6 +49,9 @@
 //! - the seen state, sieve scripts and subscriptions of a `GET USER` answer
 //!   listing no mailbox (sync_server prints no meta data for a user without
 //!   mailboxes);
+//! - a body uploaded without being reserved first (backupd then adds it to
+//!   every backup the connection holds; which those are is not tracked), and
+//!   on a replica, bodies no acknowledged record uses;
 //! - bodies themselves (the fake's store checks them, [`crate::store`]), quota,
 //!   annotations and ACLs;
 //! - `DELETED.*` mailboxes in the final read-back, which does not show them
@@ -72,6 +78,11 @@ pub struct Input<'a> {
     pub final_state: Option<FinalRead<'a>>,
     /// The mark that starts the catch-up passes, if there was one.
     pub catch_up_mark: Option<&'a str>,
+    /// The target keeps every body it acknowledged, in the backup of the user
+    /// that reserved it (backupd, and the fake as backupd): then a body
+    /// acknowledged by `APPLY MESSAGE` must never be `* MISSING` for that
+    /// user again. A replica keeps only bodies its records use.
+    pub bodies_kept: bool,
 }
 
 /// What kind of state a violation is about.
@@ -115,6 +126,8 @@ pub struct Violation {
     pub mailbox: Option<String>,
     /// The UIDs concerned (empty for the mailbox as a whole).
     pub uids: Vec<u32>,
+    /// The body concerned, when it is about one.
+    pub guid: Option<String>,
     /// The acknowledged command: `session 3, step 4: APPLY MAILBOX %(…)`.
     pub acknowledged: String,
     /// The read that contradicted it.
@@ -276,6 +289,9 @@ pub fn check(input: Input<'_>) -> Report {
         slots: BTreeMap::new(),
         report: Report::default(),
         at_catch_up: None,
+        bodies_kept: input.bodies_kept,
+        reserved: BTreeMap::new(),
+        bodies: BTreeMap::new(),
     };
     let catch_up_t = input
         .catch_up_mark
@@ -290,15 +306,20 @@ pub fn check(input: Input<'_>) -> Report {
             events.push((t, 0, i));
         }
     }
+    for (i, (_, t)) in h.restarts().iter().enumerate() {
+        events.push((*t, 2, i));
+    }
     events.sort_unstable();
     for (t, kind, i) in events {
         if catch_up_t.is_some_and(|c| t >= c) && sweep.at_catch_up.is_none() {
             sweep.at_catch_up = Some(sweep.known_now());
         }
-        if kind == 1 {
-            sweep.invoke(i);
-        } else {
-            sweep.complete(i);
+        match kind {
+            0 => sweep.complete(i),
+            1 => sweep.invoke(i),
+            _ => {
+                sweep.reserved.remove(&h.restarts()[i].0);
+            }
         }
     }
     if let Some(f) = input.final_state {
@@ -318,6 +339,13 @@ struct Sweep<'a> {
     report: Report,
     /// The known facts when the catch-up began.
     at_catch_up: Option<BTreeMap<Obj, (Fact, usize)>>,
+    bodies_kept: bool,
+    /// Per connection since its last RESTART: the GUIDs it was told are
+    /// missing, and for which users.
+    reserved: BTreeMap<crate::store::SessionId, BTreeMap<String, BTreeSet<String>>>,
+    /// Bodies acknowledged by `APPLY MESSAGE` after a reservation: (user,
+    /// GUID) -> the op and when it was answered.
+    bodies: BTreeMap<(String, String), (usize, u64)>,
 }
 
 impl Sweep<'_> {
@@ -389,6 +417,18 @@ impl Sweep<'_> {
 
     fn complete_write(&mut self, i: usize, w: &Write) {
         let op = &self.ops[i];
+        if let (Write::Message(guids), Outcome::Ok) = (w, &op.outcome) {
+            let completed = op.completed_us.unwrap_or(op.invoked_us);
+            if let Some(reserved) = self.reserved.get(&op.session) {
+                for g in guids {
+                    for u in reserved.get(g).into_iter().flatten() {
+                        self.bodies
+                            .entry((u.clone(), g.clone()))
+                            .or_insert((i, completed));
+                    }
+                }
+            }
+        }
         let objs = self.touched(w);
         for o in &objs {
             let slot = self.slots.entry(o.clone()).or_default();
@@ -626,6 +666,37 @@ impl Sweep<'_> {
         let asked: BTreeSet<&str> = guids.iter().map(String::as_str).collect();
         let by = self.describe(i);
         let mut checked = false;
+        let owners: BTreeSet<String> = mailboxes.iter().filter_map(|m| owner_of(m)).collect();
+        // Bodies acknowledged by APPLY MESSAGE to one of these users.
+        if self.bodies_kept {
+            let mut gone = Vec::new();
+            for g in asked.intersection(&missing) {
+                for u in &owners {
+                    if let Some(&(op, done)) = self.bodies.get(&(u.clone(), (*g).to_owned())) {
+                        checked = true;
+                        if done < t {
+                            gone.push((u.clone(), (*g).to_owned(), op));
+                        }
+                    }
+                }
+            }
+            for (u, g, op) in gone {
+                let what = format!("the body {g}, acknowledged by APPLY MESSAGE, is `* MISSING`");
+                self.violate(About::Body, u, None, Vec::new(), op, &by, what);
+                if let Some(v) = self.report.violations.last_mut() {
+                    v.guid.get_or_insert(g);
+                }
+            }
+        }
+        // What this connection may upload now, and for whom.
+        let session = self.ops[i].session;
+        let reserved = self.reserved.entry(session).or_default();
+        for g in asked.intersection(&missing) {
+            reserved
+                .entry((*g).to_owned())
+                .or_default()
+                .extend(owners.iter().cloned());
+        }
         let mut lost = Vec::new();
         for m in mailboxes {
             let Some(k) = self
@@ -648,6 +719,9 @@ impl Sweep<'_> {
             let user = owner_of(&m).unwrap_or_default();
             let what = format!("the body {g} of an acknowledged record is `* MISSING`");
             self.violate(About::Body, user, Some(m), vec![uid], op, &by, what);
+            if let Some(v) = self.report.violations.last_mut() {
+                v.guid.get_or_insert(g);
+            }
         }
         checked
     }
@@ -836,6 +910,7 @@ impl Sweep<'_> {
             user,
             mailbox,
             uids,
+            guid: None,
             acknowledged,
             contradicted_by: by.to_owned(),
             what,

@@ -86,6 +86,9 @@ pub struct History {
     /// Per connection: the op awaiting its reply (`None` for a command the
     /// checker does not track, whose reply must not complete an earlier one).
     pending: HashMap<SessionId, Option<usize>>,
+    /// `RESTART`s: connection and time (a backupd session forgets what it
+    /// reserved).
+    restarts: Vec<(SessionId, u64)>,
     records: usize,
     truncated: Option<String>,
     /// [`History::OPS_MAX`] and [`History::RECORDS_MAX`] unless set otherwise.
@@ -132,6 +135,9 @@ impl History {
     /// SASL answer or an invalid line; its reply completes nothing).
     pub fn command(&mut self, session: SessionId, t_us: u64, text: &str, cmd: Option<&Command>) {
         self.unanswered(session, t_us);
+        if matches!(cmd, Some(Command::Restart)) {
+            self.restarts.push((session, t_us));
+        }
         let call = match cmd {
             Some(c) if self.truncated.is_none() => Call::of(c).map(|call| (c.label(), call)),
             _ => None,
@@ -202,6 +208,11 @@ impl History {
     /// Every op, in the order the commands arrived.
     pub fn ops(&self) -> &[Op] {
         &self.ops
+    }
+
+    /// Every `RESTART`: its connection and time, oldest first.
+    pub fn restarts(&self) -> &[(SessionId, u64)] {
+        &self.restarts
     }
 
     /// Every mark, oldest first.

@@ -402,9 +402,15 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
     let (checks, ledger, stats) = match outcome {
         Ok(()) => run.judge(),
         Err(e) => {
+            // What the target acknowledged is judged even when a step failed:
+            // the loss may be why it failed.
             run.shutdown();
+            run.read_target("the runner's read after the error");
+            let history = run.history_check(None);
             report.error = Some(e);
-            (std::mem::take(&mut run.checks), Vec::new(), run.stats())
+            let mut checks = std::mem::take(&mut run.checks);
+            checks.push(history);
+            (checks, Vec::new(), run.stats())
         }
     };
     let _ = h.clear();
@@ -1387,6 +1393,14 @@ impl Run<'_> {
             history: &history,
             final_state,
             catch_up_mark: Some(CATCH_UP),
+            // backupd keeps every body in the backup of the user that reserved it.
+            bodies_kept: match self.h.target() {
+                Target::Fake => {
+                    shared.session_config().personality == crate::session::Personality::Backupd
+                }
+                Target::Real(kind) => *kind == crate::cyrus::TargetKind::Backupd,
+                Target::FakeSyncServer | Target::Remote { .. } => false,
+            },
         });
         drop(history);
         let want = self.s.expect.acknowledged_lost.unwrap_or(crate::scenario::Range {

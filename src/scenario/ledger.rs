@@ -447,7 +447,15 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
                 }
                 Change::Rename { user, from, to } => (user, vec![from, to], Vec::new(), false),
             };
+        let guid = match &c.entry.change {
+            Change::Append { guid, .. } => Some(guid.as_str()),
+            _ => None,
+        };
         let hit = lost.iter().any(|v| {
+            // A body lost: the appends of that body.
+            if let (About::Body, Some(g), None) = (v.about, &v.guid, &v.mailbox) {
+                return v.user == user && guid == Some(g.as_str());
+            }
             let kind = match v.about {
                 About::Subscription => subscription,
                 About::Mailbox | About::Records | About::Body => !subscription,
