@@ -134,12 +134,11 @@ impl Conn {
 /// of each mailbox listed, then `EXIT`, waiting for the target to close.
 /// Users the target refuses (`NO`) are skipped; the history has the answer.
 pub fn read_users(target: &Target, users: &[String], timeout: Duration) -> Result<(), ReadError> {
-    let stream = TcpStream::connect_timeout(&target.addr, timeout).map_err(|source| {
-        ReadError::Io {
+    let stream =
+        TcpStream::connect_timeout(&target.addr, timeout).map_err(|source| ReadError::Io {
             addr: target.addr,
             source,
-        }
-    })?;
+        })?;
     let _ = stream.set_nodelay(true);
     let mut c = Conn {
         addr: target.addr,

@@ -130,7 +130,11 @@ async fn relay_one(client: TcpStream, peer: SocketAddr, upstream: SocketAddr, sh
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let history = shared.history().is_some();
-    let tap = Arc::new(Mutex::new(Tap::new(id, shared.session_config().limits, history)));
+    let tap = Arc::new(Mutex::new(Tap::new(
+        id,
+        shared.session_config().limits,
+        history,
+    )));
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer);
@@ -430,9 +434,10 @@ impl Tap {
             ));
             if self.history {
                 let mut replies = std::mem::take(&mut self.data);
-                replies.push(Reply::parse(Bytes::from(line.clone().into_bytes())).unwrap_or_else(
-                    |_| Reply::Raw(line.clone()),
-                ));
+                replies.push(
+                    Reply::parse(Bytes::from(line.clone().into_bytes()))
+                        .unwrap_or_else(|_| Reply::Raw(line.clone())),
+                );
                 out.push((self.id, Tapped::Reply(replies)));
             }
             if self.compress == Compress::Asked {

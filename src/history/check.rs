@@ -326,7 +326,10 @@ pub fn check(input: Input<'_>) -> Report {
         sweep.final_read(f);
     }
     if let Some(c) = catch_up_t {
-        let before = sweep.at_catch_up.take().unwrap_or_else(|| sweep.known_now());
+        let before = sweep
+            .at_catch_up
+            .take()
+            .unwrap_or_else(|| sweep.known_now());
         sweep.carried(c, &before);
     }
     sweep.report
@@ -352,7 +355,11 @@ impl Sweep<'_> {
     fn known_now(&self) -> BTreeMap<Obj, (Fact, usize)> {
         self.slots
             .iter()
-            .filter_map(|(o, s)| s.known.as_ref().map(|k| (o.clone(), (k.fact.clone(), k.op))))
+            .filter_map(|(o, s)| {
+                s.known
+                    .as_ref()
+                    .map(|k| (o.clone(), (k.fact.clone(), k.op)))
+            })
             .collect()
     }
 
@@ -402,8 +409,8 @@ impl Sweep<'_> {
             Call::Write(w) => self.complete_write(i, w),
             Call::Read(r) => {
                 let nonexistent = matches!(&op.outcome, Outcome::No(t) if t.starts_with("IMAP_MAILBOX_NONEXISTENT"));
-                let answered = op.outcome == Outcome::Ok
-                    || (nonexistent && matches!(r, Read::FullMailbox(_)));
+                let answered =
+                    op.outcome == Outcome::Ok || (nonexistent && matches!(r, Read::FullMailbox(_)));
                 if let (true, Some(obs)) = (answered, &op.observed) {
                     let before = self.report.violations.len();
                     let checked = self.check_read(i, r, obs);
@@ -758,7 +765,15 @@ impl Sweep<'_> {
             } else {
                 About::Records
             };
-            self.violate(about, user.clone(), Some(name.to_owned()), uids, op, by, what);
+            self.violate(
+                about,
+                user.clone(),
+                Some(name.to_owned()),
+                uids,
+                op,
+                by,
+                what,
+            );
         }
     }
 
@@ -865,9 +880,7 @@ impl Sweep<'_> {
                 None => CarryClass::Queued,
                 Some(_) => {
                     let key = (write_user(w).unwrap_or_default(), write_mailbox(w));
-                    if lost_objs.contains(&key)
-                        || lost_objs.contains(&(key.0.clone(), None))
-                    {
+                    if lost_objs.contains(&key) || lost_objs.contains(&(key.0.clone(), None)) {
                         CarryClass::PreviouslyAcknowledged
                     } else {
                         CarryClass::Repeated
@@ -962,10 +975,7 @@ fn mailbox_differences(
     if !seen.uniqueid.is_empty() && seen.uniqueid != want.uniqueid {
         out.push((
             Vec::new(),
-            format!(
-                "uniqueid {}, acknowledged {}",
-                seen.uniqueid, want.uniqueid
-            ),
+            format!("uniqueid {}, acknowledged {}", seen.uniqueid, want.uniqueid),
         ));
         return out;
     }
@@ -1047,9 +1057,10 @@ fn implied_by(w: &Write, before: &BTreeMap<Obj, (Fact, usize)>) -> Option<usize>
                 let same = k.uniqueid == f.uniqueid
                     && f.last_uid <= k.last_uid
                     && f.highestmodseq <= k.highestmodseq
-                    && f.records.iter().flatten().all(|(u, r)| {
-                        k.records.as_ref().and_then(|rs| rs.get(u)) == Some(r)
-                    });
+                    && f.records
+                        .iter()
+                        .flatten()
+                        .all(|(u, r)| k.records.as_ref().and_then(|rs| rs.get(u)) == Some(r));
                 same.then_some(*op)
             }
             _ => None,

@@ -225,10 +225,7 @@ impl Call {
                     uids: uids.clone(),
                 }),
                 Apply::Message(files) => Call::Write(Write::Message(
-                    files
-                        .iter()
-                        .map(|f| f.guid.to_ascii_lowercase())
-                        .collect(),
+                    files.iter().map(|f| f.guid.to_ascii_lowercase()).collect(),
                 )),
                 _ => return None,
             },
@@ -262,9 +259,7 @@ impl Call {
                 seen.uniqueid, seen.lastuid, seen.seenuids
             ),
             Call::Write(Write::Sieve { user, filename, .. }) => format!("{user} {filename}"),
-            Call::Write(Write::Unuser(u)) | Call::Read(Read::User(u) | Read::Meta(u)) => {
-                u.clone()
-            }
+            Call::Write(Write::Unuser(u)) | Call::Read(Read::User(u) | Read::Meta(u)) => u.clone(),
             Call::Write(Write::Expunge { mailbox, uids }) => format!("{mailbox} UIDs {uids:?}"),
             Call::Write(Write::Message(guids)) => format!("({} bodies)", guids.len()),
             Call::Read(Read::Mailboxes(names)) => format!("({})", names.join(" ")),

@@ -90,11 +90,17 @@ impl Script {
 }
 
 fn apply_mailbox(name: &str, last_uid: u32, modseq: u64, records: &[(u32, &str, &str)]) -> String {
-    format!("APPLY MAILBOX {}", mailbox_kv(name, last_uid, modseq, records))
+    format!(
+        "APPLY MAILBOX {}",
+        mailbox_kv(name, last_uid, modseq, records)
+    )
 }
 
 fn mailbox_reply(name: &str, last_uid: u32, modseq: u64, records: &[(u32, &str, &str)]) -> Reply {
-    Reply::Data("MAILBOX".into(), value(&mailbox_kv(name, last_uid, modseq, records)))
+    Reply::Data(
+        "MAILBOX".into(),
+        value(&mailbox_kv(name, last_uid, modseq, records)),
+    )
 }
 
 /// The reproduction: `APPLY MAILBOX` answered OK and not stored; the
@@ -103,33 +109,61 @@ fn mailbox_reply(name: &str, last_uid: u32, modseq: u64, records: &[(u32, &str, 
 fn a_mailbox_acknowledged_then_absent_is_lost() {
     let mut s = Script::new();
     s.mark("step 4");
-    s.ok(1, &apply_mailbox("user.lu.Lied", 2, 5, &[(1, G1, ""), (2, G2, "")]));
+    s.ok(
+        1,
+        &apply_mailbox("user.lu.Lied", 2, 5, &[(1, G1, ""), (2, G2, "")]),
+    );
     s.mark("catch-up");
     s.read(2, "GET MAILBOXES (user.lu.Lied)", vec![]);
-    s.ok(2, &apply_mailbox("user.lu.Lied", 2, 5, &[(1, G1, ""), (2, G2, "")]));
+    s.ok(
+        2,
+        &apply_mailbox("user.lu.Lied", 2, 5, &[(1, G1, ""), (2, G2, "")]),
+    );
     let r = s.check();
     assert!(!r.ok());
     assert_eq!(r.violations.len(), 1, "{r:#?}");
     let v = &r.violations[0];
     assert_eq!(v.user, "lu");
     assert_eq!(v.mailbox.as_deref(), Some("user.lu.Lied"));
-    assert!(v.acknowledged.starts_with("session 1 (step 4): APPLY MAILBOX"), "{v}");
-    assert!(v.contradicted_by.starts_with("session 2 (catch-up): GET MAILBOXES"), "{v}");
+    assert!(
+        v.acknowledged
+            .starts_with("session 1 (step 4): APPLY MAILBOX"),
+        "{v}"
+    );
+    assert!(
+        v.contradicted_by
+            .starts_with("session 2 (catch-up): GET MAILBOXES"),
+        "{v}"
+    );
     assert!(v.what.contains("missing"), "{v}");
     assert_eq!(r.carried.len(), 1);
     assert_eq!(r.carried[0].class, CarryClass::PreviouslyAcknowledged);
-    assert!(r.carried[0].command.contains("acknowledged before as session 1"));
+    assert!(r.carried[0]
+        .command
+        .contains("acknowledged before as session 1"));
 }
 
 #[test]
 fn a_read_that_agrees_is_checked_and_passes() {
     let mut s = Script::new();
-    s.ok(1, &apply_mailbox("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")]));
-    s.read(2, "GET MAILBOXES (user.a.X)", vec![mailbox_reply("user.a.X", 2, 5, &[])]);
+    s.ok(
+        1,
+        &apply_mailbox("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")]),
+    );
+    s.read(
+        2,
+        "GET MAILBOXES (user.a.X)",
+        vec![mailbox_reply("user.a.X", 2, 5, &[])],
+    );
     s.read(
         2,
         "GET FULLMAILBOX user.a.X",
-        vec![mailbox_reply("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")])],
+        vec![mailbox_reply(
+            "user.a.X",
+            2,
+            5,
+            &[(1, G1, "\\Seen"), (2, G2, "")],
+        )],
     );
     let r = s.check();
     assert!(r.ok(), "{r:#?}");
@@ -140,14 +174,31 @@ fn a_read_that_agrees_is_checked_and_passes() {
 #[test]
 fn lower_counters_a_changed_uniqueid_and_lost_records_are_named() {
     let mut s = Script::new();
-    s.ok(1, &apply_mailbox("user.a.X", 3, 9, &[(1, G1, "\\Seen"), (2, G2, ""), (3, G2, "")]));
-    s.read(2, "GET MAILBOXES (user.a.X)", vec![mailbox_reply("user.a.X", 2, 5, &[])]);
+    s.ok(
+        1,
+        &apply_mailbox(
+            "user.a.X",
+            3,
+            9,
+            &[(1, G1, "\\Seen"), (2, G2, ""), (3, G2, "")],
+        ),
+    );
+    s.read(
+        2,
+        "GET MAILBOXES (user.a.X)",
+        vec![mailbox_reply("user.a.X", 2, 5, &[])],
+    );
     s.read(
         2,
         "GET FULLMAILBOX user.a.X",
         vec![mailbox_reply("user.a.X", 3, 9, &[(1, G1, ""), (2, G1, "")])],
     );
-    let whats: Vec<String> = s.check().violations.iter().map(|v| v.what.clone()).collect();
+    let whats: Vec<String> = s
+        .check()
+        .violations
+        .iter()
+        .map(|v| v.what.clone())
+        .collect();
     assert_eq!(
         whats,
         [
@@ -199,7 +250,12 @@ fn an_unanswered_write_unsettles_until_superseded() {
     s.read(
         3,
         "GET FULLMAILBOX user.a.X",
-        vec![mailbox_reply("user.a.X", 2, 7, &[(1, G1, "\\Seen"), (2, G2, "")])],
+        vec![mailbox_reply(
+            "user.a.X",
+            2,
+            7,
+            &[(1, G1, "\\Seen"), (2, G2, "")],
+        )],
     );
     assert!(s.check().ok(), "{:#?}", s.check());
     s.read(3, "GET MAILBOXES (user.a.X)", vec![]);
@@ -223,18 +279,32 @@ fn a_read_overlapping_the_write_is_not_checked() {
 fn removal_and_rename_supersede_and_are_checked_too() {
     let mut s = Script::new();
     s.ok(1, &apply_mailbox("user.a.Old", 2, 5, &[]));
-    s.ok(1, "APPLY RENAME %(OLDMBOXNAME user.a.Old NEWMBOXNAME user.a.New PARTITION default)");
-    s.read(2, "GET MAILBOXES (user.a.Old user.a.New)", vec![mailbox_reply("user.a.New", 2, 5, &[])]);
+    s.ok(
+        1,
+        "APPLY RENAME %(OLDMBOXNAME user.a.Old NEWMBOXNAME user.a.New PARTITION default)",
+    );
+    s.read(
+        2,
+        "GET MAILBOXES (user.a.Old user.a.New)",
+        vec![mailbox_reply("user.a.New", 2, 5, &[])],
+    );
     assert!(s.check().ok(), "{:#?}", s.check());
     s.ok(1, "APPLY UNMAILBOX user.a.New");
     s.read(2, "GET MAILBOXES (user.a.New)", vec![]);
     assert!(s.check().ok(), "{:#?}", s.check());
     // A removal acknowledged and undone is lost too.
-    s.read(2, "GET MAILBOXES (user.a.New)", vec![mailbox_reply("user.a.New", 2, 5, &[])]);
+    s.read(
+        2,
+        "GET MAILBOXES (user.a.New)",
+        vec![mailbox_reply("user.a.New", 2, 5, &[])],
+    );
     let v = s.check().violations;
     assert_eq!(v.len(), 1);
     assert!(v[0].acknowledged.contains("APPLY UNMAILBOX"), "{}", v[0]);
-    assert_eq!(v[0].what, "the mailbox is there, after an acknowledged removal");
+    assert_eq!(
+        v[0].what,
+        "the mailbox is there, after an acknowledged removal"
+    );
 }
 
 #[test]
@@ -248,7 +318,10 @@ fn subscriptions_seen_and_sieve_in_get_user() {
         1,
         "APPLY SEEN %(USERID a UNIQUEID u9 LASTREAD 1 LASTUID 4 LASTCHANGE 2 SEENUIDS 1:4)",
     );
-    s.ok(1, "APPLY SIEVE %(USERID a FILENAME s.script LAST_UPDATE 100 CONTENT \"x\")");
+    s.ok(
+        1,
+        "APPLY SIEVE %(USERID a FILENAME s.script LAST_UPDATE 100 CONTENT \"x\")",
+    );
     let good = vec![
         mailbox_reply("user.a", 0, 1, &[]),
         Reply::Data(
@@ -256,12 +329,24 @@ fn subscriptions_seen_and_sieve_in_get_user() {
             value("%(UNIQUEID u9 LASTREAD 1 LASTUID 4 LASTCHANGE 2 SEENUIDS 1:4)"),
         ),
         lsub("user.a.Work"),
-        Reply::Data("SIEVE".into(), value("%(FILENAME s.script LAST_UPDATE 100 GUID x ISACTIVE 0)")),
+        Reply::Data(
+            "SIEVE".into(),
+            value("%(FILENAME s.script LAST_UPDATE 100 GUID x ISACTIVE 0)"),
+        ),
     ];
     s.read(2, "GET USER a", good);
     assert!(s.check().ok(), "{:#?}", s.check());
-    s.read(2, "GET USER a", vec![mailbox_reply("user.a", 0, 1, &[]), lsub("user.a.Old")]);
-    let whats: Vec<String> = s.check().violations.iter().map(|v| v.what.clone()).collect();
+    s.read(
+        2,
+        "GET USER a",
+        vec![mailbox_reply("user.a", 0, 1, &[]), lsub("user.a.Old")],
+    );
+    let whats: Vec<String> = s
+        .check()
+        .violations
+        .iter()
+        .map(|v| v.what.clone())
+        .collect();
     assert_eq!(
         whats,
         [
@@ -283,10 +368,12 @@ fn subscriptions_seen_and_sieve_in_get_user() {
 #[test]
 fn a_body_of_an_acknowledged_record_must_not_be_missing() {
     let mut s = Script::new();
-    s.ok(1, &apply_mailbox("user.a.X", 2, 5, &[(1, G1, ""), (2, G2, "\\Expunged")]));
-    let reserve = format!(
-        "APPLY RESERVE %(PARTITION default MBOXNAME (user.a.X) GUID ({G1} {G2}))"
+    s.ok(
+        1,
+        &apply_mailbox("user.a.X", 2, 5, &[(1, G1, ""), (2, G2, "\\Expunged")]),
     );
+    let reserve =
+        format!("APPLY RESERVE %(PARTITION default MBOXNAME (user.a.X) GUID ({G1} {G2}))");
     let missing = |g: &str| Reply::Data("MISSING".into(), value(&format!("({g})")));
     // An expunged record's body may be gone.
     s.read(2, &reserve, vec![missing(G2)]);
@@ -302,7 +389,10 @@ fn a_body_of_an_acknowledged_record_must_not_be_missing() {
 #[test]
 fn the_final_read_back_is_a_read_too() {
     let mut s = Script::new();
-    s.ok(1, &apply_mailbox("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")]));
+    s.ok(
+        1,
+        &apply_mailbox("user.a.X", 2, 5, &[(1, G1, "\\Seen"), (2, G2, "")]),
+    );
     s.ok(1, "APPLY SUB %(USERID a MBOXNAME user.a.X)");
     let mut mb = MailboxState {
         uniqueid: Some("u-user.a.X".into()),
@@ -335,7 +425,11 @@ fn the_final_read_back_is_a_read_too() {
             bodies_kept: true,
         })
     };
-    let whats: Vec<String> = run(true).violations.iter().map(|v| v.what.clone()).collect();
+    let whats: Vec<String> = run(true)
+        .violations
+        .iter()
+        .map(|v| v.what.clone())
+        .collect();
     assert_eq!(
         whats,
         [
@@ -345,7 +439,11 @@ fn the_final_read_back_is_a_read_too() {
         ]
     );
     // Read at UID -> GUID only: flags and subscriptions are not seen.
-    let whats: Vec<String> = run(false).violations.iter().map(|v| v.what.clone()).collect();
+    let whats: Vec<String> = run(false)
+        .violations
+        .iter()
+        .map(|v| v.what.clone())
+        .collect();
     assert_eq!(whats, ["1 acknowledged record(s) missing"]);
     assert!(run(false).violations[0]
         .contradicted_by
@@ -401,7 +499,11 @@ fn an_incomplete_history_is_never_a_pass() {
     }
     let r = s.check();
     assert!(!r.ok());
-    assert!(r.incomplete.as_deref().unwrap_or_default().contains("more than 2 commands"));
+    assert!(r
+        .incomplete
+        .as_deref()
+        .unwrap_or_default()
+        .contains("more than 2 commands"));
 }
 
 #[test]
@@ -411,7 +513,11 @@ fn two_overlapping_acknowledged_writes_are_not_checked_until_settled() {
     s.send(2, &apply_mailbox("user.a.X", 2, 6, &[]));
     s.answer(2, vec![Reply::success()]);
     s.answer(1, vec![Reply::success()]);
-    s.read(3, "GET MAILBOXES (user.a.X)", vec![mailbox_reply("user.a.X", 2, 6, &[])]);
+    s.read(
+        3,
+        "GET MAILBOXES (user.a.X)",
+        vec![mailbox_reply("user.a.X", 2, 6, &[])],
+    );
     let r = s.check();
     assert!(r.ok(), "{r:#?}");
     assert_eq!(r.reads_checked, 0);

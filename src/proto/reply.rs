@@ -98,7 +98,14 @@ impl Reply {
                 let key = p.key()?;
                 // `* OK host …`, `* SASL PLAIN`: greeting lines, kept whole.
                 const GREETING: [&str; 8] = [
-                    "OK", "NO", "BAD", "BYE", "SASL", "COMPRESS", "STARTTLS", "SIEVE-MAILBOX",
+                    "OK",
+                    "NO",
+                    "BAD",
+                    "BYE",
+                    "SASL",
+                    "COMPRESS",
+                    "STARTTLS",
+                    "SIEVE-MAILBOX",
                 ];
                 if GREETING.contains(&&*key) || !p.space() {
                     return Ok(Reply::Raw(first_line(&frame)));
@@ -144,7 +151,10 @@ mod tests {
             ("UNIQUEID".into(), Value::atom("u1")),
             ("MBOXNAME".into(), Value::atom("user.a b")),
             ("VALUE".into(), Value::atom("line\r\nwith 8-bit \u{e9}")),
-            ("FLAGS".into(), Value::List(vec![Value::Flag(Bytes::from_static(b"\\Seen"))])),
+            (
+                "FLAGS".into(),
+                Value::List(vec![Value::Flag(Bytes::from_static(b"\\Seen"))]),
+            ),
         ]);
         for r in [
             Reply::Data("MAILBOX".into(), kv),
@@ -156,10 +166,17 @@ mod tests {
         ] {
             let mut wire = Vec::new();
             r.encode(&mut wire);
-            assert_eq!(Reply::parse(Bytes::from(wire)), Ok(r.clone()), "{}", r.to_line());
+            assert_eq!(
+                Reply::parse(Bytes::from(wire)),
+                Ok(r.clone()),
+                "{}",
+                r.to_line()
+            );
         }
         assert_eq!(
-            Reply::parse(Bytes::from_static(b"* OK host Cyrus backup server 3.6.1\r\n")),
+            Reply::parse(Bytes::from_static(
+                b"* OK host Cyrus backup server 3.6.1\r\n"
+            )),
             Ok(Reply::Raw("* OK host Cyrus backup server 3.6.1".into()))
         );
         assert!(Reply::parse(Bytes::from_static(b"* MAILBOX %(UNIQUEID\r\n")).is_err());

@@ -587,8 +587,11 @@ impl Run<'_> {
         }
         self.h.fake().history_mark(phase);
         if let Err(e) = self.h.read_target(&users) {
-            self.checks
-                .push(check(format!("{phase} of the target"), false, e.to_string()));
+            self.checks.push(check(
+                format!("{phase} of the target"),
+                false,
+                e.to_string(),
+            ));
         }
     }
 
@@ -1403,10 +1406,14 @@ impl Run<'_> {
             },
         });
         drop(history);
-        let want = self.s.expect.acknowledged_lost.unwrap_or(crate::scenario::Range {
-            min: Some(0),
-            max: Some(0),
-        });
+        let want = self
+            .s
+            .expect
+            .acknowledged_lost
+            .unwrap_or(crate::scenario::Range {
+                min: Some(0),
+                max: Some(0),
+            });
         let lost = report.violations.len() as u64;
         let mut detail = format!(
             "{} write(s) acknowledged, {} read(s) checked; ",
@@ -1422,7 +1429,12 @@ impl Run<'_> {
                 detail.push_str(&format!("\n  - {v}"));
             }
         }
-        if want != (crate::scenario::Range { min: Some(0), max: Some(0) }) {
+        if want
+            != (crate::scenario::Range {
+                min: Some(0),
+                max: Some(0),
+            })
+        {
             detail.push_str(&format!(" (expected {want})"));
         }
         let healed: Vec<&crate::history::Carried> = report

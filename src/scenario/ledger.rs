@@ -326,6 +326,71 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
     }
 }
 
+/// Reclassify as [`Class::AcknowledgedLost`] every entry a violation of the
+/// history check names: the same user, mailbox and kind of state (a
+/// subscription for a subscription change; the mailbox, its records or their
+/// bodies for the others), and for a change of messages one of its UIDs (a
+/// violation about the whole mailbox names every change of the mailbox).
+pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history::Violation]) {
+    use crate::history::About;
+    for c in ledger.iter_mut() {
+        if c.class == Class::Superseded {
+            continue;
+        }
+        let (user, mailboxes, uids, subscription): (&str, Vec<&str>, Vec<u32>, bool) = match &c
+            .entry
+            .change
+        {
+            Change::Append {
+                user, mailbox, uid, ..
+            } => (user, vec![mailbox], vec![*uid], false),
+            Change::Flags {
+                user,
+                mailbox,
+                uids,
+            }
+            | Change::Expunge {
+                user,
+                mailbox,
+                uids,
+            }
+            | Change::Annotations {
+                user,
+                mailbox,
+                uids,
+            } => (user, vec![mailbox], uids.clone(), false),
+            Change::Create { user, mailbox }
+            | Change::Delete { user, mailbox }
+            | Change::Metadata { user, mailbox, .. } => (user, vec![mailbox], Vec::new(), false),
+            // The history has no rule about quota: nothing names it.
+            Change::Quota { user, .. } => (user, Vec::new(), Vec::new(), false),
+            Change::Subscription { user, mailbox, .. } => (user, vec![mailbox], Vec::new(), true),
+            Change::Rename { user, from, to } => (user, vec![from, to], Vec::new(), false),
+        };
+        let guid = match &c.entry.change {
+            Change::Append { guid, .. } => Some(guid.as_str()),
+            _ => None,
+        };
+        let hit = lost.iter().any(|v| {
+            // A body lost: the appends of that body.
+            if let (About::Body, Some(g), None) = (v.about, &v.guid, &v.mailbox) {
+                return v.user == user && guid == Some(g.as_str());
+            }
+            let kind = match v.about {
+                About::Subscription => subscription,
+                About::Mailbox | About::Records | About::Body => !subscription,
+                About::Seen | About::Sieve => false,
+            };
+            kind && v.user == user
+                && v.mailbox.as_deref().is_some_and(|m| mailboxes.contains(&m))
+                && (v.uids.is_empty() || uids.is_empty() || v.uids.iter().any(|u| uids.contains(u)))
+        });
+        if hit {
+            c.class = Class::AcknowledgedLost;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,71 +467,59 @@ mod tests {
             ]
         );
     }
-}
 
-/// Reclassify as [`Class::AcknowledgedLost`] every entry a violation of the
-/// history check names: the same user, mailbox and kind of state (a
-/// subscription for a subscription change; the mailbox, its records or their
-/// bodies for the others), and for a change of messages one of its UIDs (a
-/// violation about the whole mailbox names every change of the mailbox).
-pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history::Violation]) {
-    use crate::history::About;
-    for c in ledger.iter_mut() {
-        if c.class == Class::Superseded {
-            continue;
-        }
-        let (user, mailboxes, uids, subscription): (&str, Vec<&str>, Vec<u32>, bool) =
-            match &c.entry.change {
-                Change::Append {
-                    user, mailbox, uid, ..
-                } => (user, vec![mailbox], vec![*uid], false),
-                Change::Flags {
-                    user,
-                    mailbox,
-                    uids,
-                }
-                | Change::Expunge {
-                    user,
-                    mailbox,
-                    uids,
-                }
-                | Change::Annotations {
-                    user,
-                    mailbox,
-                    uids,
-                } => (user, vec![mailbox], uids.clone(), false),
-                Change::Create { user, mailbox }
-                | Change::Delete { user, mailbox }
-                | Change::Metadata { user, mailbox, .. } => {
-                    (user, vec![mailbox], Vec::new(), false)
-                }
-                // The history has no rule about quota: nothing names it.
-                Change::Quota { user, .. } => (user, Vec::new(), Vec::new(), false),
-                Change::Subscription { user, mailbox, .. } => {
-                    (user, vec![mailbox], Vec::new(), true)
-                }
-                Change::Rename { user, from, to } => (user, vec![from, to], Vec::new(), false),
-            };
-        let guid = match &c.entry.change {
-            Change::Append { guid, .. } => Some(guid.as_str()),
-            _ => None,
-        };
-        let hit = lost.iter().any(|v| {
-            // A body lost: the appends of that body.
-            if let (About::Body, Some(g), None) = (v.about, &v.guid, &v.mailbox) {
-                return v.user == user && guid == Some(g.as_str());
-            }
-            let kind = match v.about {
-                About::Subscription => subscription,
-                About::Mailbox | About::Records | About::Body => !subscription,
-                About::Seen | About::Sieve => false,
-            };
-            kind && v.user == user
-                && v.mailbox.as_deref().is_some_and(|m| mailboxes.contains(&m))
-                && (v.uids.is_empty() || uids.is_empty() || v.uids.iter().any(|u| uids.contains(u)))
+    /// A violation names the changes it is about: the same user and mailbox,
+    /// the same kind of state, an overlapping UID or the same body.
+    #[test]
+    fn acknowledged_lost_names_exactly_its_changes() {
+        use crate::history::{About, Violation};
+        let state = state(&[(1, "g1"), (2, "g2")], &["user.a"]);
+        let mut entries = vec![append(1, "g1"), append(2, "g2")];
+        entries.push(Entry {
+            step: 2,
+            change: Change::Subscription {
+                user: "a".into(),
+                mailbox: "user.a".into(),
+                on: true,
+            },
         });
-        if hit {
-            c.class = Class::AcknowledgedLost;
-        }
+        let v = |about, mailbox: Option<&str>, uids: Vec<u32>, guid: Option<&str>| Violation {
+            about,
+            user: "a".into(),
+            mailbox: mailbox.map(str::to_owned),
+            uids,
+            guid: guid.map(str::to_owned),
+            acknowledged: String::new(),
+            contradicted_by: String::new(),
+            what: String::new(),
+            again: 0,
+        };
+        let classes = |lost: &[Violation]| -> Vec<Class> {
+            let mut l = classify(&entries, &state, &state, "");
+            mark_acknowledged_lost(&mut l, lost);
+            l.iter().map(|c| c.class).collect()
+        };
+        let (ok, ack) = (Class::OnBackup, Class::AcknowledgedLost);
+        assert_eq!(classes(&[]), [ok, ok, ok]);
+        assert_eq!(
+            classes(&[v(About::Records, Some("user.a"), vec![2], None)]),
+            [ok, ack, ok]
+        );
+        assert_eq!(
+            classes(&[v(About::Mailbox, Some("user.a"), vec![], None)]),
+            [ack, ack, ok]
+        );
+        assert_eq!(
+            classes(&[v(About::Subscription, Some("user.a"), vec![], None)]),
+            [ok, ok, ack]
+        );
+        assert_eq!(
+            classes(&[v(About::Body, None, vec![], Some("g1"))]),
+            [ack, ok, ok]
+        );
+        assert_eq!(
+            classes(&[v(About::Records, Some("user.a.Other"), vec![1], None)]),
+            [ok, ok, ok]
+        );
     }
 }

@@ -72,14 +72,19 @@ fn assert_lie_caught(r: &ScenarioReport) {
     assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.failures());
     let c = acked_check(r);
     assert!(!c.ok);
-    assert!(c.detail.contains("acknowledged write lost: 1"), "{}", c.detail);
+    assert!(
+        c.detail.contains("acknowledged write lost: 1"),
+        "{}",
+        c.detail
+    );
     assert_eq!(r.acknowledged_lost.len(), 1, "{:#?}", r.acknowledged_lost);
     let v = &r.acknowledged_lost[0];
     assert_eq!(v.about, About::Mailbox);
     assert_eq!(v.user, "lu");
     assert_eq!(v.mailbox.as_deref(), Some("user.lu.Lied"));
     assert!(
-        v.acknowledged.contains("(step 4): APPLY MAILBOX user.lu.Lied"),
+        v.acknowledged
+            .contains("(step 4): APPLY MAILBOX user.lu.Lied"),
         "{}",
         v.acknowledged
     );
@@ -92,8 +97,10 @@ fn assert_lie_caught(r: &ScenarioReport) {
     );
     // The catch-up carried it again: a write the target had acknowledged.
     assert!(
-        r.carried.iter().any(|c| c.class == CarryClass::PreviouslyAcknowledged
-            && c.command.contains("APPLY MAILBOX user.lu.Lied")),
+        r.carried
+            .iter()
+            .any(|c| c.class == CarryClass::PreviouslyAcknowledged
+                && c.command.contains("APPLY MAILBOX user.lu.Lied")),
         "{:#?}",
         r.carried
     );
@@ -112,16 +119,23 @@ fn a_lie_healed_by_the_catch_up_fails_on_the_fake() {
     let r = run_scenario(&s, &opts);
     assert_lie_caught(&r);
     // The end state is healed: convergence alone would have passed it.
-    let converged = r.checks.iter().find(|c| c.name == "converged").expect("converged");
+    let converged = r
+        .checks
+        .iter()
+        .find(|c| c.name == "converged")
+        .expect("converged");
     assert!(converged.ok, "{converged:?}");
 
     // The same scenario without the lie passes, and its reads were checked.
-    let honest = LIE_DURING_USER.replace("action = \"lie\"", "action = \"delay\", ms = 1");
+    let honest = LIE_DURING_USER.replace("action = \"lie\"", "action = \"delay\", delay_ms = 1");
     let s = scenario_from(dir.path(), "honest", &honest);
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
     let c = acked_check(&r);
-    assert!(c.ok && c.detail.contains("nothing acknowledged was lost"), "{c:?}");
+    assert!(
+        c.ok && c.detail.contains("nothing acknowledged was lost"),
+        "{c:?}"
+    );
     assert!(!c.detail.contains(" 0 read(s) checked"), "{c:?}");
 }
 
@@ -232,7 +246,12 @@ fn a_lying_proxy_behind_host_port_is_caught() {
     let v = &r.acknowledged_lost;
     assert_eq!(v.len(), 1, "{v:#?}");
     assert_eq!(v[0].mailbox.as_deref(), Some("user.lu.Lied"));
-    assert!(v[0].acknowledged.contains("(step 3): APPLY MAILBOX user.lu.Lied"), "{}", v[0]);
+    assert!(
+        v[0].acknowledged
+            .contains("(step 3): APPLY MAILBOX user.lu.Lied"),
+        "{}",
+        v[0]
+    );
     assert!(v[0].contradicted_by.contains("GET USER lu"), "{}", v[0]);
     // The honest fake behind the proxy received the catch-up's copy only.
     assert!(fake.shared().events().count("APPLY MAILBOX") > 0);
