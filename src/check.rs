@@ -4,6 +4,7 @@
 //! each side is read, and the mutation fault that proves each row can fail):
 //! - the set of live mailboxes (by internal name), and each one's uniqueid
 //!   (when both sides know it), UIDVALIDITY, last UID and HIGHESTMODSEQ;
+//! - each mailbox's ACL (rights by identifier);
 //! - each mailbox's annotations (shared and the owner's private, not the ones
 //!   Cyrus computes under `/vendor/cmu/cyrus-imapd/`);
 //! - every live message by UID: GUID, flags, the owner's `\Seen` (its own
@@ -21,7 +22,7 @@
 //! Not verified here, on purpose (see `docs/oracle.md`):
 //! - expunged records (the backup keeps them, the source's IMAP view cannot
 //!   show them);
-//! - seen state of other users' mailboxes, sieve, ACLs, quota usage;
+//! - seen state of other users' mailboxes, sieve, quota usage;
 //! - that the bodies are really stored: [`crate::store::Store::verify_bodies`]
 //!   does that, against the fake only.
 
@@ -298,6 +299,16 @@ fn compare_mailbox(s: &MailboxState, b: &MailboxState, out: &mut dyn FnMut(Optio
         if x != y {
             out(None, format!("{name}: source {x}, backup {y}"));
         }
+    }
+    let ids: BTreeSet<&String> = s.acl.keys().chain(b.acl.keys()).collect();
+    for id in ids {
+        let what = match (s.acl.get(id), b.acl.get(id)) {
+            (Some(x), None) => format!("ACL of {id} ({x}) missing on the backup"),
+            (None, Some(y)) => format!("ACL of {id} ({y}) on the backup only"),
+            (Some(x), Some(y)) if x != y => format!("ACL of {id}: source {x}, backup {y}"),
+            _ => continue,
+        };
+        out(None, what);
     }
     annotation_diffs(
         "mailbox annotation",

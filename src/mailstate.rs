@@ -60,6 +60,10 @@ pub struct MailboxState {
     pub highestmodseq: u64,
     /// Live messages by UID.
     pub messages: BTreeMap<u32, MessageState>,
+    /// Access rights by identifier (`anyone`, `alice`), each a sorted string of
+    /// right letters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acl: BTreeMap<String, String>,
     /// Mailbox annotations (IMAP METADATA) by entry as IMAP names it
     /// (`/shared/comment`, `/private/comment` for the owner's): see
     /// [`is_compared_entry`] for which.
@@ -83,6 +87,33 @@ pub struct MessageState {
     /// [`is_compared_entry`] for which.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// An ACL as Cyrus keeps it in a mailbox record and csync carries it
+/// (`alice\tlrswipkxtecdan\tanyone\tlr\t`), by identifier with sorted rights.
+pub fn parse_acl(text: &str) -> BTreeMap<String, String> {
+    let fields: Vec<&str> = text.split('\t').collect();
+    fields
+        .chunks(2)
+        .filter(|p| p.len() == 2 && !p[0].is_empty())
+        .map(|p| (p[0].to_owned(), sorted_rights(p[1])))
+        .collect()
+}
+
+/// Right letters sorted, so the same rights compare equal however printed.
+///
+/// ```
+/// use backupd_sim::mailstate::{parse_acl, sorted_rights};
+/// let acl = parse_acl("olga\tlrswipkxtecdan\tanyone\trl\t");
+/// assert_eq!(acl["anyone"], "lr");
+/// assert_eq!(acl["olga"], sorted_rights("lrswipkxtecdan"));
+/// assert_eq!(acl.len(), 2);
+/// assert!(parse_acl("").is_empty());
+/// ```
+pub fn sorted_rights(rights: &str) -> String {
+    let mut c: Vec<char> = rights.chars().collect();
+    c.sort_unstable();
+    c.into_iter().collect()
 }
 
 /// Whether an annotation entry (without its `/private` or `/shared` prefix:

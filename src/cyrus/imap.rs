@@ -1054,6 +1054,48 @@ impl ImapClient {
         .map(drop)
     }
 
+    /// `GETACL MAILBOX`: rights by identifier (the caller needs the `a` right; an
+    /// owner has it on their own mailboxes).
+    pub fn getacl(&mut self, mailbox: &str) -> Result<BTreeMap<String, String>> {
+        let (untagged, _) = self.simple(&format!("GETACL {}", quote(mailbox)?))?;
+        let mut out = BTreeMap::new();
+        for r in untagged {
+            let Response::Data(v) = r else { continue };
+            if !v.first().is_some_and(|x| x.is_atom("ACL")) {
+                continue;
+            }
+            for pair in v.get(2..).unwrap_or_default().chunks(2) {
+                let (Some(id), Some(rights)) =
+                    (pair[0].as_text(), pair.get(1).and_then(Value::as_text))
+                else {
+                    return Err(proto(format!("bad ACL response: {v:?}")));
+                };
+                out.insert(id, rights);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `SETACL MAILBOX IDENTIFIER RIGHTS`; empty rights: `DELETEACL`.
+    pub fn setacl(&mut self, mailbox: &str, identifier: &str, rights: &str) -> Result<()> {
+        if rights.is_empty() {
+            return self
+                .simple(&format!(
+                    "DELETEACL {} {}",
+                    quote(mailbox)?,
+                    quote(identifier)?
+                ))
+                .map(drop);
+        }
+        self.simple(&format!(
+            "SETACL {} {} {}",
+            quote(mailbox)?,
+            quote(identifier)?,
+            quote(rights)?
+        ))
+        .map(drop)
+    }
+
     /// `SETQUOTA ROOT (RESOURCE LIMIT …)` (an admin command); no limits removes
     /// the quota.
     pub fn setquota(&mut self, root: &str, limits: &[(String, u64)]) -> Result<()> {

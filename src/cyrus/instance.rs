@@ -420,7 +420,7 @@ impl Drop for SourceInstance {
 /// - mailboxes: LIST, then EXAMINE (uniqueid from `MAILBOXID`, UIDVALIDITY,
 ///   UIDNEXT, HIGHESTMODSEQ) and one `UID FETCH 1:*` of flags, date, size, body
 ///   and per-message annotations (RFC 5257);
-/// - mailbox annotations: `GETMETADATA (DEPTH infinity)`;
+/// - mailbox annotations: `GETMETADATA (DEPTH infinity)`; the ACL: `GETACL`;
 /// - subscriptions: `LIST (SUBSCRIBED)`, raw (see below);
 /// - quota: `GETQUOTAROOT` of each mailbox (roots and limits, not usage);
 /// - `DELETED.*` mailboxes: as the admin `admin` (only an admin sees them):
@@ -462,6 +462,11 @@ pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
                     .trim_start_matches("/shared")
                     .to_owned()
             });
+            let acl = imap
+                .getacl(&entry.name)?
+                .into_iter()
+                .map(|(id, r)| (id, crate::mailstate::sorted_rights(&r)))
+                .collect();
             for (root, limits) in imap.getquotaroot(&entry.name)? {
                 us.quotas.insert(to_internal_name(user, &root), limits);
             }
@@ -474,6 +479,7 @@ pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
                     highestmodseq: info.highestmodseq,
                     messages,
                     annotations,
+                    acl,
                 },
             );
         }

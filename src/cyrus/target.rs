@@ -93,7 +93,7 @@ impl StateScope {
     /// before comparing.
     /// - [`StateScope::Backup`]: quota roots are cleared;
     /// - [`StateScope::UidGuid`]: also flags, INTERNALDATE, size, annotations,
-    ///   UIDVALIDITY, last UID, HIGHESTMODSEQ, subscriptions and the
+    ///   ACLs, UIDVALIDITY, last UID, HIGHESTMODSEQ, subscriptions and the
     ///   `DELETED.*` mailboxes' UIDVALIDITY and last UID.
     pub fn project(self, state: &MailState) -> MailState {
         let mut out = state.clone();
@@ -115,6 +115,7 @@ impl StateScope {
                 mb.last_uid = 0;
                 mb.highestmodseq = 0;
                 mb.annotations.clear();
+                mb.acl.clear();
                 for m in mb.messages.values_mut() {
                     m.flags.clear();
                     m.internaldate = 0;
@@ -835,7 +836,7 @@ fn sqlite_json(index: &Path, sql: &str) -> Result<Vec<serde_json::Value>> {
 fn enrich_from_index(us: &mut UserState, index: &Path, owner: &str) -> Result<()> {
     let mailboxes = sqlite_json(
         index,
-        "SELECT id, mboxname, uidvalidity, last_uid, highestmodseq, deleted, annotations \
+        "SELECT id, mboxname, uidvalidity, last_uid, highestmodseq, deleted, annotations, acl \
          FROM mailbox",
     )?;
     let mut by_id = BTreeMap::new();
@@ -861,6 +862,7 @@ fn enrich_from_index(us: &mut UserState, index: &Path, owner: &str) -> Result<()
         mb.uidvalidity = uidvalidity;
         mb.last_uid = last_uid;
         mb.highestmodseq = u64::try_from(row["highestmodseq"].as_i64().unwrap_or(0)).unwrap_or(0);
+        mb.acl = crate::mailstate::parse_acl(row["acl"].as_str().unwrap_or_default());
         mb.annotations = index_annotations(row["annotations"].as_str(), |e, u| {
             crate::mailstate::mailbox_annotation_key(e, u, owner)
         })?;
@@ -974,6 +976,7 @@ mod tests {
             },
         );
         mb.annotations.insert("/private/comment".into(), "c".into());
+        mb.acl.insert("anyone".into(), "lr".into());
         us.mailboxes.insert("user.a".into(), mb);
         us.quotas
             .insert("user.a".into(), [("STORAGE".to_string(), 10)].into());
@@ -999,6 +1002,7 @@ mod tests {
         assert_eq!(pm.messages[&3].guid, "g");
         assert!(pm.messages[&3].flags.is_empty());
         assert!(pm.messages[&3].annotations.is_empty() && pm.annotations.is_empty());
+        assert!(pm.acl.is_empty());
         assert!(p.users["a"].subscriptions.is_empty());
         assert_eq!(
             p.users["a"].deleted["DELETED.user.a.T.1"],

@@ -39,6 +39,8 @@ pub enum Corruption {
     Size,
     /// Drop one compared annotation of the named mailbox.
     MailboxAnnotation,
+    /// Drop one entry of the named mailbox's ACL (the last identifier).
+    Acl,
     /// Drop one compared annotation of the highest-UID live message carrying one.
     MessageAnnotation,
     /// Drop the named subscription (`APPLY SUB`), else the user's first.
@@ -53,7 +55,7 @@ pub enum Corruption {
 
 impl Corruption {
     /// Every corruption, in the order of `docs/oracle.md`.
-    pub const ALL: [Corruption; 16] = [
+    pub const ALL: [Corruption; 17] = [
         Corruption::ForgetMailbox,
         Corruption::Uniqueid,
         Corruption::Uidvalidity,
@@ -66,6 +68,7 @@ impl Corruption {
         Corruption::Internaldate,
         Corruption::Size,
         Corruption::MailboxAnnotation,
+        Corruption::Acl,
         Corruption::MessageAnnotation,
         Corruption::Subscription,
         Corruption::DeletedMailbox,
@@ -87,6 +90,7 @@ impl Corruption {
             Corruption::Internaldate => "internaldate",
             Corruption::Size => "size",
             Corruption::MailboxAnnotation => "mailbox-annotation",
+            Corruption::Acl => "acl",
             Corruption::MessageAnnotation => "message-annotation",
             Corruption::Subscription => "subscription",
             Corruption::DeletedMailbox => "deleted-mailbox",

@@ -1010,6 +1010,19 @@ impl Run<'_> {
                 });
                 c.logout().map_err(|e| e.to_string())
             }
+            Step::Acl(a) => {
+                let mut c = self.login(&a.user)?;
+                c.setacl(&a.folder, &a.identifier, &a.rights)
+                    .map_err(|e| e.to_string())?;
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Acl {
+                        user: a.user.clone(),
+                        mailbox: crate::cyrus::to_internal_name(&a.user, &a.folder),
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
             Step::Quota(q) => {
                 let mut c = self.h.source().admin().map_err(|e| e.to_string())?;
                 let root = crate::cyrus::user_inbox(&q.user);
@@ -1551,6 +1564,7 @@ fn change_user(c: &Change) -> &str {
         | Change::Metadata { user, .. }
         | Change::Annotations { user, .. }
         | Change::Quota { user, .. }
+        | Change::Acl { user, .. }
         | Change::Subscription { user, .. } => user,
     }
 }

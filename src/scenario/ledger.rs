@@ -90,6 +90,13 @@ pub enum Change {
         /// UIDs touched.
         uids: Vec<u32>,
     },
+    /// A mailbox's ACL changed.
+    Acl {
+        /// Owner.
+        user: String,
+        /// Internal mailbox name.
+        mailbox: String,
+    },
     /// Quota limits set or removed on a root.
     Quota {
         /// The user.
@@ -159,6 +166,7 @@ impl std::fmt::Display for Change {
                 write!(f, "annotations {mailbox} UIDs {uids:?}")
             }
             Change::Quota { root, .. } => write!(f, "quota {root}"),
+            Change::Acl { mailbox, .. } => write!(f, "acl {mailbox}"),
             Change::Subscription { mailbox, on, .. } => {
                 write!(
                     f,
@@ -300,6 +308,16 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
             });
             (done, live.is_empty(), user, vec![mailbox])
         }
+        Change::Acl { user, mailbox } => {
+            let acl = |s: &MailState| mbox(s, user, mailbox).map(|m| m.acl);
+            let sv = acl(source);
+            (
+                sv.is_some() && sv == acl(backup),
+                sv.is_none(),
+                user,
+                vec![mailbox],
+            )
+        }
         Change::Quota { user, root } => {
             // The channel log names a quota change as `QUOTA root`.
             let limits =
@@ -361,7 +379,8 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
             } => (user, vec![mailbox], uids.clone(), false),
             Change::Create { user, mailbox }
             | Change::Delete { user, mailbox }
-            | Change::Metadata { user, mailbox, .. } => (user, vec![mailbox], Vec::new(), false),
+            | Change::Metadata { user, mailbox, .. }
+            | Change::Acl { user, mailbox } => (user, vec![mailbox], Vec::new(), false),
             // The history has no rule about quota: nothing names it.
             Change::Quota { user, .. } => (user, Vec::new(), Vec::new(), false),
             Change::Subscription { user, mailbox, .. } => (user, vec![mailbox], Vec::new(), true),

@@ -19,7 +19,7 @@ pub use expect::{
     REMOVED_IGNORE,
 };
 pub use steps::{
-    AnnotateSpec, AppendSpec, ExpungeSpec, FlagSpec, FolderSpec, MetadataSpec, QuotaSpec,
+    AclSpec, AnnotateSpec, AppendSpec, ExpungeSpec, FlagSpec, FolderSpec, MetadataSpec, QuotaSpec,
     RenameSpec, Step, StepSpec, SyncSpec, TriggerSpec, WaitForSpec,
 };
 

@@ -111,6 +111,22 @@ pub struct AnnotateSpec {
     pub value: Option<String>,
 }
 
+/// `acl = { … }`: `SETACL` on one of the user's folders, as the owner; empty
+/// `rights` removes the identifier's entry (`DELETEACL`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// Who gets the rights (`anyone`, a userid).
+    pub identifier: String,
+    /// Right letters (`lrs`).
+    pub rights: String,
+}
+
 /// `quota = { … }`: `SETQUOTA user.NAME (…)` as the admin: limits on the
 /// user's quota root; none removes the quota.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -215,6 +231,7 @@ pub struct StepSpec {
     pub metadata: Option<MetadataSpec>,
     pub annotate: Option<AnnotateSpec>,
     pub quota: Option<QuotaSpec>,
+    pub acl: Option<AclSpec>,
     pub sync: Option<SyncSpec>,
     pub start: Option<bool>,
     pub stop: Option<bool>,
@@ -244,6 +261,7 @@ pub enum Step {
     Metadata(MetadataSpec),
     Annotate(AnnotateSpec),
     Quota(QuotaSpec),
+    Acl(AclSpec),
     Sync(SyncSpec),
     Start,
     Stop,
@@ -285,6 +303,7 @@ impl Step {
             Step::Metadata(m) => format!("metadata {}/{} {}", m.user, m.folder, m.entry),
             Step::Annotate(a) => format!("annotate {}/{} {} {}", a.user, a.folder, a.uids, a.entry),
             Step::Quota(q) => format!("quota {}", q.user),
+            Step::Acl(a) => format!("acl {}/{} {}", a.user, a.folder, a.identifier),
             Step::Sync(s) => format!("sync {:?}", s.mode),
             Step::Start => "start the continuous client".into(),
             Step::Stop => "stop the continuous client".into(),
@@ -309,7 +328,7 @@ impl Step {
     }
 }
 
-const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, metadata, annotate, quota, sync, start, stop, kill, wait_ms, wait_for, trigger";
+const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger";
 
 impl StepSpec {
     pub(super) fn to_step(&self) -> Result<Step, String> {
@@ -385,6 +404,9 @@ impl StepSpec {
         }
         if let Some(v) = s.quota {
             found.push(Step::Quota(v));
+        }
+        if let Some(v) = s.acl {
+            found.push(Step::Acl(v));
         }
         if let Some(v) = s.sync {
             if v.mode == Some(Mode::Rolling) {

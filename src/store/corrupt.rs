@@ -106,6 +106,21 @@ fn corrupt_mailbox(what: Corruption, name: &str, m: &mut Mailbox) -> String {
             m.highestmodseq = m.highestmodseq.wrapping_sub(1);
             format!("{name}: HIGHESTMODSEQ lowered to {}", m.highestmodseq)
         }
+        Corruption::Acl => {
+            let text = String::from_utf8_lossy(&m.acl).into_owned();
+            let mut fields: Vec<&str> = text.split('\t').filter(|f| !f.is_empty()).collect();
+            if fields.len() < 2 {
+                return format!("{name}: no ACL entry to drop");
+            }
+            let rights = fields.pop().unwrap_or_default();
+            let id = fields.pop().unwrap_or_default();
+            let mut kept = fields.join("\t");
+            if !kept.is_empty() {
+                kept.push('\t');
+            }
+            m.acl = bytes::Bytes::from(kept);
+            format!("{name}: dropped the ACL entry {id} {rights}")
+        }
         Corruption::MailboxAnnotation => {
             let i = m
                 .annotations

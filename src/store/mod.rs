@@ -536,6 +536,7 @@ impl Mailbox {
 
     fn mailbox_state(&self, owner: &str) -> MailboxState {
         MailboxState {
+            acl: crate::mailstate::parse_acl(&String::from_utf8_lossy(&self.acl)),
             annotations: self
                 .annotations
                 .iter()

@@ -300,7 +300,7 @@ fn compare_the_sync_server_personality_with_the_real_sync_server() {
 /// `scenarios/basic/every-compared-row.toml`, the same readers applied to the
 /// fake, a real backupd and a real replica find each equal to the source, and
 /// not vacuously: every row the target keeps carries state on the source
-/// (mailbox and message annotations, the owner's `\Seen`, other flags, a
+/// (mailbox and message annotations, an ACL entry, the owner's `\Seen`, other flags, a
 /// `DELETED.*` mailbox, subscriptions, and a quota root where the target
 /// keeps quota: the replica and the sync_server personality).
 #[test]
@@ -389,6 +389,14 @@ fn the_readers_find_every_row_equal_on_the_fake_and_real_targets() {
             u.deleted
         );
         assert!(u.subscriptions.contains("user.olga.Sent"), "{name}");
+        assert_eq!(
+            u.mailboxes["user.olga.Sent"]
+                .acl
+                .get("anyone")
+                .map(String::as_str),
+            Some("lr"),
+            "{name}"
+        );
         let quota = u.quotas.get("user.olga");
         if scope == StateScope::Full {
             assert_eq!(

@@ -279,6 +279,12 @@ fn fill_and_read_state() {
                     last_uid: model.last_uid[&(user.clone(), mbox.clone())],
                     highestmodseq: actual.highestmodseq,
                     messages: messages.clone(),
+                    // The owner's default rights, as Cyrus grants them on CREATE.
+                    acl: [(
+                        user.clone(),
+                        backupd_sim::mailstate::sorted_rights("lrswipkxtecdan"),
+                    )]
+                    .into(),
                     ..MailboxState::default()
                 },
             );

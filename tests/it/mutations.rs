@@ -26,7 +26,7 @@ struct Case {
 }
 
 /// `@` is replaced by the case's user.
-const CASES: [Case; 16] = [
+const CASES: [Case; 17] = [
     Case {
         what: Corruption::ForgetMailbox,
         change: r#"append = { user = "@", folder = "INBOX.Sent" }"#,
@@ -98,6 +98,12 @@ const CASES: [Case; 16] = [
         change: r#"metadata = { user = "@", entry = "/private/comment", value = "mine" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
         named: "mailbox annotation /private/comment = \"mine\" missing on the backup",
+    },
+    Case {
+        what: Corruption::Acl,
+        change: r#"acl = { user = "@", identifier = "anyone", rights = "lr" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        named: "ACL of anyone (lr) missing on the backup",
     },
     Case {
         what: Corruption::MessageAnnotation,

@@ -657,7 +657,7 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Every row the source reader reads is there on 3.6, 3.10 and 3.12 (host and
 /// chroot): mailbox annotations (GETMETADATA), per-message annotations (FETCH
-/// ANNOTATION), quota roots and limits (GETQUOTAROOT), a `DELETED.*` mailbox
+/// ANNOTATION), ACLs (GETACL), quota roots and limits (GETQUOTAROOT), a `DELETED.*` mailbox
 /// (LIST-STATUS as the admin). (docs/oracle.md)
 #[test]
 fn every_row_is_read_on_every_version() {
@@ -680,6 +680,7 @@ fn every_row_is_read_on_every_version() {
         imap.store_annotation("1", "/comment", true, Some("note"))
             .expect("annotation");
         imap.delete("INBOX.Work.Projects").expect("delete");
+        imap.setacl("INBOX.Sent", "anyone", "lr").expect("setacl");
         imap.logout().expect("logout");
         let mut admin = h.source().admin().expect("admin");
         admin
@@ -710,6 +711,14 @@ fn every_row_is_read_on_every_version() {
         assert_eq!(
             u.quotas.get("user.rita"),
             Some(&[("STORAGE".to_owned(), 5000)].into()),
+            "{version}"
+        );
+        assert_eq!(
+            u.mailboxes["user.rita.Sent"]
+                .acl
+                .get("anyone")
+                .map(String::as_str),
+            Some("lr"),
             "{version}"
         );
         let names: Vec<&String> = u.deleted.keys().collect();
