@@ -1301,7 +1301,8 @@ impl Run<'_> {
         checks.push(self.history_check(Some(crate::history::FinalRead {
             state: &backup,
             users: &users,
-            full: scope == crate::cyrus::StateScope::Full,
+            // Flags, counters and subscriptions are read at every scope but UID -> GUID.
+            full: scope != crate::cyrus::StateScope::UidGuid,
         })));
         let (source, mut backup): (MailState, MailState) =
             (scope.project(&source), scope.project(&backup));
