@@ -91,7 +91,7 @@ impl fmt::Display for Comparison {
             writeln!(f, "  - {d}")?;
         }
         if !self.diff.is_empty() {
-            writeln!(f, "diff (< source, > backup):")?;
+            writeln!(f, "diff (- source, + backup):")?;
             write!(f, "{}", self.diff)?;
         }
         Ok(())
@@ -110,72 +110,16 @@ pub fn compare(source: &MailState, backup: &MailState) -> Comparison {
         let before = divergences.len();
         compare_user(user, s, b, &mut divergences);
         if divergences.len() > before {
-            let full = format!(
-                "{}",
-                pretty_assertions::Comparison::new(&DebugAs(s), &DebugAs(b))
-            );
-            diff.push_str(&format!("user {user}:\n{}", compact_diff(&full, 3)));
+            diff.push_str(&crate::diff::unified(
+                &format!("{s:#?}"),
+                &format!("{b:#?}"),
+                &format!("source/{user}"),
+                &format!("backup/{user}"),
+                3,
+            ));
         }
     }
     Comparison { divergences, diff }
-}
-
-/// The changed lines of a pretty_assertions diff with `context` lines around
-/// them, colours removed, skipped stretches shown as `...`.
-fn compact_diff(full: &str, context: usize) -> String {
-    let plain = strip_ansi(full);
-    let lines: Vec<&str> = plain
-        .lines()
-        .skip_while(|l| !l.starts_with(' ') && !l.starts_with('<') && !l.starts_with('>'))
-        .collect();
-    let changed: Vec<bool> = lines
-        .iter()
-        .map(|l| l.starts_with('<') || l.starts_with('>'))
-        .collect();
-    let mut out = String::new();
-    let mut last_shown: Option<usize> = None;
-    for i in 0..lines.len() {
-        let near = (i.saturating_sub(context)..=(i + context).min(lines.len().saturating_sub(1)))
-            .any(|j| changed[j]);
-        if !near {
-            continue;
-        }
-        if last_shown.is_some_and(|l| i > l + 1) || (last_shown.is_none() && i > 0) {
-            out.push_str("    ...\n");
-        }
-        out.push_str("  ");
-        out.push_str(lines[i]);
-        out.push('\n');
-        last_shown = Some(i);
-    }
-    out
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ params final-byte
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Pretty `Debug` through serde: stable, readable, one field a line.
-struct DebugAs<'a>(&'a UserState);
-
-impl fmt::Debug for DebugAs<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#?}", self.0)
-    }
 }
 
 fn compare_user(user: &str, s: &UserState, b: &UserState, out: &mut Vec<Divergence>) {
@@ -448,7 +392,17 @@ mod tests {
             ]
         );
         assert_eq!(c.lost_messages(), 1);
-        assert!(c.to_string().contains("diff (< source, > backup)"));
+        let text = c.to_string();
+        assert!(
+            text.contains("diff (- source, + backup):\n--- source/alice\n+++ backup/alice\n@@"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with('-') && l.contains("Seen")),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 
     /// The rows added for issue 15 name themselves: flags apart from the

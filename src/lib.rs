@@ -16,6 +16,7 @@
 //! - [`populate`]: deterministic mail and changes made on the source over IMAP.
 //! - [`mailstate`]: the comparable view of a mail store, used by both sides of a check.
 //! - [`check`]: convergence of a source and a backup, with divergences named.
+//! - [`diff`]: unified diffs (plain text, with context) for reports.
 //! - [`scenario`]: scenario files (TOML), validated with file/line/column errors; the ledger.
 //! - [`runner`]: runs scenarios against the real client and judges them; suite, version matrix, reports.
 //! - [`explore`]: property-based convergence testing with the real client; shrinking to a scenario file.
@@ -25,9 +26,11 @@
 //! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
 //! - [`types`]: value types shared by proto, store, events and fault (GUIDs, interned names,
 //!   packed annotations, mailbox-name rules, session ids); imports none of them.
+//! - [`term`]: colour on terminals (`--color`, `NO_COLOR`).
 pub mod bench;
 pub mod check;
 pub mod cyrus;
+pub mod diff;
 pub mod dlist;
 pub mod events;
 pub mod explore;
@@ -46,5 +49,6 @@ pub mod scenario;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod term;
 pub mod timeline;
 pub mod types;

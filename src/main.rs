@@ -20,6 +20,7 @@ fn main() -> ExitCode {
 
 fn try_main() -> Result<ExitCode> {
     let cli = cli::Cli::parse();
+    backupd_sim::term::set_color_choice(cli.color.into());
     // Every Cyrus process and sandbox we start is stopped or removed on
     // SIGINT/SIGTERM/SIGHUP.
     if cli.command.starts_cyrus() {

@@ -13,8 +13,10 @@ pub struct CompareArgs {
     /// Scenario files or directories.
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
-    /// The real target compared with the fake: backupd, sync_server or HOST:PORT.
-    #[arg(long, value_name = "TARGET", default_value = "backupd")]
+    /// The real target compared with the fake: a real Cyrus backupd or
+    /// sync_server started in the sandbox, or HOST:PORT.
+    #[arg(long, value_name = "TARGET", default_value = "backupd",
+          value_parser = super::TargetParser(&["backupd", "sync_server"]))]
     against: String,
     /// Credentials for a HOST:PORT target.
     #[arg(long, value_name = "USER:PASSWORD", default_value = "repluser:secret")]
@@ -26,7 +28,7 @@ pub struct CompareArgs {
     #[arg(short = 'j', long, default_value_t = 1)]
     jobs: usize,
     /// Cyrus binaries to use.
-    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
     /// The known deviations (TOML, `[[deviation]]` tables).
     #[arg(long, value_name = "FILE", default_value = "fixtures/deviations.toml")]
@@ -55,7 +57,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
         }
         Err(errors) => {
             for e in &errors {
-                eprintln!("backupd-sim: invalid scenario: {e}");
+                eprintln!("error: {e}");
             }
             return Ok(ExitCode::from(2));
         }
@@ -81,7 +83,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode> {
     let deviations = match compare::load_deviations(&args.deviations) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("backupd-sim: invalid deviations file: {e}");
+            eprintln!("error: {e}");
             return Ok(ExitCode::from(2));
         }
     };

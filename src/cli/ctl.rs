@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 #[derive(Args)]
 pub struct CtlArgs {
     /// The control endpoint (`control on ADDR` from `serve --control`).
-    #[arg(long)]
+    #[arg(long, env = "BACKUPD_SIM_CONTROL")]
     addr: SocketAddr,
     /// Print the raw JSON answer.
     #[arg(long)]
@@ -33,8 +33,9 @@ pub enum CtlOp {
         /// Only this command (`APPLY MAILBOX`, `GET`, …).
         #[arg(long)]
         verb: Option<String>,
-        /// `hold` or `reject`.
-        #[arg(long)]
+        /// `hold` (another process holds the user) or `reject` (matching
+        /// commands answered LOCKED).
+        #[arg(long, value_parser = ["hold", "reject"])]
         mode: Option<String>,
         /// Close after this many milliseconds.
         #[arg(long)]
@@ -66,8 +67,8 @@ pub enum CtlOp {
 
 #[derive(Args)]
 pub struct FaultArgs {
-    /// What to do: drop-before, drop-after, partial-reply, delay, stall, no, bad, bye,
-    /// refuse-connections, restart, lie, hide-missing.
+    /// What to do (the plan file's `action`; see scenarios/README.md).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(backupd_sim::fault::Action::NAMES))]
     action: String,
     /// Only commands with this label or leading words.
     #[arg(long)]

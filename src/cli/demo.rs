@@ -15,7 +15,7 @@ use backupd_sim::rng::Rng;
 #[derive(Args)]
 pub struct DemoArgs {
     /// Cyrus binaries to use (a Debian install or a build directory).
-    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
     /// Seed for the generated mail.
     #[arg(long, default_value = "1")]

@@ -16,8 +16,9 @@ pub struct ExploreArgs {
     /// Seed (default: drawn now and printed).
     #[arg(long)]
     seed: Option<backupd_sim::rng::Seed>,
-    /// Client modes: rolling, user, all or mixed.
-    #[arg(long, default_value = "mixed")]
+    /// Client modes: `-R -1` passes, `-u`, `-A`, or a mix of them.
+    #[arg(long, default_value = "mixed",
+          value_parser = super::names::<backupd_sim::explore::ExploreMode>(&["rolling", "user", "all", "mixed"]))]
     mode: backupd_sim::explore::ExploreMode,
     /// Most steps per case.
     #[arg(long, default_value_t = 8)]
@@ -43,7 +44,7 @@ pub struct ExploreArgs {
     #[arg(long, value_name = "DIR")]
     dry_run: Option<PathBuf>,
     /// Cyrus binaries to use.
-    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
 }
 
@@ -115,18 +116,28 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
     if let Some(parent) = args.regressions.parent() {
         std::fs::create_dir_all(parent).ok();
     }
+    // On a terminal: a bar (indicatif, width-aware); otherwise a plain line
+    // every 10 cases and on each failure.
     let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if live {
+        indicatif::ProgressBar::new(u64::from(args.cases))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("[{pos}/{len}] {bar:30} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let outcome = backupd_sim::explore::explore(&h, &opts, |done, failures, per_min| {
         if live {
-            eprint!("\r\x1b[K{done} cases, {failures} failing, {per_min:.1} cases/min");
+            bar.set_position(done as u64);
+            bar.set_message(format!("{failures} failing, {per_min:.1} cases/min"));
         } else if done % 10 == 0 || failures > 0 {
             eprintln!("{done} cases, {failures} failing, {per_min:.1} cases/min");
         }
     })
     .map_err(|e| anyhow::anyhow!(e))?;
-    if live {
-        eprintln!();
-    }
+    bar.finish_and_clear();
     println!(
         "{} case(s) run in {:.1} s: {:.1} cases/min (seed {seed})",
         outcome.cases_run,

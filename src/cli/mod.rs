@@ -8,21 +8,46 @@ mod ctl;
 mod cyrus;
 mod demo;
 mod explore;
+mod gen;
 mod run;
 mod serve;
 mod source;
 
+use std::ffi::OsStr;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A fake Cyrus backupd speaking csync, for testing the real sync_client.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "backupd-sim", version, about)]
 pub struct Cli {
+    /// Colour the verdicts: `auto` on a terminal unless NO_COLOR is set.
+    /// Reports written to files are never coloured.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
+    pub color: Color,
     #[command(subcommand)]
     pub command: Cmd,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<Color> for backupd_sim::term::ColorChoice {
+    fn from(c: Color) -> Self {
+        match c {
+            Color::Auto => Self::Auto,
+            Color::Always => Self::Always,
+            Color::Never => Self::Never,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -52,6 +77,10 @@ pub enum Cmd {
     Source(source::SourceArgs),
     /// Cyrus installations: build Debian chroots with newer versions, list them.
     Cyrus(cyrus::CyrusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(gen::CompletionsArgs),
+    /// Print the man page, or write one per subcommand into a directory.
+    Man(gen::ManArgs),
 }
 
 impl Cmd {
@@ -61,7 +90,12 @@ impl Cmd {
     pub fn starts_cyrus(&self) -> bool {
         matches!(
             self,
-            Cmd::Run(_) | Cmd::Demo(_) | Cmd::Source(_) | Cmd::Explore(_) | Cmd::Bench(_)
+            Cmd::Run(_)
+                | Cmd::Compare(_)
+                | Cmd::Demo(_)
+                | Cmd::Source(_)
+                | Cmd::Explore(_)
+                | Cmd::Bench(_)
         )
     }
 
@@ -77,6 +111,8 @@ impl Cmd {
             Cmd::Source(args) => source::run(args),
             Cmd::Ctl(args) => ctl::run(args),
             Cmd::Cyrus(args) => cyrus::run(args),
+            Cmd::Completions(args) => gen::completions(&args),
+            Cmd::Man(args) => gen::man(&args),
         }
     }
 }
@@ -84,10 +120,12 @@ impl Cmd {
 /// `--target` and `--target-auth`, shared by `run` and `compare --against`.
 #[derive(Args, Clone)]
 struct TargetArgs {
-    /// The server to replicate to: `fake`, `backupd` or `sync_server` (real Cyrus
-    /// servers started in the sandbox, recorded through a relay), or HOST:PORT (any
-    /// csync server; judged by a final `-u` pass that must send no APPLY).
-    #[arg(long, value_name = "TARGET", default_value = "fake")]
+    /// The server to replicate to: the fake (as backupd or as sync_server), a
+    /// real Cyrus `backupd` or `sync_server` started in the sandbox and recorded
+    /// through a relay, or HOST:PORT (any csync server; judged by a final `-u`
+    /// pass that must send no APPLY).
+    #[arg(long, value_name = "TARGET", default_value = "fake",
+          value_parser = TargetParser(&["fake", "fake-sync_server", "backupd", "sync_server"]))]
     target: String,
     /// Credentials for a HOST:PORT target.
     #[arg(long, value_name = "USER:PASSWORD", default_value = "repluser:secret")]
@@ -105,4 +143,61 @@ impl TargetArgs {
         backupd_sim::harness::Target::parse(&self.target, user, password)
             .map_err(|e| anyhow!("--target {e}"))
     }
+}
+
+/// A target name (listed in `--help` and in completions) or HOST:PORT.
+#[derive(Clone, Copy)]
+struct TargetParser(&'static [&'static str]);
+
+impl TypedValueParser for TargetParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        let text = value.to_string_lossy();
+        let alias = text.replace('-', "_");
+        let host_port = text
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if self
+            .0
+            .iter()
+            .any(|n| *n == text || n.replace('-', "_") == alias)
+            || host_port
+        {
+            return Ok(text.into_owned());
+        }
+        let mut err = clap::Error::new(clap::error::ErrorKind::InvalidValue).with_cmd(cmd);
+        use clap::error::{ContextKind, ContextValue};
+        err.insert(
+            ContextKind::InvalidArg,
+            ContextValue::String(arg.map_or_else(|| "TARGET".into(), ToString::to_string)),
+        );
+        err.insert(
+            ContextKind::InvalidValue,
+            ContextValue::String(text.into_owned()),
+        );
+        let mut valid: Vec<String> = self.0.iter().map(|n| (*n).to_owned()).collect();
+        valid.push("HOST:PORT".into());
+        err.insert(ContextKind::ValidValue, ContextValue::Strings(valid));
+        Err(err)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(self.0.iter().map(|n| PossibleValue::new(*n))))
+    }
+}
+
+/// Names from a list (shown as `[possible values: …]` and completed), then
+/// parsed into `T` by its `FromStr`.
+fn names<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    PossibleValuesParser::new(names.iter().copied()).try_map(|s| s.parse::<T>())
 }

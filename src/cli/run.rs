@@ -31,7 +31,7 @@ pub struct RunArgs {
     #[arg(long)]
     seed: Option<backupd_sim::rng::Seed>,
     /// Cyrus binaries to use (a Debian install or a build directory).
-    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
     /// Cyrus installation(s) to run on, instead of --cyrus-bin (repeatable):
     /// 3.6 (the host's), 3.10, 3.12 (chroots from `cyrus install`), `all` (every
@@ -72,11 +72,22 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(errors) => {
             for e in &errors {
-                eprintln!("backupd-sim: invalid scenario: {e}");
+                eprintln!("error: {e}");
             }
             return Ok(ExitCode::from(2));
         }
     };
+    // Nothing selected is an error for --list and --check too: a CI job whose
+    // filter or shard matches nothing must not pass silently.
+    if scenarios.is_empty() {
+        eprintln!(
+            "backupd-sim: no scenario to run (paths: {:?}, filter: {:?}, shard: {:?})",
+            args.paths,
+            args.filter,
+            args.shard.map(|s| format!("{}/{}", s.index, s.count))
+        );
+        return Ok(ExitCode::from(2));
+    }
     if args.check {
         println!("{} scenario file(s) valid", scenarios.len());
         return Ok(ExitCode::SUCCESS);
@@ -86,15 +97,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             println!("{}", s.path.display());
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    if scenarios.is_empty() {
-        eprintln!(
-            "backupd-sim: no scenario to run (paths: {:?}, filter: {:?}, shard: {:?})",
-            args.paths,
-            args.filter,
-            args.shard.map(|s| format!("{}/{}", s.index, s.count))
-        );
-        return Ok(ExitCode::from(2));
     }
     let target = match args.target.parse() {
         Ok(t) => t,
@@ -147,7 +149,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             if multi {
                 println!("== Cyrus {version} ({})", bins.describe());
             }
-            print!("{}", report::summary(reports));
+            print!(
+                "{}",
+                report::summary_with(reports, backupd_sim::term::stdout_color())
+            );
         }
     });
     if let Some(table) = matrix.table() {
@@ -158,6 +163,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     if let Some(p) = &args.junit {
         std::fs::write(p, matrix.junit()).with_context(|| format!("writing `{}`", p.display()))?;
+    }
+    if matrix.nothing_ran() {
+        eprintln!(
+            "backupd-sim: nothing ran: every selected scenario was SKIP on target {} (reasons above)",
+            target.name()
+        );
+        return Ok(ExitCode::from(2));
     }
     Ok(if matrix.any_bad() {
         ExitCode::from(1)

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use clap::builder::TypedValueParser as _;
 use clap::Args;
 
 use backupd_sim::server::{FakeBackupd, ServerConfig};
@@ -37,7 +38,12 @@ pub struct ServeArgs {
     no_compress: bool,
     /// The server to imitate: `backupd` (Cyrus 3.6-3.10; answers LOCKED) or
     /// `sync_server` (every version, the only target in 3.12+; blocks).
-    #[arg(long, default_value = "backupd", value_name = "NAME")]
+    #[arg(long, default_value = "backupd", value_name = "NAME", value_parser =
+          clap::builder::PossibleValuesParser::new([
+              clap::builder::PossibleValue::new("backupd"),
+              clap::builder::PossibleValue::new("sync_server").alias("sync-server"),
+          ])
+          .try_map(|s| s.parse::<backupd_sim::session::Personality>()))]
     personality: backupd_sim::session::Personality,
     /// Close a connection idle this many seconds.
     #[arg(long, default_value_t = 1800)]

@@ -10,7 +10,7 @@ use clap::Args;
 #[derive(Args)]
 pub struct SourceArgs {
     /// Cyrus binaries to use.
-    #[arg(long, value_name = "DIR", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
+    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
     /// Port of the fake backupd the `backup` channel replicates to.
     #[arg(long)]

@@ -24,9 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, Lock, LockMode, Match, Rule, Trigger};
 
-/// A plan that is not valid: where and what was expected.
+/// A plan that is not valid: where and what was expected. Displays as
+/// `FILE:LINE: message`, followed for a TOML syntax or type error by toml's
+/// own report (the line, a caret under the span).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+#[error("{file}{}: {message}{}", line.map(|l| format!(":{l}")).unwrap_or_default(),
+    snippet.as_deref().map(|s| format!("\n{}", s.trim_end())).unwrap_or_default())]
 pub struct PlanError {
     /// The file (or `<inline>`).
     pub file: String,
@@ -34,6 +37,8 @@ pub struct PlanError {
     pub line: Option<usize>,
     /// What is wrong.
     pub message: String,
+    /// toml's rendering of the error, when the TOML parser found it.
+    pub snippet: Option<String>,
 }
 
 /// Locks and faults, validated.
@@ -160,6 +165,7 @@ impl Plan {
             file: path.display().to_string(),
             line: None,
             message: e.to_string(),
+            snippet: None,
         })?;
         Plan::parse(&text, &path.display().to_string())
     }
@@ -170,7 +176,8 @@ impl Plan {
         let raw: PlanFile = toml::from_str(text).map_err(|e| PlanError {
             file: file.to_owned(),
             line: e.span().map(|s| line_of(s.start)),
-            message: e.message().to_owned(),
+            message: e.message().trim_end().to_owned(),
+            snippet: Some(e.to_string()),
         })?;
         let mut plan = Plan::default();
         for (i, l) in raw.lock.iter().enumerate() {
@@ -178,6 +185,7 @@ impl Plan {
                 file: file.to_owned(),
                 line: Some(line_of(l.span().start)),
                 message,
+                snippet: None,
             })?;
             plan.locks.push(lock);
         }
@@ -186,6 +194,7 @@ impl Plan {
                 file: file.to_owned(),
                 line: Some(line_of(f.span().start)),
                 message,
+                snippet: None,
             })?;
             plan.faults.push(rule);
         }
@@ -611,16 +620,23 @@ what = "subscription"
         assert_eq!(parse("# nothing\n"), Plan::default());
     }
 
-    /// Proves: `PlanError` displays as `FILE line N: message`, and as
-    /// `FILE: message` when there is no line (an unreadable file).
+    /// Proves: `PlanError` displays as `FILE:N: message`, then, for an
+    /// error the TOML parser found, toml's own report with a caret under the
+    /// span; and as `FILE: message` when there is no line (an unreadable file).
     #[test]
     fn plan_error_display() {
         let e = err("[[fault]]\naction = \"explode\"\n");
+        let shown = e.to_string();
         assert_eq!(
-            e.to_string(),
-            format!("p.toml line 1: {}", e.message),
+            shown.lines().next(),
+            Some(format!("p.toml:1: {}", e.message).as_str()),
             "{e:?}"
         );
+        let e = err("[[lock]]\nuser = \"a\"\nfor_ms = = 3\n");
+        let shown = e.to_string();
+        assert!(shown.starts_with("p.toml:3: "), "{shown}");
+        assert!(shown.contains("\n3 | for_ms = = 3\n"), "{shown}");
+        assert!(shown.contains('^'), "{shown}");
         let missing = Path::new("/nonexistent/backupd-sim/plan.toml");
         let e = Plan::load(missing).expect_err("no such file");
         assert_eq!(e.line, None);
@@ -832,9 +848,9 @@ what = "subscription"
         assert_err(
             "[[lock]]\nuser = \"a\"\n[[fault]\naction = \"lie\"\n",
             3,
-            &["invalid table header"],
+            &["unclosed array table"],
         );
-        assert_err("[[lock]]\n\nuser = = \"a\"\n", 3, &["invalid string"]);
+        assert_err("[[lock]]\n\nuser = = \"a\"\n", 3, &["extra `=`"]);
         let e = err("[[lock]]\nuser = \"a\"\nuser = \"b\"\n");
         assert_eq!(e.line, Some(3), "duplicate key: {e}");
     }

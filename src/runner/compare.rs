@@ -52,10 +52,11 @@ pub fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         format!(
-            "{}{}: {}",
+            "{}{}: {}\n{}",
             path.display(),
             line.map(|l| format!(":{l}")).unwrap_or_default(),
-            e.message()
+            e.message().trim_end(),
+            e.to_string().trim_end()
         )
     })?;
     for d in &file.deviation {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{report, suite, RunOptions, ScenarioReport};
+use super::{report, suite, RunOptions, ScenarioReport, Verdict};
 use crate::cyrus::{install, CyrusBins, CyrusError, DEFAULT_CYRUS_BIN};
 use crate::scenario::Scenario;
 
@@ -85,6 +85,14 @@ impl Matrix {
             [(_, reports)] => report::junit(reports),
             _ => report::junit_matrix(&self.runs),
         }
+    }
+
+    /// True when no scenario ran on any installation: every one was SKIP
+    /// (or none was selected). Such a suite proves nothing, so it must not pass.
+    pub fn nothing_ran(&self) -> bool {
+        self.runs
+            .iter()
+            .all(|(_, reports)| reports.iter().all(|r| r.verdict == Verdict::Skip))
     }
 
     /// True when some verdict makes the suite fail.

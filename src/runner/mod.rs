@@ -1541,7 +1541,7 @@ impl Run<'_> {
                     Ok(want) => format!(
                         "{} differs (re-run with --update-snapshots to accept):\n{}",
                         path.display(),
-                        pretty_assertions::StrComparison::new(&want, &text)
+                        crate::diff::unified(&want, &text, "snapshot", "this run", 3)
                     ),
                     Err(_) => format!(
                         "{} is missing (re-run with --update-snapshots to write it)",

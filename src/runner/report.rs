@@ -6,10 +6,18 @@ use serde::Serialize;
 
 use super::{ScenarioReport, Verdict};
 use crate::scenario::ledger::Class;
+use crate::term::paint_verdict;
 
 /// The summary table and, for every bad verdict, its failures, sandbox and
-/// replay command.
+/// replay command. Plain text: [`summary_with`] colours the verdicts.
 pub fn summary(reports: &[ScenarioReport]) -> String {
+    summary_with(reports, false)
+}
+
+/// [`summary`], with the verdicts coloured when `color` (for a terminal).
+pub fn summary_with(reports: &[ScenarioReport], color: bool) -> String {
+    let paint =
+        |v: Verdict, width: usize| paint_verdict(v, &format!("{:<width$}", v.to_string()), color);
     let mut out = String::new();
     let w = reports
         .iter()
@@ -34,9 +42,9 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
     for r in reports {
         let _ = writeln!(
             out,
-            "{:<w$}  {:<6} {:>6.1} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5} {:>9}",
+            "{:<w$}  {} {:>6.1} {:>5} {:>6} {:>6} {:>5} {:>6} {:>5} {:>9}",
             r.name,
-            r.verdict.to_string(),
+            paint(r.verdict, 6),
             r.seconds,
             r.stats.client_runs,
             r.stats.connections,
@@ -88,7 +96,10 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
         let _ = writeln!(
             out,
             "\n{} {} (seed {}): {}",
-            r.verdict, r.name, r.seed, r.description
+            paint(r.verdict, 0),
+            r.name,
+            r.seed,
+            r.description
         );
         if let Some(k) = &r.known_failure {
             let _ = writeln!(out, "  known failure: {k}");

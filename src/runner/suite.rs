@@ -4,6 +4,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{run_scenario, RunOptions, ScenarioReport};
 use crate::scenario::{discover, Scenario, ScenarioError};
@@ -69,6 +72,7 @@ pub fn load(
                     s.name,
                     other.display()
                 ),
+                snippet: None,
             });
         }
     }
@@ -89,65 +93,74 @@ pub fn load(
     Ok(scenarios)
 }
 
-/// Run `scenarios` with `jobs` workers, reporting progress on `out` (a live
-/// status line on a terminal, one plain line per scenario otherwise). Reports
-/// come back in the scenarios' order.
+/// Run `scenarios` with `jobs` workers, reporting progress on stderr: on a
+/// terminal, an `indicatif` bar with one spinner line per running scenario
+/// and each result printed above it; otherwise one plain line per finished
+/// scenario (`[n/total] VERDICT name (secs s)`). Reports come back in the
+/// scenarios' order.
 pub fn run_all(scenarios: &[Scenario], opts: &RunOptions, jobs: usize) -> Vec<ScenarioReport> {
     let total = scenarios.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ScenarioReport>>> = Mutex::new(vec![None; total]);
-    let running: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let live = std::io::stderr().is_terminal();
-    let print = |line: &str, running: &[String], done: usize| {
-        let mut err = std::io::stderr().lock();
+    let color = crate::term::stderr_color();
+    let bars = MultiProgress::with_draw_target(if live {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let overall = bars.add(
+        ProgressBar::new(total as u64).with_style(
+            ProgressStyle::with_template("[{pos}/{len}] {bar:30} {elapsed_precise}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+    );
+    let spinner = ProgressStyle::with_template("  {spinner} {wide_msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let emit = |line: &str| {
         if live {
-            let _ = write!(
-                err,
-                "\r\x1b[K{line}\n[{done}/{total}] running: {}",
-                running.join(", ")
-            );
+            let _ = bars.println(line);
         } else {
+            let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{line}");
+            let _ = err.flush();
         }
-        let _ = err.flush();
     };
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, total.max(1)) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(s) = scenarios.get(i) else { return };
-                {
-                    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
-                    r.push(s.name.clone());
-                    if live {
-                        print(
-                            &format!("start {}", s.name),
-                            &r,
-                            done.load(Ordering::SeqCst),
-                        );
-                    }
+                let running = bars.insert_before(
+                    &overall,
+                    ProgressBar::new_spinner()
+                        .with_style(spinner.clone())
+                        .with_message(s.name.clone()),
+                );
+                if live {
+                    running.enable_steady_tick(Duration::from_millis(200));
                 }
                 let report = run_scenario(s, opts);
+                running.finish_and_clear();
+                bars.remove(&running);
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                let line = format!(
-                    "[{n}/{total}] {:<5} {} ({:.1} s)",
-                    report.verdict.to_string(),
-                    s.name,
-                    report.seconds
+                let verdict = crate::term::paint_verdict(
+                    report.verdict,
+                    &format!("{:<5}", report.verdict.to_string()),
+                    color,
                 );
-                {
-                    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
-                    r.retain(|x| x != &s.name);
-                    print(&line, &r, n);
-                }
+                emit(&format!(
+                    "[{n}/{total}] {verdict} {} ({:.1} s)",
+                    s.name, report.seconds
+                ));
+                overall.inc(1);
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(report);
             });
         }
     });
-    if live {
-        let _ = writeln!(std::io::stderr(), "\r\x1b[K");
-    }
+    overall.finish_and_clear();
+    let _ = bars.clear();
     results
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())

@@ -25,13 +25,11 @@ pub use steps::{
 
 use expect::valid_version_prefix;
 
-/// An invalid scenario: where, and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", match (line, column) {
-    (Some(l), Some(c)) => format!(" line {l} column {c}"),
-    (Some(l), None) => format!(" line {l}"),
-    _ => String::new(),
-})]
+/// An invalid scenario: where, and what was expected. Displays as
+/// `FILE:LINE:COLUMN: message` (the shape compilers print and CI problem
+/// matchers read), followed for a TOML syntax or type error by toml's own
+/// report: the line with a caret under the offending span.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScenarioError {
     /// The file.
     pub file: String,
@@ -41,7 +39,29 @@ pub struct ScenarioError {
     pub column: Option<usize>,
     /// What is wrong.
     pub message: String,
+    /// toml's rendering of the error (`TOML parse error at line …`, the
+    /// line, a caret), when the TOML parser found it.
+    pub snippet: Option<String>,
 }
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(s) = &self.snippet {
+            write!(f, "\n{}", s.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioError {}
 
 /// How `sync_client` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -196,6 +216,7 @@ impl Scenario {
             line: None,
             column: None,
             message: format!("cannot read: {e}"),
+            snippet: None,
         })?;
         Scenario::parse(&text, path)
     }
@@ -214,13 +235,14 @@ impl Scenario {
             let message = if e.message().starts_with("unknown field `ignore`") {
                 REMOVED_IGNORE.to_owned()
             } else {
-                e.message().to_owned()
+                e.message().trim_end().to_owned()
             };
             ScenarioError {
                 file: file.clone(),
                 line,
                 column,
                 message,
+                snippet: Some(e.to_string()),
             }
         })?;
         let err_at = |offset: usize, message: String| {
@@ -230,6 +252,7 @@ impl Scenario {
                 line,
                 column,
                 message,
+                snippet: None,
             }
         };
         let mut steps = Vec::new();
@@ -357,6 +380,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
                 line: None,
                 column: None,
                 message: format!("cannot list: {e}"),
+                snippet: None,
             })?;
         } else if p.is_file() {
             out.push(p.clone());
@@ -366,6 +390,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
                 line: None,
                 column: None,
                 message: "no such file or directory".into(),
+                snippet: None,
             });
         }
     }

@@ -197,3 +197,62 @@ fn serve_refuses_bad_input() {
     assert!(text.contains("invalid value 'nonsense'"), "{text}");
     assert!(!Path::new(BIN).with_file_name("core").exists());
 }
+
+/// Shell completions and man pages are generated from the clap definition:
+/// the bash script is valid bash (`bash -n`) and completes `--target`'s
+/// names; every shell's script names every subcommand; `man --out DIR`
+/// writes one page per subcommand, and the page of `run` documents `--shard`.
+#[test]
+fn completions_and_man_pages_generate() {
+    let subcommands = [
+        "serve", "run", "compare", "explore", "demo", "bench", "ctl", "source", "cyrus",
+    ];
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).expect("utf-8");
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell} script lacks `{sub}`");
+        }
+        if shell == "bash" {
+            assert!(script.contains("fake-sync_server"), "--target values");
+            assert!(script.contains("hide-missing"), "fault actions");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("backupd-sim.bash");
+            std::fs::write(&path, &script).expect("write");
+            let check = Command::new("bash")
+                .arg("-n")
+                .arg(&path)
+                .output()
+                .expect("bash -n");
+            assert!(check.status.success(), "bash -n: {check:?}");
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is refused");
+
+    let out = Command::new(BIN).arg("man").output().expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let page = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(page.contains(".TH backupd-sim 1"), "{page}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["man", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    for sub in subcommands {
+        let page = dir.path().join(format!("backupd-sim-{sub}.1"));
+        assert!(page.exists(), "no {}", page.display());
+    }
+    let run = std::fs::read_to_string(dir.path().join("backupd-sim-run.1")).expect("run page");
+    assert!(run.contains("shard"), "{run}");
+}

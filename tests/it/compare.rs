@@ -220,7 +220,8 @@ fn compare_with_the_real_backupd_agrees() {
     }
 }
 
-/// An unknown `--target` is exit 2 naming what is accepted.
+/// An unknown `--target` is exit 2 naming what is accepted (clap's own
+/// `[possible values: …]`, HOST:PORT included).
 #[test]
 fn a_bad_target_is_exit_2() {
     let (code, _, stderr) = bin(&[
@@ -231,8 +232,10 @@ fn a_bad_target_is_exit_2() {
     ]);
     assert_eq!(code, 2);
     assert!(
-        stderr
-            .contains("expected `fake`, `fake-sync_server`, `backupd`, `sync_server` or HOST:PORT"),
+        stderr.contains("invalid value 'nowhere' for '--target <TARGET>'")
+            && stderr.contains(
+                "[possible values: fake, fake-sync_server, backupd, sync_server, HOST:PORT]"
+            ),
         "{stderr}"
     );
 }

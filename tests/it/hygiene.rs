@@ -50,11 +50,22 @@ struct Runner {
 
 impl Runner {
     fn start(args: &[&str], sandbox_dir: &Path, logs: &Path, tag: &str) -> Runner {
+        Runner::start_command("run", args, sandbox_dir, logs, tag)
+    }
+
+    /// `backupd-sim SUBCOMMAND ARGS --sandbox-dir DIR`.
+    fn start_command(
+        subcommand: &str,
+        args: &[&str],
+        sandbox_dir: &Path,
+        logs: &Path,
+        tag: &str,
+    ) -> Runner {
         let out = logs.join(format!("{tag}.stdout"));
         let err = logs.join(format!("{tag}.stderr"));
         let mut cmd = Command::new(crate::util::BIN);
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg("run")
+            .arg(subcommand)
             .args(args)
             .arg("--sandbox-dir")
             .arg(sandbox_dir)
@@ -248,6 +259,65 @@ fn sigint_with_a_real_backupd_target_stops_it_too() {
         &["--target", "backupd"],
         2,
     );
+}
+
+/// SIGINT during `compare`, while the real backupd side runs (a source master
+/// and the target's master, each in its own process group): exit 130, every
+/// Cyrus process of both sides gone, no sandbox left. `compare` once had no
+/// interrupt handler, so Ctrl-C left the real masters running.
+#[test]
+fn sigint_during_compare_leaves_no_process_behind() {
+    let Some(_) = crate::util::cyrus_bins() else {
+        return;
+    };
+    let parent = sandbox_parent();
+    let dir = parent.path().join("sandboxes");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let needle = dir.display().to_string();
+    let out = parent.path().join("compare-out");
+    let mut runner = Runner::start_command(
+        "compare",
+        &[
+            "scenarios/locks/c-continuous-storm.toml",
+            "--out",
+            out.to_str().expect("path"),
+        ],
+        &dir,
+        parent.path(),
+        "compare",
+    );
+    // Wait for the real side: its line on stderr, then its sync_client.
+    let real_side = poll(Duration::from_secs(120), || {
+        std::fs::read_to_string(&runner.err)
+            .unwrap_or_default()
+            .contains("scenario(s) on backupd")
+            || matches!(runner.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(
+        real_side,
+        "the real side never started\n{}",
+        runner.output()
+    );
+    wait_for_sync_client(&mut runner, &needle, 1);
+    let before = processes_naming(&needle);
+    let masters = before
+        .iter()
+        .filter(|(_, c)| c.contains("/master "))
+        .count();
+    assert!(masters >= 2, "source and target masters: {before:#?}");
+    kill(runner.pid(), Signal::SIGINT).expect("signal compare");
+    let status = runner.wait(Duration::from_secs(20));
+    let stderr = std::fs::read_to_string(&runner.err).unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "{}", runner.output());
+    assert!(
+        stderr.contains("interrupted: stopped 2 Cyrus instances"),
+        "{}",
+        runner.output()
+    );
+    assert_no_process_of(&needle, &runner);
+    assert_eq!(entries(&dir), Vec::<PathBuf>::new(), "sandboxes left");
 }
 
 /// SIGTERM with two scenarios running at once (two instances, two clients):

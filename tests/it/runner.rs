@@ -113,8 +113,88 @@ fn a_snapshot_scenario_passes_with_other_seeds() {
     );
 }
 
-/// A typo in a key fails with exit 2, naming the file, the line and the key,
-/// before anything runs.
+/// A failing transcript snapshot is reported as a unified diff of the changed
+/// lines with their context, and no colour code reaches the reports: not the
+/// kept sandbox's `report.json`, not `--json`, not the JUnit file (the diff
+/// used to come from `pretty_assertions`, which writes ANSI escapes even into
+/// files).
+#[test]
+fn a_failing_snapshot_leaves_no_escape_code_in_the_reports() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = scratch();
+    let sandboxes = dir.path().join("sandboxes");
+    std::fs::create_dir(&sandboxes).expect("mkdir");
+    let copy = dir.path().join("d-user-mode-bails-out.toml");
+    std::fs::copy("scenarios/locks/d-user-mode-bails-out.toml", &copy).expect("copy");
+    std::fs::create_dir(dir.path().join("snapshots")).expect("mkdir");
+    for name in ["d-user-mode-bails-out", "d-user-mode-bails-out@3.12"] {
+        let snap = std::fs::read_to_string(format!("scenarios/locks/snapshots/{name}.snap"))
+            .expect("snapshot");
+        std::fs::write(
+            dir.path().join(format!("snapshots/{name}.snap")),
+            snap.replacen("C1: GET USER dora\n", "C1: GET USER nobody\n", 1),
+        )
+        .expect("write");
+    }
+    let (json, junit) = (dir.path().join("r.json"), dir.path().join("junit.xml"));
+    let (code, stdout, stderr) = run(&[
+        copy.to_str().expect("path"),
+        "--sandbox-dir",
+        sandboxes.to_str().expect("path"),
+        "--json",
+        json.to_str().expect("path"),
+        "--junit",
+        junit.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&sandboxes)
+        .expect("sandboxes")
+        .map(|e| e.expect("entry").path().join("report.json"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    for file in [&kept[0], &json, &junit] {
+        let bytes = std::fs::read(file).expect("report");
+        assert!(
+            !bytes.contains(&0x1b),
+            "ESC in {}:\n{}",
+            file.display(),
+            String::from_utf8_lossy(&bytes)
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("d-user-mode-bails-out.snap differs"),
+            "{text}"
+        );
+    }
+    // The diff itself: a unified diff, the changed line and its context, not
+    // the whole transcript.
+    assert!(stdout.contains("--- snapshot"), "{stdout}");
+    assert!(stdout.contains("+++ this run"), "{stdout}");
+    assert!(stdout.contains("-C1: GET USER nobody"), "{stdout}");
+    assert!(stdout.contains("+C1: GET USER dora"), "{stdout}");
+    let snap_lines =
+        std::fs::read_to_string("scenarios/locks/snapshots/d-user-mode-bails-out.snap")
+            .expect("snapshot")
+            .lines()
+            .count();
+    let diff_lines = stdout
+        .lines()
+        .skip_while(|l| !l.contains("--- snapshot"))
+        .take_while(|l| !l.contains("sandbox:"))
+        .count();
+    assert!(
+        diff_lines < snap_lines,
+        "{diff_lines} diff lines for a {snap_lines}-line snapshot:\n{stdout}"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    roxmltree::Document::parse(&xml).expect("well-formed JUnit");
+}
+
+/// A typo in a key fails with exit 2 before anything runs: `error:
+/// FILE:LINE:COLUMN: message` (the shape CI problem matchers read), then
+/// toml's own report with the line and a caret under the key.
 #[test]
 fn a_typo_in_a_key_is_exit_2_with_file_line_and_key() {
     let dir = scratch();
@@ -126,14 +206,25 @@ fn a_typo_in_a_key_is_exit_2_with_file_line_and_key() {
     .expect("write");
     let (code, stdout, stderr) = run(&[path.to_str().expect("path")]);
     assert_eq!(code, 2, "{stdout}\n{stderr}");
-    assert!(stderr.contains("typo.toml line 6 column"), "{stderr}");
-    assert!(stderr.contains("unknown field `cuont`"), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "error: {}:6:24: unknown field `cuont`",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("6 | append = { user = \"a\", cuont = 2 }\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("^^^^^"), "{stderr}");
 
     std::fs::write(&path, "description = \"x\"\n[[user]]\nname = \"a\"\n[[step]]\nsync = {}\nlock = { user = \"a\" }\n").expect("write");
     let (code, _, stderr) = run(&[path.to_str().expect("path")]);
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("line 4") && stderr.contains("exactly one action"),
+        stderr.contains("typo.toml:4:1: step 1:") && stderr.contains("exactly one action"),
         "{stderr}"
     );
 
@@ -212,6 +303,68 @@ fn shards_cover_the_suite_exactly_once() {
     assert_eq!(code, 2, "{stderr}");
 }
 
+/// A suite that runs nothing does not pass: a filter that matches nothing is
+/// exit 2 with `--list` and `--check` as without them, and a suite where every
+/// scenario is SKIP (here: backupd-only scenarios on the sync_server
+/// personality) is exit 2 too, with the reason.
+#[test]
+fn a_suite_where_nothing_ran_is_not_a_success() {
+    for extra in [&[][..], &["--list"][..], &["--check"][..]] {
+        let mut args = vec!["--filter", "zzz"];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}\n{stdout}\n{stderr}");
+        assert!(stderr.contains("no scenario to run"), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = scratch();
+    let (code, stdout, stderr) = run(&[
+        "scenarios/locks/a-rolling-once-defers.toml",
+        "scenarios/locks/d-user-mode-bails-out.toml",
+        "--target",
+        "fake-sync_server",
+        "--sandbox-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 skipped"), "{stdout}");
+    assert!(
+        stderr.contains("nothing ran: every selected scenario was SKIP on target fake-sync_server"),
+        "{stderr}"
+    );
+    // One scenario that runs beside the skipped one, and the suite passes
+    // (with `--color always`, its verdict green even into a pipe; without it,
+    // into a pipe, no colour at all).
+    let (code, stdout, stderr) = run(&[
+        "scenarios/locks/a-rolling-once-defers.toml",
+        "scenarios/basic/user-sync.toml",
+        "--target",
+        "fake-sync_server",
+        "--sandbox-dir",
+        dir.path().to_str().expect("path"),
+        "--color",
+        "always",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 skipped"), "{stdout}");
+    assert!(stdout.contains("\x1b[32mPASS\x1b[0m"), "{stdout:?}");
+    assert!(stderr.contains("\x1b[32mPASS\x1b[0m"), "{stderr:?}");
+    assert!(stdout.contains("\x1b[2mSKIP\x1b[0m"), "{stdout:?}");
+    let (code, stdout, stderr) = run(&[
+        "scenarios/basic/user-sync.toml",
+        "--target",
+        "fake-sync_server",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains('\x1b') && !stderr.contains('\x1b'),
+        "{stdout:?}\n{stderr:?}"
+    );
+}
+
 /// `[expect] ignore` was removed with its only name, `stale-subscriptions` (a
 /// false finding: the source's subscriptions were read through LSUB). An old
 /// file that still uses it is exit 2, naming file, line and why.
@@ -230,7 +383,7 @@ fn the_removed_ignore_key_is_refused_with_its_reason() {
         let (code, _, stderr) = run(&["--check", path.to_str().expect("path")]);
         assert_eq!(code, 2, "{stderr}");
         assert!(
-            stderr.contains(&format!("old{i}.toml line 5 column 1:"))
+            stderr.contains(&format!("old{i}.toml:5:1:"))
                 && stderr.contains("`ignore` was removed")
                 && stderr.contains("through LSUB")
                 && stderr.contains("docs/findings/subscriptions.md"),

@@ -97,34 +97,34 @@ fn bad_version_keys_are_refused_with_their_line() {
     let cases = [
         (
             "[expect]\n[expect.versions.\"3.x\"]\nconverged = false\n",
-            "line 5",
+            "5",
             "expected a version prefix",
         ),
         (
             "[expect]\n[expect.versions.\"3.10\"]\nconverge = false\n",
-            "line 6",
+            "6",
             "unknown field `converge`",
         ),
         (
             "[[step]]\nsync = { expect_exit = { \"3.6\" = \"timeout\" } }\n",
-            "line 4",
+            "4",
             "needs an `other` entry",
         ),
         (
             "[[step]]\nsync = { expect_exit = \"slow\" }\n",
-            "line 4",
+            "4",
             "expected an exit code or \"timeout\"",
         ),
         (
             "[[step]]\nsync = { expect_exit = { \"3.1x\" = 1, other = 0 } }\n",
-            "line 4",
+            "4",
             "expected a version prefix",
         ),
     ];
     for (tail, line, what) in cases {
         let err = parse(&format!("{head}{tail}")).expect_err(tail);
         assert!(
-            err.starts_with(&format!("v.toml {line}")) && err.contains(what),
+            err.starts_with(&format!("v.toml:{line}:")) && err.contains(what),
             "{tail}: {err}"
         );
     }
@@ -138,7 +138,7 @@ fn bad_version_keys_are_refused_with_their_line() {
     .expect("write");
     let (code, _, stderr) = bin(&["run", "--check", f.to_str().expect("path")], &[]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("bad.toml line 6"), "{stderr}");
+    assert!(stderr.contains("bad.toml:6:"), "{stderr}");
 }
 
 /// An uninstalled version is an environment error (exit 2) that says how to
