@@ -845,7 +845,8 @@ fn serve_takes_a_personality() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("unknown personality `imapd`: expected `backupd` or `sync_server`"),
+        err.contains("invalid value 'imapd' for '--personality <NAME>'")
+            && err.contains("[possible values: backupd, sync_server]"),
         "{err}"
     );
 }
