@@ -1,7 +1,11 @@
 //! Suite reports: the summary table, JSON and JUnit XML.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
+use quick_junit::{
+    NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite, XmlString,
+};
 use serde::Serialize;
 
 use super::{ScenarioReport, Verdict};
@@ -121,127 +125,112 @@ pub fn summary_with(reports: &[ScenarioReport], color: bool) -> String {
     out
 }
 
+/// The version of the JSON report's layout (`format_version`, its first
+/// field): raised when a field is removed or changes meaning, so a consumer
+/// can refuse a layout it does not know. Adding a field keeps the version.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    format_version: u32,
     passed: bool,
     scenarios: &'a [ScenarioReport],
 }
 
-/// Every report as JSON.
+/// Every report as JSON: `{ format_version, passed, scenarios: [...] }`.
 pub fn json(reports: &[ScenarioReport]) -> String {
     let passed = !reports.iter().any(|r| r.verdict.is_bad());
     serde_json::to_string_pretty(&JsonReport {
+        format_version: JSON_FORMAT_VERSION,
         passed,
         scenarios: reports,
     })
     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 forbids most control characters, even escaped.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
-            c => out.push(c),
+/// One JUnit test case for a scenario: FAIL and XPASS are `failure`, ERROR is
+/// `error`, SKIP `skipped` with the reason, XFAIL passes with its reason in
+/// `system-out`. The seed, the replay command and the verdict are properties
+/// (and in the failure text, for CI servers that show only that).
+fn junit_case(r: &ScenarioReport, classname: &str) -> TestCase {
+    let body = format!(
+        "{}\nseed {}\nreplay: {}",
+        r.failures().join("\n"),
+        r.seed,
+        r.replay
+    );
+    let status = match r.verdict {
+        Verdict::Fail | Verdict::Xpass => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(if r.verdict == Verdict::Xpass {
+                "passed, but a known failure was expected"
+            } else {
+                "expectations not met"
+            })
+            .set_type(r.verdict.to_string())
+            .set_description(body.as_str());
+            s
         }
+        Verdict::Error => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_message("could not run")
+                .set_type("ERROR")
+                .set_description(body.as_str());
+            s
+        }
+        Verdict::Skip => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(r.skipped.as_deref().unwrap_or(""));
+            s
+        }
+        Verdict::Pass | Verdict::Xfail => TestCaseStatus::success(),
+    };
+    let mut case = TestCase::new(r.name.as_str(), status);
+    case.set_classname(classname)
+        .set_time(Duration::from_secs_f64(r.seconds.max(0.0)));
+    case.extra.insert(
+        XmlString::new("file"),
+        XmlString::new(r.path.display().to_string()),
+    );
+    if r.verdict == Verdict::Xfail {
+        case.set_system_out(format!(
+            "expected failure: {}\n{}",
+            r.known_failure.as_deref().unwrap_or(""),
+            body
+        ));
     }
-    out
+    case.add_properties([
+        Property::new("seed", r.seed.to_string()),
+        Property::new("replay", r.replay.as_str()),
+        Property::new("verdict", r.verdict.to_string()),
+    ]);
+    case
 }
 
-/// JUnit XML (the Ant/Surefire shape CI servers read): one `testcase` per
-/// scenario; FAIL and XPASS are `failure`, ERROR is `error`, XFAIL passes
-/// with its reason in `system-out`.
+/// One JUnit test suite of scenario reports.
+fn junit_suite(name: &str, classname: &str, reports: &[ScenarioReport]) -> TestSuite {
+    let mut suite = TestSuite::new(name);
+    suite.add_test_cases(reports.iter().map(|r| junit_case(r, classname)));
+    suite.set_time(Duration::from_secs_f64(
+        reports.iter().map(|r| r.seconds.max(0.0)).sum(),
+    ));
+    suite
+}
+
+/// Render a report; XML 1.0 cannot hold every byte, and quick-junit drops
+/// what it cannot (colour codes included).
+fn render(report: &Report) -> String {
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- JUnit report could not be written: {e} -->\n"))
+}
+
+/// JUnit XML (the Ant/Surefire shape CI servers read), through quick-junit:
+/// one `testcase` per scenario in the suite `scenarios`.
 pub fn junit(reports: &[ScenarioReport]) -> String {
-    let failures = reports
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Xpass))
-        .count();
-    let errors = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Error)
-        .count();
-    let skipped = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Skip)
-        .count();
-    let time: f64 = reports.iter().map(|r| r.seconds).sum();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"backupd-sim\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">",
-        reports.len()
-    );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"scenarios\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
-        reports.len()
-    );
-    for r in reports {
-        let _ = write!(
-            out,
-            "    <testcase classname=\"backupd-sim.scenarios\" name=\"{}\" file=\"{}\" time=\"{:.3}\">",
-            xml(&r.name),
-            xml(&r.path.display().to_string()),
-            r.seconds
-        );
-        let body = format!(
-            "{}\nseed {}\nreplay: {}",
-            r.failures().join("\n"),
-            r.seed,
-            r.replay
-        );
-        match r.verdict {
-            Verdict::Fail | Verdict::Xpass => {
-                let msg = if r.verdict == Verdict::Xpass {
-                    "passed, but a known failure was expected"
-                } else {
-                    "expectations not met"
-                };
-                let _ = write!(
-                    out,
-                    "\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    ",
-                    xml(msg),
-                    r.verdict,
-                    xml(&body)
-                );
-            }
-            Verdict::Error => {
-                let _ = write!(
-                    out,
-                    "\n      <error message=\"could not run\" type=\"ERROR\">{}</error>\n    ",
-                    xml(&body)
-                );
-            }
-            Verdict::Xfail => {
-                let _ = write!(
-                    out,
-                    "\n      <system-out>{}</system-out>\n    ",
-                    xml(&format!(
-                        "expected failure: {}\n{}",
-                        r.known_failure.as_deref().unwrap_or(""),
-                        body
-                    ))
-                );
-            }
-            Verdict::Skip => {
-                let _ = write!(
-                    out,
-                    "\n      <skipped message=\"{}\"/>\n    ",
-                    xml(r.skipped.as_deref().unwrap_or(""))
-                );
-            }
-            Verdict::Pass => {}
-        }
-        out.push_str("</testcase>\n");
-    }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    let mut report = Report::new("backupd-sim");
+    report.add_test_suite(junit_suite("scenarios", "backupd-sim.scenarios", reports));
+    render(&report)
 }
 
 /// The version x scenario table of a matrix run: one row per scenario, one
@@ -300,11 +289,12 @@ struct JsonVersion<'a> {
 
 #[derive(Serialize)]
 struct JsonMatrix<'a> {
+    format_version: u32,
     passed: bool,
     versions: Vec<JsonVersion<'a>>,
 }
 
-/// A matrix run as JSON: `{ passed, versions: [ { cyrus_version, passed, scenarios } ] }`.
+/// A matrix run as JSON: `{ format_version, passed, versions: [ { cyrus_version, passed, scenarios } ] }`.
 pub fn json_matrix(runs: &[(String, Vec<ScenarioReport>)]) -> String {
     let versions: Vec<JsonVersion> = runs
         .iter()
@@ -315,35 +305,96 @@ pub fn json_matrix(runs: &[(String, Vec<ScenarioReport>)]) -> String {
         })
         .collect();
     serde_json::to_string_pretty(&JsonMatrix {
+        format_version: JSON_FORMAT_VERSION,
         passed: versions.iter().all(|v| v.passed),
         versions,
     })
     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// A matrix run as JUnit XML: one `testsuite` per version, its test cases
-/// named `<scenario>` in class `backupd-sim.cyrus-<version>`.
+/// A matrix run as JUnit XML: one `testsuite` per version (`cyrus-<version>`),
+/// its test cases in class `backupd-sim.cyrus-<version>`.
 pub fn junit_matrix(runs: &[(String, Vec<ScenarioReport>)]) -> String {
-    let mut out = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"backupd-sim\">\n",
-    );
-    for (v, reports) in runs {
-        let one = junit(reports);
-        // Reuse the single-suite rendering: keep its <testsuite> element, named per version.
-        let start = one.find("  <testsuite ").unwrap_or(0);
-        let end = one.rfind("</testsuites>").unwrap_or(one.len());
-        let body = one[start..end]
-            .replacen(
-                "<testsuite name=\"scenarios\"",
-                &format!("<testsuite name=\"cyrus-{}\"", xml(v)),
-                1,
-            )
-            .replace(
-                "classname=\"backupd-sim.scenarios\"",
-                &format!("classname=\"backupd-sim.cyrus-{}\"", xml(v)),
-            );
-        out.push_str(&body);
+    let mut report = Report::new("backupd-sim");
+    report.add_test_suites(runs.iter().map(|(v, reports)| {
+        junit_suite(
+            &format!("cyrus-{v}"),
+            &format!("backupd-sim.cyrus-{v}"),
+            reports,
+        )
+    }));
+    render(&report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str, verdict: Verdict) -> ScenarioReport {
+        ScenarioReport {
+            name: name.into(),
+            path: format!("scenarios/{name}.toml").into(),
+            description: "d".into(),
+            verdict,
+            known_failure: None,
+            seed: 42,
+            seconds: 1.5,
+            checks: Vec::new(),
+            stats: Default::default(),
+            ledger: Vec::new(),
+            error: None,
+            skipped: (verdict == Verdict::Skip).then(|| "not on this target".into()),
+            target: "fake".into(),
+            exits: Vec::new(),
+            sandbox: None,
+            replay: format!("backupd-sim run scenarios/{name}.toml --seed 42"),
+            timeline: None,
+            annotations: Vec::new(),
+        }
     }
-    out.push_str("</testsuites>\n");
-    out
+
+    /// The matrix JUnit is built as data: one suite per version with its
+    /// counts, each case in its version's class with seed and replay as
+    /// properties; a colour code in a failure's text does not reach the XML.
+    #[test]
+    fn the_matrix_junit_has_a_suite_per_version() {
+        let mut bad = report("b", Verdict::Fail);
+        bad.error = Some("\x1b[31mred\x1b[0m".into());
+        let runs = vec![
+            ("3.6.1".to_owned(), vec![report("a", Verdict::Pass), bad]),
+            (
+                "3.12.4".to_owned(),
+                vec![report("a", Verdict::Pass), report("b", Verdict::Skip)],
+            ),
+        ];
+        let xml = junit_matrix(&runs);
+        assert!(!xml.contains('\x1b'), "{xml}");
+        assert!(
+            xml.contains(
+                r#"<testsuite name="cyrus-3.6.1" tests="2" skipped="0" errors="0" failures="1""#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<testsuite name="cyrus-3.12.4" tests="2" skipped="1" errors="0" failures="0""#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="b" classname="backupd-sim.cyrus-3.6.1""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<property name="replay" value="backupd-sim run scenarios/b.toml --seed 42"/>"#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="seed" value="42"/>"#),
+            "{xml}"
+        );
+        assert!(xml.contains(r#"file="scenarios/a.toml""#), "{xml}");
+    }
 }

@@ -188,8 +188,44 @@ fn a_failing_snapshot_leaves_no_escape_code_in_the_reports() {
         diff_lines < snap_lines,
         "{diff_lines} diff lines for a {snap_lines}-line snapshot:\n{stdout}"
     );
+    // The JUnit case carries the seed and the replay command as properties,
+    // and the JSON report its format version.
     let xml = std::fs::read_to_string(&junit).expect("junit");
-    roxmltree::Document::parse(&xml).expect("well-formed JUnit");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed JUnit");
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase"))
+        .expect("testcase");
+    let prop = |name: &str| {
+        case.descendants()
+            .find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name))
+            .and_then(|n| n.attribute("value"))
+            .unwrap_or_else(|| panic!("no property {name}: {xml}"))
+            .to_owned()
+    };
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(report["format_version"], 1, "{report:#}");
+    let seed = report["scenarios"][0]["seed"].as_u64().expect("seed");
+    assert_eq!(prop("seed"), seed.to_string());
+    assert_eq!(prop("verdict"), "FAIL");
+    assert!(
+        prop("replay").contains(&format!("--seed {seed}")),
+        "{}",
+        prop("replay")
+    );
+    let failure = case
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("failure");
+    assert_eq!(failure.attribute("type"), Some("FAIL"));
+    assert!(
+        failure
+            .text()
+            .unwrap_or_default()
+            .contains("+C1: GET USER dora"),
+        "{xml}"
+    );
 }
 
 /// A typo in a key fails with exit 2 before anything runs: `error:
