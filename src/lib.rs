@@ -21,6 +21,7 @@
 //! - [`runner`]: runs scenarios against the real client and judges them; suite, version matrix, reports.
 //! - [`explore`]: property-based convergence testing with the real client; shrinking to a scenario file.
 //! - [`timeline`]: the picture of a run (timeline.svg/.html): lanes, lock windows, storms, convergence.
+//! - [`bundled`]: the scenario suite built into the binary, for installed copies.
 //! - [`bench`]: benchmarks of the fake against the real backupd, sync_server and a floor.
 //! - [`reader`]: the runner's own csync reads of a target (`GET USER`, `GET FULLMAILBOX`), for the history.
 //! - [`rng`]: the one seed, and deterministic per-subsystem random streams.
@@ -28,6 +29,7 @@
 //!   packed annotations, mailbox-name rules, session ids); imports none of them.
 //! - [`term`]: colour on terminals (`--color`, `NO_COLOR`).
 pub mod bench;
+pub mod bundled;
 pub mod check;
 pub mod cyrus;
 pub mod diff;

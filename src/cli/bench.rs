@@ -41,7 +41,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     opts.reps = args.reps;
     opts.out_dir = args.out;
-    opts.scenarios = (!args.no_suite && args.scenarios.is_dir()).then_some(args.scenarios);
+    if !args.no_suite {
+        // Outside a checkout (an installed binary), the bundled suite.
+        let suite = backupd_sim::bundled::scenario_paths(std::slice::from_ref(&args.scenarios))
+            .context("extracting the bundled scenarios")?;
+        opts.scenarios = suite.into_iter().next().filter(|d| d.is_dir());
+    }
     if let Some(d) = args.sandbox_dir {
         opts.sandbox_parent = d;
     }

@@ -10,7 +10,8 @@ use super::TargetArgs;
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Scenario files or directories.
+    /// Scenario files or directories. Without a ./scenarios directory, the
+    /// suite built into this binary.
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
     /// The real target compared with the fake: a real Cyrus backupd or
@@ -30,7 +31,8 @@ pub struct CompareArgs {
     /// Cyrus binaries to use.
     #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
     cyrus_bin: PathBuf,
-    /// The known deviations (TOML, `[[deviation]]` tables).
+    /// The known deviations (TOML, `[[deviation]]` tables); without
+    /// ./fixtures/deviations.toml, the one built into this binary.
     #[arg(long, value_name = "FILE", default_value = "fixtures/deviations.toml")]
     deviations: PathBuf,
     /// Where the reports and normalized transcripts of both sides go.
@@ -44,8 +46,13 @@ pub struct CompareArgs {
     json: Option<PathBuf>,
 }
 
-pub fn run(args: CompareArgs) -> Result<ExitCode> {
+pub fn run(mut args: CompareArgs) -> Result<ExitCode> {
     use backupd_sim::runner::{compare, suite, RunOptions};
+    // Outside a checkout (an installed binary), the bundled suite and deviations.
+    args.paths = backupd_sim::bundled::scenario_paths(&args.paths)
+        .context("extracting the bundled scenarios")?;
+    args.deviations = backupd_sim::bundled::deviations_path(&args.deviations)
+        .context("extracting the bundled deviations file")?;
     let scenarios = match suite::load(&args.paths, None, args.filter.as_deref()) {
         Ok(s) if !s.is_empty() => s,
         Ok(_) => {

@@ -41,7 +41,7 @@ pub fn run(args: CyrusArgs) -> Result<ExitCode> {
                     None => {
                         let known: Vec<&str> = install::SUITES.iter().map(|s| s.version).collect();
                         eprintln!(
-                            "backupd-sim: cyrus install `{v}`: expected one of {} (3.6 is the host's: `make setup`)",
+                            "backupd-sim: cyrus install `{v}`: expected one of {} (3.6 is the host's: `apt-get install cyrus-common cyrus-imapd cyrus-replication`)",
                             known.join(", ")
                         );
                         return Ok(ExitCode::from(2));

@@ -15,7 +15,8 @@ use super::TargetArgs;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Scenario files or directories (searched for *.toml).
+    /// Scenario files or directories (searched for *.toml). Without a
+    /// ./scenarios directory, the suite built into this binary.
     #[arg(default_value = "scenarios")]
     paths: Vec<PathBuf>,
     /// Scenarios run at once (each has its own source instance and fake).
@@ -67,7 +68,10 @@ pub struct RunArgs {
     target: TargetArgs,
 }
 
-pub fn run(args: RunArgs) -> Result<ExitCode> {
+pub fn run(mut args: RunArgs) -> Result<ExitCode> {
+    // Outside a checkout (an installed binary), the bundled suite.
+    args.paths = backupd_sim::bundled::scenario_paths(&args.paths)
+        .context("extracting the bundled scenarios")?;
     let scenarios = match suite::load(&args.paths, args.shard, args.filter.as_deref()) {
         Ok(s) => s,
         Err(errors) => {

@@ -31,7 +31,8 @@ pub use target::{BackupLock, RealTarget, StateScope, TargetKind};
 /// Default Debian location of the Cyrus executables.
 pub const DEFAULT_CYRUS_BIN: &str = "/usr/lib/cyrus/bin";
 
-const SETUP_HINT: &str = "run `make setup` or pass --cyrus-bin DIR";
+const SETUP_HINT: &str = "install Debian's packages as root (`apt-get install cyrus-common \
+     cyrus-imapd cyrus-replication`), or pass --cyrus-bin DIR (or set CYRUS_BIN) for another build";
 
 /// Everything that can go wrong while driving Cyrus.
 #[derive(Debug, thiserror::Error)]

@@ -550,7 +550,9 @@ fn locate_reports_what_is_missing() {
         "{text}"
     );
     assert!(
-        text.contains("run `make setup` or pass --cyrus-bin DIR"),
+        text.contains("apt-get install cyrus-common cyrus-imapd cyrus-replication")
+            && text.contains("or pass --cyrus-bin DIR")
+            && !text.contains("make"),
         "{text}"
     );
     let Some(b) = bins() else { return };
