@@ -20,6 +20,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
 struct Served {
     child: Child,
     addr: String,
+    /// `control on ADDR` (the second stdout line), with `--control`.
+    control: Option<String>,
 }
 
 impl Served {
@@ -32,15 +34,27 @@ impl Served {
             .spawn()
             .expect("spawn backupd-sim");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read the first line");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        out.read_line(&mut first).expect("read the first line");
+        let control = args.contains(&"--control").then(|| {
+            let mut second = String::new();
+            out.read_line(&mut second).expect("read the second line");
+            second
+                .trim()
+                .strip_prefix("control on ")
+                .unwrap_or_else(|| panic!("second line was {second:?}"))
+                .to_owned()
+        });
         let addr = first
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("first line was {first:?}"))
             .to_owned();
-        Served { child, addr }
+        Served {
+            child,
+            addr,
+            control,
+        }
     }
 
     fn port(&self) -> u16 {
@@ -255,4 +269,201 @@ fn completions_and_man_pages_generate() {
     }
     let run = std::fs::read_to_string(dir.path().join("backupd-sim-run.1")).expect("run page");
     assert!(run.contains("shard"), "{run}");
+}
+
+/// The Perl control client (`scripts/backupd-sim-ctl.pl`, documented in
+/// `docs/control-protocol.md` for suites such as Cassandane) drives a served
+/// fake while the real `sync_client` replicates: a lock it opens makes `-u`
+/// bail out (exit 1) and shows as a `LOCKED` count in its status; after its
+/// unlock `-u` converges. Errors: a refused request is exit 1 with the
+/// server's message, a bad address exit 2. Loaded as a module, the same calls
+/// return the status and die with the server's error.
+#[test]
+fn the_perl_control_client_drives_a_served_fake() {
+    let Some(bins) = cyrus_bins() else { return };
+    let perl_ok = Command::new("perl")
+        .args(["-MJSON::PP", "-MIO::Socket::IP", "-e", "1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    // perl and its core modules come with the Cyrus packages (cyrus-common depends on perl).
+    assert!(perl_ok, "perl with JSON::PP and IO::Socket::IP is required");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/backupd-sim-ctl.pl");
+    let ctl = |args: &[&str]| {
+        let out = Command::new(script)
+            .args(args)
+            .output()
+            .expect("run the perl client");
+        (
+            out.status.code().expect("exit code"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let served = Served::start(&["--password", "lab", "--control", "127.0.0.1:0"]);
+    let addr = served.control.clone().expect("control address");
+    let mut opts = SourceOptions::new(bins.clone(), dir.path().join("source"));
+    opts.channels = vec![Channel::new("backup", served.port())];
+    let source = SourceInstance::start(&opts).expect("source");
+    fill_user(&source, "alice", 4, &mut Rng::new(Seed(3))).expect("fill");
+    let client = SyncClient::new(&bins, source.config_path());
+
+    let (code, stdout, stderr) = ctl(&[&addr, "lock", "alice"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status JSON");
+    assert_eq!(status["locks"][0]["name"], "ctl-alice", "{status:#}");
+    assert_eq!(status["locks"][0]["mode"], "hold", "{status:#}");
+
+    let run = sync(&client, &["-n", "backup", "-u", "alice"]);
+    assert_eq!(run.status, Some(1), "a locked user bails -u out: {run}");
+    let (code, stdout, _) = ctl(&[&addr, "status"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status JSON");
+    assert!(
+        status["users"]["alice"]["locked"].as_u64() >= Some(1),
+        "{status:#}"
+    );
+
+    let (code, _, stderr) = ctl(&[&addr, "unlock", "bob"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no open lock named or targeting `bob`"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = ctl(&[&addr, "unlock", "alice"]);
+    assert_eq!(code, 0, "{stderr}");
+    let run = sync(&client, &["-n", "backup", "-u", "alice"]);
+    assert_eq!(run.status, Some(0), "{run}");
+
+    let (code, stdout, stderr) = ctl(&[
+        &addr,
+        "fault",
+        r#"{"action":"drop-after","when":{"verb":"APPLY MAILBOX"},"nth":1}"#,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(r#""verb":"APPLY MAILBOX""#), "{stdout}");
+    let (code, _, stderr) = ctl(&[&addr, "fault", r#"{"action":"explode"}"#]);
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _, stderr) = ctl(&["127.0.0.1:1", "status"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+
+    // As a module.
+    let out = Command::new("perl")
+        .arg("-e")
+        .arg(format!(
+            r#"require "{script}"; my $c = BackupdSim::Control->new($ARGV[0]);
+               my $s = $c->clear; print scalar(@{{$s->{{faults}}}}), " faults\n";
+               eval {{ $c->unlock("nobody") }}; print "died: $@";"#
+        ))
+        .arg(&addr)
+        .output()
+        .expect("perl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("0 faults\n"), "{text}");
+    assert!(
+        text.contains("died: backupd-sim control: no open lock named or targeting `nobody`"),
+        "{text}"
+    );
+    drop(source);
+    assert_eq!(served.terminate(), 0);
+}
+
+/// An installed copy (`cargo install --path .`) works outside the checkout:
+/// the binary copied elsewhere and run from an empty directory lists, checks
+/// and runs the bundled suite (snapshots included), and a missing Cyrus is
+/// explained without sending the user to `make`.
+#[test]
+fn an_installed_copy_runs_the_bundled_suite_outside_the_checkout() {
+    let place = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(
+        place.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let bin = place.path().join("bin/backupd-sim");
+    std::fs::create_dir_all(bin.parent().expect("bin dir")).expect("mkdir");
+    std::fs::copy(BIN, &bin).expect("copy the binary");
+    let work = place.path().join("work");
+    let cache = place.path().join("cache");
+    std::fs::create_dir(&work).expect("mkdir");
+    let installed = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .current_dir(&work)
+            .env("BACKUPD_SIM_BUNDLE_DIR", &cache)
+            .env_remove("CYRUS_BIN")
+            .args(args)
+            .output()
+            .expect("run the installed copy");
+        (
+            out.status.code().expect("exit code"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // As many scenarios as the checkout has.
+    let mut here = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() && !p.ends_with("regressions") {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "toml") {
+                here.push(p);
+            }
+        }
+    }
+    let (code, stdout, stderr) = installed(&["run", "--list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("using the {} bundled scenarios in", here.len())),
+        "{stderr}"
+    );
+    let listed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(listed.len(), here.len(), "{stdout}");
+    assert!(
+        listed
+            .iter()
+            .all(|l| l.starts_with(&cache.display().to_string())),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = installed(&["run", "--check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("{} scenario file(s) valid", here.len())),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = installed(&["run", "--cyrus-bin", "/nonexistent/cyrus"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("apt-get install cyrus-common cyrus-imapd cyrus-replication")
+            && !stderr.contains("make"),
+        "{stderr}"
+    );
+
+    if cyrus_bins().is_none() {
+        return;
+    }
+    // A bundled scenario with a transcript snapshot runs and passes.
+    let (code, stdout, stderr) = installed(&[
+        "run",
+        "--filter",
+        "d-user-mode-bails-out",
+        "--sandbox-dir",
+        place.path().to_str().expect("path"),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(
+        std::fs::read_dir(&work).expect("work").next().is_none(),
+        "nothing is written to the working directory"
+    );
 }
