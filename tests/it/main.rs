@@ -1,9 +1,11 @@
 //! The integration tests: one binary, one module per topic.
 
+mod ci; // ci/examples/: the example CI files parse and run what the binary accepts
 mod cli; // the binary as a user runs it: serve, --state, bad input
 mod codec; // dlist framing, decoding and encoding against real captures and generated input
 mod compare; // run --target backupd|sync_server|HOST:PORT through the relay; compare fake vs real
 mod cyrus_source; // the real Cyrus source instance: start, fill, read back, stop
+mod examples; // examples/: the embedding example run as a test
 mod explore; // backupd-sim explore: deterministic generation, a clean run, a lying fake found and shrunk
 mod faults; // every fault action and lock mode vs an in-process fake and a scripted client
 mod golden; // golden transcripts of key flows from the real backupd; the fake must match them
