@@ -289,7 +289,7 @@ fn sigint_during_compare_leaves_no_process_behind() {
         "compare",
     );
     // Wait for the real side: its line on stderr, then its sync_client.
-    let real_side = poll(Duration::from_secs(120), || {
+    let real_side = wait_until(Duration::from_secs(120), || {
         std::fs::read_to_string(&runner.err)
             .unwrap_or_default()
             .contains("scenario(s) on backupd")
