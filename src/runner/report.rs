@@ -350,6 +350,7 @@ mod tests {
             replay: format!("backupd-sim run scenarios/{name}.toml --seed 42"),
             timeline: None,
             annotations: Vec::new(),
+            artifact_errors: Vec::new(),
         }
     }
 
