@@ -342,6 +342,8 @@ mod tests {
             checks: Vec::new(),
             stats: Default::default(),
             ledger: Vec::new(),
+            acknowledged_lost: Vec::new(),
+            carried: Vec::new(),
             error: None,
             skipped: (verdict == Verdict::Skip).then(|| "not on this target".into()),
             target: "fake".into(),
