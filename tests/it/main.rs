@@ -11,6 +11,7 @@ mod faults; // every fault action and lock mode vs an in-process fake and a scri
 mod golden; // golden transcripts of key flows from the real backupd; the fake must match them
 mod history; // the acknowledged-write history check with the real client: lies healed by the catch-up, a lying HOST:PORT proxy
 mod hygiene; // no orphans: run interrupted (SIGINT/SIGTERM), a killed sync_client, repeated runs
+mod imap_parser; // the IMAP response parser of the read-back vs imap-codec (differential property test)
 mod locks; // lock windows and faults vs the real sync_client: lab cases A-E, drops, ctl
 mod mutations; // every row of the convergence check fails when a corrupt fault breaks it
 mod personality; // the sync_server personality: greeting, replies, blocking locks; real client and real sync_server
