@@ -58,154 +58,15 @@
 //!   (the csync reads do, and are checked).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
-use serde::Serialize;
-
-use super::facts::{Call, MailboxFacts, Observation, Outcome, Read, SeenFacts, Write};
-use super::{History, Op};
-use crate::mailstate::MailState;
+use super::facts::{Call, MailboxFacts, Outcome, Read, SeenFacts, Write};
+use super::verdict::{About, Input, Report, Violation};
+use super::Op;
 use crate::store::names::owner_of;
-
-/// What the checker is given.
-#[derive(Debug, Clone, Copy)]
-pub struct Input<'a> {
-    /// The history of the target.
-    pub history: &'a History,
-    /// The target's contents read back after every command, when it can be
-    /// read: what it holds of the users it was asked for (a user asked for
-    /// and absent holds nothing).
-    pub final_state: Option<FinalRead<'a>>,
-    /// The mark that starts the catch-up passes, if there was one.
-    pub catch_up_mark: Option<&'a str>,
-    /// The target keeps every body it acknowledged, in the backup of the user
-    /// that reserved it (backupd, and the fake as backupd): then a body
-    /// acknowledged by `APPLY MESSAGE` must never be `* MISSING` for that
-    /// user again. A replica keeps only bodies its records use.
-    pub bodies_kept: bool,
-}
-
-/// What kind of state a violation is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum About {
-    /// A mailbox as a whole: there or not, its identity and counters.
-    Mailbox,
-    /// Records of a mailbox (the UIDs say which).
-    Records,
-    /// The body of a record.
-    Body,
-    /// A subscription.
-    Subscription,
-    /// Seen state.
-    Seen,
-    /// A sieve script.
-    Sieve,
-}
-
-/// The target's contents read back at the end.
-#[derive(Debug, Clone, Copy)]
-pub struct FinalRead<'a> {
-    /// What it holds.
-    pub state: &'a MailState,
-    /// The users read.
-    pub users: &'a [&'a str],
-    /// Whether the read shows every field (`false`: only mailbox names,
-    /// uniqueids and live UID -> GUID).
-    pub full: bool,
-}
-
-/// One acknowledged write contradicted by a later read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    /// What kind of state was lost.
-    pub about: About,
-    /// The owner of what was lost.
-    pub user: String,
-    /// The mailbox, when it is about one.
-    pub mailbox: Option<String>,
-    /// The UIDs concerned (empty for the mailbox as a whole).
-    pub uids: Vec<u32>,
-    /// The body concerned, when it is about one.
-    pub guid: Option<String>,
-    /// The acknowledged command: `session 3, step 4: APPLY MAILBOX %(…)`.
-    pub acknowledged: String,
-    /// The read that contradicted it.
-    pub contradicted_by: String,
-    /// What the read showed instead.
-    pub what: String,
-    /// Later reads that contradicted the same write the same way.
-    pub again: usize,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "user {}", self.user)?;
-        if let Some(m) = &self.mailbox {
-            write!(f, ", mailbox {m}")?;
-        }
-        if !self.uids.is_empty() {
-            write!(f, ", UIDs {:?}", self.uids)?;
-        }
-        write!(
-            f,
-            ": {}\n      acknowledged: {}\n      contradicted by: {}",
-            self.what, self.acknowledged, self.contradicted_by
-        )?;
-        if self.again > 0 {
-            write!(f, " (and {} later read(s))", self.again)?;
-        }
-        Ok(())
-    }
-}
-
-/// Why the catch-up carried a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CarryClass {
-    /// The target had not acknowledged this before the catch-up: it was queued.
-    Queued,
-    /// Acknowledged before and still there: the client sent it again without
-    /// asking (a rolling `APPLY SUB`, say). Harmless.
-    Repeated,
-    /// Acknowledged before and then lost: the catch-up healed a loss. A failure.
-    PreviouslyAcknowledged,
-}
-
-/// One write of the catch-up passes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Carried {
-    /// The command: `session 9: APPLY MAILBOX %(…)`.
-    pub command: String,
-    /// Why it was carried.
-    pub class: CarryClass,
-}
-
-/// The checker's verdict.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// Every contradiction found.
-    pub violations: Vec<Violation>,
-    /// What the catch-up passes carried, and why.
-    pub carried: Vec<Carried>,
-    /// Writes acknowledged.
-    pub acknowledged: usize,
-    /// Reads checked against at least one settled state.
-    pub reads_checked: usize,
-    /// Set when the history is incomplete: the verdict is then not trusted.
-    pub incomplete: Option<String>,
-}
-
-impl Report {
-    /// True when nothing acknowledged was lost and the history was complete.
-    pub fn ok(&self) -> bool {
-        self.violations.is_empty() && self.incomplete.is_none()
-    }
-}
 
 /// What one thing on the target is known to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Fact {
+pub(super) enum Fact {
     Mailbox(MailboxFacts),
     Gone,
     Sub(bool),
@@ -215,7 +76,7 @@ enum Fact {
 
 /// One thing on the target a write can change.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Obj {
+pub(super) enum Obj {
     Mailbox(String),
     Sub(String, String),
     Seen(String, String),
@@ -223,7 +84,7 @@ enum Obj {
 }
 
 impl Obj {
-    fn user(&self) -> Option<String> {
+    pub(super) fn user(&self) -> Option<String> {
         match self {
             Obj::Mailbox(m) => owner_of(m),
             Obj::Sub(u, _) | Obj::Seen(u, _) | Obj::Sieve(u, _) => Some(u.clone()),
@@ -232,28 +93,28 @@ impl Obj {
 }
 
 #[derive(Debug, Clone)]
-struct Known {
-    fact: Fact,
-    op: usize,
-    completed: u64,
+pub(super) struct Known {
+    pub(super) fact: Fact,
+    pub(super) op: usize,
+    pub(super) completed: u64,
 }
 
 /// What is known of one thing, and what keeps it from being checked.
 #[derive(Debug, Clone, Default)]
-struct Slot {
-    known: Option<Known>,
+pub(super) struct Slot {
+    pub(super) known: Option<Known>,
     /// Writes sent and not answered yet.
-    inflight: BTreeSet<usize>,
+    pub(super) inflight: BTreeSet<usize>,
     /// Writes never answered, not yet superseded.
-    unresolved: BTreeSet<usize>,
+    pub(super) unresolved: BTreeSet<usize>,
     /// Two acknowledged writes overlapped: their order is unknown.
-    ambiguous: bool,
+    pub(super) ambiguous: bool,
     /// Records whose flags a never-answered write may have changed.
-    uncertain_uids: BTreeSet<u32>,
+    pub(super) uncertain_uids: BTreeSet<u32>,
 }
 
 impl Slot {
-    fn settled_before(&self, t: u64) -> Option<&Known> {
+    pub(super) fn settled_before(&self, t: u64) -> Option<&Known> {
         let k = self.known.as_ref()?;
         let clear = self.inflight.is_empty() && self.unresolved.is_empty() && !self.ambiguous;
         (clear && k.completed < t).then_some(k)
@@ -335,24 +196,24 @@ pub fn check(input: Input<'_>) -> Report {
     sweep.report
 }
 
-struct Sweep<'a> {
-    ops: &'a [Op],
-    marks: &'a [super::Mark],
-    slots: BTreeMap<Obj, Slot>,
-    report: Report,
+pub(super) struct Sweep<'a> {
+    pub(super) ops: &'a [Op],
+    pub(super) marks: &'a [super::Mark],
+    pub(super) slots: BTreeMap<Obj, Slot>,
+    pub(super) report: Report,
     /// The known facts when the catch-up began.
-    at_catch_up: Option<BTreeMap<Obj, (Fact, usize)>>,
-    bodies_kept: bool,
+    pub(super) at_catch_up: Option<BTreeMap<Obj, (Fact, usize)>>,
+    pub(super) bodies_kept: bool,
     /// Per connection since its last RESTART: the GUIDs it was told are
     /// missing, and for which users.
-    reserved: BTreeMap<crate::store::SessionId, BTreeMap<String, BTreeSet<String>>>,
+    pub(super) reserved: BTreeMap<crate::store::SessionId, BTreeMap<String, BTreeSet<String>>>,
     /// Bodies acknowledged by `APPLY MESSAGE` after a reservation: (user,
     /// GUID) -> the op and when it was answered.
-    bodies: BTreeMap<(String, String), (usize, u64)>,
+    pub(super) bodies: BTreeMap<(String, String), (usize, u64)>,
 }
 
 impl Sweep<'_> {
-    fn known_now(&self) -> BTreeMap<Obj, (Fact, usize)> {
+    pub(super) fn known_now(&self) -> BTreeMap<Obj, (Fact, usize)> {
         self.slots
             .iter()
             .filter_map(|(o, s)| {
@@ -536,367 +397,8 @@ impl Sweep<'_> {
         }
     }
 
-    /// Check one answered read; true when it covered a settled state.
-    fn check_read(&mut self, i: usize, r: &Read, obs: &Observation) -> bool {
-        if !obs.unreadable.is_empty() {
-            return false;
-        }
-        let read = &self.ops[i];
-        let t = read.invoked_us;
-        let (mailboxes, meta_user): (Vec<String>, Option<&str>) = match r {
-            Read::User(u) => {
-                let names = self
-                    .slots
-                    .keys()
-                    .filter_map(|o| match o {
-                        Obj::Mailbox(m) if owner_of(m).as_deref() == Some(u) => Some(m.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                // sync_server prints no meta data for a user without mailboxes.
-                (names, (!obs.mailboxes.is_empty()).then_some(u.as_str()))
-            }
-            Read::Meta(u) => (Vec::new(), Some(u.as_str())),
-            Read::Mailboxes(names) => (names.clone(), None),
-            Read::FullMailbox(m) => (vec![m.clone()], None),
-            Read::Reserve { mailboxes, guids } => {
-                return self.check_reserve(i, mailboxes, guids, obs);
-            }
-        };
-        let by = self.describe(i);
-        let mut checked = false;
-        for m in mailboxes {
-            let Some(k) = self
-                .slots
-                .get(&Obj::Mailbox(m.clone()))
-                .and_then(|s| s.settled_before(t))
-            else {
-                continue;
-            };
-            checked = true;
-            let uncertain = self.slots[&Obj::Mailbox(m.clone())].uncertain_uids.clone();
-            let (fact, op) = (k.fact.clone(), k.op);
-            // Records are read only from `GET FULLMAILBOX`; other answers carry none.
-            let mut shown = obs.mailboxes.get(&m).cloned();
-            if !matches!(r, Read::FullMailbox(_)) {
-                if let Some(s) = shown.as_mut() {
-                    s.records = None;
-                }
-            }
-            self.compare_mailbox(&m, &fact, op, shown.as_ref(), &uncertain, &by);
-        }
-        if let Some(u) = meta_user {
-            checked |= self.check_meta(u, t, obs, &by);
-        }
-        checked
-    }
-
-    fn check_meta(&mut self, user: &str, t: u64, obs: &Observation, by: &str) -> bool {
-        let subs: BTreeSet<&str> = obs
-            .subscriptions
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        let mut found = Vec::new();
-        for (o, s) in &self.slots {
-            if o.user().as_deref() != Some(user) {
-                continue;
-            }
-            let Some(k) = s.settled_before(t) else {
-                continue;
-            };
-            let lost = match (o, &k.fact) {
-                (Obj::Sub(_, m), Fact::Sub(on)) => (subs.contains(m.as_str()) != *on).then(|| {
-                    (
-                        About::Subscription,
-                        Some(m.clone()),
-                        if *on {
-                            "the subscription is not in `* LSUB`".to_owned()
-                        } else {
-                            "the unsubscribed mailbox is back in `* LSUB`".to_owned()
-                        },
-                    )
-                }),
-                (Obj::Seen(_, id), Fact::Seen(want)) => match obs.seen.get(id) {
-                    None => Some((About::Seen, None, format!("no `* SEEN` for uniqueid {id}"))),
-                    Some(have) if have != want => Some((
-                        About::Seen,
-                        None,
-                        format!(
-                            "`* SEEN` for uniqueid {id}: LASTUID {} SEENUIDS {:?}, acknowledged LASTUID {} SEENUIDS {:?}",
-                            have.lastuid, have.seenuids, want.lastuid, want.seenuids
-                        ),
-                    )),
-                    Some(_) => None,
-                },
-                (Obj::Sieve(_, f), Fact::Sieve(want)) => match (obs.sieve.get(f), want) {
-                    (None, Some(_)) => Some((
-                        About::Sieve,
-                        None,
-                        format!("sieve script {f} is not listed"),
-                    )),
-                    (Some(have), Some(w)) if have < w => Some((
-                        About::Sieve,
-                        None,
-                        format!("sieve script {f}: LAST_UPDATE {have}, acknowledged {w}"),
-                    )),
-                    (Some(_), None) => Some((
-                        About::Sieve,
-                        None,
-                        format!("deleted sieve script {f} is listed again"),
-                    )),
-                    _ => None,
-                },
-                _ => None,
-            };
-            found.push((k.op, lost));
-        }
-        let checked = !found.is_empty();
-        for (op, lost) in found {
-            if let Some((about, mailbox, what)) = lost {
-                self.violate(about, user.to_owned(), mailbox, Vec::new(), op, by, what);
-            }
-        }
-        checked
-    }
-
-    fn check_reserve(
-        &mut self,
-        i: usize,
-        mailboxes: &[String],
-        guids: &[String],
-        obs: &Observation,
-    ) -> bool {
-        let t = self.ops[i].invoked_us;
-        let missing: BTreeSet<&str> = obs.missing.iter().map(String::as_str).collect();
-        let asked: BTreeSet<&str> = guids.iter().map(String::as_str).collect();
-        let by = self.describe(i);
-        let mut checked = false;
-        let owners: BTreeSet<String> = mailboxes.iter().filter_map(|m| owner_of(m)).collect();
-        // Bodies acknowledged by APPLY MESSAGE to one of these users.
-        if self.bodies_kept {
-            let mut gone = Vec::new();
-            for g in asked.intersection(&missing) {
-                for u in &owners {
-                    if let Some(&(op, done)) = self.bodies.get(&(u.clone(), (*g).to_owned())) {
-                        checked = true;
-                        if done < t {
-                            gone.push((u.clone(), (*g).to_owned(), op));
-                        }
-                    }
-                }
-            }
-            for (u, g, op) in gone {
-                let what = format!("the body {g}, acknowledged by APPLY MESSAGE, is `* MISSING`");
-                self.violate(About::Body, u, None, Vec::new(), op, &by, what);
-                if let Some(v) = self.report.violations.last_mut() {
-                    v.guid.get_or_insert(g);
-                }
-            }
-        }
-        // What this connection may upload now, and for whom.
-        let session = self.ops[i].session;
-        let reserved = self.reserved.entry(session).or_default();
-        for g in asked.intersection(&missing) {
-            reserved
-                .entry((*g).to_owned())
-                .or_default()
-                .extend(owners.iter().cloned());
-        }
-        let mut lost = Vec::new();
-        for m in mailboxes {
-            let Some(k) = self
-                .slots
-                .get(&Obj::Mailbox(m.clone()))
-                .and_then(|s| s.settled_before(t))
-            else {
-                continue;
-            };
-            let Fact::Mailbox(f) = &k.fact else { continue };
-            checked = true;
-            for (uid, r) in f.records.iter().flatten() {
-                let g = r.guid.as_str();
-                if !r.expunged && asked.contains(g) && missing.contains(g) {
-                    lost.push((m.clone(), *uid, g.to_owned(), k.op));
-                }
-            }
-        }
-        for (m, uid, g, op) in lost {
-            let user = owner_of(&m).unwrap_or_default();
-            let what = format!("the body {g} of an acknowledged record is `* MISSING`");
-            self.violate(About::Body, user, Some(m), vec![uid], op, &by, what);
-            if let Some(v) = self.report.violations.last_mut() {
-                v.guid.get_or_insert(g);
-            }
-        }
-        checked
-    }
-
-    fn compare_mailbox(
-        &mut self,
-        name: &str,
-        fact: &Fact,
-        op: usize,
-        seen: Option<&MailboxFacts>,
-        uncertain: &BTreeSet<u32>,
-        by: &str,
-    ) {
-        let user = owner_of(name).unwrap_or_default();
-        let mut lost: Vec<(Vec<u32>, String)> = Vec::new();
-        match (fact, seen) {
-            (Fact::Gone, Some(_)) => lost.push((
-                Vec::new(),
-                "the mailbox is there, after an acknowledged removal".into(),
-            )),
-            (Fact::Mailbox(f), None) => lost.push((
-                Vec::new(),
-                format!(
-                    "the mailbox is missing (acknowledged with LAST_UID {})",
-                    f.last_uid.map_or_else(|| "?".into(), |u| u.to_string())
-                ),
-            )),
-            (Fact::Mailbox(f), Some(s)) => lost.extend(mailbox_differences(f, s, uncertain)),
-            _ => {}
-        }
-        for (uids, what) in lost {
-            let about = if uids.is_empty() {
-                About::Mailbox
-            } else {
-                About::Records
-            };
-            self.violate(
-                about,
-                user.clone(),
-                Some(name.to_owned()),
-                uids,
-                op,
-                by,
-                what,
-            );
-        }
-    }
-
-    fn final_read(&mut self, read: FinalRead<'_>) {
-        let (state, full) = (read.state, read.full);
-        let by = "the final read-back of the target".to_owned();
-        let users: BTreeSet<String> = self
-            .slots
-            .keys()
-            .filter_map(Obj::user)
-            .filter(|u| read.users.contains(&u.as_str()))
-            .collect();
-        let nobody = crate::mailstate::UserState::default();
-        for user in users {
-            // A user the target lacks entirely holds nothing.
-            let u = state.users.get(&user).unwrap_or(&nobody);
-            let shown = |m: &str| !crate::store::names::is_deleted_name(m);
-            let mut obs = Observation::default();
-            for (name, mb) in &u.mailboxes {
-                let records = mb
-                    .messages
-                    .iter()
-                    .map(|(uid, m)| {
-                        let r = super::RecordFact {
-                            guid: m.guid.clone(),
-                            flags: m.flags.clone(),
-                            expunged: false,
-                        };
-                        (*uid, r)
-                    })
-                    .collect();
-                let known = |n: u64| (full && n > 0).then_some(n);
-                obs.mailboxes.insert(
-                    name.clone(),
-                    MailboxFacts {
-                        name: name.clone(),
-                        uniqueid: mb.uniqueid.clone().unwrap_or_default(),
-                        uidvalidity: known(mb.uidvalidity.into()).map(|n| n as u32),
-                        last_uid: full.then_some(mb.last_uid),
-                        highestmodseq: full.then_some(mb.highestmodseq),
-                        records: Some(records),
-                    },
-                );
-            }
-            let mut names = Vec::new();
-            let mut subs = Vec::new();
-            for (o, s) in &self.slots {
-                match (o, s.settled_before(u64::MAX)) {
-                    (Obj::Mailbox(m), Some(k))
-                        if owner_of(m).as_deref() == Some(&user) && shown(m) =>
-                    {
-                        names.push((m.clone(), k.fact.clone(), k.op, s.uncertain_uids.clone()));
-                    }
-                    (Obj::Sub(su, m), Some(k)) if full && *su == user => {
-                        subs.push((m.clone(), k.fact.clone(), k.op));
-                    }
-                    _ => {}
-                }
-            }
-            for (m, fact, op, mut uncertain) in names {
-                if !full {
-                    // Flags are not read at this scope.
-                    if let Some(o) = obs.mailboxes.get_mut(&m) {
-                        for r in o.records.iter_mut().flat_map(|r| r.values_mut()) {
-                            r.flags.clear();
-                        }
-                    }
-                    if let Fact::Mailbox(f) = &fact {
-                        uncertain.extend(f.records.iter().flatten().map(|(u, _)| *u));
-                    }
-                }
-                self.compare_mailbox(&m, &fact, op, obs.mailboxes.get(&m), &uncertain, &by);
-            }
-            for (m, fact, op) in subs {
-                if let Fact::Sub(on) = fact {
-                    if u.subscriptions.contains(&m) != on {
-                        let what = if on {
-                            "the subscription is not on the target"
-                        } else {
-                            "the unsubscribed mailbox is subscribed on the target"
-                        };
-                        let (u, m) = (user.clone(), Some(m));
-                        self.violate(About::Subscription, u, m, Vec::new(), op, &by, what.into());
-                    }
-                }
-            }
-        }
-    }
-
-    fn carried(&mut self, catch_up_t: u64, before: &BTreeMap<Obj, (Fact, usize)>) {
-        let lost_objs: BTreeSet<(String, Option<String>)> = self
-            .report
-            .violations
-            .iter()
-            .map(|v| (v.user.clone(), v.mailbox.clone()))
-            .collect();
-        for (i, op) in self.ops.iter().enumerate() {
-            let Call::Write(w) = &op.call else { continue };
-            if op.invoked_us < catch_up_t {
-                continue;
-            }
-            let implied = implied_by(w, before);
-            let class = match implied {
-                None => CarryClass::Queued,
-                Some(_) => {
-                    let key = (write_user(w).unwrap_or_default(), write_mailbox(w));
-                    if lost_objs.contains(&key) || lost_objs.contains(&(key.0.clone(), None)) {
-                        CarryClass::PreviouslyAcknowledged
-                    } else {
-                        CarryClass::Repeated
-                    }
-                }
-            };
-            let mut command = self.describe(i);
-            if let (Some(j), CarryClass::PreviouslyAcknowledged) = (implied, class) {
-                command.push_str(&format!(" (acknowledged before as {})", self.describe(j)));
-            }
-            self.report.carried.push(Carried { command, class });
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn violate(
+    pub(super) fn violate(
         &mut self,
         about: About,
         user: String,
@@ -932,7 +434,7 @@ impl Sweep<'_> {
     }
 
     /// `session 3 (step 4): APPLY MAILBOX user.a.X (LAST_UID 2, …)`.
-    fn describe(&self, i: usize) -> String {
+    pub(super) fn describe(&self, i: usize) -> String {
         let op = &self.ops[i];
         let phase = self
             .marks
@@ -950,7 +452,7 @@ impl Sweep<'_> {
 
 /// A mailbox's state after an acknowledged `APPLY MAILBOX`: the new counters,
 /// and the records of the same mailbox (same uniqueid) merged by UID.
-fn merge(prev: Option<&Known>, f: &MailboxFacts) -> MailboxFacts {
+pub(super) fn merge(prev: Option<&Known>, f: &MailboxFacts) -> MailboxFacts {
     let mut out = f.clone();
     if let Some(Fact::Mailbox(p)) = prev.map(|k| &k.fact) {
         if p.uniqueid == f.uniqueid {
@@ -964,127 +466,10 @@ fn merge(prev: Option<&Known>, f: &MailboxFacts) -> MailboxFacts {
     }
     out
 }
-
-/// How `seen` contradicts the acknowledged `want` (records only when `seen` has them).
-fn mailbox_differences(
-    want: &MailboxFacts,
-    seen: &MailboxFacts,
-    uncertain: &BTreeSet<u32>,
-) -> Vec<(Vec<u32>, String)> {
-    let mut out = Vec::new();
-    if !seen.uniqueid.is_empty() && seen.uniqueid != want.uniqueid {
-        out.push((
-            Vec::new(),
-            format!("uniqueid {}, acknowledged {}", seen.uniqueid, want.uniqueid),
-        ));
-        return out;
-    }
-    if let (Some(s), Some(w)) = (seen.uidvalidity, want.uidvalidity) {
-        if s != w {
-            out.push((Vec::new(), format!("UIDVALIDITY {s}, acknowledged {w}")));
-        }
-    }
-    if let (Some(s), Some(w)) = (seen.last_uid, want.last_uid) {
-        if s < w {
-            out.push((Vec::new(), format!("LAST_UID {s}, acknowledged {w}")));
-        }
-    }
-    if let (Some(s), Some(w)) = (seen.highestmodseq, want.highestmodseq) {
-        if s < w {
-            out.push((Vec::new(), format!("HIGHESTMODSEQ {s}, acknowledged {w}")));
-        }
-    }
-    let (Some(have), Some(wanted)) = (&seen.records, &want.records) else {
-        return out;
-    };
-    let mut missing = Vec::new();
-    for (uid, w) in wanted {
-        match have.get(uid) {
-            None if !w.expunged => missing.push(*uid),
-            None => {}
-            Some(h) if h.guid != w.guid => out.push((
-                vec![*uid],
-                format!("GUID {}, acknowledged {}", h.guid, w.guid),
-            )),
-            Some(h) => {
-                if h.expunged != w.expunged {
-                    let what = if w.expunged {
-                        "live, acknowledged expunged"
-                    } else {
-                        "expunged, acknowledged live"
-                    };
-                    out.push((vec![*uid], what.to_owned()));
-                } else if !uncertain.contains(uid) && h.flags != w.flags {
-                    out.push((
-                        vec![*uid],
-                        format!("flags {:?}, acknowledged {:?}", h.flags, w.flags),
-                    ));
-                }
-            }
-        }
-    }
-    if !missing.is_empty() {
-        let what = format!("{} acknowledged record(s) missing", missing.len());
-        out.push((missing, what));
-    }
-    out
-}
-
-fn written_uids(w: &Write) -> Vec<u32> {
+pub(super) fn written_uids(w: &Write) -> Vec<u32> {
     match w {
         Write::Mailbox(m) => m.records.iter().flatten().map(|(u, _)| *u).collect(),
         Write::Expunge { uids, .. } => uids.clone(),
         _ => Vec::new(),
-    }
-}
-
-fn write_mailbox(w: &Write) -> Option<String> {
-    match w {
-        Write::Mailbox(m) => Some(m.name.clone()),
-        Write::Unmailbox(m) | Write::Expunge { mailbox: m, .. } => Some(m.clone()),
-        Write::Rename { old, .. } => Some(old.clone()),
-        Write::Sub { mailbox, .. } => Some(mailbox.clone()),
-        _ => None,
-    }
-}
-
-/// The op that acknowledged, before the catch-up, what `w` carries again.
-fn implied_by(w: &Write, before: &BTreeMap<Obj, (Fact, usize)>) -> Option<usize> {
-    let get = |o: Obj| before.get(&o);
-    match w {
-        Write::Mailbox(f) => match get(Obj::Mailbox(f.name.clone()))? {
-            (Fact::Mailbox(k), op) => {
-                let same = k.uniqueid == f.uniqueid
-                    && f.last_uid <= k.last_uid
-                    && f.highestmodseq <= k.highestmodseq
-                    && f.records
-                        .iter()
-                        .flatten()
-                        .all(|(u, r)| k.records.as_ref().and_then(|rs| rs.get(u)) == Some(r));
-                same.then_some(*op)
-            }
-            _ => None,
-        },
-        Write::Unmailbox(m) => match get(Obj::Mailbox(m.clone()))? {
-            (Fact::Gone, op) => Some(*op),
-            _ => None,
-        },
-        Write::Sub { user, mailbox, on } => match get(Obj::Sub(user.clone(), mailbox.clone()))? {
-            (Fact::Sub(k), op) if k == on => Some(*op),
-            _ => None,
-        },
-        Write::Seen { user, seen } => match get(Obj::Seen(user.clone(), seen.uniqueid.clone()))? {
-            (Fact::Seen(k), op) if k == seen => Some(*op),
-            _ => None,
-        },
-        Write::Sieve {
-            user,
-            filename,
-            last_update,
-        } => match get(Obj::Sieve(user.clone(), filename.clone()))? {
-            (Fact::Sieve(k), op) if k == last_update => Some(*op),
-            _ => None,
-        },
-        Write::Rename { .. } | Write::Unuser(_) | Write::Expunge { .. } | Write::Message(_) => None,
     }
 }

@@ -16,18 +16,22 @@
 //! records are kept; past that the history says it is incomplete, and a
 //! verdict built on it says so too (never a silent pass).
 
+mod carry;
 pub mod check;
 pub mod facts;
+mod reads;
 #[cfg(test)]
 mod tests;
+pub mod verdict;
 
 use std::collections::HashMap;
 
 use crate::proto::{Command, Reply};
 use crate::store::SessionId;
 
-pub use check::{check, About, Carried, CarryClass, FinalRead, Input, Report, Violation};
+pub use check::check;
 pub use facts::{Call, MailboxFacts, Observation, Outcome, Read, RecordFact, SeenFacts, Write};
+pub use verdict::{About, Carried, CarryClass, FinalRead, Input, Report, Violation};
 
 /// The runner's own connections (its reads of the target, [`crate::reader`])
 /// are numbered from here on, apart from the client's.

@@ -1,0 +1,404 @@
+//! The checks of one read against the settled state it covers: `GET USER`,
+//! `GET META`, `GET MAILBOXES`, `GET FULLMAILBOX`, `APPLY RESERVE`, and the
+//! final read-back (the rules are listed in [`super::check`]).
+
+use std::collections::BTreeSet;
+
+use super::check::{Fact, Obj, Sweep};
+use super::facts::{MailboxFacts, Observation, Read};
+use super::verdict::{About, FinalRead};
+use crate::store::names::owner_of;
+
+impl Sweep<'_> {
+    /// Check one answered read; true when it covered a settled state.
+    pub(super) fn check_read(&mut self, i: usize, r: &Read, obs: &Observation) -> bool {
+        if !obs.unreadable.is_empty() {
+            return false;
+        }
+        let read = &self.ops[i];
+        let t = read.invoked_us;
+        let (mailboxes, meta_user): (Vec<String>, Option<&str>) = match r {
+            Read::User(u) => {
+                let names = self
+                    .slots
+                    .keys()
+                    .filter_map(|o| match o {
+                        Obj::Mailbox(m) if owner_of(m).as_deref() == Some(u) => Some(m.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                // sync_server prints no meta data for a user without mailboxes.
+                (names, (!obs.mailboxes.is_empty()).then_some(u.as_str()))
+            }
+            Read::Meta(u) => (Vec::new(), Some(u.as_str())),
+            Read::Mailboxes(names) => (names.clone(), None),
+            Read::FullMailbox(m) => (vec![m.clone()], None),
+            Read::Reserve { mailboxes, guids } => {
+                return self.check_reserve(i, mailboxes, guids, obs);
+            }
+        };
+        let by = self.describe(i);
+        let mut checked = false;
+        for m in mailboxes {
+            let Some(k) = self
+                .slots
+                .get(&Obj::Mailbox(m.clone()))
+                .and_then(|s| s.settled_before(t))
+            else {
+                continue;
+            };
+            checked = true;
+            let uncertain = self.slots[&Obj::Mailbox(m.clone())].uncertain_uids.clone();
+            let (fact, op) = (k.fact.clone(), k.op);
+            // Records are read only from `GET FULLMAILBOX`; other answers carry none.
+            let mut shown = obs.mailboxes.get(&m).cloned();
+            if !matches!(r, Read::FullMailbox(_)) {
+                if let Some(s) = shown.as_mut() {
+                    s.records = None;
+                }
+            }
+            self.compare_mailbox(&m, &fact, op, shown.as_ref(), &uncertain, &by);
+        }
+        if let Some(u) = meta_user {
+            checked |= self.check_meta(u, t, obs, &by);
+        }
+        checked
+    }
+
+    fn check_meta(&mut self, user: &str, t: u64, obs: &Observation, by: &str) -> bool {
+        let subs: BTreeSet<&str> = obs
+            .subscriptions
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut found = Vec::new();
+        for (o, s) in &self.slots {
+            if o.user().as_deref() != Some(user) {
+                continue;
+            }
+            let Some(k) = s.settled_before(t) else {
+                continue;
+            };
+            let lost = match (o, &k.fact) {
+                (Obj::Sub(_, m), Fact::Sub(on)) => (subs.contains(m.as_str()) != *on).then(|| {
+                    (
+                        About::Subscription,
+                        Some(m.clone()),
+                        if *on {
+                            "the subscription is not in `* LSUB`".to_owned()
+                        } else {
+                            "the unsubscribed mailbox is back in `* LSUB`".to_owned()
+                        },
+                    )
+                }),
+                (Obj::Seen(_, id), Fact::Seen(want)) => match obs.seen.get(id) {
+                    None => Some((About::Seen, None, format!("no `* SEEN` for uniqueid {id}"))),
+                    Some(have) if have != want => Some((
+                        About::Seen,
+                        None,
+                        format!(
+                            "`* SEEN` for uniqueid {id}: LASTUID {} SEENUIDS {:?}, acknowledged LASTUID {} SEENUIDS {:?}",
+                            have.lastuid, have.seenuids, want.lastuid, want.seenuids
+                        ),
+                    )),
+                    Some(_) => None,
+                },
+                (Obj::Sieve(_, f), Fact::Sieve(want)) => match (obs.sieve.get(f), want) {
+                    (None, Some(_)) => Some((
+                        About::Sieve,
+                        None,
+                        format!("sieve script {f} is not listed"),
+                    )),
+                    (Some(have), Some(w)) if have < w => Some((
+                        About::Sieve,
+                        None,
+                        format!("sieve script {f}: LAST_UPDATE {have}, acknowledged {w}"),
+                    )),
+                    (Some(_), None) => Some((
+                        About::Sieve,
+                        None,
+                        format!("deleted sieve script {f} is listed again"),
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            };
+            found.push((k.op, lost));
+        }
+        let checked = !found.is_empty();
+        for (op, lost) in found {
+            if let Some((about, mailbox, what)) = lost {
+                self.violate(about, user.to_owned(), mailbox, Vec::new(), op, by, what);
+            }
+        }
+        checked
+    }
+
+    fn check_reserve(
+        &mut self,
+        i: usize,
+        mailboxes: &[String],
+        guids: &[String],
+        obs: &Observation,
+    ) -> bool {
+        let t = self.ops[i].invoked_us;
+        let missing: BTreeSet<&str> = obs.missing.iter().map(String::as_str).collect();
+        let asked: BTreeSet<&str> = guids.iter().map(String::as_str).collect();
+        let by = self.describe(i);
+        let mut checked = false;
+        let owners: BTreeSet<String> = mailboxes.iter().filter_map(|m| owner_of(m)).collect();
+        // Bodies acknowledged by APPLY MESSAGE to one of these users.
+        if self.bodies_kept {
+            let mut gone = Vec::new();
+            for g in asked.intersection(&missing) {
+                for u in &owners {
+                    if let Some(&(op, done)) = self.bodies.get(&(u.clone(), (*g).to_owned())) {
+                        checked = true;
+                        if done < t {
+                            gone.push((u.clone(), (*g).to_owned(), op));
+                        }
+                    }
+                }
+            }
+            for (u, g, op) in gone {
+                let what = format!("the body {g}, acknowledged by APPLY MESSAGE, is `* MISSING`");
+                self.violate(About::Body, u, None, Vec::new(), op, &by, what);
+                if let Some(v) = self.report.violations.last_mut() {
+                    v.guid.get_or_insert(g);
+                }
+            }
+        }
+        // What this connection may upload now, and for whom.
+        let session = self.ops[i].session;
+        let reserved = self.reserved.entry(session).or_default();
+        for g in asked.intersection(&missing) {
+            reserved
+                .entry((*g).to_owned())
+                .or_default()
+                .extend(owners.iter().cloned());
+        }
+        let mut lost = Vec::new();
+        for m in mailboxes {
+            let Some(k) = self
+                .slots
+                .get(&Obj::Mailbox(m.clone()))
+                .and_then(|s| s.settled_before(t))
+            else {
+                continue;
+            };
+            let Fact::Mailbox(f) = &k.fact else { continue };
+            checked = true;
+            for (uid, r) in f.records.iter().flatten() {
+                let g = r.guid.as_str();
+                if !r.expunged && asked.contains(g) && missing.contains(g) {
+                    lost.push((m.clone(), *uid, g.to_owned(), k.op));
+                }
+            }
+        }
+        for (m, uid, g, op) in lost {
+            let user = owner_of(&m).unwrap_or_default();
+            let what = format!("the body {g} of an acknowledged record is `* MISSING`");
+            self.violate(About::Body, user, Some(m), vec![uid], op, &by, what);
+            if let Some(v) = self.report.violations.last_mut() {
+                v.guid.get_or_insert(g);
+            }
+        }
+        checked
+    }
+
+    fn compare_mailbox(
+        &mut self,
+        name: &str,
+        fact: &Fact,
+        op: usize,
+        seen: Option<&MailboxFacts>,
+        uncertain: &BTreeSet<u32>,
+        by: &str,
+    ) {
+        let user = owner_of(name).unwrap_or_default();
+        let mut lost: Vec<(Vec<u32>, String)> = Vec::new();
+        match (fact, seen) {
+            (Fact::Gone, Some(_)) => lost.push((
+                Vec::new(),
+                "the mailbox is there, after an acknowledged removal".into(),
+            )),
+            (Fact::Mailbox(f), None) => lost.push((
+                Vec::new(),
+                format!(
+                    "the mailbox is missing (acknowledged with LAST_UID {})",
+                    f.last_uid.map_or_else(|| "?".into(), |u| u.to_string())
+                ),
+            )),
+            (Fact::Mailbox(f), Some(s)) => lost.extend(mailbox_differences(f, s, uncertain)),
+            _ => {}
+        }
+        for (uids, what) in lost {
+            let about = if uids.is_empty() {
+                About::Mailbox
+            } else {
+                About::Records
+            };
+            self.violate(
+                about,
+                user.clone(),
+                Some(name.to_owned()),
+                uids,
+                op,
+                by,
+                what,
+            );
+        }
+    }
+
+    pub(super) fn final_read(&mut self, read: FinalRead<'_>) {
+        let (state, full) = (read.state, read.full);
+        let by = "the final read-back of the target".to_owned();
+        let users: BTreeSet<String> = self
+            .slots
+            .keys()
+            .filter_map(Obj::user)
+            .filter(|u| read.users.contains(&u.as_str()))
+            .collect();
+        let nobody = crate::mailstate::UserState::default();
+        for user in users {
+            // A user the target lacks entirely holds nothing.
+            let u = state.users.get(&user).unwrap_or(&nobody);
+            let shown = |m: &str| !crate::store::names::is_deleted_name(m);
+            let mut obs = Observation::default();
+            for (name, mb) in &u.mailboxes {
+                let records = mb
+                    .messages
+                    .iter()
+                    .map(|(uid, m)| {
+                        let r = super::RecordFact {
+                            guid: m.guid.clone(),
+                            flags: m.flags.clone(),
+                            expunged: false,
+                        };
+                        (*uid, r)
+                    })
+                    .collect();
+                let known = |n: u64| (full && n > 0).then_some(n);
+                obs.mailboxes.insert(
+                    name.clone(),
+                    MailboxFacts {
+                        name: name.clone(),
+                        uniqueid: mb.uniqueid.clone().unwrap_or_default(),
+                        uidvalidity: known(mb.uidvalidity.into()).map(|n| n as u32),
+                        last_uid: full.then_some(mb.last_uid),
+                        highestmodseq: full.then_some(mb.highestmodseq),
+                        records: Some(records),
+                    },
+                );
+            }
+            let mut names = Vec::new();
+            let mut subs = Vec::new();
+            for (o, s) in &self.slots {
+                match (o, s.settled_before(u64::MAX)) {
+                    (Obj::Mailbox(m), Some(k))
+                        if owner_of(m).as_deref() == Some(&user) && shown(m) =>
+                    {
+                        names.push((m.clone(), k.fact.clone(), k.op, s.uncertain_uids.clone()));
+                    }
+                    (Obj::Sub(su, m), Some(k)) if full && *su == user => {
+                        subs.push((m.clone(), k.fact.clone(), k.op));
+                    }
+                    _ => {}
+                }
+            }
+            for (m, fact, op, mut uncertain) in names {
+                if !full {
+                    // Flags are not read at this scope.
+                    if let Some(o) = obs.mailboxes.get_mut(&m) {
+                        for r in o.records.iter_mut().flat_map(|r| r.values_mut()) {
+                            r.flags.clear();
+                        }
+                    }
+                    if let Fact::Mailbox(f) = &fact {
+                        uncertain.extend(f.records.iter().flatten().map(|(u, _)| *u));
+                    }
+                }
+                self.compare_mailbox(&m, &fact, op, obs.mailboxes.get(&m), &uncertain, &by);
+            }
+            for (m, fact, op) in subs {
+                if let Fact::Sub(on) = fact {
+                    if u.subscriptions.contains(&m) != on {
+                        let what = if on {
+                            "the subscription is not on the target"
+                        } else {
+                            "the unsubscribed mailbox is subscribed on the target"
+                        };
+                        let (u, m) = (user.clone(), Some(m));
+                        self.violate(About::Subscription, u, m, Vec::new(), op, &by, what.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How `seen` contradicts the acknowledged `want` (records only when `seen` has them).
+fn mailbox_differences(
+    want: &MailboxFacts,
+    seen: &MailboxFacts,
+    uncertain: &BTreeSet<u32>,
+) -> Vec<(Vec<u32>, String)> {
+    let mut out = Vec::new();
+    if !seen.uniqueid.is_empty() && seen.uniqueid != want.uniqueid {
+        out.push((
+            Vec::new(),
+            format!("uniqueid {}, acknowledged {}", seen.uniqueid, want.uniqueid),
+        ));
+        return out;
+    }
+    if let (Some(s), Some(w)) = (seen.uidvalidity, want.uidvalidity) {
+        if s != w {
+            out.push((Vec::new(), format!("UIDVALIDITY {s}, acknowledged {w}")));
+        }
+    }
+    if let (Some(s), Some(w)) = (seen.last_uid, want.last_uid) {
+        if s < w {
+            out.push((Vec::new(), format!("LAST_UID {s}, acknowledged {w}")));
+        }
+    }
+    if let (Some(s), Some(w)) = (seen.highestmodseq, want.highestmodseq) {
+        if s < w {
+            out.push((Vec::new(), format!("HIGHESTMODSEQ {s}, acknowledged {w}")));
+        }
+    }
+    let (Some(have), Some(wanted)) = (&seen.records, &want.records) else {
+        return out;
+    };
+    let mut missing = Vec::new();
+    for (uid, w) in wanted {
+        match have.get(uid) {
+            None if !w.expunged => missing.push(*uid),
+            None => {}
+            Some(h) if h.guid != w.guid => out.push((
+                vec![*uid],
+                format!("GUID {}, acknowledged {}", h.guid, w.guid),
+            )),
+            Some(h) => {
+                if h.expunged != w.expunged {
+                    let what = if w.expunged {
+                        "live, acknowledged expunged"
+                    } else {
+                        "expunged, acknowledged live"
+                    };
+                    out.push((vec![*uid], what.to_owned()));
+                } else if !uncertain.contains(uid) && h.flags != w.flags {
+                    out.push((
+                        vec![*uid],
+                        format!("flags {:?}, acknowledged {:?}", h.flags, w.flags),
+                    ));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let what = format!("{} acknowledged record(s) missing", missing.len());
+        out.push((missing, what));
+    }
+    out
+}
