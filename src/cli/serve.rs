@@ -45,7 +45,8 @@ pub struct ServeArgs {
           ])
           .try_map(|s| s.parse::<backupd_sim::session::Personality>()))]
     personality: backupd_sim::session::Personality,
-    /// Close a connection idle this many seconds.
+    /// Close a connection idle this many seconds, or whose command is not
+    /// whole this many seconds after its first byte.
     #[arg(long, default_value_t = 1800)]
     idle_timeout: u64,
     /// Lock windows and faults (TOML; see scenarios/README.md).

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
@@ -47,7 +47,8 @@ pub struct ServerConfig {
     /// What each session needs.
     pub session: SessionConfig,
     /// Close a connection that sends nothing for this long (backupd uses
-    /// `sync_timeout`, 30 minutes by default). With the sync_server
+    /// `sync_timeout`, 30 minutes by default), or whose command is not whole
+    /// this long after its first byte (a slow loris). With the sync_server
     /// personality, also the longest a command waits for a lock window.
     pub idle_timeout: Duration,
     /// Locks and faults.
@@ -386,9 +387,10 @@ impl Drop for FakeBackupd {
     }
 }
 
-/// The byte stream of one connection, inflating and deflating once asked to.
-struct Conn {
-    stream: TcpStream,
+/// The byte stream of one connection (a socket, or an in-memory stream in the
+/// fuzz target), inflating and deflating once asked to.
+struct Conn<S> {
+    stream: S,
     deflate: Option<Deflate>,
     /// Compressed bytes received and not yet inflated.
     pending: Vec<u8>,
@@ -425,8 +427,8 @@ fn idle_deadline(from: tokio::time::Instant, idle: Duration) -> tokio::time::Ins
         .unwrap_or(from)
 }
 
-impl Conn {
-    fn new(stream: TcpStream, restart: watch::Receiver<u64>, idle: Duration) -> Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn new(stream: S, restart: watch::Receiver<u64>, idle: Duration) -> Conn<S> {
         Conn {
             stream,
             deflate: None,
@@ -465,8 +467,9 @@ impl Conn {
     }
 
     /// Up to [`CHUNK`] bytes of plaintext, then in [`Conn::data`]; each wait
-    /// for the socket ends after the idle timeout.
-    async fn read(&mut self) -> io::Result<ReadEnd> {
+    /// for the socket ends after the idle timeout, and at `whole_by` (when a
+    /// command begun must be whole: see [`drive`]).
+    async fn read(&mut self, whole_by: Option<tokio::time::Instant>) -> io::Result<ReadEnd> {
         loop {
             if let Some(d) = self.deflate.as_mut() {
                 // The inflater may hold output even when all input is consumed:
@@ -486,7 +489,12 @@ impl Conn {
                     }
                 }
             }
-            let due = idle_deadline(tokio::time::Instant::now(), self.idle);
+            let idle_due = idle_deadline(tokio::time::Instant::now(), self.idle);
+            let due = whole_by.map_or(idle_due, |w| w.min(idle_due));
+            if self.timer.deadline() > due {
+                // Only a command's deadline comes before the timer.
+                self.timer.as_mut().reset(due);
+            }
             let n = loop {
                 tokio::select! {
                     biased;
@@ -494,7 +502,12 @@ impl Conn {
                     r = self.stream.read(&mut self.buf) => break r?,
                     () = &mut self.timer => {
                         if tokio::time::Instant::now() >= due {
-                            return Err(io::Error::new(io::ErrorKind::TimedOut, "idle for too long"));
+                            let what = if due < idle_due {
+                                "a command not whole within the idle timeout of its first byte"
+                            } else {
+                                "idle for too long"
+                            };
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, what));
                         }
                         self.timer.as_mut().reset(due);
                     }
@@ -516,10 +529,22 @@ impl Conn {
 
 async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let id = shared.next_session_id();
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    serve_stream(stream, peer, shared).await.map(|_| ())
+}
+
+/// Run one connection over `stream` (from `peer`, as the event log names it)
+/// to its end, exactly as a TCP connection is run: the greeting, DEFLATE once
+/// asked, the idle timeout, faults and locks. Returns why it ended. The fuzz
+/// target `driver` runs it over an in-memory stream.
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: String,
+    shared: Arc<Shared>,
+) -> io::Result<String> {
+    let id = shared.next_session_id();
     shared.record(id, EventKind::Connected { peer });
     let mut session = Session::new(id, Arc::clone(&shared.config));
     let mut conn = Conn::new(stream, shared.restart.subscribe(), shared.idle_timeout);
@@ -537,7 +562,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     shared.history_closed(id);
     shared.record(id, EventKind::Closed { reason });
     let _ = conn.stream.shutdown().await;
-    result.map(|_| ())
+    result
 }
 
 /// Releases a session's users when the connection ends, however it ends (an
@@ -560,9 +585,18 @@ enum Next {
 }
 
 /// Run one connection to its end; the reason it ended.
-async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::Result<String> {
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &mut Session,
+    conn: &mut Conn<S>,
+    shared: &Shared,
+) -> io::Result<String> {
     conn.write(&session.greeting().encode()).await?;
     let mut index = 0u64;
+    // A command must arrive whole within the idle timeout of its first byte:
+    // a client trickling bytes (slow loris) never lets a per-read timeout
+    // pass. (backupd's timeout is per read only; a real client sends each
+    // command at once, so this never cuts one short.)
+    let mut whole_by = None;
     loop {
         loop {
             let incoming = match session.next_incoming() {
@@ -582,7 +616,15 @@ async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::R
                 return Ok(reason);
             }
         }
-        match conn.read().await? {
+        if session.buffered() == 0 {
+            whole_by = None;
+        } else if whole_by.is_none() {
+            whole_by = Some(idle_deadline(
+                tokio::time::Instant::now(),
+                shared.idle_timeout,
+            ));
+        }
+        match conn.read(whole_by).await? {
             ReadEnd::Data => session.push(conn.data()),
             ReadEnd::Eof => return Ok("end of stream".into()),
             ReadEnd::Restart => return Ok("server restart (fault)".into()),
@@ -590,9 +632,9 @@ async fn drive(session: &mut Session, conn: &mut Conn, shared: &Shared) -> io::R
     }
 }
 
-async fn one_command(
+async fn one_command<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     shared: &Shared,
     incoming: Incoming,
     index: u64,
@@ -711,7 +753,7 @@ async fn one_command(
         Some(Action::Stall) => {
             // Read and discard until the client gives up, bounded by the idle timeout.
             loop {
-                match conn.read().await? {
+                match conn.read(None).await? {
                     ReadEnd::Data => {}
                     ReadEnd::Eof => {
                         return Ok(Next::Close("fault stall, then end of stream".into()))
@@ -858,9 +900,9 @@ fn execute(
     response
 }
 
-async fn send(
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     shared: &Shared,
     response: &Response,
 ) -> io::Result<Next> {
