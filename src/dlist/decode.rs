@@ -12,6 +12,15 @@ use super::value::{File, Key, Value};
 /// (`MAILBOX %( RECORD ( %( ANNOTATIONS ( %( … ) ) ) ) )`).
 pub const DEPTH_MAX: usize = 32;
 
+/// Most values one command may decode into and keep (the items of a
+/// streamed list, handed over one at a time, are not kept and not counted).
+/// A decoded value costs far more than its bytes on the wire (`a ` is 2 bytes,
+/// its value 40 and more), so the byte limits alone do not bound memory: a
+/// 1 GiB command of two-byte list items would decode into tens of GiB. Real
+/// commands keep a few thousand values at most (an `APPLY MESSAGE` batch, a
+/// `GET MAILBOXES` list); their records stream.
+pub const VALUES_MAX: usize = 1 << 20;
+
 /// A malformed value: where and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("at byte {offset}: {reason}")]
@@ -27,6 +36,8 @@ pub struct DecodeError {
 pub struct Parser {
     buf: Bytes,
     pos: usize,
+    /// Values decoded and kept so far (see [`VALUES_MAX`]).
+    values: usize,
 }
 
 /// Decode a whole frame holding exactly one value followed by the line end.
@@ -40,7 +51,11 @@ pub fn decode_value(frame: Bytes) -> Result<Value, DecodeError> {
 impl Parser {
     /// A parser at the start of `buf`.
     pub fn new(buf: Bytes) -> Parser {
-        Parser { buf, pos: 0 }
+        Parser {
+            buf,
+            pos: 0,
+            values: 0,
+        }
     }
 
     /// Current offset.
@@ -168,6 +183,10 @@ impl Parser {
         if depth > DEPTH_MAX {
             return self.err(format!("lists nested deeper than {DEPTH_MAX}"));
         }
+        self.values += 1;
+        if self.values > VALUES_MAX {
+            return self.err(format!("more than {VALUES_MAX} values in one command"));
+        }
         match self.peek() {
             None => self.err("expected a value, found end of command"),
             Some(b'(') => {
@@ -282,7 +301,12 @@ impl Parser {
                                     break;
                                 }
                                 None => return self.err("expected `)`"),
-                                _ => each(self, list_depth + 1)?,
+                                _ => {
+                                    // Handed over, not kept: not counted.
+                                    let kept = self.values;
+                                    each(self, list_depth + 1)?;
+                                    self.values = kept;
+                                }
                             }
                         }
                         items.push((k, Value::List(Vec::new())));

@@ -31,7 +31,7 @@ mod encode;
 mod frame;
 mod value;
 
-pub use decode::{decode_value, DecodeError, Parser, DEPTH_MAX};
+pub use decode::{decode_value, DecodeError, Parser, DEPTH_MAX, VALUES_MAX};
 pub use encode::{encode_value, write_astring, Direction};
 pub use frame::{FrameError, Framer, Limits};
 pub use value::{File, Key, Value};
