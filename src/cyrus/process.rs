@@ -25,6 +25,13 @@ pub fn signal(pid: i32, sig: Signal) {
     }
 }
 
+/// Send `signal` to every process of group `pgid`; errors are ignored.
+pub fn signal_group(pgid: i32, sig: Signal) {
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), sig);
+    }
+}
+
 /// Terminate recorded processes that are still alive: SIGTERM, wait up to `grace`,
 /// then SIGKILL and wait briefly. Returns the PIDs still alive at the end.
 pub fn terminate_all(procs: &[ProcStat], grace: Duration) -> Vec<i32> {
@@ -148,6 +155,14 @@ pub enum Kind {
     Master { marker: PathBuf },
     /// A `sync_client`: SIGKILL.
     SyncClient,
+    /// A Cyrus tool started in a process group of its own (so a terminal's
+    /// Ctrl-C never reaches it): a `ctl_backups lock` holder, a bounded tool
+    /// run. SIGKILL to its whole group (the holder's `-x` shell and `cat`
+    /// too), while its leader still runs.
+    Group {
+        /// What it is, for the cleanup's line (`ctl_backups lock`).
+        what: String,
+    },
 }
 
 #[derive(Debug)]
@@ -315,6 +330,9 @@ pub struct Cleanup {
     pub instances: usize,
     /// sync_client processes that were alive and were killed.
     pub sync_clients: usize,
+    /// Tool process groups (a `ctl_backups lock` holder, a bounded tool run)
+    /// that were alive and were killed, by what they were.
+    pub tools: Vec<String>,
     /// Other processes (master's children, by then orphaned or not) killed.
     pub children: usize,
     /// Sandboxes removed.
@@ -341,6 +359,18 @@ impl std::fmt::Display for Cleanup {
             ),
             n(self.sandboxes_removed, "sandbox", "sandboxes"),
         )?;
+        if !self.tools.is_empty() {
+            write!(
+                f,
+                ", killed {} ({})",
+                n(
+                    self.tools.len(),
+                    "tool process group",
+                    "tool process groups"
+                ),
+                self.tools.join(", ")
+            )?;
+        }
         if self.children > 0 {
             write!(f, " ({} leftover Cyrus children killed)", self.children)?;
         }
@@ -401,6 +431,33 @@ fn cleanup_in(reg: &Mutex<Registry>, grace: Duration) -> Cleanup {
         signal(p.pid, Signal::SIGKILL);
     }
     out.sync_clients = clients.len();
+    // ... and tool groups (a lock holder would otherwise keep its lock until
+    // we exit): the leader, its group and its descendants.
+    let mut tool_procs: Vec<ProcStat> = Vec::new();
+    for e in &procs {
+        if let Kind::Group { what } = &e.kind {
+            if e.proc.alive() {
+                tool_procs.extend(descendants(e.proc.pid));
+                tool_procs.extend(proc_stat(e.proc.pid));
+                // The leader runs, so the group is still the one it leads.
+                signal_group(e.proc.pid, Signal::SIGKILL);
+                out.tools.push(what.clone());
+            }
+        }
+    }
+    for s in &tool_procs {
+        signal(s.pid, Signal::SIGKILL);
+    }
+    wait_until(Duration::from_secs(2), || {
+        tool_procs
+            .iter()
+            .all(|s| !same_process_alive(s.pid, s.starttime))
+    });
+    for s in &tool_procs {
+        if same_process_alive(s.pid, s.starttime) {
+            out.problems.push(format!("tool pid {} still alive", s.pid));
+        }
+    }
     // 2. masters: note their children, SIGTERM all, wait, SIGKILL the rest.
     let mut masters = Vec::new();
     let mut kids: Vec<ProcStat> = Vec::new();

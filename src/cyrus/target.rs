@@ -163,15 +163,25 @@ pub struct ToolOutput {
 }
 
 /// Run `cmd` with stdin closed, capturing output, killing it (by PID) after `timeout`.
+/// The child is registered ([`process::spawn_tracked`]), so an interrupt
+/// kills its process group at once.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<ToolOutput> {
     let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
+    let what = Path::new(cmd.get_program())
+        .file_name()
+        .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
+        .process_group(0);
+    let (mut child, tracked) = process::spawn_tracked(&mut cmd, process::Kind::Group { what })
         .map_err(io(format!("start {shown}")))?;
+    let result = wait_bounded(&mut child, &shown, timeout);
+    process::untrack(tracked);
+    result
+}
+
+fn wait_bounded(child: &mut Child, shown: &str, timeout: Duration) -> Result<ToolOutput> {
     let pump = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -201,6 +211,11 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<ToolOutput> {
         }
         if Instant::now() >= deadline {
             timed_out = true;
+            // The whole group: a tool's own children go too.
+            process::signal_group(
+                i32::try_from(child.id()).unwrap_or(-1),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = child.kill();
             break child.wait().map_err(io(format!("wait {shown}")))?;
         }
@@ -582,7 +597,15 @@ impl RealTarget {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .process_group(0);
-            let mut child = cmd.spawn().map_err(io("start ctl_backups lock"))?;
+            // Registered: an interrupt kills it (and its `-x` shell) at once,
+            // rather than when our exit closes its stdin.
+            let (mut child, tracked) = process::spawn_tracked(
+                &mut cmd,
+                process::Kind::Group {
+                    what: format!("ctl_backups lock -u {user}"),
+                },
+            )
+            .map_err(io("start ctl_backups lock"))?;
             let stdout = child.stdout.take().expect("piped");
             let stderr = child.stderr.take();
             let (tx, rx) = std::sync::mpsc::channel();
@@ -604,6 +627,7 @@ impl RealTarget {
             let mut lock = BackupLock {
                 user: user.to_string(),
                 child: Some(child),
+                tracked: Some(tracked),
             };
             match rx.recv_timeout(wait) {
                 Ok(true) => {
@@ -650,6 +674,8 @@ impl Drop for RealTarget {
 pub struct BackupLock {
     user: String,
     child: Option<Child>,
+    /// Its registration for the interrupt handler, until it is reaped.
+    tracked: Option<process::Tracked>,
 }
 
 impl BackupLock {
@@ -681,6 +707,9 @@ impl BackupLock {
         // The `-x` shell and its `cat`, should any outlive ctl_backups.
         let _ = process::terminate_all(&kids, Duration::from_millis(500));
         let _ = child.wait();
+        if let Some(t) = self.tracked.take() {
+            process::untrack(t);
+        }
         if exited {
             Ok(())
         } else {

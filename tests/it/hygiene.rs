@@ -446,3 +446,108 @@ fn repeated_runs_leave_nothing_behind() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The processes whose parent chain leads to `pid` (its descendants).
+fn descendants_of(pid: i32) -> Vec<i32> {
+    backupd_sim::cyrus::process::descendants(pid)
+        .into_iter()
+        .map(|s| s.pid)
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s[s.rfind(')')? + 2..].chars().next()? != 'Z'))
+        .unwrap_or(false)
+}
+
+/// SIGINT while a real backupd's user is locked by `ctl_backups lock` (case C
+/// against `--target backupd`): the holder runs in a process group of its own,
+/// so no terminal Ctrl-C reaches it; the interrupt cleanup kills it and its
+/// `-x` shell at once, says so, and they are gone before the runner exits
+/// (once, only the runner's exit closed their stdin, some time later).
+#[test]
+fn sigint_while_a_ctl_backups_lock_is_held_stops_the_holder_at_once() {
+    let Some(_) = crate::util::cyrus_bins() else {
+        return;
+    };
+    let parent = sandbox_parent();
+    let dir = parent.path().join("sandboxes");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let needle = dir.display().to_string();
+    let mut runner = Runner::start(
+        &[
+            "scenarios/locks/c-continuous-storm.toml",
+            "--target",
+            "backupd",
+        ],
+        &dir,
+        parent.path(),
+        "run",
+    );
+    // The holder: `ctl_backups -C <sandbox>/… lock -u cleo -x …`, with its
+    // shell (`cat` once exec'd) below it.
+    let mut holder = None;
+    let seen = wait_until(Duration::from_secs(60), || {
+        holder = processes_naming(&needle)
+            .into_iter()
+            .find(|(_, c)| c.contains("ctl_backups") && c.contains(" lock -u "))
+            .map(|(p, _)| p);
+        holder.is_some() && !descendants_of(holder.unwrap_or(0)).is_empty()
+            || matches!(runner.child.try_wait(), Ok(Some(_)))
+    });
+    let holder = holder.filter(|_| seen).unwrap_or_else(|| {
+        panic!(
+            "no ctl_backups lock holder with its shell seen\n{}",
+            runner.output()
+        )
+    });
+    let group: Vec<i32> = std::iter::once(holder)
+        .chain(descendants_of(holder))
+        .collect();
+    let sent = Instant::now();
+    kill(runner.pid(), Signal::SIGINT).expect("signal the runner");
+    let mut gone_after = None;
+    let status = {
+        // Watch the holder's group go while the runner cleans up.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if gone_after.is_none() && group.iter().all(|&p| !alive(p)) {
+                gone_after = Some(sent.elapsed());
+            }
+            if let Some(s) = runner.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runner did not exit\n{}",
+                runner.output()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let exited_after = sent.elapsed();
+    // At the runner's exit, checked at once (no grace): the group is gone.
+    let left: Vec<i32> = group.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "lock holder processes {left:?} outlived the runner"
+    );
+    assert_eq!(status.code(), Some(130), "{}", runner.output());
+    let stderr = std::fs::read_to_string(&runner.err).unwrap_or_default();
+    assert!(
+        stderr.contains("killed 1 tool process group (ctl_backups lock -u cleo)"),
+        "{}",
+        runner.output()
+    );
+    assert_no_process_of(&needle, &runner);
+    assert_eq!(entries(&dir), Vec::<PathBuf>::new(), "sandboxes left");
+    eprintln!(
+        "ctl_backups lock holder {group:?}: gone {:.0} ms after SIGINT, runner exited after {:.0} ms",
+        gone_after.unwrap_or(exited_after).as_secs_f64() * 1000.0,
+        exited_after.as_secs_f64() * 1000.0
+    );
+}
