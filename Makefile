@@ -21,6 +21,7 @@ help:
 	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
 	@echo "make hygiene  HYGIENE_RUNS (50) runs + interrupts: no leftover Cyrus process or sandbox"
 	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60); fails on a crash"
+	@echo "make abuse  the fake under abuse at full counts (slow loris, floods, oversized input, bombs, SIGKILLed saves, control garbage)"
 	@echo "make soak   convergence scenarios SOAK_RUNS (1000) times correct, then with lie/hide-missing"
 	@echo "make bench  fake vs real backupd vs real sync_server vs a floor: bench/results.md and .json"
 
@@ -73,7 +74,7 @@ fmt:
 clean:
 	$(CARGO) clean
 
-.PHONY: hygiene fuzz soak
+.PHONY: hygiene fuzz soak abuse
 
 # No orphans (issue 7): SIGINT/SIGTERM mid-run, a killed sync_client, and
 # HYGIENE_RUNS runs of a short scenario leave no Cyrus process and no sandbox.
@@ -99,6 +100,11 @@ fuzz:
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/work/$$t fuzz/corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1; \
 	done
+
+# The fake under abuse (issue 20): tests/it/abuse.rs at full counts, one at a
+# time (their RSS and timing figures are printed); `make test` runs them reduced.
+abuse:
+	ABUSE_FULL=1 $(CARGO) test --locked --test it abuse -- --nocapture --test-threads=1
 
 # Soak (issue 7): scripts/soak.sh; SOAK_RUNS per phase, SOAK_JOBS at a time.
 SOAK_RUNS ?= 1000

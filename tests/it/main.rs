@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per topic.
 
+mod abuse; // the fake under abuse: slow loris, floods, oversized input, deflate bombs, SIGKILLed saves, control garbage
 mod ci; // ci/examples/: the example CI files parse and run what the binary accepts
 mod cli; // the binary as a user runs it: serve, --state, bad input
 mod codec; // dlist framing, decoding and encoding against real captures and generated input
