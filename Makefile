@@ -74,7 +74,7 @@ fmt:
 clean:
 	$(CARGO) clean
 
-.PHONY: hygiene fuzz soak abuse
+.PHONY: hygiene fuzz fuzz-cmin soak abuse
 
 # No orphans (issue 7): SIGINT/SIGTERM mid-run, a killed sync_client, and
 # HYGIENE_RUNS runs of a short scenario leave no Cyrus process and no sandbox.
@@ -84,21 +84,33 @@ hygiene: setup
 
 # cargo-fuzz targets (fuzz/, a crate of its own) for FUZZ_SECONDS each; a crash
 # fails (its input is in fuzz/artifacts/<target>/). Stable Rust needs
-# RUSTC_BOOTSTRAP=1 for cargo-fuzz's -Z flags. New inputs go to fuzz/work/
-# (ignored); the committed seeds in fuzz/corpus/ come from fuzz/seed-corpus.py.
+# RUSTC_BOOTSTRAP=1 for cargo-fuzz's -Z flags. The corpus is one lineage per
+# target, kept in the repository: new inputs go straight into fuzz/corpus/<target>/,
+# `make fuzz-cmin` minimises it (libFuzzer -merge=1) before it is committed, and
+# every campaign's final stats are appended to fuzz/campaigns.log (see fuzz/README.md).
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
-FUZZ_TARGETS ?= dlist_frame_decode session
+FUZZ_TARGETS ?= dlist_frame_decode session driver
 # The crate has no `unsafe`: AddressSanitizer finds nothing in safe Rust that a
 # panic would not, and costs ~5x the executions. FUZZ_SANITIZER=address for it.
 FUZZ_SANITIZER ?= none
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p fuzz/work/$$t; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/work/$$t fuzz/corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1; \
+	  mkdir -p fuzz/corpus/$$t; \
+	  if ! RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=30 -print_final_stats=1 \
+	    > fuzz/last-$$t.log 2>&1; then tail -40 fuzz/last-$$t.log; exit 1; fi; \
+	  scripts/fuzz-stats.sh $$t fuzz/last-$$t.log | tee -a fuzz/campaigns.log; \
+	done
+
+# Minimise each target's corpus in place (libFuzzer -merge=1 keeps the inputs
+# that add coverage), before committing it.
+fuzz-cmin:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin --sanitizer $(FUZZ_SANITIZER) $$t fuzz/corpus/$$t -- -max_len=$(FUZZ_MAX_LEN); \
+	  echo "$$t: $$(ls fuzz/corpus/$$t | wc -l) inputs, $$(du -sh fuzz/corpus/$$t | cut -f1)"; \
 	done
 
 # The fake under abuse (issue 20): tests/it/abuse.rs at full counts, one at a

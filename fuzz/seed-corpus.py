@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rebuild fuzz/corpus/<target>/ from the real captures in fixtures/captures/.
+"""Add the seeds from the real captures in fixtures/captures/ to fuzz/corpus/<target>/.
 
 Each capture is parsed as tests/it/codec.rs does: a `[time C]` marker starts a
 client write, its `C: ` lines joined with CRLF are the exact bytes. Seeds use the
@@ -9,8 +9,15 @@ once) followed by the bytes.
   dlist_frame_decode  one seed per distinct client command
   session             one seed per connection: the client's writes after
                       AUTHENTICATE (the target authenticates first)
+  driver              the same connections without COMPRESS, three times: plain
+                      (head 0x00), deflated (0x40: the target sends COMPRESS
+                      DEFLATE first) and deflated left open (0x60: the idle
+                      timeout ends it)
 
-Usage: fuzz/seed-corpus.py   (from anywhere; rewrites the two corpus dirs)
+The corpus dirs are the fuzzing lineage (see fuzz/README.md): seeds are added,
+nothing grown there is removed.
+
+Usage: fuzz/seed-corpus.py   (from anywhere)
 """
 import hashlib
 import pathlib
@@ -35,22 +42,24 @@ def connections(path):
     return [[data for from_client, data in c if from_client] for c in conns]
 
 
-def write(target, seeds):
+def write(target, seeds, heads=(b"\x00",)):
     d = CORPUS / target
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
-    total = 0
+    d.mkdir(parents=True, exist_ok=True)
+    added = 0
     for s in sorted(seeds):
-        data = b"\x00" + s
-        if len(data) > SEED_MAX:
-            continue
-        (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
-        total += len(data)
-    print(f"{target}: {len(list(d.iterdir()))} seeds, {total} bytes")
+        for head in heads:
+            data = head + s
+            if len(data) > SEED_MAX:
+                continue
+            f = d / hashlib.sha1(data).hexdigest()
+            if not f.exists():
+                f.write_bytes(data)
+                added += 1
+    print(f"{target}: {added} seeds added, {len(list(d.iterdir()))} inputs")
 
 
 def main():
-    commands, streams = set(), set()
+    commands, streams, plain_streams = set(), set(), set()
     files = sorted(p for p in CAPTURES.glob("*.txt") if p.name != "probe-backupd-replies.txt")
     for path in files:
         for conn in connections(path):
@@ -58,8 +67,12 @@ def main():
             rest = [c for c in conn if not c.startswith(b"AUTHENTICATE ")]
             if rest:
                 streams.add(b"".join(rest))
+            plain = [c for c in rest if not c.startswith(b"COMPRESS ")]
+            if plain:
+                plain_streams.add(b"".join(plain))
     write("dlist_frame_decode", commands)
     write("session", streams)
+    write("driver", plain_streams, heads=(b"\x00", b"\x40", b"\x60"))
 
 
 if __name__ == "__main__":

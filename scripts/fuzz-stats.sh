@@ -1,0 +1,17 @@
+#!/bin/sh
+# One line of fuzz/campaigns.log from a libFuzzer log run with -print_final_stats=1:
+#   date target seconds executions cov ft corpus_inputs new_units peak_rss_mb
+# cov: coverage edges (libFuzzer's `cov:`), ft: features (`ft:`), both from the last
+# status line; executions and the rest from the final stats.
+set -eu
+target=$1 log=$2
+stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
+last=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1)
+field() { printf '%s\n' "$last" | sed -n "s/.* $1: \([0-9]*\).*/\1/p"; }
+corp=$(printf '%s\n' "$last" | sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p')
+execs=$(stat number_of_executed_units)
+secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1 | awk '{print $5}')
+[ -n "$execs" ] || { echo "no final stats in $log" >&2; exit 1; }
+printf '%s %s seconds=%s executions=%s cov=%s ft=%s corpus=%s new=%s peak_rss_mb=%s\n' \
+  "$(date -u +%Y-%m-%dT%H:%MZ)" "$target" "${secs:-?}" "$execs" "$(field cov)" "$(field ft)" \
+  "$corp" "$(stat new_units_added)" "$(stat peak_rss_mb)"
