@@ -34,6 +34,7 @@ pub mod check;
 pub mod cyrus;
 pub mod diff;
 pub mod dlist;
+pub mod effect;
 pub mod events;
 pub mod explore;
 pub mod fault;

@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use crate::dlist::{FrameError, Limits, Value};
 use crate::proto::{Apply, Command, Get, Reply};
-use crate::store::{names, Guid, SessionId, Store, UserBackup};
+use crate::store::{names, Guid, Locked, SessionId, Store, UserBackup};
 use render::Dialect;
 
 pub use decoder::{CommandLabel, Decoder, Incoming};
@@ -192,6 +192,9 @@ pub struct Session {
     held: BTreeMap<String, BTreeSet<String>>,
     /// sync_server: `APPLY CAPABILITIES (SIEVE-MAILBOX)` was accepted.
     sieve_mailbox: bool,
+    /// Why the last command was answered `LOCKED` by this session (a user
+    /// another holder has), until [`Session::take_refusal`].
+    refused: Option<Locked>,
     /// sync_server: GUIDs whose bodies this session may use in `APPLY MAILBOX`
     /// (found by `APPLY RESERVE` or uploaded by `APPLY MESSAGE`), until RESTART.
     reserved: BTreeSet<String>,
@@ -208,8 +211,16 @@ impl Session {
             compressing: false,
             held: BTreeMap::new(),
             sieve_mailbox: false,
+            refused: None,
             reserved: BTreeSet::new(),
         }
+    }
+
+    /// Why the last command executed was answered `LOCKED` by the session
+    /// itself (another session or a `hold` window holds a user it opens):
+    /// the typed lock verdict, taken once.
+    pub fn take_refusal(&mut self) -> Option<Locked> {
+        self.refused.take()
     }
 
     /// The size and a printable head of the last input taken by
@@ -305,6 +316,7 @@ impl Session {
 
     /// Execute one input against the store.
     pub fn execute(&mut self, input: Incoming, store: &mut Store) -> Response {
+        self.refused = None;
         let cmd = match input {
             Incoming::Invalid(e) if e.needs_auth() && self.phase != Phase::Authed => {
                 return Response::one(Reply::No("Please authenticate first".into()))
@@ -432,7 +444,10 @@ impl Session {
 
     /// Open `user`'s backup for this session, or the LOCKED reply.
     fn open<'s>(&mut self, store: &'s mut Store, user: &str) -> Result<&'s mut UserBackup, Reply> {
-        let backup = store.open(self.id, user).map_err(|_| Reply::locked())?;
+        let backup = store.open(self.id, user).map_err(|l| {
+            self.refused = Some(l);
+            Reply::locked()
+        })?;
         self.held.entry(user.to_owned()).or_default();
         Ok(backup)
     }

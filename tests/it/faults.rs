@@ -1,11 +1,19 @@
-//! Every fault action and lock mode against an in-process [`FakeBackupd`] and a
-//! scripted csync client over TCP: no Cyrus needed.
+//! Every fault action and lock mode, in two layers:
 //!
-//! Each test starts its own fake on `127.0.0.1:0` inside its own tokio runtime
-//! and talks to it with blocking sockets. Every read has a deadline
+//! - through the sans-IO core ([`backupd_sim::effect`]) by tables: a plan, a
+//!   command, the effect the driver must carry out, what is stored, what is
+//!   logged; no sockets, no runtime;
+//! - against an in-process [`FakeBackupd`] over TCP, for what only the
+//!   driver shows: bytes on the wire, closes and EOF, timing, refused and
+//!   restarted connections, the event log and transcript, the control API.
+//!
+//! The TCP tests start their own fake on `127.0.0.1:0` inside its own tokio
+//! runtime and talk to it with blocking sockets. Every read has a deadline
 //! ([`WAIT`]); waits for something the server does after the client has seen
 //! its side (a `Closed` event, a refusal window ending) poll with a bounded
 //! deadline. Timings are only checked as lower bounds.
+//!
+//! [`FakeBackupd`]: backupd_sim::server::FakeBackupd
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,13 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backupd_sim::cyrus::process::wait_until;
+use backupd_sim::effect::{Effect, Judgement, World};
 use backupd_sim::events::EventKind;
-use backupd_sim::fault::{LockMode, LockSpec, TriggerSpec, TriggerTable};
+use backupd_sim::fault::{LockMode, LockSpec, Verdict};
+use backupd_sim::proto::Reply;
 use backupd_sim::server::control::{self, Request};
+use backupd_sim::session::{After, Personality, SessionConfig};
 use backupd_sim::store::sha1_hex;
 use pretty_assertions::assert_eq;
 
-use crate::util::{run_script, Sim, LOGIN, WAIT};
+use crate::util::{run_script, CoreWorld, Sim, LOGIN, WAIT};
 
 const LOCKED: &str = "NO IMAP_MAILBOX_LOCKED Mailbox locked";
 
@@ -178,7 +189,514 @@ fn connect_when_accepted(addr: SocketAddr) -> Client {
 }
 
 // ---------------------------------------------------------------------------
-// One test per action
+// Every action through the sans-IO core: plan, command, effect, what is stored
+// ---------------------------------------------------------------------------
+
+/// The effect a row expects, by its shape.
+#[derive(Debug)]
+enum Want {
+    /// Send these reply lines, then go on (`false`) or close (`true`), after
+    /// this many milliseconds.
+    Send(&'static [&'static str], bool, u64),
+    /// Write exactly these bytes, then close.
+    Partial(&'static str),
+    /// Close without a reply, for this reason.
+    Close(&'static str),
+    Stall,
+    Restart,
+}
+
+/// One fault rule, one `APPLY SUB` (the subscription is stored when the
+/// command was executed), the effect and the fault event.
+struct Row {
+    plan: &'static str,
+    want: Want,
+    executed: bool,
+    /// The `Fault` event's action text.
+    event: &'static str,
+}
+
+fn check_effect(row: &str, got: &Effect, want: &Want) {
+    let lines = |r: &backupd_sim::session::Response| -> Vec<String> {
+        r.replies.iter().map(Reply::to_line).collect()
+    };
+    match (got, want) {
+        (Effect::Send { response, delay }, Want::Send(replies, close, ms)) => {
+            assert_eq!(lines(response), *replies, "{row}");
+            assert_eq!(response.after == After::Close, *close, "{row}");
+            assert_eq!(*delay, Duration::from_millis(*ms), "{row}");
+        }
+        (Effect::Partial { bytes }, Want::Partial(b)) => {
+            assert_eq!(String::from_utf8_lossy(bytes), *b, "{row}");
+        }
+        (Effect::Close { reason }, Want::Close(r)) => assert_eq!(reason, r, "{row}"),
+        (Effect::Stall, Want::Stall) | (Effect::Restart, Want::Restart) => {}
+        _ => panic!("{row}: got {got:?}, want {want:?}"),
+    }
+}
+
+/// Proves, action by action through the core (no sockets): what each fault
+/// does to the command it fires on (the effect the driver carries out), that
+/// it executes the command or not (the subscription stored), and that it is
+/// logged as a `Fault` event. `no` gets its default text for a code, the
+/// given text after the code, or a bare text; `partial-reply` never sends a
+/// whole reply (a large `bytes` stops one byte short).
+#[test]
+fn every_action_through_the_core() {
+    let rows = [
+        Row {
+            plan: r#"action = "drop-before""#,
+            want: Want::Close("fault drop-before"),
+            executed: false,
+            event: "drop-before",
+        },
+        Row {
+            plan: r#"action = "drop-after""#,
+            want: Want::Close("fault drop-after"),
+            executed: true,
+            event: "drop-after",
+        },
+        Row {
+            plan: "action = \"partial-reply\"\nbytes = 4",
+            want: Want::Partial("OK S"),
+            executed: true,
+            event: "partial-reply",
+        },
+        Row {
+            plan: "action = \"partial-reply\"\nbytes = 100000",
+            want: Want::Partial("OK Success\r"),
+            executed: true,
+            event: "partial-reply",
+        },
+        Row {
+            plan: "action = \"delay\"\ndelay_ms = 300",
+            want: Want::Send(&["OK Success"], false, 300),
+            executed: true,
+            event: "delay",
+        },
+        Row {
+            plan: r#"action = "stall""#,
+            want: Want::Stall,
+            executed: false,
+            event: "stall",
+        },
+        Row {
+            plan: "action = \"no\"\ncode = \"IMAP_SYNC_CHECKSUM\"",
+            want: Want::Send(&["NO IMAP_SYNC_CHECKSUM injected by backupd-sim"], false, 0),
+            executed: false,
+            event: "no",
+        },
+        Row {
+            plan: "action = \"no\"\ncode = \"IMAP_SYNC_CHECKSUM\"\ntext = \"checksum mismatch\"",
+            want: Want::Send(&["NO IMAP_SYNC_CHECKSUM checksum mismatch"], false, 0),
+            executed: false,
+            event: "no",
+        },
+        Row {
+            plan: "action = \"no\"\ntext = \"IMAP_AGAIN try later\"",
+            want: Want::Send(&["NO IMAP_AGAIN try later"], false, 0),
+            executed: false,
+            event: "no",
+        },
+        Row {
+            plan: r#"action = "bad""#,
+            want: Want::Send(&["BAD IMAP_PROTOCOL_ERROR injected"], false, 0),
+            executed: false,
+            event: "bad",
+        },
+        Row {
+            plan: "action = \"bad\"\ntext = \"IMAP_PROTOCOL_ERROR nope\"",
+            want: Want::Send(&["BAD IMAP_PROTOCOL_ERROR nope"], false, 0),
+            executed: false,
+            event: "bad",
+        },
+        Row {
+            plan: "action = \"bye\"\ntext = \"going down\"",
+            want: Want::Send(&["BYE going down"], true, 0),
+            executed: false,
+            event: "bye",
+        },
+        Row {
+            plan: "action = \"refuse-connections\"\nfor_ms = 1500",
+            want: Want::Send(&["OK Success"], false, 0),
+            executed: true,
+            event: "refuse-connections",
+        },
+        Row {
+            plan: "action = \"restart\"\nfor_ms = 1000",
+            want: Want::Restart,
+            executed: false,
+            event: "restart",
+        },
+        Row {
+            plan: r#"action = "lie""#,
+            want: Want::Send(&["OK Success"], false, 0),
+            executed: false,
+            event: "lie",
+        },
+    ];
+    for row in &rows {
+        let plan = format!(
+            "[[fault]]\nname = \"f\"\nwhen = {{ verb = \"APPLY SUB\" }}\n{}\n",
+            row.plan
+        );
+        let world = CoreWorld::new(&plan, SessionConfig::default());
+        let mut s = world.session(1);
+        let effect = world.command(&mut s, &sub("alice", "user.alice"));
+        check_effect(row.plan, &effect, &row.want);
+        let stored = if row.executed {
+            vec!["user.alice"]
+        } else {
+            vec![]
+        };
+        assert_eq!(world.subs("alice"), stored, "{}", row.plan);
+        assert_eq!(world.events_of(1), [fault("f", row.event)], "{}", row.plan);
+    }
+}
+
+/// Proves: `refuse-connections` and `restart` open a refusal window of
+/// `for_ms` from the command on (connections are refused until then, never
+/// later); the other actions open none.
+#[test]
+fn refusal_windows_through_the_core() {
+    for (action, ms) in [("refuse-connections", 1500), ("restart", 1000), ("no", 0)] {
+        let plan = format!(
+            "[[fault]]\nwhen = {{ verb = \"APPLY SUB\" }}\naction = \"{action}\"\nfor_ms = {ms}\n"
+        );
+        let plan = if ms == 0 {
+            plan.replace("for_ms = 0\n", "")
+        } else {
+            plan
+        };
+        let world = CoreWorld::new(&plan, SessionConfig::default());
+        let mut s = world.session(1);
+        world.set_now(100);
+        world.command(&mut s, &sub("alice", "user.alice"));
+        let mut e = world.engine();
+        assert_eq!(
+            e.accept_connection(100 + ms.max(1) - 1),
+            ms == 0,
+            "{action}"
+        );
+        assert!(e.accept_connection(100 + ms), "{action}");
+    }
+}
+
+/// Proves: `lie` answers `APPLY MAILBOX` and `APPLY SUB` of the user it
+/// matches with OK and stores nothing, while another user's are stored; in
+/// the sync_server personality it answers that personality's `OK success`.
+#[test]
+fn lie_stores_nothing_through_the_core() {
+    for (config, ok) in [
+        (SessionConfig::default(), &["OK Success"]),
+        (
+            SessionConfig {
+                personality: Personality::SyncServer,
+                ..SessionConfig::default()
+            },
+            &["OK success"],
+        ),
+    ] {
+        let world = CoreWorld::new(
+            "[[fault]]\nname = \"liar\"\nwhen = { verb = \"APPLY\", user = \"alice\" }\naction = \"lie\"\n",
+            config,
+        );
+        let mut s = world.session(1);
+        for cmd in [
+            mailbox_cmd("u1", "user.alice"),
+            sub("alice", "user.alice"),
+            mailbox_cmd("u2", "user.bob"),
+            sub("bob", "user.bob"),
+        ] {
+            check_effect(
+                &cmd,
+                &world.command(&mut s, &cmd),
+                &Want::Send(ok, false, 0),
+            );
+        }
+        let store = world.store();
+        let mailboxes = |u: &str| -> Vec<String> {
+            store
+                .user(u)
+                .map(|b| b.mailboxes.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(mailboxes("alice"), Vec::<String>::new());
+        assert_eq!(mailboxes("bob"), ["user.bob"]);
+        drop(store);
+        assert_eq!(world.subs("alice"), Vec::<String>::new());
+        assert_eq!(world.subs("bob"), ["user.bob"]);
+        assert_eq!(
+            world.events_of(1),
+            [fault("liar", "lie"), fault("liar", "lie")]
+        );
+    }
+}
+
+/// Proves: `hide-missing` leaves `count` GUIDs out of `* MISSING` (3 unknown
+/// GUIDs, count 1: the first 2 are reported), drops the line when every GUID
+/// is hidden, and without the fault all 3 are reported.
+#[test]
+fn hide_missing_through_the_core() {
+    let world = CoreWorld::new(
+        r#"
+        [[fault]]
+        name = "hide-one"
+        when = { verb = "APPLY RESERVE" }
+        times = 1
+        action = "hide-missing"
+        count = 1
+        [[fault]]
+        name = "hide-all"
+        when = { verb = "APPLY RESERVE" }
+        times = 1
+        action = "hide-missing"
+        count = 3
+        "#,
+        SessionConfig::default(),
+    );
+    let g: Vec<String> = ["one", "two", "three"]
+        .iter()
+        .map(|b| sha1_hex(b.as_bytes()))
+        .collect();
+    let reserve = format!(
+        "APPLY RESERVE %(PARTITION default MBOXNAME (user.alice) GUID ({}))",
+        g.join(" ")
+    );
+    let mut s = world.session(1);
+    let mut replies = || match world.command(&mut s, &reserve) {
+        Effect::Send { response, .. } => response
+            .replies
+            .iter()
+            .map(Reply::to_line)
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        replies(),
+        [
+            format!("* MISSING ({} {})", g[0], g[1]),
+            "OK Success".into()
+        ]
+    );
+    assert_eq!(replies(), ["OK Success"]);
+    assert_eq!(
+        replies(),
+        [format!("* MISSING ({})", g.join(" ")), "OK Success".into()]
+    );
+    assert!(world.store().users()["alice"].guids.is_empty());
+}
+
+/// Proves: `corrupt` executes and acknowledges the command, then breaks the
+/// named state (here the subscription it stored), and its event names what
+/// it broke.
+#[test]
+fn corrupt_through_the_core() {
+    let world = CoreWorld::new(
+        "[[fault]]\nname = \"c\"\nwhen = { verb = \"APPLY SUB\" }\naction = \"corrupt\"\nwhat = \"subscription\"\n",
+        SessionConfig::default(),
+    );
+    let mut s = world.session(1);
+    let effect = world.command(&mut s, &sub("alice", "user.alice"));
+    check_effect("corrupt", &effect, &Want::Send(&["OK Success"], false, 0));
+    assert_eq!(world.subs("alice"), Vec::<String>::new());
+    let events = world.events_of(1);
+    assert!(
+        matches!(&events[..], [EventKind::Fault { rule, action }]
+            if rule == "c" && action.starts_with("corrupt subscription: ")),
+        "{events:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Lock windows through the core
+// ---------------------------------------------------------------------------
+
+/// Proves: a `reject` lock on a verb answers that verb `LOCKED` and stores
+/// nothing, other verbs pass, and once the window is closed the verb works;
+/// on a mailbox it answers every command naming that mailbox (APPLY SUB,
+/// APPLY MAILBOX, GET MAILBOXES) and passes the user's other mailboxes. Each
+/// refusal is a `LockHit` charged to the window.
+#[test]
+fn reject_locks_through_the_core() {
+    let world = CoreWorld::new(
+        r#"
+        [[lock]]
+        name = "subs"
+        verb = "APPLY SUB"
+        mode = "reject"
+        [[lock]]
+        name = "sent"
+        mailbox = "user.alice.Sent"
+        mode = "reject"
+        "#,
+        SessionConfig::default(),
+    );
+    let mut s = world.session(1);
+    let locked = Want::Send(&[LOCKED], false, 0);
+    let ok = Want::Send(&["OK Success"], false, 0);
+    for (cmd, want) in [
+        (sub("alice", "user.alice"), &locked),
+        ("GET USER alice".to_owned(), &ok),
+        (mailbox_cmd("u2", "user.alice.Sent"), &locked),
+        (mailbox_cmd("u1", "user.alice"), &ok),
+        ("GET MAILBOXES (user.alice.Sent)".to_owned(), &locked),
+    ] {
+        check_effect(&cmd, &world.command(&mut s, &cmd), want);
+    }
+    let hit = |lock: &str| EventKind::LockHit { lock: lock.into() };
+    assert_eq!(world.events_of(1), [hit("subs"), hit("sent"), hit("sent")]);
+    {
+        let mut st = world.store();
+        assert_eq!(world.engine().close_locks("subs", st.holds_mut()), 1);
+    }
+    check_effect(
+        "after",
+        &world.command(&mut s, &sub("alice", "user.alice")),
+        &ok,
+    );
+    assert_eq!(world.subs("alice"), ["user.alice"]);
+    let status = world.engine().status(0);
+    assert_eq!(status.users["alice"].locked, 3);
+}
+
+/// Proves: a `hold` lock on a user behaves as another connection holding the
+/// backup: the session already holding the user keeps working until RESTART
+/// (then it is `LOCKED` too), another session gets `LOCKED` for that user
+/// only, charged to the window by the session's typed refusal; a user held by
+/// another session is charged to "another connection".
+#[test]
+fn hold_lock_through_the_core() {
+    let world = CoreWorld::new(
+        "[[lock]]\nname = \"alice\"\nuser = \"alice\"\nopen = \"manual\"\n",
+        SessionConfig::default(),
+    );
+    let ok = Want::Send(&["OK Success"], false, 0);
+    let locked = Want::Send(&[LOCKED], false, 0);
+    let (mut a, mut b) = (world.session(1), world.session(2));
+    check_effect("a first", &world.command(&mut a, "GET USER alice"), &ok);
+    {
+        let mut st = world.store();
+        assert!(world.engine().open_lock("alice", 0, st.holds_mut()));
+    }
+    check_effect(
+        "a holds",
+        &world.command(&mut a, &sub("alice", "user.alice")),
+        &ok,
+    );
+    check_effect("b", &world.command(&mut b, "GET USER alice"), &locked);
+    check_effect("b bob", &world.command(&mut b, "GET USER bob"), &ok);
+    check_effect(
+        "a restart",
+        &world.command(&mut a, "RESTART"),
+        &Want::Send(&["OK Restarting"], false, 0),
+    );
+    check_effect("a again", &world.command(&mut a, "GET USER alice"), &locked);
+    let hit = |lock: &str| EventKind::LockHit { lock: lock.into() };
+    assert_eq!(world.events_of(2), [hit("alice")]);
+    assert_eq!(world.events_of(1), [hit("alice")]);
+    // Once the window closes, session 1 opens alice again: now session 2 is
+    // refused by another connection.
+    {
+        let mut st = world.store();
+        assert_eq!(world.engine().close_locks("alice", st.holds_mut()), 1);
+    }
+    check_effect(
+        "a after",
+        &world.command(&mut a, "GET USER alice"),
+        &Want::Send(&["* LSUB (user.alice)", "OK Success"], false, 0),
+    );
+    check_effect("b other", &world.command(&mut b, "GET USER alice"), &locked);
+    assert_eq!(
+        world.events_of(2),
+        [hit("alice"), hit("another connection")]
+    );
+}
+
+/// Proves: `close = { attempts = 2 }` closes a window after two `LOCKED`
+/// answers; `open = { mark = "m" }` keeps a window shut until the mark.
+#[test]
+fn lock_triggers_through_the_core() {
+    let world = CoreWorld::new(
+        r#"
+        [[lock]]
+        name = "twice"
+        verb = "GET USER"
+        mode = "reject"
+        close = { attempts = 2 }
+        [[lock]]
+        name = "at-m"
+        verb = "APPLY SUB"
+        mode = "reject"
+        open = { mark = "m" }
+        "#,
+        SessionConfig::default(),
+    );
+    let mut s = world.session(1);
+    let locked = Want::Send(&[LOCKED], false, 0);
+    let ok = Want::Send(&["OK Success"], false, 0);
+    for want in [&locked, &locked, &ok, &ok] {
+        check_effect("get", &world.command(&mut s, "GET USER alice"), want);
+    }
+    check_effect(
+        "before m",
+        &world.command(&mut s, &sub("alice", "user.alice")),
+        &ok,
+    );
+    {
+        let mut st = world.store();
+        world.engine().mark("m", 0, st.holds_mut());
+    }
+    check_effect(
+        "after m",
+        &world.command(&mut s, &sub("alice", "user.alice.Sent")),
+        &locked,
+    );
+    assert_eq!(world.subs("alice"), ["user.alice"]);
+    let status = world.engine().status(0);
+    assert!(!status.locks[0].active);
+    assert_eq!(status.locks[0].hits, 2);
+}
+
+/// Proves: with the sync_server personality an open lock window does not
+/// answer `LOCKED`: the command is blocked by it (and carried out once the
+/// window is gone), and a scenario trigger holds a command before anything
+/// else.
+#[test]
+fn blocks_and_holds_are_judgements() {
+    let world = CoreWorld::new(
+        "[[lock]]\nname = \"subs\"\nverb = \"APPLY SUB\"\nmode = \"reject\"\n",
+        SessionConfig {
+            personality: Personality::SyncServer,
+            ..SessionConfig::default()
+        },
+    );
+    let mut s = world.session(1);
+    let (judgement, effect) = world.judge(&mut s, &sub("alice", "user.alice"));
+    assert_eq!(
+        judgement,
+        Judgement::Block {
+            lock: "subs".into(),
+            verdict: Verdict::Pass
+        }
+    );
+    assert_eq!(effect, None);
+
+    let world = CoreWorld::new("", SessionConfig::default());
+    let id = world.engine().add_hold(
+        backupd_sim::fault::Match {
+            verb: Some("APPLY SUB".into()),
+            ..Default::default()
+        },
+        1,
+    );
+    let mut s = world.session(1);
+    let (judgement, _) = world.judge(&mut s, &sub("alice", "user.alice"));
+    assert_eq!(judgement, Judgement::Hold { id });
+}
+
+// ---------------------------------------------------------------------------
+// What only TCP shows
 // ---------------------------------------------------------------------------
 
 /// Proves: `drop-before` closes the connection without executing the command
@@ -225,32 +743,6 @@ fn drop_before_closes_without_executing() {
             .any(|k| matches!(k, EventKind::Reply { line, .. } if line == "OK Success")),
         "the dropped command was answered: {s1:?}"
     );
-}
-
-/// Proves: `drop-after` executes the command (the subscription is stored) and
-/// closes without a reply, logging `Closed` with `fault drop-after`.
-#[test]
-fn drop_after_executes_then_closes() {
-    let sim = Sim::start(
-        r#"
-        [[fault]]
-        name = "cut"
-        when = { verb = "APPLY SUB", user = "alice" }
-        action = "drop-after"
-        "#,
-    );
-    assert_eq!(
-        run_script(sim.addr(), &[&sub("alice", "user.alice")]),
-        ["<closed>"]
-    );
-    assert_eq!(sim.subs("alice"), ["user.alice"]);
-    let s1 = sim.session_events(1);
-    assert_eq!(
-        s1[s1.len() - 2..],
-        [fault("cut", "drop-after"), closed("fault drop-after")]
-    );
-    // the user was released when the connection ended
-    assert_eq!(sim.shared().store().holder("alice"), None);
 }
 
 /// Proves: `partial-reply` sends exactly the first `bytes` bytes of the reply
@@ -348,99 +840,6 @@ fn stall_never_answers() {
         "only AUTHENTICATE was answered: {s1:?}"
     );
     assert!(s1.contains(&fault("hang", "stall")));
-}
-
-/// Proves: `no` answers `NO <code> <text>` without executing, with the
-/// default text for a code, a given text after the code, or a bare text; the
-/// connection goes on.
-#[test]
-fn no_answers_without_executing() {
-    let sim = Sim::start(
-        r#"
-        [[fault]]
-        name = "sum"
-        when = { mailbox = "user.alice.A" }
-        action = "no"
-        code = "IMAP_SYNC_CHECKSUM"
-        [[fault]]
-        name = "sum-text"
-        when = { mailbox = "user.alice.B" }
-        action = "no"
-        code = "IMAP_SYNC_CHECKSUM"
-        text = "checksum mismatch"
-        [[fault]]
-        name = "text"
-        when = { mailbox = "user.alice.C" }
-        action = "no"
-        text = "IMAP_AGAIN try later"
-        "#,
-    );
-    let replies = run_script(
-        sim.addr(),
-        &[
-            &sub("alice", "user.alice.A"),
-            &sub("alice", "user.alice.B"),
-            &sub("alice", "user.alice.C"),
-            &sub("alice", "user.alice.D"),
-        ],
-    );
-    assert_eq!(
-        replies,
-        [
-            "NO IMAP_SYNC_CHECKSUM injected by backupd-sim",
-            "NO IMAP_SYNC_CHECKSUM checksum mismatch",
-            "NO IMAP_AGAIN try later",
-            "OK Success",
-        ]
-    );
-    assert_eq!(sim.subs("alice"), ["user.alice.D"]);
-    let faults: Vec<EventKind> = sim
-        .session_events(1)
-        .into_iter()
-        .filter(|k| matches!(k, EventKind::Fault { .. }))
-        .collect();
-    assert_eq!(
-        faults,
-        [
-            fault("sum", "no"),
-            fault("sum-text", "no"),
-            fault("text", "no")
-        ]
-    );
-}
-
-/// Proves: `bad` answers `BAD <text>` (default or given) without executing;
-/// the connection goes on.
-#[test]
-fn bad_answers_without_executing() {
-    let sim = Sim::start(
-        r#"
-        [[fault]]
-        when = { mailbox = "user.alice.A" }
-        action = "bad"
-        [[fault]]
-        when = { mailbox = "user.alice.B" }
-        action = "bad"
-        text = "IMAP_PROTOCOL_ERROR nope"
-        "#,
-    );
-    let replies = run_script(
-        sim.addr(),
-        &[
-            &sub("alice", "user.alice.A"),
-            &sub("alice", "user.alice.B"),
-            &sub("alice", "user.alice.C"),
-        ],
-    );
-    assert_eq!(
-        replies,
-        [
-            "BAD IMAP_PROTOCOL_ERROR injected",
-            "BAD IMAP_PROTOCOL_ERROR nope",
-            "OK Success"
-        ]
-    );
-    assert_eq!(sim.subs("alice"), ["user.alice.C"]);
 }
 
 /// Proves: `bye` answers `BYE <text>` without executing and closes the
@@ -556,97 +955,6 @@ fn restart_drops_every_connection_and_keeps_the_store() {
     );
 }
 
-/// Proves: `lie` answers `APPLY MAILBOX` and `APPLY SUB` with `OK Success`
-/// and stores nothing (the mailbox and subscription are absent from the store
-/// and from `GET USER`), while a user the rule does not match is stored.
-#[test]
-fn lie_answers_ok_and_stores_nothing() {
-    let sim = Sim::start(
-        r#"
-        [[fault]]
-        name = "liar"
-        when = { verb = "APPLY", user = "alice" }
-        action = "lie"
-        "#,
-    );
-    let mut c = Client::login(sim.addr());
-    assert_eq!(c.cmd(&mailbox_cmd("u1", "user.alice")), ["OK Success"]);
-    assert_eq!(c.cmd(&sub("alice", "user.alice")), ["OK Success"]);
-    assert_eq!(c.cmd(&mailbox_cmd("u2", "user.bob")), ["OK Success"]);
-    assert_eq!(c.cmd(&sub("bob", "user.bob")), ["OK Success"]);
-    assert_eq!(sim.mailboxes("alice"), Vec::<String>::new());
-    assert_eq!(sim.subs("alice"), Vec::<String>::new());
-    assert_eq!(sim.mailboxes("bob"), ["user.bob"]);
-    assert_eq!(sim.subs("bob"), ["user.bob"]);
-    assert_eq!(c.cmd("GET USER alice"), ["OK Success"]);
-    let lies = sim
-        .session_events(1)
-        .iter()
-        .filter(|k| **k == fault("liar", "lie"))
-        .count();
-    assert_eq!(lies, 2);
-}
-
-/// Proves: `hide-missing` leaves `count` GUIDs out of `* MISSING` (3 unknown
-/// GUIDs, count 1: only the first 2 are reported), drops the line when every
-/// GUID is hidden, and the log's `data_lines` agrees; without the fault all 3
-/// are reported.
-#[test]
-fn hide_missing_leaves_guids_out() {
-    let sim = Sim::start(
-        r#"
-        [[fault]]
-        name = "hide-one"
-        when = { verb = "APPLY RESERVE" }
-        times = 1
-        action = "hide-missing"
-        count = 1
-        [[fault]]
-        name = "hide-all"
-        when = { verb = "APPLY RESERVE" }
-        times = 1
-        action = "hide-missing"
-        count = 3
-        "#,
-    );
-    let g: Vec<String> = ["one", "two", "three"]
-        .iter()
-        .map(|b| sha1_hex(b.as_bytes()))
-        .collect();
-    let reserve = format!(
-        "APPLY RESERVE %(PARTITION default MBOXNAME (user.alice) GUID ({}))",
-        g.join(" ")
-    );
-    let mut c = Client::login(sim.addr());
-    assert_eq!(
-        c.cmd(&reserve),
-        [
-            format!("* MISSING ({} {})", g[0], g[1]),
-            "OK Success".into()
-        ]
-    );
-    assert_eq!(c.cmd(&reserve), ["OK Success"]);
-    assert_eq!(
-        c.cmd(&reserve),
-        [format!("* MISSING ({})", g.join(" ")), "OK Success".into()]
-    );
-    let reserve_replies: Vec<usize> = sim
-        .session_events(1)
-        .iter()
-        .filter_map(|k| match k {
-            EventKind::Reply { data_lines, .. } => Some(*data_lines),
-            _ => None,
-        })
-        .skip(1) // AUTHENTICATE
-        .collect();
-    assert_eq!(reserve_replies, [1, 0, 1]);
-    assert!(sim.shared().store().users()["alice"].guids.is_empty());
-}
-
-// ---------------------------------------------------------------------------
-// Lock modes through the control API
-// ---------------------------------------------------------------------------
-
 /// Proves: a `reject` lock on a verb answers that verb `LOCKED` and stores
 /// nothing, other verbs for the same user pass, and after `unlock` the verb
 /// works again.
@@ -681,38 +989,6 @@ fn reject_lock_on_a_verb() {
     });
     assert_eq!(c.cmd(&sub("alice", "user.alice")), ["OK Success"]);
     assert_eq!(sim.subs("alice"), ["user.alice"]);
-}
-
-/// Proves: a `reject` lock on a mailbox answers every command naming that
-/// mailbox `LOCKED` (APPLY SUB, APPLY MAILBOX, GET MAILBOXES) while the same
-/// commands on the user's other mailboxes pass.
-#[test]
-fn reject_lock_on_a_mailbox() {
-    let sim = Sim::start("");
-    sim.ctl(Request::Lock {
-        lock: LockSpec {
-            mailbox: Some("user.alice.Sent".into()),
-            ..lock_spec()
-        },
-    });
-    let mut c = Client::login(sim.addr());
-    assert_eq!(c.cmd(&sub("alice", "user.alice.Sent")), [LOCKED]);
-    assert_eq!(c.cmd(&sub("alice", "user.alice")), ["OK Success"]);
-    assert_eq!(c.cmd(&mailbox_cmd("u2", "user.alice.Sent")), [LOCKED]);
-    assert_eq!(c.cmd(&mailbox_cmd("u1", "user.alice")), ["OK Success"]);
-    assert_eq!(c.cmd("GET MAILBOXES (user.alice.Sent)"), [LOCKED]);
-    assert_eq!(sim.subs("alice"), ["user.alice"]);
-    assert_eq!(sim.mailboxes("alice"), ["user.alice"]);
-    let hits = sim
-        .session_events(1)
-        .iter()
-        .filter(|k| {
-            **k == EventKind::LockHit {
-                lock: "ctl-user.alice.Sent".into(),
-            }
-        })
-        .count();
-    assert_eq!(hits, 3);
 }
 
 /// Proves: a `hold` lock on a user behaves as another connection holding the
@@ -755,71 +1031,6 @@ fn hold_lock_on_a_user() {
     );
     assert_eq!(sim.subs("alice"), ["user.alice"]);
 }
-
-/// Proves: `close = { attempts = 2 }` closes the window after two `LOCKED`
-/// answers, and a window opened at start does not reopen by itself.
-#[test]
-fn lock_closes_after_attempts() {
-    let sim = Sim::start("");
-    sim.ctl(Request::Lock {
-        lock: LockSpec {
-            name: Some("twice".into()),
-            verb: Some("GET USER".into()),
-            close: Some(TriggerSpec::Table(TriggerTable {
-                attempts: Some(2),
-                ..TriggerTable::default()
-            })),
-            ..lock_spec()
-        },
-    });
-    let mut c = Client::login(sim.addr());
-    let replies: Vec<Vec<String>> = (0..4).map(|_| c.cmd("GET USER alice")).collect();
-    assert_eq!(
-        replies,
-        [
-            vec![LOCKED],
-            vec![LOCKED],
-            vec!["OK Success"],
-            vec!["OK Success"]
-        ]
-    );
-    let status = sim.ctl(Request::Status);
-    assert!(!status.locks[0].active);
-    assert_eq!(status.locks[0].hits, 2);
-}
-
-/// Proves: `open = { mark = "m" }` keeps the window shut until the mark is
-/// reached with `Request::Mark`, then locks; the mark is logged and listed.
-#[test]
-fn lock_opens_at_a_mark() {
-    let sim = Sim::start("");
-    let status = sim.ctl(Request::Lock {
-        lock: LockSpec {
-            name: Some("at-m".into()),
-            verb: Some("APPLY SUB".into()),
-            open: Some(TriggerSpec::Table(TriggerTable {
-                mark: Some("m".into()),
-                ..TriggerTable::default()
-            })),
-            ..lock_spec()
-        },
-    });
-    assert!(!status.locks[0].active);
-    let mut c = Client::login(sim.addr());
-    assert_eq!(c.cmd(&sub("alice", "user.alice")), ["OK Success"]);
-    let status = sim.ctl(Request::Mark { name: "m".into() });
-    assert!(status.locks[0].active);
-    assert_eq!(status.marks, ["m"]);
-    assert_eq!(c.cmd(&sub("alice", "user.alice.Sent")), [LOCKED]);
-    assert_eq!(sim.subs("alice"), ["user.alice"]);
-    assert!(sim
-        .events()
-        .contains(&(0, EventKind::Mark { name: "m".into() })));
-}
-
-// ---------------------------------------------------------------------------
-// The transcript
-// ---------------------------------------------------------------------------
 
 /// Proves: the fake's `transcript()` of a short session shows the `C:`/`S:`
 /// lines with the `! locked by …` and `! fault …` annotations, deterministic
@@ -873,10 +1084,6 @@ fn transcript_with_a_lock_and_two_faults() {
     assert!(!transcript.contains("127.0.0.1"), "{transcript}");
     insta::assert_snapshot!(transcript);
 }
-
-// ---------------------------------------------------------------------------
-// The control endpoint over TCP
-// ---------------------------------------------------------------------------
 
 /// Proves: over real TCP the control endpoint applies a lock request (the
 /// lock then answers `LOCKED` on the csync port) and reports it in its

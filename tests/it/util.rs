@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use backupd_sim::cyrus::process::wait_until;
 use backupd_sim::cyrus::{CyrusBins, DEFAULT_CYRUS_BIN};
+use backupd_sim::effect::{self, Effect, Judgement, World};
 use backupd_sim::events::EventKind;
-use backupd_sim::fault::{Plan, Status};
+use backupd_sim::fault::{Engine, Plan, Status};
 use backupd_sim::harness::Target;
 use backupd_sim::proto::Reply;
 use backupd_sim::rng::Seed;
@@ -460,16 +461,6 @@ impl Sim {
             .unwrap_or_default()
     }
 
-    /// `user`'s live mailbox names in the store.
-    pub fn mailboxes(&self, user: &str) -> Vec<String> {
-        self.shared()
-            .store()
-            .users()
-            .get(user)
-            .map(|u| u.mailboxes.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// A control request applied in-process; panics when refused.
     pub fn ctl(&self, req: Request) -> Status {
         control::apply(self.shared(), &req).unwrap_or_else(|e| panic!("{req:?}: {e}"))
@@ -488,5 +479,116 @@ impl Drop for Sim {
         if let Some(f) = self.fake.take() {
             self.rt.block_on(f.stop());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The sans-IO core by hand: sessions, the fault engine and a store, no sockets
+// ---------------------------------------------------------------------------
+
+/// The engine, the store, a clock set by hand and an event log: what the
+/// core ([`backupd_sim::effect`]) needs around it, for table-driven tests.
+pub struct CoreWorld {
+    engine: std::sync::Mutex<Engine>,
+    store: std::sync::Mutex<Store>,
+    events: std::sync::Mutex<Vec<(u64, EventKind)>>,
+    now: std::sync::atomic::AtomicU64,
+    config: Arc<SessionConfig>,
+    next_index: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
+}
+
+impl World for CoreWorld {
+    fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.engine.lock().expect("engine")
+    }
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().expect("store")
+    }
+    fn now_ms(&self) -> u64 {
+        self.now.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn record(&self, session: u64, kind: EventKind) {
+        self.events.lock().expect("events").push((session, kind));
+    }
+}
+
+impl CoreWorld {
+    /// A world with `plan` and seed 7, for sessions with `config`.
+    pub fn new(plan: &str, config: SessionConfig) -> CoreWorld {
+        let plan = Plan::parse(plan, "test plan").unwrap_or_else(|e| panic!("{e}"));
+        let mut engine = Engine::new(plan, Seed(7));
+        engine.set_blocking(config.personality.blocks_on_locks());
+        let store = Store::temporary().expect("store");
+        CoreWorld {
+            engine: std::sync::Mutex::new(engine),
+            store: std::sync::Mutex::new(store),
+            events: std::sync::Mutex::new(Vec::new()),
+            now: std::sync::atomic::AtomicU64::new(0),
+            config: Arc::new(config),
+            next_index: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// Set the clock (milliseconds since the start).
+    pub fn set_now(&self, ms: u64) {
+        self.now.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A session `id` that has authenticated as `repluser`/`secret`.
+    pub fn session(&self, id: u64) -> Session {
+        let mut s = Session::new(id, Arc::clone(&self.config));
+        s.push(format!("{LOGIN}\r\n").as_bytes());
+        let login = s.next_incoming().expect("frame").expect("login");
+        let r = s.execute(login, &mut self.store());
+        assert_eq!(r.replies, [Reply::Ok("Success (no protection)".into())]);
+        s
+    }
+
+    /// One command line through the core as the driver runs it: its
+    /// judgement, and (unless it is held or blocked) the effect.
+    pub fn judge(&self, s: &mut Session, line: &str) -> (Judgement, Option<Effect>) {
+        s.push(format!("{line}\r\n").as_bytes());
+        let incoming = s.next_incoming().expect("frame").expect("a whole line");
+        let index = {
+            let mut n = self.next_index.lock().expect("index");
+            let i = n.entry(s.id()).or_default();
+            *i += 1;
+            *i
+        };
+        let label = incoming.label();
+        let ev = effect::command_event(&label, s.id(), index);
+        let judgement = effect::judge(self, &ev, self.config.personality.blocks_on_locks());
+        let effect = match &judgement {
+            Judgement::Go(v) => Some(effect::carry_out(self, s, incoming, &ev, v.clone())),
+            _ => None,
+        };
+        (judgement, effect)
+    }
+
+    /// One command line through the core: its effect (it must go on).
+    pub fn command(&self, s: &mut Session, line: &str) -> Effect {
+        match self.judge(s, line) {
+            (_, Some(e)) => e,
+            (j, None) => panic!("`{line}` was not carried out: {j:?}"),
+        }
+    }
+
+    /// The events recorded for `session`.
+    pub fn events_of(&self, session: u64) -> Vec<EventKind> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|(s, _)| *s == session)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    /// `user`'s subscriptions in the store.
+    pub fn subs(&self, user: &str) -> Vec<String> {
+        self.store()
+            .user(user)
+            .map(|u| u.subscriptions.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
