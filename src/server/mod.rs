@@ -1,5 +1,7 @@
-//! The tokio driver: accepts connections and runs a [`Session`] over each one,
-//! consulting the fault [`Engine`] at every command.
+//! The tokio driver: accepts connections and runs a [`Session`] over each one;
+//! each command goes through the sans-IO core ([`crate::effect`]: the session
+//! and the fault [`Engine`]), and the driver carries out the [`Effect`] it
+//! returns: writes, closes, waits, restarts.
 //!
 //! This, the control endpoint and the runner are the only modules that touch
 //! sockets. Every read has a deadline (the idle timeout), every buffer a bound:
@@ -26,9 +28,9 @@ use tokio::task::JoinSet;
 
 pub use deflate::Deflate;
 
-use crate::dlist::Value;
+use crate::effect::{self, Effect, Judgement, World};
 use crate::events::{EventKind, EventLog};
-use crate::fault::{Action, CommandEvent, Engine, Plan, Verdict};
+use crate::fault::{CommandEvent, Engine, Plan};
 use crate::history::History;
 use crate::proto::Reply;
 use crate::rng::Seed;
@@ -290,6 +292,22 @@ impl Shared {
         let now = self.now_ms();
         let mut engine = self.engine();
         engine.tick(now, self.store().holds_mut());
+    }
+}
+
+/// The core's view of the shared state.
+impl World for Shared {
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        Shared::engine(self)
+    }
+    fn store(&self) -> MutexGuard<'_, Store> {
+        Shared::store(self)
+    }
+    fn now_ms(&self) -> u64 {
+        Shared::now_ms(self)
+    }
+    fn record(&self, session: SessionId, kind: EventKind) {
+        Shared::record(self, session, kind);
     }
 }
 
@@ -632,6 +650,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Run one command through the core ([`crate::effect`]) and carry out its
+/// effect; waits (a trigger's hold, a blocking lock window) happen here.
 async fn one_command<S: AsyncRead + AsyncWrite + Unpin>(
     session: &mut Session,
     conn: &mut Conn<S>,
@@ -639,118 +659,74 @@ async fn one_command<S: AsyncRead + AsyncWrite + Unpin>(
     incoming: Incoming,
     index: u64,
 ) -> io::Result<Next> {
-    let Incoming::Command(cmd) = &incoming else {
+    if !matches!(incoming, Incoming::Command(_)) {
         // Invalid lines and SASL answers are not protocol events for faults.
-        let response = session.execute(incoming, &mut shared.store());
-        return send(session, conn, shared, &response).await;
-    };
-    let users = cmd.users();
-    let mailboxes: Vec<String> = cmd.mailboxes().into_iter().map(str::to_owned).collect();
-    let label = cmd.label();
-    let ev = CommandEvent {
-        session: session.id(),
-        index,
-        verb: &label,
-        users: &users,
-        mailboxes: &mailboxes,
-    };
+        let effect = effect::not_a_command(shared, session, incoming);
+        return carry(session, conn, shared, effect).await;
+    }
+    let label = incoming.label();
+    let ev = effect::command_event(&label, session.id(), index);
+    let blocking = shared.config.personality.blocks_on_locks();
     let verdict = loop {
-        let now = shared.now_ms();
-        let v = {
-            let mut engine = shared.engine();
-            let v = engine.on_command(&ev, now, shared.store().holds_mut());
-            v
-        };
-        let Verdict::Hold { id } = v else { break v };
-        // A trigger: the runner makes its changes while this command waits,
-        // then the command is judged again (a lock opened meanwhile applies).
-        {
-            let mut holds = relock(&shared.holds);
-            if holds.get(&id) != Some(&HoldPhase::Released) {
-                holds.insert(id, HoldPhase::Reached);
+        match effect::judge(shared, &ev, blocking) {
+            // A trigger: the runner makes its changes while this command
+            // waits, then the command is judged again (a lock opened meanwhile
+            // applies).
+            Judgement::Hold { id } => hold(shared, session.id(), id).await,
+            // sync_server blocks where backupd answers LOCKED: the command
+            // waits until no lock window matches it any more.
+            Judgement::Block { lock, verdict } => {
+                if !wait_for_locks(shared, session.id(), &ev, lock).await {
+                    return Ok(Next::Close("lock wait deadline passed".into()));
+                }
+                break verdict;
             }
-        }
-        shared.record(session.id(), EventKind::Held { hold: id });
-        let released = shared.wait_released(id).await;
-        shared.record(session.id(), EventKind::Released { hold: id });
-        if !released {
-            shared.release_hold(id);
+            Judgement::Go(verdict) => break verdict,
         }
     };
-    // sync_server blocks where backupd answers LOCKED: the command waits until
-    // no lock window matches it any more, then executes.
-    // (The engine never answers Locked then, see Engine::set_blocking.)
-    if shared.config.personality.blocks_on_locks() {
-        let first = shared.engine().blocking_lock(&ev);
-        if let Some(lock) = first {
-            if !wait_for_locks(shared, session.id(), &ev, lock).await {
-                return Ok(Next::Close("lock wait deadline passed".into()));
-            }
+    let effect = effect::carry_out(shared, session, incoming, &ev, verdict);
+    carry(session, conn, shared, effect).await
+}
+
+/// Hold the command until trigger `id` is released (or [`HOLD_MAX`] passed).
+async fn hold(shared: &Shared, session: SessionId, id: u64) {
+    {
+        let mut holds = relock(&shared.holds);
+        if holds.get(&id) != Some(&HoldPhase::Released) {
+            holds.insert(id, HoldPhase::Reached);
         }
     }
-    // A `corrupt` fault executes the command normally and corrupts the store
-    // right after; its event names what it broke.
-    let mut corrupt = None;
-    let action = match verdict {
-        Verdict::Pass | Verdict::Hold { .. } => None,
-        Verdict::Fault {
-            rule,
-            action: Action::Corrupt { what },
-        } => {
-            corrupt = Some((rule, what));
-            None
-        }
-        Verdict::Locked { lock } => {
-            shared.record(session.id(), EventKind::LockHit { lock });
-            let response = Response {
-                replies: vec![Reply::locked()],
-                after: After::Continue,
-            };
-            return send(session, conn, shared, &response).await;
-        }
-        Verdict::Fault { rule, action } => {
-            shared.record(
-                session.id(),
-                EventKind::Fault {
-                    rule,
-                    action: action.name().to_owned(),
-                },
-            );
-            Some(action)
-        }
-    };
-    match action {
-        None | Some(Action::RefuseConnections { .. } | Action::Corrupt { .. }) => {
-            let response = execute(session, shared, incoming, &ev);
-            if let Some((rule, what)) = corrupt {
-                let done = shared.store().corrupt(what, ev.users, ev.mailboxes);
-                shared.record(
-                    session.id(),
-                    EventKind::Fault {
-                        rule,
-                        action: format!("corrupt {what}: {done}"),
-                    },
-                );
+    shared.record(session, EventKind::Held { hold: id });
+    let released = shared.wait_released(id).await;
+    shared.record(session, EventKind::Released { hold: id });
+    if !released {
+        shared.release_hold(id);
+    }
+}
+
+/// Carry out what the core decided.
+async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &mut Session,
+    conn: &mut Conn<S>,
+    shared: &Shared,
+    effect: Effect,
+) -> io::Result<Next> {
+    match effect {
+        Effect::Send { response, delay } => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             send(session, conn, shared, &response).await
         }
-        Some(Action::DropBefore) => Ok(Next::Close("fault drop-before".into())),
-        Some(Action::DropAfter) => {
-            execute(session, shared, incoming, &ev);
-            Ok(Next::Close("fault drop-after".into()))
+        Effect::Partial { bytes } => {
+            conn.write(&bytes).await?;
+            Ok(Next::Close(format!(
+                "fault partial-reply after {} bytes",
+                bytes.len()
+            )))
         }
-        Some(Action::PartialReply { bytes }) => {
-            let bytes_out = execute(session, shared, incoming, &ev).encode();
-            let n = bytes.min(bytes_out.len().saturating_sub(1));
-            conn.write(&bytes_out[..n]).await?;
-            Ok(Next::Close(format!("fault partial-reply after {n} bytes")))
-        }
-        Some(Action::Delay { ms }) => {
-            let response = execute(session, shared, incoming, &ev);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            send(session, conn, shared, &response).await
-        }
-        Some(Action::Stall) => {
+        Effect::Close { reason } => Ok(Next::Close(reason)),
+        Effect::Stall => {
             // Read and discard until the client gives up, bounded by the idle timeout.
             loop {
                 match conn.read(None).await? {
@@ -764,64 +740,9 @@ async fn one_command<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        Some(Action::No { text }) => {
-            send(
-                session,
-                conn,
-                shared,
-                &Response {
-                    replies: vec![Reply::No(text)],
-                    after: After::Continue,
-                },
-            )
-            .await
-        }
-        Some(Action::Bad { text }) => {
-            send(
-                session,
-                conn,
-                shared,
-                &Response {
-                    replies: vec![Reply::Bad(text)],
-                    after: After::Continue,
-                },
-            )
-            .await
-        }
-        Some(Action::Bye { text }) => {
-            send(
-                session,
-                conn,
-                shared,
-                &Response {
-                    replies: vec![Reply::Bye(text)],
-                    after: After::Close,
-                },
-            )
-            .await
-        }
-        Some(Action::Restart { .. }) => {
+        Effect::Restart => {
             shared.restart.send_modify(|g| *g += 1);
             Ok(Next::Close("fault restart".into()))
-        }
-        Some(Action::Lie) => {
-            // OK, and nothing stored.
-            let ok = session.success();
-            send(
-                session,
-                conn,
-                shared,
-                &Response {
-                    replies: vec![ok],
-                    after: After::Continue,
-                },
-            )
-            .await
-        }
-        Some(Action::HideMissing { count }) => {
-            let mut response = execute(session, shared, incoming, &ev);
-            hide_missing(&mut response.replies, count);
-            send(session, conn, shared, &response).await
         }
     }
 }
@@ -838,10 +759,7 @@ async fn wait_for_locks(
     first: String,
 ) -> bool {
     let started = Instant::now();
-    {
-        let mut engine = shared.engine();
-        engine.lock_waited(&first, ev, shared.store().holds_mut());
-    }
+    effect::start_block(shared, ev, &first);
     shared.record(
         session,
         EventKind::LockWait {
@@ -850,13 +768,7 @@ async fn wait_for_locks(
     );
     let deadline = started + shared.idle_timeout;
     let done = loop {
-        let blocking = {
-            let now = shared.now_ms();
-            let mut engine = shared.engine();
-            engine.tick(now, shared.store().holds_mut());
-            engine.blocking_lock(ev)
-        };
-        if blocking.is_none() {
+        if !effect::still_blocked(shared, ev) {
             break true;
         }
         if Instant::now() >= deadline {
@@ -873,31 +785,6 @@ async fn wait_for_locks(
         },
     );
     done
-}
-
-/// Execute a command; a `LOCKED` answer the session gave by itself (a held
-/// user) is charged to the lock window holding it, or to another connection.
-fn execute(
-    session: &mut Session,
-    shared: &Shared,
-    incoming: Incoming,
-    ev: &CommandEvent<'_>,
-) -> Response {
-    let response = session.execute(incoming, &mut shared.store());
-    if response.replies.last() == Some(&Reply::locked()) {
-        let lock = {
-            let mut engine = shared.engine();
-            let l = engine.locked_by_holder(ev, shared.store().holds_mut());
-            l
-        };
-        shared.record(
-            session.id(),
-            EventKind::LockHit {
-                lock: lock.unwrap_or_else(|| "another connection".into()),
-            },
-        );
-    }
-    response
 }
 
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(
@@ -923,22 +810,6 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
             Next::Continue
         }
     })
-}
-
-/// Leave up to `count` GUIDs out of a `* MISSING` line (dropping the line when
-/// it empties).
-fn hide_missing(replies: &mut Vec<Reply>, count: usize) {
-    for r in replies.iter_mut() {
-        if let Reply::Data(key, Value::List(items)) = r {
-            if key == "MISSING" {
-                let keep = items.len().saturating_sub(count);
-                items.truncate(keep);
-            }
-        }
-    }
-    replies.retain(
-        |r| !matches!(r, Reply::Data(k, Value::List(items)) if k == "MISSING" && items.is_empty()),
-    );
 }
 
 fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
