@@ -28,7 +28,7 @@ use crate::dlist::{Framer, Limits};
 use crate::events::EventKind;
 use crate::proto::Reply;
 use crate::server::{Deflate, Shared};
-use crate::session::{CommandLabel, Decoder, Incoming};
+use crate::session::{Decoder, Incoming};
 use crate::types::SessionId;
 
 /// How long connecting to the upstream server may take.
@@ -343,12 +343,8 @@ impl Tap {
                 }
             };
             let (bytes, head) = self.parser.last_frame();
-            let CommandLabel {
-                verb,
-                users,
-                mailboxes,
-            } = incoming.label();
-            if verb == "COMPRESS" {
+            let label = incoming.label();
+            if label.verb == "COMPRESS" {
                 // Switched on only if the server says OK (see reply_bytes).
                 self.compress = Compress::Asked;
             }
@@ -358,13 +354,7 @@ impl Tap {
             let text = head.to_owned();
             out.push((
                 self.id,
-                Tapped::Event(EventKind::Command {
-                    verb,
-                    users,
-                    mailboxes,
-                    bytes,
-                    text: text.clone(),
-                }),
+                Tapped::Event(label.into_event(bytes, text.clone())),
             ));
             if self.history {
                 let cmd = match incoming {

@@ -21,11 +21,10 @@
 //! `reject` window by its matcher, a `hold` window for the user's
 //! [`NAMESPACE_LOCKED`] commands), as sync_server blocks on its locks.
 
-pub mod corrupt;
 mod engine;
 pub mod plan;
 
-pub use corrupt::Corruption;
+pub use crate::types::Corruption;
 pub use engine::{
     CommandEvent, Engine, LockStatus, RuleStatus, Status, UserCounters, Verdict, NAMESPACE_LOCKED,
 };

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::dlist::{FrameError, Framer, Limits};
+use crate::events::EventKind;
 use crate::proto::{Command, ParseError};
 
 /// One complete input from the client.
@@ -46,6 +47,20 @@ impl Incoming {
             verb,
             users,
             mailboxes,
+        }
+    }
+}
+
+impl CommandLabel {
+    /// The event log's `Command` event for this input: `bytes` long, shown
+    /// as `text` (its head).
+    pub fn into_event(self, bytes: usize, text: String) -> EventKind {
+        EventKind::Command {
+            verb: self.verb,
+            users: self.users,
+            mailboxes: self.mailboxes,
+            bytes,
+            text,
         }
     }
 }

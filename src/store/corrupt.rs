@@ -1,7 +1,7 @@
 //! The store side of `corrupt` faults ([`crate::fault::Corruption`]): break one
 //! kind of stored state right after a command was executed and acknowledged.
 
-use crate::fault::Corruption;
+use crate::types::Corruption;
 
 use super::{names, Flags, Guid, Mailbox, PackedAnnotations, Record, Store};
 

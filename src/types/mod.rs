@@ -7,8 +7,10 @@
 //! - [`intern`]: [`Name`], [`Flags`], [`Recent`];
 //! - [`packed`]: [`PackedAnnotations`], [`SmallBytes`];
 //! - [`names`]: who owns a mailbox, by its internal name;
-//! - [`bytes_serde`]: bytes as a string when UTF-8, else base64.
+//! - [`bytes_serde`]: bytes as a string when UTF-8, else base64;
+//! - [`corruption`]: the kinds of stored state a `corrupt` fault breaks.
 
+pub mod corruption;
 pub mod guid;
 pub mod intern;
 pub mod names;
@@ -18,6 +20,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+pub use corruption::Corruption;
 pub use guid::{AsGuid, Guid, GuidHasher, GuidMap, GuidSet};
 pub use intern::{Flags, Name, Recent};
 pub use packed::{PackCache, PackedAnnotations, SmallBytes};
