@@ -4,11 +4,14 @@
 #   make test   the full test suite, Cyrus tests included (they fail, never skip, here)
 #   make matrix the bundled suite on Cyrus 3.6.1, 3.10.2 and 3.12.4, with a version x scenario table
 #
-# CYRUS_BIN=DIR points everything at another Cyrus build (default /usr/lib/cyrus/bin).
+# CYRUS_PREFIX=DIR points everything at an installed Cyrus tree (`make install`'s
+# libexec/, sbin/, bin/), CYRUS_BIN=DIR at one directory of executables; neither
+# set: Debian's /usr/lib/cyrus/bin. The CLI and the tests read both.
 
 CARGO ?= cargo
-CYRUS_BIN ?= /usr/lib/cyrus/bin
-export CYRUS_BIN
+CYRUS_PREFIX ?=
+CYRUS_BIN ?=
+export CYRUS_PREFIX CYRUS_BIN
 
 .PHONY: help setup setup-matrix build run demo test matrix lint fmt clean bench
 
@@ -34,17 +37,17 @@ build:
 # JOBS scenarios at once; extra arguments in RUN_ARGS (e.g. RUN_ARGS="--junit junit.xml").
 JOBS ?= 2
 run: setup build
-	target/release/backupd-sim run scenarios -j $(JOBS) --cyrus-bin "$(CYRUS_BIN)" $(RUN_ARGS)
+	target/release/backupd-sim run scenarios -j $(JOBS) $(RUN_ARGS)
 
 # The built-in end-to-end replication, printing every fact it verifies.
 demo: setup build
-	target/release/backupd-sim demo --cyrus-bin "$(CYRUS_BIN)"
+	target/release/backupd-sim demo
 
 # Benchmarks (issue 6): every workload against the fake, the real backupd, the real
 # sync_server and a floor; writes bench/results.md and bench/results.json (~10 min).
 # Extra arguments in BENCH_ARGS (e.g. BENCH_ARGS="--quick --reps 1").
 bench: setup build
-	target/release/backupd-sim bench --cyrus-bin "$(CYRUS_BIN)" --out bench $(BENCH_ARGS)
+	target/release/backupd-sim bench --out bench $(BENCH_ARGS)
 
 # The Cyrus versions of the matrix beside the host's 3.6.1: Debian chroots in
 # $(BACKUPD_SIM_CYRUS_CACHE) (default /var/cache/backupd-sim/cyrus), built once

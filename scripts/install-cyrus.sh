@@ -3,6 +3,7 @@
 #
 #   scripts/install-cyrus.sh            install if /usr/lib/cyrus/bin/sync_client is absent
 #   CYRUS_BIN=/some/dir scripts/...     only check that DIR holds the binaries; install nothing
+#   CYRUS_PREFIX=/some/prefix scripts/... only check the installed tree (libexec/, sbin/, bin/, ...)
 #
 # The packages are cyrus-common (master, backupd, ctl_backups, ...), cyrus-imapd
 # (imapd) and cyrus-replication (sync_client, sync_server). A policy-rc.d that
@@ -11,10 +12,36 @@
 # unless it was already there.
 set -euo pipefail
 
-BIN=${CYRUS_BIN:-/usr/lib/cyrus/bin}
 # What every run needs; the Debian install also brings the real servers used
 # for side-by-side runs, so check those there too.
 need=(master imapd sync_client ctl_cyrusdb)
+
+if [ -n "${CYRUS_PREFIX:-}" ]; then
+    if [ -n "${CYRUS_BIN:-}" ]; then
+        echo "cyrus: both CYRUS_PREFIX and CYRUS_BIN are set: unset one" >&2
+        exit 2
+    fi
+    # The directories backupd-sim searches below a prefix, in its order
+    # (src/cyrus/mod.rs PREFIX_DIRS).
+    for b in "${need[@]}"; do
+        found=
+        for d in libexec sbin bin libexec/cyrus-imapd lib/cyrus/bin; do
+            if [ -x "$CYRUS_PREFIX/$d/$b" ]; then found=$d; break; fi
+        done
+        if [ -z "$found" ]; then
+            echo "cyrus: CYRUS_PREFIX=$CYRUS_PREFIX has no $b in libexec/, sbin/, bin/, libexec/cyrus-imapd/ or lib/cyrus/bin/ (nothing is installed for a prefix)" >&2
+            exit 2
+        fi
+    done
+    if ! getent passwd cyrus >/dev/null; then
+        echo "cyrus: no 'cyrus' user (Cyrus drops privileges to it); 'make setup' without CYRUS_PREFIX creates it" >&2
+        exit 2
+    fi
+    echo "cyrus: found the installed tree $CYRUS_PREFIX"
+    exit 0
+fi
+
+BIN=${CYRUS_BIN:-/usr/lib/cyrus/bin}
 [ "$BIN" = /usr/lib/cyrus/bin ] && need+=(sync_server backupd ctl_backups)
 
 have_all() {

@@ -9,9 +9,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Cyrus binaries to use.
-    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
-    cyrus_bin: PathBuf,
+    #[command(flatten)]
+    cyrus: super::CyrusSelect,
     /// Repetitions of each workload.
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -33,7 +32,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
+    let bins = args.cyrus.single()?;
     let exe = std::env::current_exe().context("locating the backupd-sim executable")?;
     let mut opts = backupd_sim::bench::BenchOptions::new(bins, exe);
     if args.quick {

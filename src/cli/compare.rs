@@ -28,9 +28,8 @@ pub struct CompareArgs {
     /// Scenarios run at once, per target.
     #[arg(short = 'j', long, default_value_t = 1)]
     jobs: usize,
-    /// Cyrus binaries to use.
-    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
-    cyrus_bin: PathBuf,
+    #[command(flatten)]
+    cyrus: super::CyrusSelect,
     /// The known deviations (TOML, `[[deviation]]` tables); without
     /// ./fixtures/deviations.toml, the one built into this binary.
     #[arg(long, value_name = "FILE", default_value = "fixtures/deviations.toml")]
@@ -94,7 +93,7 @@ pub fn run(mut args: CompareArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
+    let bins = args.cyrus.single()?;
     let version = bins.version();
     let opts = RunOptions {
         bins,

@@ -1,22 +1,20 @@
 //! `backupd-sim demo`: one end-to-end replication, printing each fact verified.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use backupd_sim::cyrus::{CyrusBins, SyncRun};
+use backupd_sim::cyrus::SyncRun;
 use backupd_sim::harness::{Harness, HarnessOptions};
 use backupd_sim::populate::{fill_user, more_changes};
 use backupd_sim::rng::Rng;
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Cyrus binaries to use (a Debian install or a build directory).
-    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
-    cyrus_bin: PathBuf,
+    #[command(flatten)]
+    cyrus: super::CyrusSelect,
     /// Seed for the generated mail.
     #[arg(long, default_value = "1")]
     seed: backupd_sim::rng::Seed,
@@ -80,7 +78,7 @@ fn expect_converged(h: &Harness, users: &[&str]) -> Result<()> {
 
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let bins = CyrusBins::locate(&args.cyrus_bin)?;
+    let bins = args.cyrus.single()?;
     let mut opts = HarnessOptions::new(bins);
     opts.keep = args.keep;
     step("starting the fake backupd and a real Cyrus source instance");

@@ -43,9 +43,8 @@ pub struct ExploreArgs {
     /// Only write the generated cases as scenario files into DIR; run nothing.
     #[arg(long, value_name = "DIR")]
     dry_run: Option<PathBuf>,
-    /// Cyrus binaries to use.
-    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
-    cyrus_bin: PathBuf,
+    #[command(flatten)]
+    cyrus: super::CyrusSelect,
 }
 
 pub fn run(args: ExploreArgs) -> Result<ExitCode> {
@@ -86,7 +85,7 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // A missing installation is an environment error: `main` prints it, exit 2.
-    let bins = backupd_sim::cyrus::CyrusBins::locate(&args.cyrus_bin)?;
+    let bins = args.cyrus.single()?;
     let version = bins.version();
     let mut hopts = backupd_sim::harness::HarnessOptions::new(bins.clone());
     hopts.server.seed = seed;

@@ -14,6 +14,7 @@ mod serve;
 mod source;
 
 use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
@@ -114,6 +115,41 @@ impl Cmd {
             Cmd::Completions(args) => gen::completions(&args),
             Cmd::Man(args) => gen::man(&args),
         }
+    }
+}
+
+/// Which Cyrus installation a command runs on: `--cyrus-prefix`,
+/// `--cyrus-bin`, `--cyrus` (shared by every command that runs Cyrus), else
+/// `$CYRUS_PREFIX` or `$CYRUS_BIN`, else Debian's `/usr/lib/cyrus/bin`.
+#[derive(Args, Clone, Default)]
+struct CyrusSelect {
+    /// An installed Cyrus tree as `make install` lays it out: servers in
+    /// DIR/libexec, tools in DIR/sbin, some in DIR/bin (also $CYRUS_PREFIX).
+    #[arg(long, value_name = "DIR")]
+    cyrus_prefix: Option<PathBuf>,
+    /// One directory holding every Cyrus executable (also $CYRUS_BIN; default
+    /// /usr/lib/cyrus/bin).
+    #[arg(long, value_name = "DIR")]
+    cyrus_bin: Option<PathBuf>,
+    /// A Cyrus version or installation: 3.6 (the host's), 3.10, 3.12 (chroots
+    /// from `cyrus install`), a chroot root, an installed tree (a `cyrus build`
+    /// prefix) or a directory of executables. `run` takes several (and `all`).
+    #[arg(long, value_name = "VERSION|DIR")]
+    cyrus: Vec<String>,
+}
+
+impl CyrusSelect {
+    fn choice(&self) -> backupd_sim::cyrus::Choice {
+        backupd_sim::cyrus::Choice {
+            prefix: self.cyrus_prefix.clone(),
+            bin: self.cyrus_bin.clone(),
+            cyrus: self.cyrus.clone(),
+        }
+    }
+
+    /// The one installation (every command but `run`).
+    fn single(&self) -> Result<backupd_sim::cyrus::CyrusBins> {
+        Ok(self.choice().single()?)
     }
 }
 

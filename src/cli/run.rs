@@ -31,15 +31,8 @@ pub struct RunArgs {
     /// Seed for every scenario (default: the scenario's own, else one derived from its name).
     #[arg(long)]
     seed: Option<backupd_sim::rng::Seed>,
-    /// Cyrus binaries to use (a Debian install or a build directory).
-    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
-    cyrus_bin: PathBuf,
-    /// Cyrus installation(s) to run on, instead of --cyrus-bin (repeatable):
-    /// 3.6 (the host's), 3.10, 3.12 (chroots from `cyrus install`), `all` (every
-    /// installed one), a chroot root or a directory of Cyrus executables.
-    /// Several print a version x scenario table.
-    #[arg(long, value_name = "VERSION|DIR")]
-    cyrus: Vec<String>,
+    #[command(flatten)]
+    cyrus: super::CyrusSelect,
     /// Write every report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -110,7 +103,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode> {
         }
     };
     // A missing installation is an environment error: `main` prints it, exit 2.
-    let installations = installations(&args.cyrus, &args.cyrus_bin)?;
+    let installations = installations(&args.cyrus.choice())?;
     if let Some(dir) = &args.sandbox_dir {
         for bins in &installations {
             // A chroot'd Cyrus only reaches its sandbox below the root.
@@ -161,6 +154,9 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode> {
     });
     if let Some(table) = matrix.table() {
         print!("\n{table}");
+    }
+    if let Some(numbers) = matrix.numbers() {
+        print!("\n{numbers}");
     }
     if let Some(p) = &args.json {
         std::fs::write(p, matrix.json()).with_context(|| format!("writing `{}`", p.display()))?;

@@ -9,9 +9,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct SourceArgs {
-    /// Cyrus binaries to use.
-    #[arg(long, value_name = "DIR", env = "CYRUS_BIN", default_value = backupd_sim::cyrus::DEFAULT_CYRUS_BIN)]
-    cyrus_bin: PathBuf,
+    #[command(flatten)]
+    cyrus: super::CyrusSelect,
     /// Port of the fake backupd the `backup` channel replicates to.
     #[arg(long)]
     backup_port: u16,
@@ -30,8 +29,8 @@ pub struct SourceArgs {
 }
 
 pub fn run(args: SourceArgs) -> Result<ExitCode> {
-    use backupd_sim::cyrus::{Channel, CyrusBins, SourceInstance, SourceOptions};
-    let bins = CyrusBins::locate(&args.cyrus_bin)?;
+    use backupd_sim::cyrus::{Channel, SourceInstance, SourceOptions};
+    let bins = args.cyrus.single()?;
     let mut fills = Vec::new();
     for f in &args.fill {
         let (user, n) = f

@@ -586,10 +586,7 @@ mod tests {
 
     #[test]
     fn bad_options_are_refused() {
-        let bins = CyrusBins {
-            dir: PathBuf::from("/nonexistent"),
-            chroot: None,
-        };
+        let bins = CyrusBins::unchecked_flat(PathBuf::from("/nonexistent"));
         let mut opts = SourceOptions::new(bins, "relative/dir");
         assert!(matches!(validate(&opts), Err(CyrusError::Config(_))));
         opts.root = PathBuf::from("/tmp/x");

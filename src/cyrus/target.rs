@@ -33,7 +33,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
 
 use super::config::{self, ImapdConf};
 use super::instance::read_state_imap;
@@ -135,6 +135,8 @@ pub struct RealTarget {
     bins: CyrusBins,
     root: PathBuf,
     config_path: PathBuf,
+    /// `config_path` as the programs see it (inside the chroot).
+    inside_config_path: PathBuf,
     addr: SocketAddr,
     imap_addr: Option<SocketAddr>,
     authname: String,
@@ -252,13 +254,6 @@ impl RealTarget {
                 root.display()
             )));
         }
-        if let Some(chroot) = bins.chroot() {
-            return Err(CyrusError::Config(format!(
-                "a real {} from the chroot `{}` is not supported yet: use the host's Cyrus for real targets",
-                kind.name(),
-                chroot.display()
-            )));
-        }
         if !simple_word(authname) || authname == "admin" {
             return Err(CyrusError::Config(format!(
                 "authname `{authname}` must be letters, digits, `_`, `-`, `.` (not `admin`)"
@@ -268,25 +263,22 @@ impl RealTarget {
             TargetKind::Backupd => &["backupd", "ctl_backups", "cyr_backup"],
             TargetKind::SyncServer => &["sync_server"],
         };
-        for n in needed {
-            if !bins.path(n).is_file() {
-                return Err(CyrusError::MissingBinaries {
-                    dir: bins.dir().to_path_buf(),
-                    missing: format!("`{n}`"),
-                });
-            }
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|n| !bins.has(n))
+            .map(|n| format!("`{n}`"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(bins.missing(&format!(
+                "{} (for a real {})",
+                missing.join(", "),
+                kind.name()
+            )));
         }
-        let user =
-            User::from_name("cyrus")
-                .ok()
-                .flatten()
-                .ok_or_else(|| CyrusError::MissingUser {
-                    user: "cyrus".into(),
-                })?;
-        let gid = Group::from_name("mail")
-            .ok()
-            .flatten()
-            .map_or(user.gid, |g| g.gid);
+        // The installation's own `cyrus` uid (a chroot has its own passwd),
+        // and a root the programs can reach (below the chroot).
+        let (uid, gid) = bins.cyrus_ids()?;
+        bins.inside(root)?;
         config::make_dirs(root, &["tmp/backup", "backup"])?;
         fs::set_permissions(root, fs::Permissions::from_mode(0o755))
             .map_err(io(format!("chmod `{}`", root.display())))?;
@@ -306,9 +298,7 @@ impl RealTarget {
                         }
                     }),
                 };
-                Self::launch(
-                    kind, bins, root, authname, password, port, imap_port, user.uid, gid,
-                )
+                Self::launch(kind, bins, root, authname, password, port, imap_port, uid, gid)
             },
             |t| {
                 let servername = Self::servername(t.kind, t.addr.port());
@@ -341,7 +331,9 @@ impl RealTarget {
         gid: Gid,
     ) -> Result<RealTarget> {
         let conf = root.join("etc/imapd.conf");
-        let r = root.display().to_string();
+        // Every path Cyrus reads is the path it sees (inside a chroot: below it).
+        let inside_conf = bins.inside(&conf)?;
+        let r = bins.inside(root)?.display().to_string();
         let note = format!(" ({})", kind.name());
         let servername = Self::servername(kind, port);
         let mut imapd = ImapdConf {
@@ -367,7 +359,7 @@ impl RealTarget {
             );
         }
         let bin = |name: &str| bins.path(name).display().to_string();
-        let c = conf.display().to_string();
+        let c = inside_conf.display().to_string();
         let mut services = match kind {
             TargetKind::Backupd => config::service("backupd", &bin("backupd"), &c, port),
             TargetKind::SyncServer => config::service("sync", &bin("sync_server"), &c, port),
@@ -378,13 +370,15 @@ impl RealTarget {
         let cyrus_conf = config::cyrus_conf(&bin("ctl_cyrusdb"), &c, &services);
         let (log, log2, pidfile) =
             master::prepare_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
-        let mut cmd = Command::new(bins.path("master"));
+        // For a chroot installation `chroot ROOT master ...`: chroot execs
+        // master, so the PID (and the process group) are master's.
+        let mut cmd = bins.command("master");
         cmd.arg("-C")
-            .arg(&conf)
+            .arg(&inside_conf)
             .arg("-M")
-            .arg(root.join("etc/cyrus.conf"))
+            .arg(bins.inside(&root.join("etc/cyrus.conf"))?)
             .arg("-p")
-            .arg(&pidfile)
+            .arg(bins.inside(&pidfile)?)
             .arg("-D")
             // Own process group: master signals its whole group on shutdown.
             .process_group(0)
@@ -392,12 +386,18 @@ impl RealTarget {
             .stdout(log)
             .stderr(log2);
         // Registered for the interrupt handler, like a source's master.
-        let master = Master::spawn(&mut cmd, conf.clone(), pidfile, &bins.path("master"))?;
+        let master = Master::spawn(
+            &mut cmd,
+            inside_conf.clone(),
+            pidfile,
+            &bins.host_path("master"),
+        )?;
         Ok(RealTarget {
             kind,
             bins: bins.clone(),
             root: root.to_path_buf(),
             config_path: conf,
+            inside_config_path: inside_conf,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             imap_addr: imap_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
             authname: authname.to_string(),
@@ -445,7 +445,8 @@ impl RealTarget {
         self.master.pid()
     }
 
-    /// `<root>/etc/imapd.conf`: pass it to every Cyrus tool with `-C`.
+    /// `<root>/etc/imapd.conf` as seen from the host (for a chroot
+    /// installation pass [`CyrusBins::inside`] of it to a Cyrus tool's `-C`).
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
@@ -475,9 +476,14 @@ impl RealTarget {
     }
 
     fn tool(&self, name: &str) -> Command {
-        let mut c = Command::new(self.bins.path(name));
-        c.arg("-C").arg(&self.config_path);
+        let mut c = self.bins.command(name);
+        c.arg("-C").arg(&self.inside_config_path);
         c
+    }
+
+    /// The installation the target runs from.
+    pub fn bins(&self) -> &CyrusBins {
+        &self.bins
     }
 
     /// Run `ctl_backups -C conf ARGS` (bounded).
@@ -515,7 +521,8 @@ impl RealTarget {
         }
     }
 
-    /// The path of `user`'s backup data file (from `ctl_backups list -j`), if any.
+    /// The path of `user`'s backup data file (from `ctl_backups list -j`), if
+    /// any, as seen from the host.
     pub fn backup_path(&self, user: &str) -> Result<Option<PathBuf>> {
         let out = self.ctl_backups(&["list", "-j", "-u", user])?;
         if out.stderr.contains("not found in backups.db") {
@@ -542,11 +549,13 @@ impl RealTarget {
                 .and_then(|p| p.as_str())
                 .map(PathBuf::from)
         };
-        Ok(match &json {
+        let inside = match &json {
             serde_json::Value::Array(items) => items.iter().find_map(find),
             serde_json::Value::Object(map) => find(&json).or_else(|| map.values().find_map(find)),
             _ => None,
-        })
+        };
+        // ctl_backups prints the path it sees (inside a chroot).
+        Ok(inside.map(|p| self.bins.host_view(&p)))
     }
 
     fn read_backup_user(&self, user: &str) -> Result<UserState> {

@@ -2,35 +2,16 @@
 //! one suite run per installation, and the version x scenario results with
 //! their reports (table, JSON, JUnit) and the suite's outcome.
 
-use std::path::Path;
-
 use super::{report, suite, RunOptions, ScenarioReport, Verdict};
-use crate::cyrus::{install, CyrusBins, CyrusError, DEFAULT_CYRUS_BIN};
+use crate::cyrus::{Choice, CyrusBins, CyrusError};
 use crate::scenario::Scenario;
 
-/// The installations `specs` (`--cyrus`) name: `all` is the host's and every
-/// installed chroot; with none, the one at `cyrus_bin`. Duplicates next to
-/// each other are dropped.
-pub fn installations(specs: &[String], cyrus_bin: &Path) -> Result<Vec<CyrusBins>, CyrusError> {
-    let cache = install::cache_dir();
-    if specs.is_empty() {
-        return Ok(vec![CyrusBins::locate(cyrus_bin)?]);
-    }
-    let mut out: Vec<CyrusBins> = Vec::new();
-    for spec in specs {
-        if spec == "all" {
-            out.push(CyrusBins::locate(DEFAULT_CYRUS_BIN)?);
-            for s in install::SUITES {
-                if let Some(root) = install::installed_root(&cache, s) {
-                    out.push(CyrusBins::locate_chroot(root)?);
-                }
-            }
-        } else {
-            out.push(CyrusBins::resolve(spec, &cache)?);
-        }
-    }
-    out.dedup();
-    Ok(out)
+/// The installations a command line names (see [`Choice`]): its
+/// `--cyrus-prefix`, `--cyrus-bin` or `--cyrus` flags (`all` is the host's and
+/// every installed chroot), else `$CYRUS_PREFIX` or `$CYRUS_BIN`, else Debian's.
+/// Duplicates next to each other are dropped.
+pub fn installations(choice: &Choice) -> Result<Vec<CyrusBins>, CyrusError> {
+    choice.installations()
 }
 
 /// What [`run_matrix`] tells its caller as it goes.

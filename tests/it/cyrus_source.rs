@@ -1,4 +1,4 @@
-//! Integration tests against the real Cyrus installation (`$CYRUS_BIN` or
+//! Integration tests against the real Cyrus installation (`$CYRUS_PREFIX`, `$CYRUS_BIN` or
 //! `/usr/lib/cyrus/bin`). Each test owns a temp dir and its own instance.
 
 use std::collections::BTreeMap;
@@ -551,7 +551,8 @@ fn locate_reports_what_is_missing() {
     );
     assert!(
         text.contains("apt-get install cyrus-common cyrus-imapd cyrus-replication")
-            && text.contains("or pass --cyrus-bin DIR")
+            && text.contains("or pass --cyrus-prefix DIR")
+            && text.contains("--cyrus-bin DIR")
             && !text.contains("make"),
         "{text}"
     );

@@ -72,9 +72,7 @@ impl Runner {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&err).expect("stderr file"));
-        if let Ok(dir) = std::env::var("CYRUS_BIN") {
-            cmd.arg("--cyrus-bin").arg(dir);
-        }
+        // The CLI reads $CYRUS_PREFIX / $CYRUS_BIN itself.
         Runner {
             child: cmd.spawn().expect("start backupd-sim run"),
             out,

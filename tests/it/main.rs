@@ -16,6 +16,7 @@ mod imap_parser; // the IMAP response parser of the read-back vs imap-codec (dif
 mod locks; // lock windows and faults vs the real sync_client: lab cases A-E, drops, ctl
 mod mutations; // every row of the convergence check fails when a corrupt fault breaks it
 mod personality; // the sync_server personality: greeting, replies, blocking locks; real client and real sync_server
+mod prefix; // own builds as `make install` lays them out: --cyrus-prefix, $CYRUS_PREFIX, the choice rules
 mod replication; // real sync_client into the fake: -u, -m, -R -1, refused credentials, the IMAP probe
 mod runner; // backupd-sim run: the bundled suite, bad scenarios, a broken fake caught, JUnit, shards
 mod server; // the tokio driver over sockets: DEFLATE both ways, commands larger than a chunk

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backupd_sim::cyrus::process::wait_until;
-use backupd_sim::cyrus::{CyrusBins, DEFAULT_CYRUS_BIN};
+use backupd_sim::cyrus::{Choice, CyrusBins};
 use backupd_sim::effect::{self, Effect, Judgement, World};
 use backupd_sim::events::EventKind;
 use backupd_sim::fault::{Engine, Plan, Status};
@@ -20,14 +20,14 @@ use backupd_sim::store::Store;
 
 use crate::codec::Conn;
 
-/// The Cyrus installation the tests drive: `$CYRUS_BIN` or the Debian default.
+/// The Cyrus installation the tests drive: `$CYRUS_PREFIX` (an installed
+/// tree), `$CYRUS_BIN` (a directory of executables) or the Debian default.
 ///
 /// When it is missing, a test that needs it is skipped with a printed reason,
 /// unless `CI=true` or `BACKUPD_SIM_REQUIRE_CYRUS=1`: then it fails, so CI can
 /// never pass by skipping.
 pub fn cyrus_bins() -> Option<CyrusBins> {
-    let dir = std::env::var("CYRUS_BIN").unwrap_or_else(|_| DEFAULT_CYRUS_BIN.into());
-    match CyrusBins::locate(&dir) {
+    match Choice::default().single() {
         Ok(b) => Some(b),
         Err(e) => {
             let required = std::env::var("CI").is_ok_and(|v| v == "true")
@@ -35,7 +35,7 @@ pub fn cyrus_bins() -> Option<CyrusBins> {
             if required {
                 panic!("Cyrus is required here (CI=true or BACKUPD_SIM_REQUIRE_CYRUS=1): {e}");
             }
-            eprintln!("skipped: no Cyrus in `{dir}`: {e}");
+            eprintln!("skipped: no Cyrus: {e}");
             None
         }
     }
