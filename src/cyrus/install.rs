@@ -150,6 +150,51 @@ pub fn host_mirror() -> Option<String> {
     None
 }
 
+/// The Debian security mirror the host's apt uses (the `URIs:` of a deb822
+/// stanza, or the URL of a `deb` line, whose suite ends in `-security`).
+pub fn host_security_mirror() -> Option<String> {
+    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.insert(0, PathBuf::from("/etc/apt/sources.list"));
+    files.into_iter().find_map(|f| {
+        let text = fs::read_to_string(&f).ok()?;
+        if f.extension().is_some_and(|x| x == "sources") {
+            security_from_deb822(&text)
+        } else if f.extension().is_some_and(|x| x == "list") {
+            text.lines().find_map(|l| {
+                let mut w = l.split_whitespace().filter(|w| !w.starts_with('['));
+                (w.next()? == "deb").then_some(())?;
+                let url = w.next()?;
+                w.next()?.ends_with("-security").then(|| url.to_owned())
+            })
+        } else {
+            None
+        }
+    })
+}
+
+/// The `-security` mirror of a deb822 sources file.
+pub fn security_from_deb822(text: &str) -> Option<String> {
+    text.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        let security = field("Suites").is_some_and(|s| s.contains("-security"));
+        let enabled = field("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
+        (security && enabled)
+            .then(|| field("URIs"))
+            .flatten()
+            .and_then(|u| u.split_whitespace().next().map(str::to_owned))
+    })
+}
+
 /// The first non-security `deb` mirror of a deb822 sources file.
 pub fn mirror_from_deb822(text: &str) -> Option<String> {
     for stanza in text.split("\n\n") {
@@ -188,7 +233,7 @@ pub fn mirror_from_list(text: &str) -> Option<String> {
 
 /// Interrupt flag for the build: SIGINT/SIGTERM/SIGHUP set it instead of
 /// killing us, so the mounts are always undone.
-fn interrupt_flag() -> Result<Arc<AtomicBool>, InstallError> {
+pub(crate) fn interrupt_flag() -> Result<Arc<AtomicBool>, InstallError> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -203,17 +248,45 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>, InstallError> {
 
 /// Runs the steps: each one's output goes to the log, its name and time to
 /// `progress`.
-struct Builder<'a> {
-    log: PathBuf,
-    interrupted: Arc<AtomicBool>,
-    progress: &'a mut dyn FnMut(&str),
+pub(crate) struct Builder<'a> {
+    pub(crate) log: PathBuf,
+    pub(crate) interrupted: Arc<AtomicBool>,
+    pub(crate) progress: &'a mut dyn FnMut(&str),
 }
 
 impl Builder<'_> {
     /// Run `cmd` as the step `name` (bounded, interruptible); its output goes to the log.
-    fn run(&mut self, name: &str, cmd: &mut Command) -> Result<(), InstallError> {
+    pub(crate) fn run(&mut self, name: &str, cmd: &mut Command) -> Result<(), InstallError> {
+        self.run_for(name, cmd, STEP_TIMEOUT)
+    }
+
+    /// [`Builder::run`] without progress lines (only the log and, on
+    /// failure, the error name the step).
+    pub(crate) fn run_quiet(&mut self, name: &str, cmd: &mut Command) -> Result<(), InstallError> {
+        self.run_with(name, cmd, STEP_TIMEOUT, false)
+    }
+
+    /// [`Builder::run`] with its own bound.
+    pub(crate) fn run_for(
+        &mut self,
+        name: &str,
+        cmd: &mut Command,
+        timeout: Duration,
+    ) -> Result<(), InstallError> {
+        self.run_with(name, cmd, timeout, true)
+    }
+
+    fn run_with(
+        &mut self,
+        name: &str,
+        cmd: &mut Command,
+        timeout: Duration,
+        loud: bool,
+    ) -> Result<(), InstallError> {
         let started = Instant::now();
-        (self.progress)(&format!("{name} ..."));
+        if loud {
+            (self.progress)(&format!("{name} ..."));
+        }
         let mut log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -241,12 +314,12 @@ impl Builder<'_> {
                 break s;
             }
             let interrupted = self.interrupted.load(Ordering::SeqCst);
-            if interrupted || started.elapsed() > STEP_TIMEOUT {
+            if interrupted || started.elapsed() > timeout {
                 stop_group(&mut child);
                 return Err(if interrupted {
                     InstallError::Interrupted(name.to_owned())
                 } else {
-                    self.fail(name, format!("no end within {STEP_TIMEOUT:?}"))
+                    self.fail(name, format!("no end within {timeout:?}"))
                 });
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -254,14 +327,21 @@ impl Builder<'_> {
         if !status.success() {
             return Err(self.fail(name, format!("{status}")));
         }
-        (self.progress)(&format!(
-            "{name}: done in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ));
+        if loud {
+            (self.progress)(&format!(
+                "{name}: done in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
         Ok(())
     }
 
-    fn fail(&self, step: &str, reason: String) -> InstallError {
+    /// Whether SIGINT, SIGTERM or SIGHUP arrived.
+    pub(crate) fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn fail(&self, step: &str, reason: String) -> InstallError {
         InstallError::Step {
             step: step.to_owned(),
             reason,
@@ -329,12 +409,12 @@ pub fn unmount_all(root: &Path) -> Result<(), InstallError> {
 
 /// `/proc`, `/dev` and `/dev/pts` bound into the root while apt runs; undone
 /// on drop, whatever happened.
-struct AptMounts {
+pub(crate) struct AptMounts {
     root: PathBuf,
 }
 
 impl AptMounts {
-    fn mount(root: &Path) -> Result<AptMounts, InstallError> {
+    pub(crate) fn mount(root: &Path) -> Result<AptMounts, InstallError> {
         let guard = AptMounts {
             root: root.to_owned(),
         };
@@ -578,7 +658,7 @@ pub fn list(cache: &Path) -> Vec<Listed> {
         Ok(b) => out.push(Listed {
             name: "3.6".into(),
             version: b.version(),
-            location: b.dir().to_owned(),
+            location: b.location().to_owned(),
             bytes: None,
             usable: true,
         }),

@@ -49,6 +49,35 @@ pub struct KnownFailure {
     pub targets: Vec<String>,
 }
 
+/// `known_failure`: `{ reason, versions, targets }`, or `false` (none: in a
+/// `[expect.versions."…"]` table it drops the known failure `[expect]`
+/// gives, e.g. for a patched build that fixes it). Reads as the
+/// `Option<KnownFailure>` it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KnownFailureSetting(pub Option<KnownFailure>);
+
+impl std::ops::Deref for KnownFailureSetting {
+    type Target = Option<KnownFailure>;
+    fn deref(&self) -> &Option<KnownFailure> {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for KnownFailureSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::Boolean(false) => Ok(KnownFailureSetting(None)),
+            toml::Value::Boolean(true) => Err(D::Error::custom(
+                "known_failure = true says nothing: give { reason = \"…\" }, or false for none",
+            )),
+            v => KnownFailure::deserialize(v)
+                .map(|k| KnownFailureSetting(Some(k)))
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
 /// Declares the `[expect]` keys once: [`Expect`] with each key's default, and
 /// [`ExpectOverride`], where each key is optional and replaces the plain one
 /// when given.
@@ -119,8 +148,9 @@ expect_keys! {
     /// Writes the target acknowledged and a later read showed lost
     /// ([`crate::history`]); default: none.
     acknowledged_lost: Option<Range> = None,
-    /// The scenario is known to fail here.
-    known_failure: Option<KnownFailure> = None,
+    /// The scenario is known to fail here (`false` in a version's table: not
+    /// here, although `[expect]` says so).
+    known_failure: KnownFailureSetting = KnownFailureSetting(None),
     /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.
     snapshot: bool = false,
     /// The snapshot file's name without `.snap` (default: the scenario's name).
@@ -129,18 +159,48 @@ expect_keys! {
 
 /// Whether `prefix` (`3`, `3.10`, `3.10.2`) names `version` (`3.10.2`): equal,
 /// or a prefix ending at a `.` (so `3.1` does not match `3.10.2`).
+///
+/// A build from `backupd-sim cyrus build --patch FILE` has tags, one per
+/// patch (`3.6.1+sync-client-backoff`, see [`crate::cyrus::CyrusBins::version`]).
+/// A prefix without tags matches tagged versions by their number; a prefix
+/// with tags (`3.6+sync-client-backoff`, or `+sync-client-backoff` for every
+/// version) matches only versions carrying each of them.
 pub fn version_matches(prefix: &str, version: &str) -> bool {
-    version == prefix
-        || version
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('.'))
+    let (pnum, ptags) = split_tags(prefix);
+    let (vnum, vtags) = split_tags(version);
+    let number = pnum.is_empty()
+        || vnum == pnum
+        || vnum
+            .strip_prefix(pnum)
+            .is_some_and(|rest| rest.starts_with('.'));
+    number && ptags.iter().all(|t| vtags.contains(t))
 }
 
-/// A version prefix as scenario files write it: numbers joined by `.`.
+/// `3.6.1+a+b` -> (`3.6.1`, [`a`, `b`]).
+fn split_tags(v: &str) -> (&str, Vec<&str>) {
+    let mut parts = v.split('+');
+    let num = parts.next().unwrap_or_default();
+    (num, parts.collect())
+}
+
+/// A version prefix as scenario files write it: numbers joined by `.`,
+/// optionally followed by `+TAG`s (letters, digits, `-`, `_`); the numbers
+/// may be left out when a tag is given.
 pub(super) fn valid_version_prefix(p: &str) -> bool {
-    !p.is_empty()
-        && p.split('.')
+    let (num, tags) = split_tags(p);
+    let num_ok = if num.is_empty() {
+        !tags.is_empty()
+    } else {
+        num.split('.')
             .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    num_ok
+        && tags.iter().all(|t| {
+            !t.is_empty()
+                && t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 impl Expect {
@@ -234,7 +294,7 @@ impl ExitExpect {
                 for (k, v) in map {
                     if k != "other" && !valid_version_prefix(k) {
                         return Err(format!(
-                            "expect_exit key `{k}`: expected a version prefix (`3.6`, `3.10.2`) or `other`"
+                            "expect_exit key `{k}`: expected a version prefix (`3.6`, `3.10.2`, `3.6+PATCH`) or `other`"
                         ));
                     }
                     v.want()?;

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use crate::rng::Seed;
 
 pub use expect::{
-    version_matches, ExitExpect, ExitOne, ExitWant, Expect, ExpectOverride, KnownFailure, Range,
+    version_matches, ExitExpect, ExitOne, ExitWant, Expect, ExpectOverride, KnownFailure,
+    KnownFailureSetting, Range,
     REMOVED_IGNORE,
 };
 pub use steps::{
@@ -306,7 +307,7 @@ impl Scenario {
                 return Err(err_at(
                     expect_at(prefix),
                     format!(
-                        "[expect.versions.\"{prefix}\"]: expected a version prefix such as \"3.10\" or \"3.6.1\""
+                        "[expect.versions.\"{prefix}\"]: expected a version prefix such as \"3.10\", \"3.6.1\" or \"3.6+PATCH\" (a `cyrus build --patch PATCH.patch` build)"
                     ),
                 ));
             }
@@ -324,7 +325,7 @@ impl Scenario {
             }
         };
         known_targets(raw.targets.as_deref().unwrap_or_default(), "targets")?;
-        if let Some(k) = &raw.expect.known_failure {
+        if let Some(k) = raw.expect.known_failure.as_ref() {
             known_targets(&k.targets, "[expect] known_failure.targets")?;
         }
         let mut expect = raw.expect;

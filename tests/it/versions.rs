@@ -61,6 +61,74 @@ queued = 7
     assert_eq!(s.expect.for_version("3.10.2").queued, None);
 }
 
+/// A patched build (`cyrus build --patch sync-client-backoff.patch`, version
+/// `3.6.1+sync-client-backoff`) gets the expectations of its number and of its
+/// tags: `known_failure = false` in a tagged table drops the stock client's
+/// known failure; a tagged prefix never matches a stock client.
+#[test]
+fn patched_builds_match_by_their_tags() {
+    use backupd_sim::scenario::version_matches;
+    assert!(version_matches("3.6", "3.6.1+sync-client-backoff"));
+    assert!(version_matches(
+        "3.6+sync-client-backoff",
+        "3.6.1+sync-client-backoff"
+    ));
+    assert!(version_matches(
+        "+sync-client-backoff",
+        "3.12.4+x+sync-client-backoff"
+    ));
+    assert!(!version_matches("3.6+sync-client-backoff", "3.6.1"));
+    assert!(!version_matches(
+        "3.10+sync-client-backoff",
+        "3.6.1+sync-client-backoff"
+    ));
+    assert!(!version_matches("+other", "3.6.1+sync-client-backoff"));
+    let s = parse(
+        r#"
+description = "d"
+[[user]]
+name = "u"
+[expect]
+reconnect_rate_max = 3.0
+known_failure = { reason = "stock storms" }
+[expect.versions."+sync-client-backoff"]
+known_failure = false
+[expect.versions."3.12"]
+deferrals = { min = 2 }
+"#,
+    )
+    .expect("valid");
+    assert!(s.expect.for_version("3.6.1").known_failure.is_some());
+    assert!(s.expect.for_version("3.12.4").known_failure.is_some());
+    let patched = s.expect.for_version("3.6.1+sync-client-backoff");
+    assert!(patched.known_failure.is_none());
+    assert_eq!(patched.reconnect_rate_max, Some(3.0));
+    let patched = s.expect.for_version("3.12.4+sync-client-backoff");
+    assert!(patched.known_failure.is_none());
+    assert_eq!(patched.deferrals.and_then(|r| r.min), Some(2));
+    // `true` says nothing and is refused; so is a bad tag.
+    for (tail, what) in [
+        (
+            "[expect.versions.\"+x\"]\nknown_failure = true\n",
+            "known_failure = true says nothing",
+        ),
+        (
+            "[expect.versions.\"3.6+\"]\nconverged = false\n",
+            "expected a version prefix",
+        ),
+        (
+            "[expect.versions.\"3.6+a b\"]\nconverged = false\n",
+            "expected a version prefix",
+        ),
+    ] {
+        let err = parse(&format!(
+            "description = \"d\"\n[[user]]\nname = \"u\"\n[expect]\n{tail}"
+        ))
+        .expect_err(tail);
+        assert!(err.contains(what), "{tail}: {err}");
+    }
+}
+
 /// `expect_exit` by version: the longest matching prefix, else `other`;
 /// `"timeout"` means the run is expected to be killed at its deadline.
 #[test]
