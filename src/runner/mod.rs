@@ -29,11 +29,15 @@ use crate::mailstate::MailState;
 use crate::populate;
 use crate::rng::{Rng, Seed};
 use crate::scenario::ledger::{classify, Change, Class, Classified, Entry};
-use crate::scenario::{ExitWant, Mode, Scenario, Step, SyncSpec};
+use crate::scenario::{ExitExpect, ExitWant, Mode, Scenario, Step, SyncSpec};
 use crate::server::control::Request;
 use crate::server::HoldPhase;
 
 use client::Supervised;
+
+/// How long a hand-run client (`hold_sync_lock`) may take to finish its `-u`
+/// once its lock is released.
+const HAND_RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a scenario ended, measured against what it expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,8 +119,14 @@ pub struct Stats {
     pub faults: u64,
     /// Restarts by the operator policy.
     pub restarts: u64,
-    /// Connections per second while lock hits happened (first to last).
+    /// Connections per second while lock hits happened (first to last), or
+    /// while a source-side lock (a held sync lock, a skipuser file) was in
+    /// place, whichever is higher.
     pub reconnect_rate: f64,
+    /// Seconds from the end of the last lock window (the target's or the
+    /// source's) to the convergence a `wait_for = converged` step saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converge_seconds: Option<f64>,
 }
 
 /// One expectation and whether it held.
@@ -315,6 +325,10 @@ pub fn unsupported(s: &Scenario, target: &Target) -> Option<String> {
                     Some("triggers hold commands inside the fake only".to_owned())
                 }
                 Step::Lock(l) => lock_unsupported(l, target),
+                Step::HoldSyncLock(_) => Some(
+                    "hold_sync_lock needs the fake: it holds the hand-run client's GET USER"
+                        .to_owned(),
+                ),
                 Step::WaitFor(w)
                     if w.event == "converged" && matches!(target, Target::Remote { .. }) =>
                 {
@@ -397,6 +411,11 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
         step_runs: None,
         acked_lost: Vec::new(),
         carried: Vec::new(),
+        holders: Vec::new(),
+        skipped: Vec::new(),
+        source_windows: Vec::new(),
+        last_lock_us: None,
+        converge_seconds: None,
     };
     let outcome = run.execute();
     let (checks, ledger, stats) = match outcome {
@@ -525,6 +544,25 @@ struct Run<'a> {
     /// What the history check found lost, and what the catch-up carried.
     acked_lost: Vec<crate::history::Violation>,
     carried: Vec<crate::history::Carried>,
+    /// Hand-run clients holding a user's sync lock (`hold_sync_lock`).
+    holders: Vec<Holder>,
+    /// Users with a `skipuser-USER` file, and since when (fake time, µs).
+    skipped: Vec<(String, u64)>,
+    /// Source-side lock windows that ended (fake time, µs): for the reconnect rate.
+    source_windows: Vec<(u64, u64)>,
+    /// The last time (fake time, µs) a lock window was seen open or closed.
+    last_lock_us: Option<u64>,
+    /// Seconds from `last_lock_us` to the convergence `wait_for` saw.
+    converge_seconds: Option<f64>,
+}
+
+/// A hand-run `sync_client -u USER` whose `GET USER` the fake holds: it
+/// holds the user's sync lock on the source meanwhile.
+struct Holder {
+    name: String,
+    hold: u64,
+    client: crate::cyrus::RunningSyncClient,
+    since_us: u64,
 }
 
 fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
@@ -552,6 +590,8 @@ impl Run<'_> {
                 format!("step {}: {}", i + 1, step.describe()),
             );
             self.h.fake().history_mark(&format!("step {}", i + 1));
+            // A window closed by this step ends now.
+            self.see_locks();
             self.step(i + 1, step)
                 .map_err(|e| format!("step {} ({}): {e}", i + 1, step.describe()))?;
         }
@@ -790,9 +830,14 @@ impl Run<'_> {
             Step::WaitFor(w) => {
                 let deadline = Instant::now() + Duration::from_millis(w.timeout_ms);
                 loop {
+                    self.see_locks();
                     let have = self.count_event(&w.event, w.verb.as_deref())?;
                     if have >= w.count {
                         if w.event == "converged" && !self.converged_seen {
+                            let now = self.h.fake().now_us();
+                            self.converge_seconds = self
+                                .last_lock_us
+                                .map(|t| now.saturating_sub(t) as f64 / 1e6);
                             self.converged_seen = true;
                             self.note(
                                 crate::timeline::AnnotationKind::Converged,
@@ -834,8 +879,158 @@ impl Run<'_> {
                 });
                 Ok(())
             }
+            Step::HoldSyncLock(l) => self.hold_sync_lock(l),
+            Step::ReleaseSyncLock { name, expect_exit } => {
+                let run = self.release_sync_lock(name)?;
+                self.check_exit(n, expect_exit.as_ref(), &run);
+                self.runs.push(run);
+                Ok(())
+            }
             other => self.change(n, other),
         }
+    }
+
+    /// The checks of a client run's exit against `expect_exit` (none: only
+    /// that it ended before its timeout).
+    fn check_exit(&mut self, n: usize, expect_exit: Option<&ExitExpect>, run: &SyncRun) {
+        let want = expect_exit.map(|e| e.for_version(&self.opts.version));
+        if let Some(want) = want {
+            let ok = match want {
+                ExitWant::Code(c) => run.status == Some(c) && !run.timed_out,
+                ExitWant::Timeout => run.timed_out,
+            };
+            self.checks.push(check(
+                format!("step {n}: exit status"),
+                ok,
+                format!(
+                    "expected {want} (Cyrus {}), got {}",
+                    self.opts.version,
+                    if run.timed_out {
+                        "still running at the timeout (killed)".into()
+                    } else {
+                        run.status
+                            .map_or_else(|| "none (killed)".into(), |s| s.to_string())
+                    }
+                ),
+            ));
+        }
+        if run.timed_out && want != Some(ExitWant::Timeout) {
+            self.checks.push(check(
+                format!("step {n}: finished"),
+                false,
+                format!("killed at the timeout:\n{run}"),
+            ));
+        }
+    }
+
+    /// Start a hand-run `sync_client -u USER` and wait until the fake holds its
+    /// `GET USER`: sync_client took the user's sync lock before sending it.
+    fn hold_sync_lock(&mut self, l: &crate::scenario::SyncLockSpec) -> Result<(), String> {
+        if !self.h.target().is_fake() {
+            return Err(
+                "hold_sync_lock needs the fake: it holds the hand-run client's GET USER".into(),
+            );
+        }
+        let name = l.name();
+        if self.holders.iter().any(|h| h.name == name) {
+            return Err(format!("the sync lock `{name}` is held already"));
+        }
+        let m = crate::fault::Match {
+            verb: Some("GET USER".into()),
+            user: Some(l.user.clone()),
+            ..crate::fault::Match::default()
+        };
+        let hold = self.h.fake().add_hold(m, 1);
+        let args: Vec<String> = ["-n", crate::harness::CHANNEL, "-v", "-v", "-u", &l.user]
+            .map(String::from)
+            .to_vec();
+        let mut client = match self.h.client().spawn(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                self.h.fake().release_hold(hold);
+                return Err(format!("starting the hand-run client: {e}"));
+            }
+        };
+        self.note(
+            crate::timeline::AnnotationKind::ClientStart,
+            format!("hand-run sync_client -u {} ({name})", l.user),
+        );
+        let deadline = Instant::now() + Duration::from_millis(l.timeout_ms);
+        loop {
+            if self.h.fake().hold_phase(hold) == Some(HoldPhase::Reached) {
+                break;
+            }
+            let failed = if !client.is_running() {
+                Some("exited before its GET USER arrived")
+            } else if Instant::now() > deadline {
+                Some("sent no GET USER in time")
+            } else {
+                None
+            };
+            if let Some(why) = failed {
+                self.h.fake().release_hold(hold);
+                let run = client
+                    .stop(Duration::from_secs(5))
+                    .map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "the hand-run sync_client -u {} {why}:\n{run}",
+                    l.user
+                ));
+            }
+            self.serve_triggers()?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let since_us = self.h.fake().now_us();
+        self.holders.push(Holder {
+            name,
+            hold,
+            client,
+            since_us,
+        });
+        Ok(())
+    }
+
+    /// Let a hand-run client's `GET USER` go on and wait (bounded) for it to end.
+    fn release_sync_lock(&mut self, name: &str) -> Result<SyncRun, String> {
+        let i = self
+            .holders
+            .iter()
+            .position(|h| h.name == name)
+            .ok_or_else(|| format!("no sync lock `{name}` is held"))?;
+        let mut h = self.holders.remove(i);
+        self.h.fake().release_hold(h.hold);
+        let run = h.client.wait(HAND_RUN_TIMEOUT).map_err(|e| e.to_string())?;
+        let now = self.h.fake().now_us();
+        self.source_windows.push((h.since_us, now));
+        self.note(
+            crate::timeline::AnnotationKind::ClientExit { status: run.status },
+            format!(
+                "hand-run sync_client exited {} ({name} released)",
+                run.status
+                    .map_or_else(|| "(killed)".into(), |s| s.to_string())
+            ),
+        );
+        Ok(run)
+    }
+
+    /// Note the time when any lock window is open (the fake's, a real
+    /// target's, a held sync lock, a skipuser file).
+    fn see_locks(&mut self) {
+        let open = !self.h.fake().engine().active_locks().is_empty()
+            || self.h.open_locks() > 0
+            || !self.holders.is_empty()
+            || !self.skipped.is_empty();
+        if open {
+            self.last_lock_us = Some(self.h.fake().now_us());
+        }
+    }
+
+    /// `<configdirectory>/sync/<channel>/skipuser-USER`.
+    fn skipuser_path(&self, user: &str) -> PathBuf {
+        self.h
+            .source()
+            .sync_log_path(crate::harness::CHANNEL)
+            .with_file_name(format!("skipuser-{user}"))
     }
 
     /// Steps that change the source or the fake (also run inside triggers).
@@ -855,6 +1050,46 @@ impl Run<'_> {
     fn change_inner(&mut self, n: usize, step: &Step) -> Result<(), String> {
         let ctl = |req: Request| self.h.ctl(&req).map(|_| ());
         match step {
+            Step::SkipUser(user) => {
+                let path = self.skipuser_path(user);
+                if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+                    // The channel's directory, as Cyrus would make it: the cyrus user's.
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    let (uid, gid) = self.opts.bins.cyrus_ids().map_err(|e| e.to_string())?;
+                    crate::cyrus::master::chown_tree(dir, uid, gid).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(&path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
+                let now = self.h.fake().now_us();
+                if !self.skipped.iter().any(|(u, _)| u == user) {
+                    self.skipped.push((user.clone(), now));
+                }
+                Ok(())
+            }
+            Step::UnskipUser(user) => {
+                let path = self.skipuser_path(user);
+                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let now = self.h.fake().now_us();
+                if let Some(i) = self.skipped.iter().position(|(u, _)| u == user) {
+                    let (_, since) = self.skipped.remove(i);
+                    self.source_windows.push((since, now));
+                }
+                Ok(())
+            }
+            Step::Synclog(q) => self.synclog(q),
+            Step::SharedSeen(x) => {
+                // The owner shares the folder; the reader's \Seen goes to her
+                // own seen database (no change of the owner's mail: no ledger entry).
+                let mut c = self.login(&x.owner)?;
+                c.setacl(&x.folder, &x.reader, "lrs")
+                    .map_err(|e| e.to_string())?;
+                c.logout().map_err(|e| e.to_string())?;
+                let mut c = self.login(&x.reader)?;
+                let mailbox = crate::cyrus::to_internal_name(&x.owner, &x.folder);
+                c.select(&mailbox).map_err(|e| e.to_string())?;
+                c.uid_store(&x.uids, "+FLAGS", &["\\Seen"])
+                    .map_err(|e| e.to_string())?;
+                c.logout().map_err(|e| e.to_string())
+            }
             Step::Lock(l) => self.h.lock(l),
             Step::Unlock(name) => self.h.unlock(name),
             Step::Fault(_) if !self.h.target().is_fake() => {
@@ -1184,8 +1419,83 @@ impl Run<'_> {
         for t in std::mem::take(&mut self.triggers) {
             self.h.fake().release_hold(t.id);
         }
+        // Source-side locks go too: held sync locks are released (their
+        // clients finish), skipuser files removed.
+        let names: Vec<String> = self.holders.iter().map(|h| h.name.clone()).collect();
+        for name in names {
+            match self.release_sync_lock(&name) {
+                Ok(run) => {
+                    if run.timed_out {
+                        self.checks.push(check(
+                            format!("hand-run client {name}"),
+                            false,
+                            format!("killed at the timeout:\n{run}"),
+                        ));
+                    }
+                    self.runs.push(run);
+                }
+                Err(e) => self
+                    .checks
+                    .push(check(format!("hand-run client {name}"), false, e)),
+            }
+        }
+        let skipped: Vec<String> = self.skipped.iter().map(|(u, _)| u.clone()).collect();
+        for user in skipped {
+            if let Err(e) = self.change_inner(0, &Step::UnskipUser(user.clone())) {
+                self.checks
+                    .push(check(format!("skipuser-{user}"), false, e));
+            }
+        }
         let _ = self.h.clear();
         self.stop_client();
+    }
+
+    /// Queue one sync log entry with `cyr_synclog` (as the cyrus user: it
+    /// drops privileges itself).
+    fn synclog(&mut self, q: &crate::scenario::SynclogSpec) -> Result<(), String> {
+        let (_, flag, names_mailbox) = crate::scenario::SYNCLOG_KINDS
+            .iter()
+            .find(|(k, _, _)| *k == q.kind)
+            .ok_or_else(|| format!("unknown synclog kind `{}`", q.kind))?;
+        let mailbox = crate::cyrus::to_internal_name(&q.user, &q.folder);
+        let mut values = match q.kind.as_str() {
+            "seen" => {
+                let state = self
+                    .h
+                    .source()
+                    .read_state(&[q.user.as_str()])
+                    .map_err(|e| e.to_string())?;
+                let uniqueid = state
+                    .users
+                    .get(&q.user)
+                    .and_then(|u| u.mailboxes.get(&mailbox))
+                    .and_then(|m| m.uniqueid.clone())
+                    .ok_or_else(|| format!("no uniqueid for {mailbox} on the source"))?;
+                vec![q.user.clone(), uniqueid]
+            }
+            "sub" => vec![q.user.clone(), mailbox],
+            _ if *names_mailbox => vec![mailbox],
+            _ => vec![q.user.clone()],
+        };
+        let conf = self
+            .opts
+            .bins
+            .inside(self.h.source().config_path())
+            .map_err(|e| e.to_string())?;
+        let mut cmd = self.opts.bins.command("cyr_synclog");
+        cmd.arg("-C").arg(conf).arg(flag).args(values.drain(..));
+        let shown = format!("{cmd:?}");
+        let out = crate::cyrus::target::run_bounded(cmd, Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        if out.code != Some(0) {
+            return Err(format!(
+                "{shown}: exit {:?}: {}{}",
+                out.code,
+                out.stdout.trim(),
+                out.stderr.trim()
+            ));
+        }
+        Ok(())
     }
 
     /// Locks and faults cleared, client stopped, then `-R -1` until the
@@ -1228,6 +1538,7 @@ impl Run<'_> {
             client_runs: self.runs.len(),
             client_run_seconds: self.runs.iter().map(|r| r.elapsed.as_secs_f64()).collect(),
             restarts: u64::from(self.restarts),
+            converge_seconds: self.converge_seconds,
             deferrals: self
                 .runs
                 .iter()
@@ -1260,6 +1571,23 @@ impl Run<'_> {
             } else {
                 0.0
             };
+        }
+        // Source-side lock windows (a held sync lock, a skipuser file) get no
+        // LOCKED answer from the target: the rate is taken over the windows.
+        let now = self.h.fake().now_us();
+        let mut windows: Vec<(u64, u64)> = self.source_windows.clone();
+        windows.extend(self.holders.iter().map(|h| (h.since_us, now)));
+        windows.extend(self.skipped.iter().map(|(_, since)| (*since, now)));
+        let secs: f64 = windows
+            .iter()
+            .map(|(a, b)| b.saturating_sub(*a) as f64 / 1e6)
+            .sum();
+        if secs > 0.05 {
+            let during = conn_times
+                .iter()
+                .filter(|t| windows.iter().any(|(a, b)| (*a..=*b).contains(*t)))
+                .count();
+            stats.reconnect_rate = stats.reconnect_rate.max(during as f64 / secs);
         }
         stats
     }

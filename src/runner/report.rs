@@ -280,6 +280,57 @@ pub fn matrix(runs: &[(String, Vec<ScenarioReport>)]) -> String {
     out
 }
 
+/// The numbers of each scenario on each installation, side by side, as a
+/// Markdown table: verdict, connections, reconnect rate (connections a second
+/// while a lock was in place), seconds from the end of the last lock to
+/// convergence (when a `wait_for = converged` step saw it), lost changes.
+pub fn matrix_numbers(runs: &[(String, Vec<ScenarioReport>)]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, reports) in runs {
+        for r in reports {
+            if !names.contains(&r.name.as_str()) {
+                names.push(&r.name);
+            }
+        }
+    }
+    let mut out = String::from("| scenario |");
+    let mut rule = String::from("|---|");
+    for (v, _) in runs {
+        let _ = write!(out, " {v} | conns | rate/s | converge s | lost |");
+        rule.push_str("---|---:|---:|---:|---:|");
+    }
+    out.push('\n');
+    out.push_str(&rule);
+    out.push('\n');
+    for name in &names {
+        let _ = write!(out, "| {name} |");
+        for (_, reports) in runs {
+            match reports.iter().find(|r| r.name == *name) {
+                Some(r) => {
+                    let _ = write!(
+                        out,
+                        " {} | {} | {} | {} | {} |",
+                        r.verdict,
+                        r.stats.connections,
+                        if r.stats.reconnect_rate > 0.0 {
+                            format!("{:.1}", r.stats.reconnect_rate)
+                        } else {
+                            "-".into()
+                        },
+                        r.stats
+                            .converge_seconds
+                            .map_or_else(|| "-".into(), |s| format!("{s:.1}")),
+                        r.count(Class::Lost),
+                    );
+                }
+                None => out.push_str(" - | | | | |"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct JsonVersion<'a> {
     cyrus_version: &'a str,
