@@ -298,7 +298,9 @@ impl RealTarget {
                         }
                     }),
                 };
-                Self::launch(kind, bins, root, authname, password, port, imap_port, uid, gid)
+                Self::launch(
+                    kind, bins, root, authname, password, port, imap_port, uid, gid,
+                )
             },
             |t| {
                 let servername = Self::servername(t.kind, t.addr.port());

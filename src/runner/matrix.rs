@@ -52,6 +52,11 @@ impl Matrix {
         self.is_multi().then(|| report::matrix(&self.runs))
     }
 
+    /// Each scenario's numbers per installation (Markdown), with more than one.
+    pub fn numbers(&self) -> Option<String> {
+        self.is_multi().then(|| report::matrix_numbers(&self.runs))
+    }
+
     /// Every report as JSON (one installation: the plain report list).
     pub fn json(&self) -> String {
         match self.runs.as_slice() {

@@ -302,7 +302,7 @@ impl Scenario {
             let needle = format!("\"{key}\"");
             text.find(&needle).unwrap_or(0)
         };
-        for prefix in raw.expect.versions.keys() {
+        for (prefix, o) in &raw.expect.versions {
             if !valid_version_prefix(prefix) {
                 return Err(err_at(
                     expect_at(prefix),
