@@ -21,6 +21,7 @@ mod replication; // real sync_client into the fake: -u, -m, -R -1, refused crede
 mod runner; // backupd-sim run: the bundled suite, bad scenarios, a broken fake caught, JUnit, shards
 mod server; // the tokio driver over sockets: DEFLATE both ways, commands larger than a chunk
 mod session; // the sans-IO session over a temporary store: replies, auth, bad input, locks, sync
+mod source_locks; // locks on the source side: a hand-run -u holding the sync lock, -N, 3.12 skipuser (real sync_server)
 mod targets; // real backupd and sync_server targets: convergence, a real lock (case A), benchmarks smoke
 mod timeline; // timeline.svg/.html from real event logs (case C storm, case A) and synthetic ones
 mod util;
