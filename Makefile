@@ -13,7 +13,7 @@ CYRUS_PREFIX ?=
 CYRUS_BIN ?=
 export CYRUS_PREFIX CYRUS_BIN
 
-.PHONY: help setup setup-matrix build run demo test matrix lint fmt clean bench
+.PHONY: help setup setup-matrix build run demo test matrix lint fmt clean bench patched-demo
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -27,6 +27,7 @@ help:
 	@echo "make abuse  the fake under abuse at full counts (slow loris, floods, oversized input, bombs, SIGKILLed saves, control garbage)"
 	@echo "make soak   convergence scenarios SOAK_RUNS (1000) times correct, then with lie/hide-missing"
 	@echo "make bench  fake vs real backupd vs real sync_server vs a floor: bench/results.md and .json"
+	@echo "make patched-demo  build Cyrus 3.6 with PATCH (the sync_client backoff), run the lock suites on stock and patched side by side"
 
 setup:
 	@scripts/install-cyrus.sh
@@ -48,6 +49,18 @@ demo: setup build
 # Extra arguments in BENCH_ARGS (e.g. BENCH_ARGS="--quick --reps 1").
 bench: setup build
 	target/release/backupd-sim bench --out bench $(BENCH_ARGS)
+
+# The developer's loop (issue 18): build Cyrus PATCH_VERSION from Debian's source
+# package with PATCH (cached: a no-op once built; a few minutes the first time),
+# then run the lock suites on the stock client and the patched one, side by side
+# (verdicts, connections, reconnect rate, time to converge, lost changes).
+# Not part of `make test`: it compiles Cyrus. docs/your-own-cyrus.md.
+PATCH ?= fixtures/patches/sync-client-backoff.patch
+PATCH_VERSION ?= 3.6
+PATCHED_SCENARIOS ?= scenarios/locks scenarios/source-locks
+patched-demo: setup build
+	@set -e; P=$$(target/release/backupd-sim cyrus build $(PATCH_VERSION) --patch $(PATCH) --print-prefix); \
+	  target/release/backupd-sim run $(PATCHED_SCENARIOS) -j $(JOBS) --cyrus $(PATCH_VERSION) --cyrus "$$P" $(RUN_ARGS)
 
 # The Cyrus versions of the matrix beside the host's 3.6.1: Debian chroots in
 # $(BACKUPD_SIM_CYRUS_CACHE) (default /var/cache/backupd-sim/cyrus), built once

@@ -46,6 +46,9 @@ pub enum CyrusOp {
         /// Keep the unpacked and built source tree (else removed).
         #[arg(long)]
         keep_work: bool,
+        /// Print only the prefix on stdout (progress stays on stderr), for scripts.
+        #[arg(long)]
+        print_prefix: bool,
     },
     /// Show the host's Cyrus, every chroot and every `cyrus build`: version, location, size.
     List,
@@ -108,6 +111,7 @@ pub fn run(args: CyrusArgs) -> Result<ExitCode> {
             jobs,
             refresh,
             keep_work,
+            print_prefix,
         } => {
             use backupd_sim::cyrus::build;
             let Some(target) = build::target_for(&version) else {
@@ -143,6 +147,10 @@ pub fn run(args: CyrusArgs) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
+            if print_prefix {
+                println!("{}", done.prefix.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             let what = format!(
                 "Cyrus {} from Debian {}{}",
                 done.version,

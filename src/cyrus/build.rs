@@ -487,7 +487,14 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(&str)) -> Result<Buil
     fs::create_dir_all(&builds_host)
         .map_err(|e| other(format!("create `{}`: {e}", builds_host.display())))?;
     let log = builds_host.join(format!("build-{}.log", target.version));
-    let _ = fs::remove_file(&log);
+    fs::write(
+        &log,
+        format!(
+            "backupd-sim cyrus build {} (Debian {}), patches: {:?}\n",
+            target.version, target.suite, opts.patches
+        ),
+    )
+    .map_err(|e| other(format!("write `{}`: {e}", log.display())))?;
     let mut b = Builder {
         log,
         interrupted: install::interrupt_flag()?,
