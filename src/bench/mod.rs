@@ -188,13 +188,15 @@ impl BenchOptions {
     /// when that directory exists.
     pub fn new(bins: CyrusBins, serve_exe: impl Into<PathBuf>) -> BenchOptions {
         let scen = PathBuf::from("scenarios");
+        // The system temp dir, or ROOT/tmp for a chroot installation.
+        let sandbox_parent = bins.sandbox_parent();
         BenchOptions {
             bins,
             serve_exe: serve_exe.into(),
             out_dir: PathBuf::from("bench"),
             reps: 3,
             scenarios: scen.is_dir().then_some(scen),
-            sandbox_parent: std::env::temp_dir(),
+            sandbox_parent,
             sizes: Sizes::full(),
             verbose: true,
         }

@@ -44,7 +44,8 @@ pub fn run(args: SourceArgs) -> Result<ExitCode> {
         None => {
             let t = tempfile::Builder::new()
                 .prefix("backupd-sim-source-")
-                .tempdir()?;
+                // Below the root for a chroot installation.
+                .tempdir_in(bins.sandbox_parent())?;
             let p = t.path().to_owned();
             (Some(t), p)
         }
@@ -70,10 +71,16 @@ pub fn run(args: SourceArgs) -> Result<ExitCode> {
     );
     println!("config: {conf}");
     println!("channel log: {}", source.sync_log_path("backup").display());
-    println!(
-        "try: {} -C {conf} -n backup -v -u USER",
-        bins.path("sync_client").display()
-    );
+    // How to run this installation's sync_client by hand (through chroot,
+    // with the path it sees, for a chroot installation).
+    let inside = bins.inside(source.config_path())?;
+    let client = bins.command("sync_client");
+    let mut argv: Vec<String> = std::iter::once(client.get_program())
+        .chain(client.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    argv.push(format!("-C {}", inside.display()));
+    println!("try: {} -n backup -v -u USER", argv.join(" "));
     println!(
         "Ctrl-C stops the instance{}.",
         if args.dir.is_some() {

@@ -115,8 +115,8 @@ pub fn build_deps(target: BuildTarget) -> Vec<&'static str> {
         "xxd",
     ];
     if target.chroot.is_some() {
-        // A minbase root has no compiler.
-        deps.extend(["gcc", "make", "libc6-dev", "pkg-config", "perl"]);
+        // A minbase root has no compiler (3.10 and 3.12's configure wants C++ too).
+        deps.extend(["gcc", "g++", "make", "libc6-dev", "pkg-config", "perl"]);
     }
     deps
 }
@@ -486,7 +486,13 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(&str)) -> Result<Buil
     let (builds_host, builds_inside) = builds_dir(target, &opts.cache);
     fs::create_dir_all(&builds_host)
         .map_err(|e| other(format!("create `{}`: {e}", builds_host.display())))?;
-    let log = builds_host.join(format!("build-{}.log", target.version));
+    // Named after the key once it is known; until then, after this process
+    // (two builds at once do not share a log).
+    let log = builds_host.join(format!(
+        ".build-{}-{}.log",
+        target.version,
+        std::process::id()
+    ));
     fs::write(
         &log,
         format!(

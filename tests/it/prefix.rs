@@ -359,3 +359,68 @@ fn run_demo_and_a_real_target_from_an_installed_tree() {
         "{t}"
     );
 }
+
+/// `cyrus build` with a patch that does not apply: exit 1 naming the step,
+/// the log kept, no prefix and no source tree left (the steps before it run
+/// for real: Debian's index and source package, from the cache when present,
+/// and Debian's 22 patches; nothing is compiled). An unknown version: exit 2.
+#[test]
+fn cyrus_build_with_a_failing_patch_names_the_step_and_leaves_nothing_installed() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: cyrus build needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let patch = dir.path().join("does-not-apply.patch");
+    std::fs::write(
+        &patch,
+        "--- a/imap/sync_client.c\n+++ b/imap/sync_client.c\n@@ -1,3 +1,3 @@\n-no such line one\n+replaced\n no such line two\n no such line three\n",
+    )
+    .expect("write");
+    let out = cli(
+        &[
+            "cyrus",
+            "build",
+            "3.6",
+            "--patch",
+            patch.to_str().expect("utf-8"),
+        ],
+        &[],
+        Duration::from_secs(300),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("apply patch does-not-apply.patch failed"), "{t}");
+    assert!(
+        t.contains("FAILED") || t.contains("hunk"),
+        "the log's tail: {t}"
+    );
+    let log = t
+        .split("(full output: ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no log path: {t}"));
+    assert!(log.is_file(), "the log is kept: {}", log.display());
+    let prefix = log.with_extension("");
+    assert!(!prefix.exists(), "half-installed: {}", prefix.display());
+    let key = prefix
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit('-').next())
+        .expect("key");
+    let work = log
+        .parent()
+        .expect("builds dir")
+        .join(format!(".work-{key}"));
+    assert!(!work.exists(), "source tree left: {}", work.display());
+    let _ = std::fs::remove_file(&log);
+
+    let out = cli(&["cyrus", "build", "3.7"], &[], Duration::from_secs(30));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("expected one of 3.6, 3.10, 3.12"), "{t}");
+}
