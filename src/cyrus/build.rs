@@ -115,8 +115,17 @@ pub fn build_deps(target: BuildTarget) -> Vec<&'static str> {
         "xxd",
     ];
     if target.chroot.is_some() {
-        // A minbase root has no compiler (3.10 and 3.12's configure wants C++ too).
-        deps.extend(["gcc", "g++", "make", "libc6-dev", "pkg-config", "perl"]);
+        // A minbase root has no compiler (3.10 and 3.12's configure wants C++
+        // too); the Perl modules (cyradm) include crypt.h.
+        deps.extend([
+            "gcc",
+            "g++",
+            "make",
+            "libc6-dev",
+            "libcrypt-dev",
+            "pkg-config",
+            "perl",
+        ]);
     }
     deps
 }
