@@ -981,17 +981,6 @@ impl ImapClient {
         Ok(out)
     }
 
-    /// SETACL: give `who` the `rights` (`lrs`) on `mailbox`.
-    pub fn setacl(&mut self, mailbox: &str, who: &str, rights: &str) -> Result<()> {
-        self.simple(&format!(
-            "SETACL {} {} {}",
-            quote(mailbox)?,
-            quote(who)?,
-            quote(rights)?
-        ))
-        .map(drop)
-    }
-
     /// SETMETADATA of one entry; `None` removes it.
     pub fn setmetadata(&mut self, mailbox: &str, entry: &str, value: Option<&str>) -> Result<()> {
         let value = match value {

@@ -197,8 +197,7 @@ pub(super) fn valid_version_prefix(p: &str) -> bool {
     num_ok
         && tags.iter().all(|t| {
             !t.is_empty()
-                && t
-                    .bytes()
+                && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }

@@ -16,12 +16,12 @@ use crate::rng::Seed;
 
 pub use expect::{
     version_matches, ExitExpect, ExitOne, ExitWant, Expect, ExpectOverride, KnownFailure,
-    KnownFailureSetting, Range,
-    REMOVED_IGNORE,
+    KnownFailureSetting, Range, REMOVED_IGNORE,
 };
 pub use steps::{
     AclSpec, AnnotateSpec, AppendSpec, ExpungeSpec, FlagSpec, FolderSpec, MetadataSpec, QuotaSpec,
-    RenameSpec, Step, StepSpec, SyncSpec, TriggerSpec, WaitForSpec,
+    ReleaseSpec, ReleaseTable, RenameSpec, SharedSeenSpec, Step, StepSpec, SyncLockSpec, SyncSpec,
+    SynclogSpec, TriggerSpec, WaitForSpec, SYNCLOG_KINDS,
 };
 
 use expect::valid_version_prefix;
@@ -302,7 +302,7 @@ impl Scenario {
             let needle = format!("\"{key}\"");
             text.find(&needle).unwrap_or(0)
         };
-        for (prefix, o) in &raw.expect.versions {
+        for prefix in raw.expect.versions.keys() {
             if !valid_version_prefix(prefix) {
                 return Err(err_at(
                     expect_at(prefix),

@@ -192,6 +192,107 @@ fn default_wait() -> u64 {
     20_000
 }
 
+/// `hold_sync_lock = { user, name, timeout_ms }`: the per-user sync lock held
+/// on the source by a second, hand-run `sync_client -u USER` (as an operator's
+/// beside the rolling daemon). sync_client takes the lock before it sends
+/// `GET USER`; the fake holds that command, so the lock stays held until
+/// `release_sync_lock`. The fake only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncLockSpec {
+    /// The user whose sync lock is held.
+    pub user: String,
+    /// For `release_sync_lock` and reports (default `sync-lock-USER`).
+    pub name: Option<String>,
+    /// Fail if the hand-run client's `GET USER` has not arrived within this long.
+    #[serde(default = "default_wait")]
+    pub timeout_ms: u64,
+}
+
+impl SyncLockSpec {
+    /// The lock's name.
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("sync-lock-{}", self.user))
+    }
+}
+
+/// `release_sync_lock = "NAME"` or `{ name, expect_exit }`: let the hand-run
+/// client's held `GET USER` go on; it finishes its `-u` and exits (awaited).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ReleaseSpec {
+    /// Just the name.
+    Name(String),
+    /// With the hand-run client's expected exit.
+    Full(ReleaseTable),
+}
+
+/// The table form of [`ReleaseSpec`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseTable {
+    /// The `hold_sync_lock` name.
+    pub name: String,
+    /// The hand-run client's expected exit (as a `sync` step's).
+    pub expect_exit: Option<ExitExpect>,
+}
+
+/// `shared_seen = { owner, folder, reader, uids }`: the owner shares a folder
+/// with the reader (`SETACL folder reader lrs`), and the reader marks messages
+/// `\Seen` in it. Cyrus keeps a non-owner's seen state in the reader's own
+/// seen database and logs `SEEN reader uniqueid` for the channels: the way a
+/// SEEN action reaches the rolling client in production.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSeenSpec {
+    /// The folder's owner.
+    pub owner: String,
+    /// The folder in the owner's view.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// The user who reads it (a set-up user too).
+    pub reader: String,
+    /// UID set.
+    #[serde(default = "all_uids")]
+    pub uids: String,
+}
+
+fn all_uids() -> String {
+    "1:*".into()
+}
+
+/// `synclog = { kind, user, folder }`: queue one sync log entry on the source
+/// with Cyrus' own `cyr_synclog` (entries no IMAP change makes, such as
+/// `ANNOTATION user.x` or `SEEN user uniqueid`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynclogSpec {
+    /// `user`, `unuser`, `sieve`, `mailbox`, `unmailbox`, `quota`,
+    /// `annotation`, `seen`, `sub`.
+    pub kind: String,
+    /// The user.
+    pub user: String,
+    /// The folder in the user's view, for the kinds that name a mailbox.
+    #[serde(default = "inbox")]
+    pub folder: String,
+}
+
+/// Every [`SynclogSpec::kind`], with its `cyr_synclog` flag and whether it
+/// names a mailbox.
+pub const SYNCLOG_KINDS: [(&str, &str, bool); 9] = [
+    ("user", "-u", false),
+    ("unuser", "-U", false),
+    ("sieve", "-v", false),
+    ("mailbox", "-m", true),
+    ("unmailbox", "-M", true),
+    ("quota", "-q", true),
+    ("annotation", "-n", true),
+    ("seen", "-s", true),
+    ("sub", "-b", true),
+];
+
 /// `trigger = { when = { … }, then = [ … ] }`: hold the matching command,
 /// run `then`, release it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -239,6 +340,12 @@ pub struct StepSpec {
     pub wait_ms: Option<u64>,
     pub wait_for: Option<WaitForSpec>,
     pub trigger: Option<Box<TriggerSpec>>,
+    pub hold_sync_lock: Option<SyncLockSpec>,
+    pub release_sync_lock: Option<ReleaseSpec>,
+    pub skip_user: Option<String>,
+    pub unskip_user: Option<String>,
+    pub synclog: Option<SynclogSpec>,
+    pub shared_seen: Option<SharedSeenSpec>,
 }
 
 /// One validated step.
@@ -274,6 +381,22 @@ pub enum Step {
         timeout_ms: u64,
         required: bool,
     },
+    /// A hand-run `sync_client -u USER` holding the user's sync lock on the source.
+    HoldSyncLock(SyncLockSpec),
+    /// Its release (by name), and its expected exit.
+    ReleaseSyncLock {
+        name: String,
+        expect_exit: Option<ExitExpect>,
+    },
+    /// `<configdirectory>/sync/<channel>/skipuser-USER` created (Cyrus 3.12:
+    /// the client treats the user as locked).
+    SkipUser(String),
+    /// That file removed.
+    UnskipUser(String),
+    /// One sync log entry queued with `cyr_synclog`.
+    Synclog(SynclogSpec),
+    /// A reader's `\Seen` in a folder another user shares with her.
+    SharedSeen(SharedSeenSpec),
 }
 
 impl Step {
@@ -311,6 +434,25 @@ impl Step {
             Step::WaitMs(ms) => format!("wait {ms} ms"),
             Step::WaitFor(w) => format!("wait for {} x{}", w.event, w.count),
             Step::Trigger { .. } => "trigger".into(),
+            Step::HoldSyncLock(l) => format!(
+                "hold {}'s sync lock (a hand-run sync_client -u {}: {})",
+                l.user,
+                l.user,
+                l.name()
+            ),
+            Step::ReleaseSyncLock { name, .. } => format!("release the sync lock {name}"),
+            Step::SkipUser(u) => format!("skipuser-{u} file created"),
+            Step::UnskipUser(u) => format!("skipuser-{u} file removed"),
+            Step::Synclog(q) => format!(
+                "queue {} for {}/{}",
+                q.kind.to_uppercase(),
+                q.user,
+                q.folder
+            ),
+            Step::SharedSeen(x) => format!(
+                "{} marks {}/{} {} seen (shared by {})",
+                x.reader, x.owner, x.folder, x.uids, x.owner
+            ),
         }
     }
 
@@ -324,11 +466,13 @@ impl Step {
                 | Step::Kill
                 | Step::WaitFor(_)
                 | Step::Trigger { .. }
+                | Step::HoldSyncLock(_)
+                | Step::ReleaseSyncLock { .. }
         )
     }
 }
 
-const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger";
+const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
 
 impl StepSpec {
     pub(super) fn to_step(&self) -> Result<Step, String> {
@@ -449,6 +593,45 @@ impl StepSpec {
                 ));
             }
             found.push(Step::WaitFor(v));
+        }
+        if let Some(v) = s.hold_sync_lock {
+            found.push(Step::HoldSyncLock(v));
+        }
+        if let Some(v) = s.release_sync_lock {
+            let (name, expect_exit) = match v {
+                ReleaseSpec::Name(n) => (n, None),
+                ReleaseSpec::Full(t) => (t.name, t.expect_exit),
+            };
+            if let Some(e) = &expect_exit {
+                e.validate()?;
+            }
+            found.push(Step::ReleaseSyncLock { name, expect_exit });
+        }
+        if let Some(v) = s.skip_user {
+            found.push(Step::SkipUser(v));
+        }
+        if let Some(v) = s.unskip_user {
+            found.push(Step::UnskipUser(v));
+        }
+        if let Some(v) = s.shared_seen {
+            if v.owner == v.reader {
+                return Err("shared_seen: the reader must be another user than the owner (an owner's \\Seen is a flag: use `seen`)".into());
+            }
+            found.push(Step::SharedSeen(v));
+        }
+        if let Some(v) = s.synclog {
+            if !SYNCLOG_KINDS.iter().any(|(k, _, _)| *k == v.kind) {
+                return Err(format!(
+                    "synclog kind \"{}\": expected one of {}",
+                    v.kind,
+                    SYNCLOG_KINDS
+                        .iter()
+                        .map(|(k, _, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            found.push(Step::Synclog(v));
         }
         if let Some(t) = s.trigger {
             let mut then = Vec::new();
