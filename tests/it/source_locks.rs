@@ -86,34 +86,34 @@ fn source_lock_steps_parse_and_bad_ones_are_refused() {
     let cases = [
         (
             "[[step]]\nsynclog = { kind = \"acl\", user = \"u\" }\n",
-            "line 6",
+            "6",
             "synclog kind \"acl\": expected one of user, unuser",
         ),
         (
             "[[step]]\nshared_seen = { owner = \"u\", reader = \"u\" }\n",
-            "line 6",
+            "6",
             "the reader must be another user",
         ),
         (
             "[[step]]\nhold_sync_lock = { user = \"u\", for_ms = 3 }\n",
-            "line 7",
+            "7",
             "unknown field `for_ms`",
         ),
         (
             "[[step]]\nrelease_sync_lock = { name = \"x\", expect_exit = { \"3.6\" = 1 } }\n",
-            "line 6",
+            "6",
             "needs an `other` entry",
         ),
         (
             "[[step]]\ntrigger = { when = { verb = \"GET\" }, then = [{ hold_sync_lock = { user = \"u\" } }] }\n",
-            "line 6",
+            "6",
             "cannot run while a command is held",
         ),
     ];
     for (tail, line, what) in cases {
         let err = parse(&format!("{HEAD}{tail}")).expect_err(tail);
         assert!(
-            err.starts_with(&format!("s.toml {line}")) && err.contains(what),
+            err.starts_with(&format!("s.toml:{line}:")) && err.contains(what),
             "{tail}: {err}"
         );
     }
