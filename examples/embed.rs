@@ -5,6 +5,7 @@
 //!
 //! ```sh
 //! cargo run --example embed              # needs root and Cyrus (make setup)
+//! CYRUS_PREFIX=/path/to/cyrus cargo run --example embed   # your own build
 //! CYRUS_BIN=/path/to/cyrus/bin cargo run --example embed
 //! ```
 //!
@@ -13,7 +14,7 @@
 use std::time::Duration;
 
 use backupd_sim::check::compare;
-use backupd_sim::cyrus::{Channel, CyrusBins, SourceInstance, SourceOptions, SyncClient};
+use backupd_sim::cyrus::{Channel, Choice, SourceInstance, SourceOptions, SyncClient};
 use backupd_sim::fault::{FaultSpec, LockSpec, MatchSpec};
 use backupd_sim::populate::fill_user;
 use backupd_sim::rng::{Rng, Seed};
@@ -35,8 +36,9 @@ fn main() -> std::process::ExitCode {
 
 /// The whole example; an unmet expectation is an error.
 pub fn run() -> Result<()> {
-    let dir = std::env::var("CYRUS_BIN").unwrap_or_else(|_| "/usr/lib/cyrus/bin".into());
-    let bins = CyrusBins::locate(&dir)?;
+    // The installation as every backupd-sim command finds it: $CYRUS_PREFIX,
+    // else $CYRUS_BIN, else Debian's /usr/lib/cyrus/bin.
+    let bins = Choice::default().single()?;
 
     // 1. The fake, in this process, on a port the OS chooses. Its store is a
     //    temporary one; `ServerConfig` holds the credentials, plan and seed.
