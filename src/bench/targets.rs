@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::{failed, BenchOptions, Context, Floor, Result};
 use crate::cyrus::process;
 use crate::cyrus::procfs::cpu_seconds;
-use crate::cyrus::target::run_bounded;
+use crate::cyrus::tool::run_bounded;
 use crate::cyrus::{CyrusBins, RealTarget, SourceInstance, TargetKind};
 
 /// `backupd-sim serve` as a child process, stopped by PID.

@@ -20,6 +20,7 @@ pub mod process;
 pub mod procfs;
 pub mod sync_client;
 pub mod target;
+pub mod tool;
 
 use std::path::{Path, PathBuf};
 
