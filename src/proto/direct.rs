@@ -328,7 +328,7 @@ pub fn compare_with_general(text: &[u8]) -> Agreement {
     let mut g = Parser::new(Bytes::copy_from_slice(text));
     let general = g.value(2).map_err(|e| e.to_string()).map(|v| {
         (
-            super::command::parse_record(&v).map_err(|e| e.to_string()),
+            super::parse::parse_record(&v).map_err(|e| e.to_string()),
             g.offset(),
         )
     });
