@@ -2,23 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use super::{Action, Lock, LockMode, Match, Plan, Rule, Trigger};
 use crate::rng::{Rng, Seed};
 use crate::store::Holds;
 
-/// The commands real sync_server 3.6.1 runs under the user namespace lock
-/// (`mboxname_usernamespacelock`, a blocking fcntl lock on
-/// `<configdir>/lock/*U*<user>.lock`, in `imap/sync_support.c`): what a `hold`
-/// lock (another process holding the user) makes wait in the sync_server
-/// personality. GETs and RESERVE open mailboxes under their own locks.
-pub const NAMESPACE_LOCKED: [&str; 4] = [
-    "APPLY MAILBOX",
-    "APPLY UNMAILBOX",
-    "APPLY RENAME",
-    "APPLY UNUSER",
-];
+mod status;
+mod window;
+
+pub use status::{LockStatus, RuleStatus, Status, UserCounters};
+use window::LockState;
+pub use window::NAMESPACE_LOCKED;
 
 /// A command as the engine sees it.
 #[derive(Debug, Clone, Copy)]
@@ -60,23 +53,6 @@ pub enum Verdict {
 }
 
 #[derive(Debug)]
-struct LockState {
-    lock: Lock,
-    active: bool,
-    /// When it last opened (ms).
-    opened_at: u64,
-    /// LOCKED answers since it last opened.
-    hits: u64,
-    /// LOCKED answers in all.
-    hits_total: u64,
-    /// Matches seen by an `On` open trigger / close trigger.
-    open_matches: u64,
-    close_matches: u64,
-    /// It closed and will not reopen by itself.
-    done: bool,
-}
-
-#[derive(Debug)]
 struct HoldState {
     id: u64,
     when: Match,
@@ -90,61 +66,6 @@ struct RuleState {
     rule: Rule,
     matches: u64,
     fires: u64,
-}
-
-/// Per-user counters, for `ctl status` and reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct UserCounters {
-    /// Commands touching the user.
-    pub commands: u64,
-    /// `LOCKED` answers.
-    pub locked: u64,
-    /// Faults fired on commands touching the user.
-    pub faults: u64,
-    /// Commands that waited for a lock window (the sync_server personality,
-    /// which blocks instead of answering `LOCKED`).
-    pub waited: u64,
-}
-
-/// A lock, as `ctl status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LockStatus {
-    /// The lock.
-    #[serde(flatten)]
-    pub lock: Lock,
-    /// Open now.
-    pub active: bool,
-    /// `LOCKED` answers it caused.
-    pub hits: u64,
-}
-
-/// A fault rule, as `ctl status` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RuleStatus {
-    /// The rule.
-    #[serde(flatten)]
-    pub rule: Rule,
-    /// Commands it matched.
-    pub matches: u64,
-    /// Times it fired.
-    pub fires: u64,
-}
-
-/// Everything `ctl status` shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Status {
-    /// The run's seed.
-    pub seed: u64,
-    /// Lock windows.
-    pub locks: Vec<LockStatus>,
-    /// Fault rules.
-    pub faults: Vec<RuleStatus>,
-    /// Per-user counters.
-    pub users: BTreeMap<String, UserCounters>,
-    /// Milliseconds new connections are still refused for.
-    pub refusing_ms: u64,
-    /// Marks reached so far.
-    pub marks: Vec<String>,
 }
 
 /// Locks, faults and their counters.
@@ -446,95 +367,6 @@ impl Engine {
         for u in wanted {
             // A session holding the user keeps it; the hold is taken later.
             holds.hold_external(u);
-        }
-    }
-
-    /// Everything, for `ctl status`.
-    pub fn status(&self, now: u64) -> Status {
-        Status {
-            seed: self.seed.0,
-            locks: self
-                .locks
-                .iter()
-                .map(|l| LockStatus {
-                    lock: l.lock.clone(),
-                    active: l.active,
-                    hits: l.hits_total,
-                })
-                .collect(),
-            faults: self
-                .rules
-                .iter()
-                .map(|r| RuleStatus {
-                    rule: r.rule.clone(),
-                    matches: r.matches,
-                    fires: r.fires,
-                })
-                .collect(),
-            users: self.users.clone(),
-            refusing_ms: self.refuse_until.saturating_sub(now),
-            marks: self.marks.clone(),
-        }
-    }
-
-    /// Names of the locks open now.
-    pub fn active_locks(&self) -> Vec<&str> {
-        self.locks
-            .iter()
-            .filter(|l| l.active)
-            .map(|l| l.lock.name.as_str())
-            .collect()
-    }
-
-    /// Does any lock target this user (for tests and reports)?
-    pub fn targets_user(&self, user: &str) -> bool {
-        self.locks
-            .iter()
-            .any(|l| l.lock.target.user.as_deref() == Some(user))
-    }
-
-    /// The matcher of every lock, for reports.
-    pub fn lock_targets(&self) -> Vec<&Match> {
-        self.locks.iter().map(|l| &l.lock.target).collect()
-    }
-}
-
-impl LockState {
-    fn activate(&mut self, now: u64) {
-        self.active = true;
-        self.opened_at = now;
-        self.hits = 0;
-        self.close_matches = 0;
-    }
-
-    fn deactivate(&mut self) {
-        self.active = false;
-        // A window opened by an event or by start runs once; marks and ctl may reopen.
-        self.done = matches!(self.lock.open, Trigger::On { .. } | Trigger::Start);
-    }
-
-    fn blocks(&self, ev: &CommandEvent<'_>) -> bool {
-        match self.lock.mode {
-            LockMode::Reject => self.lock.target.matches(ev),
-            LockMode::Hold => {
-                NAMESPACE_LOCKED.contains(&ev.verb)
-                    && self
-                        .lock
-                        .target
-                        .user
-                        .as_ref()
-                        .is_some_and(|u| ev.users.contains(u))
-            }
-        }
-    }
-
-    fn hit(&mut self) {
-        self.hits += 1;
-        self.hits_total += 1;
-        if let Trigger::Attempts(n) = self.lock.close {
-            if self.hits >= n {
-                self.deactivate();
-            }
         }
     }
 }
