@@ -3,7 +3,7 @@
 //! started) and the event; the engine returns a [`Verdict`] and never touches a
 //! socket.
 //!
-//! Every random choice (a fault's `probability`) comes from the [`Rng`] the
+//! Every random choice (a fault's `probability`) comes from the [`Rng`](crate::rng::Rng) the
 //! engine was built with, forked from the run's seed, and decisions depend only
 //! on the order of events: the same seed and the same commands give the same
 //! verdicts.
@@ -20,15 +20,22 @@
 //! makes the command wait while [`Engine::blocking_lock`] finds a window (a
 //! `reject` window by its matcher, a `hold` window for the user's
 //! [`NAMESPACE_LOCKED`] commands), as sync_server blocks on its locks.
+//!
+//! Files: `engine` (the verdicts; `engine/window.rs` one lock window's state,
+//! `engine/status.rs` what `ctl status` reads), `spec` (locks and faults as
+//! written, validated into values, [`SpecError`]), `plan` (the plan file, with
+//! file/line errors). The actions' effects are in [`crate::effect`].
 
 mod engine;
 pub mod plan;
+mod spec;
 
 pub use crate::types::Corruption;
 pub use engine::{
     CommandEvent, Engine, LockStatus, RuleStatus, Status, UserCounters, Verdict, NAMESPACE_LOCKED,
 };
-pub use plan::{FaultSpec, LockSpec, MatchSpec, Plan, PlanError, TriggerSpec, TriggerTable};
+pub use plan::{Plan, PlanError};
+pub use spec::{FaultSpec, LockSpec, MatchSpec, SpecError, TriggerSpec, TriggerTable};
 
 use serde::Serialize;
 

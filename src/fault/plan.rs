@@ -20,14 +20,15 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::{Action, Lock, LockMode, Match, Rule, Trigger};
+use super::spec::{FaultSpec, LockSpec, SpecError};
+use super::{Lock, Rule};
 
 /// A plan that is not valid: where and what was expected. Displays as
 /// `FILE:LINE: message`, followed for a TOML syntax or type error by toml's
 /// own report (the line, a caret under the span).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}{}: {message}{}", line.map(|l| format!(":{l}")).unwrap_or_default(),
     snippet.as_deref().map(|s| format!("\n{}", s.trim_end())).unwrap_or_default())]
 pub struct PlanError {
@@ -39,6 +40,8 @@ pub struct PlanError {
     pub message: String,
     /// toml's rendering of the error, when the TOML parser found it.
     pub snippet: Option<String>,
+    /// The kind, when a lock or fault was read but does not validate.
+    pub spec: Option<Box<SpecError>>,
 }
 
 /// Locks and faults, validated.
@@ -59,105 +62,6 @@ struct PlanFile {
     fault: Vec<toml::Spanned<FaultSpec>>,
 }
 
-/// A lock as written in a plan or sent by `ctl`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockSpec {
-    /// Name for status and logs (default `lock-N`).
-    pub name: Option<String>,
-    /// Target user.
-    pub user: Option<String>,
-    /// Target mailbox (internal name).
-    pub mailbox: Option<String>,
-    /// Target command (`GET`, `APPLY MAILBOX`, …).
-    pub verb: Option<String>,
-    /// `hold` (default with only `user`) or `reject`.
-    pub mode: Option<String>,
-    /// When the window opens (default `start`).
-    pub open: Option<TriggerSpec>,
-    /// When it closes (default `never`).
-    pub close: Option<TriggerSpec>,
-}
-
-/// When a lock opens or closes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "\"start\", \"manual\", \"never\", or a table with exactly one of `mark`, `on`, `after_ms`, `attempts`"
-)]
-pub enum TriggerSpec {
-    /// `start`, `manual`, `never`.
-    Word(String),
-    /// A table with one key.
-    Table(TriggerTable),
-}
-
-/// The table form of a trigger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerTable {
-    /// At a named mark (a scenario step or `ctl mark`).
-    pub mark: Option<String>,
-    /// When a command matches, the `nth` time (default 1).
-    pub on: Option<MatchSpec>,
-    /// This long after opening.
-    pub after_ms: Option<u64>,
-    /// After this many LOCKED answers.
-    pub attempts: Option<u64>,
-}
-
-/// A command matcher as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MatchSpec {
-    /// Command label or its first word(s): `GET`, `APPLY MAILBOX`.
-    pub verb: Option<String>,
-    /// A user the command touches.
-    pub user: Option<String>,
-    /// A mailbox the command names.
-    pub mailbox: Option<String>,
-    /// Connection number, from 1.
-    pub session: Option<u64>,
-    /// Command number within the connection, from 1.
-    pub index: Option<u64>,
-    /// For triggers: the nth match (default 1).
-    pub nth: Option<u64>,
-}
-
-/// A fault as written in a plan or sent by `ctl`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    /// Name for status and logs (default `fault-N`).
-    pub name: Option<String>,
-    /// Which commands it looks at.
-    #[serde(default)]
-    pub when: MatchSpec,
-    /// Fire on the nth match only.
-    pub nth: Option<u64>,
-    /// Fire on each match with this probability.
-    pub probability: Option<f64>,
-    /// Fire at most this many times.
-    pub times: Option<u64>,
-    /// What to do; see [`Action`].
-    pub action: String,
-    /// `partial-reply`: bytes of the reply to send before closing.
-    pub bytes: Option<usize>,
-    /// `delay`: milliseconds before the reply.
-    pub delay_ms: Option<u64>,
-    /// `no`: the error code word (`IMAP_SYNC_CHECKSUM`, …).
-    pub code: Option<String>,
-    /// `no`, `bad`, `bye`: the reply text.
-    pub text: Option<String>,
-    /// `refuse-connections`, `restart`: how long new connections are refused.
-    pub for_ms: Option<u64>,
-    /// `hide-missing`: how many GUIDs to leave out of `* MISSING` (default 1).
-    pub count: Option<usize>,
-    /// `corrupt`: which stored state to break after acknowledging
-    /// (see [`super::Corruption`]).
-    pub what: Option<String>,
-}
-
 impl Plan {
     /// Read and validate a plan file.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
@@ -166,6 +70,7 @@ impl Plan {
             line: None,
             message: e.to_string(),
             snippet: None,
+            spec: None,
         })?;
         Plan::parse(&text, &path.display().to_string())
     }
@@ -178,23 +83,26 @@ impl Plan {
             line: e.span().map(|s| line_of(s.start)),
             message: e.message().trim_end().to_owned(),
             snippet: Some(e.to_string()),
+            spec: None,
         })?;
         let mut plan = Plan::default();
         for (i, l) in raw.lock.iter().enumerate() {
-            let lock = l.get_ref().to_lock(i + 1).map_err(|message| PlanError {
+            let lock = l.get_ref().to_lock(i + 1).map_err(|e| PlanError {
                 file: file.to_owned(),
                 line: Some(line_of(l.span().start)),
-                message,
+                message: e.to_string(),
                 snippet: None,
+                spec: Some(Box::new(e)),
             })?;
             plan.locks.push(lock);
         }
         for (i, f) in raw.fault.iter().enumerate() {
-            let rule = f.get_ref().to_rule(i + 1).map_err(|message| PlanError {
+            let rule = f.get_ref().to_rule(i + 1).map_err(|e| PlanError {
                 file: file.to_owned(),
                 line: Some(line_of(f.span().start)),
-                message,
+                message: e.to_string(),
                 snippet: None,
+                spec: Some(Box::new(e)),
             })?;
             plan.faults.push(rule);
         }
@@ -202,211 +110,10 @@ impl Plan {
     }
 }
 
-impl MatchSpec {
-    fn to_match(&self) -> Match {
-        Match {
-            verb: self.verb.as_ref().map(|v| v.to_ascii_uppercase()),
-            user: self.user.clone(),
-            mailbox: self.mailbox.clone(),
-            session: self.session,
-            index: self.index,
-        }
-    }
-}
-
-impl TriggerSpec {
-    fn to_trigger(&self, what: &str) -> Result<Trigger, String> {
-        match self {
-            TriggerSpec::Word(w) => match w.as_str() {
-                "start" => Ok(Trigger::Start),
-                "manual" => Ok(Trigger::Manual),
-                "never" => Ok(Trigger::Never),
-                other => Err(format!(
-                    "{what} = \"{other}\": expected \"start\", \"manual\", \"never\" or a table ({{ mark = … }}, {{ on = … }}, {{ after_ms = … }}, {{ attempts = … }})"
-                )),
-            },
-            TriggerSpec::Table(t) => {
-                let set = [t.mark.is_some(), t.on.is_some(), t.after_ms.is_some(), t.attempts.is_some()]
-                    .iter()
-                    .filter(|x| **x)
-                    .count();
-                if set != 1 {
-                    return Err(format!(
-                        "{what}: expected exactly one of `mark`, `on`, `after_ms`, `attempts`"
-                    ));
-                }
-                Ok(if let Some(m) = &t.mark {
-                    Trigger::Mark(m.clone())
-                } else if let Some(on) = &t.on {
-                    Trigger::On {
-                        when: on.to_match(),
-                        nth: on.nth.unwrap_or(1).max(1),
-                    }
-                } else if let Some(ms) = t.after_ms {
-                    Trigger::AfterMs(ms)
-                } else {
-                    match t.attempts {
-                        Some(0) | None => return Err(format!("{what}: `attempts` must be at least 1")),
-                        Some(n) => Trigger::Attempts(n),
-                    }
-                })
-            }
-        }
-    }
-}
-
-impl LockSpec {
-    /// Validate into a [`Lock`]; `n` numbers the default name.
-    pub fn to_lock(&self, n: usize) -> Result<Lock, String> {
-        let name = self.name.clone().unwrap_or_else(|| format!("lock-{n}"));
-        if self.user.is_none() && self.mailbox.is_none() && self.verb.is_none() {
-            return Err(format!(
-                "lock `{name}`: needs a target: `user`, `mailbox` or `verb`"
-            ));
-        }
-        let only_user = self.mailbox.is_none() && self.verb.is_none();
-        let mode = match self.mode.as_deref() {
-            None if only_user => LockMode::Hold,
-            None | Some("reject") => LockMode::Reject,
-            Some("hold") if only_user => LockMode::Hold,
-            Some("hold") => {
-                return Err(format!(
-                    "lock `{name}`: mode \"hold\" locks a whole user (as backupd does); use mode \"reject\" with `mailbox` or `verb`"
-                ))
-            }
-            Some(other) => return Err(format!("lock `{name}`: mode \"{other}\": expected \"hold\" or \"reject\"")),
-        };
-        let open = match &self.open {
-            None => Trigger::Start,
-            Some(t) => t.to_trigger("open")?,
-        };
-        if matches!(open, Trigger::AfterMs(_) | Trigger::Attempts(_)) {
-            return Err(format!(
-                "lock `{name}`: `open` cannot be `after_ms` or `attempts`"
-            ));
-        }
-        let close = match &self.close {
-            None => Trigger::Never,
-            Some(t) => t.to_trigger("close")?,
-        };
-        if matches!(close, Trigger::Start) {
-            return Err(format!("lock `{name}`: `close` cannot be \"start\""));
-        }
-        Ok(Lock {
-            name,
-            target: Match {
-                verb: self.verb.as_ref().map(|v| v.to_ascii_uppercase()),
-                user: self.user.clone(),
-                mailbox: self.mailbox.clone(),
-                session: None,
-                index: None,
-            },
-            mode,
-            open,
-            close,
-        })
-    }
-}
-
-impl FaultSpec {
-    /// Validate into a [`Rule`]; `n` numbers the default name.
-    pub fn to_rule(&self, n: usize) -> Result<Rule, String> {
-        let name = self.name.clone().unwrap_or_else(|| format!("fault-{n}"));
-        let need = |v: Option<u64>, key: &str| {
-            v.ok_or_else(|| format!("fault `{name}`: action \"{}\" needs `{key}`", self.action))
-        };
-        let action = match self.action.as_str() {
-            "drop-before" => Action::DropBefore,
-            "drop-after" => Action::DropAfter,
-            "partial-reply" => Action::PartialReply {
-                bytes: self.bytes.unwrap_or(1),
-            },
-            "delay" => Action::Delay {
-                ms: need(self.delay_ms, "delay_ms")?,
-            },
-            "stall" => Action::Stall,
-            "no" => Action::No {
-                text: match (&self.code, &self.text) {
-                    (Some(c), Some(t)) => format!("{c} {t}"),
-                    (Some(c), None) => format!("{c} {}", super::default_text(c)),
-                    (None, Some(t)) => t.clone(),
-                    (None, None) => "Unknown error".into(),
-                },
-            },
-            "bad" => Action::Bad {
-                text: self
-                    .text
-                    .clone()
-                    .unwrap_or_else(|| "IMAP_PROTOCOL_ERROR injected".into()),
-            },
-            "bye" => Action::Bye {
-                text: self
-                    .text
-                    .clone()
-                    .unwrap_or_else(|| "server shutting down".into()),
-            },
-            "refuse-connections" => Action::RefuseConnections {
-                ms: need(self.for_ms, "for_ms")?,
-            },
-            "restart" => Action::Restart {
-                ms: self.for_ms.unwrap_or(0),
-            },
-            "lie" => Action::Lie,
-            "hide-missing" => Action::HideMissing {
-                count: self.count.unwrap_or(1).max(1),
-            },
-            "corrupt" => {
-                let what = self.what.as_deref().ok_or_else(|| {
-                    format!(
-                        "fault `{name}`: action \"corrupt\" needs `what`: one of {}",
-                        super::Corruption::names()
-                    )
-                })?;
-                Action::Corrupt {
-                    what: super::Corruption::from_name(what).ok_or_else(|| {
-                        format!(
-                            "fault `{name}`: corrupt: unknown `what = \"{what}\"`; expected one of {}",
-                            super::Corruption::names()
-                        )
-                    })?,
-                }
-            }
-            other => {
-                return Err(format!(
-                    "fault `{name}`: unknown action \"{other}\"; expected one of {}",
-                    Action::NAMES.join(", ")
-                ))
-            }
-        };
-        if self.nth == Some(0) {
-            return Err(format!("fault `{name}`: `nth` counts from 1"));
-        }
-        if let Some(p) = self.probability {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(format!(
-                    "fault `{name}`: probability {p} is not between 0 and 1"
-                ));
-            }
-            if self.nth.is_some() {
-                return Err(format!(
-                    "fault `{name}`: give `nth` or `probability`, not both"
-                ));
-            }
-        }
-        Ok(Rule {
-            name,
-            when: self.when.to_match(),
-            nth: self.nth,
-            probability: self.probability,
-            times: self.times,
-            action,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::{Action, LockMode, Match, Trigger};
 
     fn parse(text: &str) -> Plan {
         Plan::parse(text, "p.toml").unwrap_or_else(|e| panic!("{e}"))
@@ -853,5 +560,39 @@ what = "subscription"
         assert_err("[[lock]]\n\nuser = = \"a\"\n", 3, &["extra `=`"]);
         let e = err("[[lock]]\nuser = \"a\"\nuser = \"b\"\n");
         assert_eq!(e.line, Some(3), "duplicate key: {e}");
+    }
+
+    /// Proves: a lock or fault that does not validate carries its kind, so a
+    /// caller can match on it rather than on the text; a TOML error carries none.
+    #[test]
+    fn validation_errors_carry_their_kind() {
+        let e = err("[[fault]]\naction = \"explode\"\n");
+        assert_eq!(
+            e.spec.as_deref(),
+            Some(&SpecError::UnknownAction {
+                fault: "fault-1".into(),
+                action: "explode".into()
+            })
+        );
+        assert_eq!(e.message, e.spec.as_ref().expect("kind").to_string());
+        let e = err("[[fault]]\naction = \"lie\"\nprobability = 1.5\n");
+        assert!(
+            matches!(e.spec.as_deref(), Some(SpecError::Probability { probability, .. }) if *probability == 1.5),
+            "{e:?}"
+        );
+        let e = err("[[lock]]\nmode = \"hold\"\n");
+        assert!(
+            matches!(e.spec.as_deref(), Some(SpecError::LockWithoutTarget { .. })),
+            "{e:?}"
+        );
+        let e = err("[[lock]]\nuser = \"a\"\nopen = \"later\"\n");
+        assert_eq!(
+            e.spec.as_deref(),
+            Some(&SpecError::TriggerWord {
+                what: "open",
+                word: "later".into()
+            })
+        );
+        assert_eq!(err("[[lock]]\n\nuser = = \"a\"\n").spec.as_deref(), None);
     }
 }

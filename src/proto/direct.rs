@@ -9,8 +9,8 @@
 //!
 //! Anything else (a key not listed here or given twice, a literal, an escaped
 //! quoted string, a value that would not convert, a byte out of place) makes
-//! [`record`] answer `None`, and the caller decodes the item the general way
-//! (`Parser::value`, then `parse_record`). So [`record`] only has to agree with
+//! `record` answer `None`, and the caller decodes the item the general way
+//! (`Parser::value`, then `parse_record`). So `record` only has to agree with
 //! that way on the records it accepts: same [`RecordUpdate`], same end offset,
 //! and no decoding error the general way would have raised. The tests check
 //! that on random edits of usual records, and the `dlist_frame_decode` fuzz
@@ -303,7 +303,7 @@ pub(crate) fn record(p: &Parser, depth: usize, names: &mut Names) -> Option<(Rec
     ))
 }
 
-/// How [`record`] and the general way compare on the item at the start of
+/// How `record` and the general way compare on the item at the start of
 /// `text` (for the tests and the `dlist_frame_decode` fuzz target).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Agreement {
@@ -317,7 +317,7 @@ pub enum Agreement {
     Differs { direct: String, general: String },
 }
 
-/// Compare [`record`] with the general way (`Parser::value`, `parse_record`)
+/// Compare `record` with the general way (`Parser::value`, `parse_record`)
 /// on the item at the start of `text`, at nesting depth 2 (a RECORD list's
 /// items in `APPLY MAILBOX`).
 pub fn compare_with_general(text: &[u8]) -> Agreement {

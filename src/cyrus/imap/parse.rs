@@ -1,6 +1,6 @@
 //! The IMAP response reader and parser: one complete response off the wire
 //! (the line and each literal it announces, bounded by [`MAX_LITERAL`] and
-//! [`MAX_LINE`]), then its values (atoms, quoted strings, literals, lists,
+//! `MAX_LINE`), then its values (atoms, quoted strings, literals, lists,
 //! response codes). No sockets here: [`read_response`] takes any `BufRead`.
 
 use std::io::{BufRead, Read};

@@ -35,7 +35,7 @@ pub struct ListEntry {
     pub name: String,
 }
 
-/// One message from [`ImapClient::uid_fetch_all`].
+/// One message from [`super::ImapClient::uid_fetch_all`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedMessage {
     pub uid: u32,
