@@ -6,9 +6,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Uid};
@@ -298,32 +296,8 @@ impl SourceInstance {
             &c,
             &config::service("imap", &bin("imapd"), &c, port),
         );
-        let (log, log2, pidfile) =
-            master::prepare_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
-        // For a chroot installation `chroot ROOT master ...`: chroot execs
-        // master, so the PID (and the process group) are master's.
-        let mut cmd = opts.bins.command("master");
-        cmd.arg("-C")
-            .arg(&inside_conf)
-            .arg("-M")
-            .arg(inside(&root.join("etc/cyrus.conf"))?)
-            .arg("-p")
-            .arg(inside(&pidfile)?)
-            .arg("-D")
-            // Own process group: on shutdown master signals its whole group, which in
-            // foreground mode would otherwise be ours (and every other instance's).
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        // Registered for the interrupt handler; `stop` unregisters it. The
-        // marker is what the command lines of master's children name.
-        let master = Master::spawn(
-            &mut cmd,
-            inside_conf.clone(),
-            pidfile,
-            &opts.bins.host_path("master"),
-        )?;
+        let files = master::prepare_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
+        let master = master::start(&opts.bins, root, &inside_conf, files)?;
         Ok(SourceInstance {
             root: root.clone(),
             config_path: conf,

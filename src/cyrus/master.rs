@@ -10,8 +10,9 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use nix::unistd::{Gid, Uid};
 
 use super::imap::ImapClient;
 use super::process::{self, PortOwner, ProcStat, Tracked};
-use super::{last_lines, CyrusError};
+use super::{last_lines, CyrusBins, CyrusError};
 
 type Result<T> = std::result::Result<T, CyrusError>;
 
@@ -167,16 +168,46 @@ pub(crate) struct Master {
     pidfile: PathBuf,
 }
 
+/// Start the master of the instance under `root` with the files
+/// [`prepare_files`] returned: `master -C CONF -M ROOT/etc/cyrus.conf -p
+/// PIDFILE -D`, its output to `master.log`. For a chroot installation
+/// `chroot ROOT master ...`: chroot execs master, so the PID (and the
+/// process group) are master's. Its own process group: on shutdown master
+/// signals its whole group, which in foreground mode would otherwise be ours
+/// (and every other instance's). Registered for the interrupt handler
+/// ([`Master::stop`] unregisters it); the marker, `inside_conf`, is what the
+/// command lines of master's children name.
+pub(crate) fn start(
+    bins: &CyrusBins,
+    root: &Path,
+    inside_conf: &Path,
+    (log, log2, pidfile): (File, File, PathBuf),
+) -> Result<Master> {
+    let mut cmd = bins.command("master");
+    cmd.arg("-C")
+        .arg(inside_conf)
+        .arg("-M")
+        .arg(bins.inside(&root.join("etc/cyrus.conf"))?)
+        .arg("-p")
+        .arg(bins.inside(&pidfile)?)
+        .arg("-D")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    Master::spawn(
+        &mut cmd,
+        inside_conf.to_path_buf(),
+        pidfile,
+        &bins.host_path("master"),
+    )
+}
+
 impl Master {
     /// Spawn `cmd` (master in the foreground: `-D`, its own process group) and
     /// register it for the interrupt handler. `marker` is the `imapd.conf`
     /// path its children's command lines name (as master sees it).
-    pub(crate) fn spawn(
-        cmd: &mut Command,
-        marker: PathBuf,
-        pidfile: PathBuf,
-        shown: &Path,
-    ) -> Result<Master> {
+    fn spawn(cmd: &mut Command, marker: PathBuf, pidfile: PathBuf, shown: &Path) -> Result<Master> {
         let (child, tracked) = process::spawn_tracked(cmd, process::Kind::Master { marker })
             .map_err(io(format!("start `{}`", shown.display())))?;
         Ok(Master {

@@ -25,9 +25,8 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Uid};
@@ -242,30 +241,8 @@ impl RealTarget {
             services.push_str(&config::service("imap", &bin("imapd"), &c, ip));
         }
         let cyrus_conf = config::cyrus_conf(&bin("ctl_cyrusdb"), &c, &services);
-        let (log, log2, pidfile) =
-            master::prepare_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
-        // For a chroot installation `chroot ROOT master ...`: chroot execs
-        // master, so the PID (and the process group) are master's.
-        let mut cmd = bins.command("master");
-        cmd.arg("-C")
-            .arg(&inside_conf)
-            .arg("-M")
-            .arg(bins.inside(&root.join("etc/cyrus.conf"))?)
-            .arg("-p")
-            .arg(bins.inside(&pidfile)?)
-            .arg("-D")
-            // Own process group: master signals its whole group on shutdown.
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        // Registered for the interrupt handler, like a source's master.
-        let master = Master::spawn(
-            &mut cmd,
-            inside_conf.clone(),
-            pidfile,
-            &bins.host_path("master"),
-        )?;
+        let files = master::prepare_files(root, &conf, &imapd, &cyrus_conf, uid, gid)?;
+        let master = master::start(bins, root, &inside_conf, files)?;
         Ok(RealTarget {
             kind,
             bins: bins.clone(),
