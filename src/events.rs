@@ -27,6 +27,14 @@ pub struct Event {
 }
 
 /// What happened.
+/// At most this many users, and this many mailboxes, are kept in one
+/// `Command` event; the rest are counted in its `more`.
+pub const LABEL_NAMES_MAX: usize = 64;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
@@ -39,12 +47,16 @@ pub enum EventKind {
     Command {
         /// Its label (`GET USER`, `APPLY MESSAGE`).
         verb: String,
-        /// Users it touches.
+        /// Users it touches, at most [`LABEL_NAMES_MAX`].
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         users: Vec<String>,
-        /// Mailboxes it names.
+        /// Mailboxes it names, at most [`LABEL_NAMES_MAX`].
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mailboxes: Vec<String>,
+        /// How many more users and mailboxes it names than are kept (a
+        /// `GET MAILBOXES` may name a million; the log keeps each event small).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        more: usize,
         /// Bytes on the wire (after inflating), literals included.
         bytes: usize,
         /// The command's first line, shortened, for transcripts.

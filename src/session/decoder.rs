@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use crate::dlist::{FrameError, Framer, Limits};
-use crate::events::EventKind;
+use crate::events::{EventKind, LABEL_NAMES_MAX};
 use crate::proto::{Command, ParseError};
 
 /// One complete input from the client.
@@ -54,11 +54,19 @@ impl Incoming {
 impl CommandLabel {
     /// The event log's `Command` event for this input: `bytes` long, shown
     /// as `text` (its head).
+    /// At most [`LABEL_NAMES_MAX`] users and mailboxes are kept; `more`
+    /// counts the rest.
     pub fn into_event(self, bytes: usize, text: String) -> EventKind {
+        let (mut users, mut mailboxes) = (self.users, self.mailboxes);
+        let more = users.len().saturating_sub(LABEL_NAMES_MAX)
+            + mailboxes.len().saturating_sub(LABEL_NAMES_MAX);
+        users.truncate(LABEL_NAMES_MAX);
+        mailboxes.truncate(LABEL_NAMES_MAX);
         EventKind::Command {
             verb: self.verb,
-            users: self.users,
-            mailboxes: self.mailboxes,
+            users,
+            mailboxes,
+            more,
             bytes,
             text,
         }
@@ -180,5 +188,40 @@ mod tests {
         // A continuation after a literal: the first line, then " …".
         let frame = b"APPLY SUB {3+}\r\nabc\r\n";
         assert_eq!(frame_head(frame, false), "APPLY SUB {3+} …");
+    }
+
+    /// A `GET MAILBOXES` naming 100,000 mailboxes leaves a small event: the
+    /// first [`LABEL_NAMES_MAX`] names and the count of the rest (before, the
+    /// log kept every name of every such command: ~56 MiB per 2 MiB command).
+    #[test]
+    fn a_command_event_keeps_at_most_64_names_and_counts_the_rest() {
+        let names: Vec<String> = (0..100_000).map(|i| format!("user.u.m{i}")).collect();
+        let line = format!("GET MAILBOXES ({})\r\n", names.join(" "));
+        let mut d = Decoder::new(Limits::default());
+        d.push(line.as_bytes());
+        let Some(incoming) = d.next(false).unwrap() else {
+            panic!("the command is whole")
+        };
+        let EventKind::Command {
+            mailboxes, more, ..
+        } = incoming.label().into_event(line.len(), String::new())
+        else {
+            panic!("a Command event")
+        };
+        assert_eq!(mailboxes, names[..LABEL_NAMES_MAX]);
+        assert_eq!(more, 100_000 - LABEL_NAMES_MAX);
+        // A short command keeps every name, and `more` is 0 (left out of the JSON).
+        let mut d = Decoder::new(Limits::default());
+        d.push(b"GET MAILBOXES (user.u.a user.u.b)\r\n");
+        let ev = d
+            .next(false)
+            .unwrap()
+            .unwrap()
+            .label()
+            .into_event(0, String::new());
+        assert!(
+            matches!(&ev, EventKind::Command { mailboxes, more: 0, .. } if mailboxes.len() == 2)
+        );
+        assert!(!serde_json::to_string(&ev).unwrap().contains("more"));
     }
 }

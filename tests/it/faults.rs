@@ -731,6 +731,7 @@ fn drop_before_closes_without_executing() {
                 verb: "APPLY SUB".into(),
                 users: vec!["alice".into()],
                 mailboxes: vec!["user.alice".into()],
+                more: 0,
                 bytes: sub("alice", "user.alice").len() + 2,
                 text: sub("alice", "user.alice"),
             },

@@ -389,6 +389,7 @@ fn cmd(verb: &str, user: &str, text: &str) -> EventKind {
         verb: verb.into(),
         users: vec![user.into()],
         mailboxes: Vec::new(),
+        more: 0,
         bytes: text.len(),
         text: text.into(),
     }
