@@ -102,7 +102,7 @@ hygiene: setup
 # fails (its input is in fuzz/artifacts/<target>/). Stable Rust needs
 # RUSTC_BOOTSTRAP=1 for cargo-fuzz's -Z flags. The corpus is one lineage per
 # target, kept in the repository: new inputs go straight into fuzz/corpus/<target>/,
-# `make fuzz-cmin` minimises it (libFuzzer -merge=1) before it is committed, and
+# `make fuzz-cmin` minimises it (libFuzzer -set_cover_merge=1) before a commit, and
 # every campaign's final stats are appended to fuzz/campaigns.log (see fuzz/README.md).
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
@@ -121,12 +121,15 @@ fuzz:
 	  scripts/fuzz-stats.sh $$t fuzz/last-$$t.log | tee -a fuzz/campaigns.log; \
 	done
 
-# Minimise each target's corpus in place (libFuzzer -merge=1 keeps the inputs
-# that add coverage), before committing it.
+# Minimise each target's corpus in place before committing it: libFuzzer's
+# -set_cover_merge=1 keeps a small set of inputs with every feature of the old one.
 fuzz-cmin:
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin --sanitizer $(FUZZ_SANITIZER) $$t fuzz/corpus/$$t -- -max_len=$(FUZZ_MAX_LEN); \
-	  echo "$$t: $$(ls fuzz/corpus/$$t | wc -l) inputs, $$(du -sh fuzz/corpus/$$t | cut -f1)"; \
+	  rm -rf fuzz/cmin-tmp/$$t; mkdir -p fuzz/cmin-tmp/$$t; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/cmin-tmp/$$t fuzz/corpus/$$t -- \
+	    -set_cover_merge=1 -max_len=$(FUZZ_MAX_LEN) -timeout=30 > fuzz/last-cmin-$$t.log 2>&1; \
+	  rm -rf fuzz/corpus/$$t; mv fuzz/cmin-tmp/$$t fuzz/corpus/$$t; \
+	  echo "$$t: $$(ls fuzz/corpus/$$t | wc -l) inputs, $$(du -sb --apparent-size fuzz/corpus/$$t | cut -f1) bytes; $$(tail -n 1 fuzz/last-cmin-$$t.log)"; \
 	done
 
 # The fake under abuse (issue 20): tests/it/abuse.rs at full counts, one at a

@@ -1,6 +1,6 @@
 #!/bin/sh
 # One line of fuzz/campaigns.log from a libFuzzer log run with -print_final_stats=1:
-#   date target seconds executions cov ft corpus_inputs new_units peak_rss_mb
+#   date target seconds executions cov ft corpus_inputs new_units peak_rss_mb commit
 # cov: coverage edges (libFuzzer's `cov:`), ft: features (`ft:`), both from the last
 # status line; executions and the rest from the final stats.
 set -eu
@@ -12,6 +12,8 @@ corp=$(printf '%s\n' "$last" | sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p')
 execs=$(stat number_of_executed_units)
 secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1 | awk '{print $5}')
 [ -n "$execs" ] || { echo "no final stats in $log" >&2; exit 1; }
-printf '%s %s seconds=%s executions=%s cov=%s ft=%s corpus=%s new=%s peak_rss_mb=%s\n' \
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
+git diff --quiet HEAD -- src fuzz/fuzz_targets 2>/dev/null || commit="$commit+changes"
+printf '%s %s seconds=%s executions=%s cov=%s ft=%s corpus=%s new=%s peak_rss_mb=%s commit=%s\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$target" "${secs:-?}" "$execs" "$(field cov)" "$(field ft)" \
-  "$corp" "$(stat new_units_added)" "$(stat peak_rss_mb)"
+  "$corp" "$(stat new_units_added)" "$(stat peak_rss_mb)" "$commit"
