@@ -14,20 +14,21 @@
 mod conn;
 pub mod control;
 mod deflate;
+mod fake;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use deflate::Deflate;
+pub use fake::FakeBackupd;
 
 use conn::{idle_deadline, Conn, ReadEnd};
 
@@ -346,66 +347,6 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         }
     }
     conns.shutdown().await;
-}
-
-/// A running server on its own tasks, for tests and the CLI.
-#[derive(Debug)]
-pub struct FakeBackupd {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl FakeBackupd {
-    /// Bind `listen` (use port 0) and serve `store` in the current runtime.
-    pub async fn start(
-        listen: SocketAddr,
-        store: Store,
-        config: ServerConfig,
-    ) -> io::Result<FakeBackupd> {
-        let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
-        let shared = Shared::new(store, config);
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, Arc::clone(&shared), async {
-            let _ = rx.await;
-        }));
-        Ok(FakeBackupd {
-            addr,
-            shared,
-            stop: Some(tx),
-            task: Some(task),
-        })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The shared state (store, engine, events).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// Stop accepting, close every connection and wait for that.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for FakeBackupd {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
