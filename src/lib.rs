@@ -7,6 +7,8 @@
 //! - [`session`]: one connection as a sans-IO state machine over the store.
 //! - [`store`]: the fake's backup contents, per-user locks, body pack, state file.
 //! - [`fault`]: lock windows and faults, consulted at protocol events; the plan file.
+//! - [`effect`]: the sans-IO core of a connection: session and fault engine turn each command
+//!   into an [`effect::Effect`] (send, delay, partial write, close, stall, restart) the driver carries out.
 //! - [`server`]: the tokio driver running sessions over TCP, with DEFLATE; the control endpoint.
 //! - [`events`]: the bounded event log (connections, commands, replies, locks, faults) and transcripts.
 //! - [`cyrus`]: the real Cyrus pieces: installation, source instance, real targets, IMAP client, sync_client runs.
