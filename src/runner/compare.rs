@@ -343,18 +343,39 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
             }
         );
     }
-    let compared = rows
+    let errored = |r: &Row| r.fake.verdict == Verdict::Error || r.real.verdict == Verdict::Error;
+    let skipped = rows
         .iter()
-        .filter(|r| r.real.verdict != Verdict::Skip)
+        .filter(|r| r.real.verdict == Verdict::Skip)
         .count();
+    let errors = rows
+        .iter()
+        .filter(|r| r.real.verdict != Verdict::Skip && errored(r))
+        .count();
+    let compared = rows.len() - skipped - errors;
     let unexplained = rows.iter().filter(|r| r.unexplained()).count();
     let _ = writeln!(
         s,
-        "\n{compared} of {} scenario(s) compared ({} skipped on {t}); {unexplained} with unexplained differences",
+        "\n{compared} of {} scenario(s) compared ({skipped} skipped on {t}{}); {unexplained} with unexplained differences",
         rows.len(),
-        rows.len() - compared
+        if errors > 0 {
+            format!(", {errors} not compared: ERROR")
+        } else {
+            String::new()
+        }
     );
     for r in rows {
+        // An ERROR is not a comparison: say why, on each side.
+        for (side, rep) in [(fake_name, &r.fake), (t, &r.real)] {
+            if rep.verdict == Verdict::Error {
+                let _ = writeln!(
+                    s,
+                    "ERROR {} on {side}: {}",
+                    r.scenario,
+                    rep.error.as_deref().unwrap_or("(no reason recorded)")
+                );
+            }
+        }
         for d in &r.differences {
             let _ = writeln!(
                 s,

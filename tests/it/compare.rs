@@ -240,6 +240,45 @@ fn a_bad_target_is_exit_2() {
     );
 }
 
+/// A scenario in ERROR on either side is not a comparison: the summary does
+/// not count it as compared, prints each side's reason, and compare exits 1.
+/// (A sandbox dir outside a chroot's root is such an error, before anything runs.)
+#[test]
+fn an_error_on_either_side_is_named_and_not_counted_as_compared() {
+    if crate::util::chroot_bins("3.10").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = arg(dir.path());
+    let (code, stdout, stderr) = bin(&[
+        "compare",
+        "scenarios/basic/user-sync.toml",
+        "--against",
+        "backupd",
+        "--cyrus",
+        "3.10",
+        "--sandbox-dir",
+        d,
+        "--out",
+        d,
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .contains("0 of 1 scenario(s) compared (0 skipped on backupd, 1 not compared: ERROR)"),
+        "{stdout}"
+    );
+    for side in ["fake", "backupd"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("ERROR user-sync on {side}: "))
+                    && l.contains("is outside the chroot")),
+            "{side}: {stdout}"
+        );
+    }
+}
+
 /// Acceptance (issue 10): the runner's verdicts for the basic scenarios (first
 /// `-u` of users, every change kind through a rolling pass, a rename and a
 /// delete of subscribed folders under a rolling pass and under `-u`) are the
