@@ -118,6 +118,18 @@ pub fn run(mut args: CompareArgs) -> Result<ExitCode> {
         std::fs::write(p, serde_json::to_string_pretty(&rows)?)
             .with_context(|| format!("writing `{}`", p.display()))?;
     }
+    // Nothing compared is not a success, as `run` says when nothing ran.
+    if !rows.is_empty()
+        && rows
+            .iter()
+            .all(|r| r.real.verdict == backupd_sim::runner::Verdict::Skip)
+    {
+        eprintln!(
+            "backupd-sim compare: nothing compared: every selected scenario was SKIP on {} (reasons above)",
+            target.name()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let bad = rows.iter().any(|r| {
         r.unexplained()
             || r.fake.verdict == backupd_sim::runner::Verdict::Error

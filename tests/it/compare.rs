@@ -240,6 +240,32 @@ fn a_bad_target_is_exit_2() {
     );
 }
 
+/// A compare where the real target can run none of the scenarios compared
+/// nothing: exit 2 and says so, as `run` does when nothing ran.
+#[test]
+fn a_compare_where_nothing_is_runnable_is_exit_2() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = arg(dir.path());
+    let (code, stdout, stderr) = bin(&[
+        "compare",
+        "scenarios/faults/lie-caught.toml",
+        "--against",
+        "sync_server",
+        "--sandbox-dir",
+        d,
+        "--out",
+        d,
+    ]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("nothing compared: every selected scenario was SKIP on sync_server"),
+        "{stderr}"
+    );
+}
+
 /// A scenario in ERROR on either side is not a comparison: the summary does
 /// not count it as compared, prints each side's reason, and compare exits 1.
 /// (A sandbox dir outside a chroot's root is such an error, before anything runs.)
