@@ -341,9 +341,14 @@ fn case_c_continuous_rolling_with_sub_storms_then_converges() {
     let during = connection_times(&h).len() - before;
     let rate = during as f64 / locked_for;
     eprintln!("case C: {during} connections in about {locked_for:.1} s of lock: {rate:.0}/s");
+    // A storm is reconnecting without pause. A client that paused even a
+    // second between attempts (as a backoff does: 1, 2, 4 s) would make at
+    // most ~5 in the window; the stock client makes hundreds on a quiet
+    // machine and 54 at a load average of 8 (two cores shared). So the count
+    // is asserted with that margin, not a rate against wall time.
     assert!(
-        rate > 20.0,
-        "expected a reconnect storm, saw {rate:.1} connections/s"
+        during >= 20,
+        "expected a reconnect storm, saw {during} connections ({rate:.1}/s)"
     );
     let run = client.stop(Duration::from_secs(10)).expect("stop");
     assert!(run.status.is_some(), "{run}");
