@@ -12,14 +12,30 @@
 //!
 //! An installation is complete when its marker file exists; `install` is
 //! idempotent and rebuilds a root that has no marker (an interrupted build).
+//!
+//! This file owns the suites, the cache layout, the chroot's creation and
+//! its marker, and `cyrus list`; the pieces: `install/mirror.rs` (the host's
+//! Debian mirrors), `install/step.rs` (running a step: bounded, logged,
+//! interruptible; [`InstallError`]), `install/mounts.rs` (the mounts apt
+//! needs inside a root, always undone). `cyrus build` uses the same steps.
+
+mod mirror;
+mod mounts;
+mod step;
 
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+pub use mirror::{
+    host_mirror, host_security_mirror, mirror_from_deb822, mirror_from_list, security_from_deb822,
+};
+pub(crate) use mounts::AptMounts;
+pub use mounts::{mounts_under, unmount_all};
+pub use step::InstallError;
+pub(crate) use step::{interrupt_flag, Builder};
 
 /// The default directory holding one chroot per Debian suite.
 pub const DEFAULT_CACHE: &str = "/var/cache/backupd-sim/cyrus";
@@ -29,8 +45,6 @@ pub const CACHE_ENV: &str = "BACKUPD_SIM_CYRUS_CACHE";
 pub const MARKER: &str = ".backupd-sim-installed";
 /// Debian packages installed in each root.
 pub const PACKAGES: [&str; 3] = ["cyrus-common", "cyrus-imapd", "cyrus-replication"];
-/// The longest any one step may take.
-const STEP_TIMEOUT: Duration = Duration::from_secs(1200);
 
 /// A Cyrus version Debian ships in a suite the host can debootstrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,374 +94,6 @@ pub fn root_of(cache: &Path, suite: Suite) -> PathBuf {
 pub fn installed_root(cache: &Path, suite: Suite) -> Option<PathBuf> {
     let root = root_of(cache, suite);
     root.join(MARKER).is_file().then_some(root)
-}
-
-/// Why an installation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    /// A step failed; `log` names the full output.
-    #[error("{step} failed: {reason}{tail}\n(full output: {log})", tail = tail_text(.tail), log = .log.display())]
-    Step {
-        step: String,
-        reason: String,
-        tail: String,
-        log: PathBuf,
-    },
-    /// Something outside the steps.
-    #[error("{0}")]
-    Other(String),
-    /// SIGINT, SIGTERM or SIGHUP arrived; the mounts were undone.
-    #[error("interrupted during {0}; mounts undone, the partial root is rebuilt next time")]
-    Interrupted(String),
-}
-
-fn tail_text(tail: &str) -> String {
-    if tail.trim().is_empty() {
-        String::new()
-    } else {
-        format!("\n--- last lines ---\n{}", tail.trim_end())
-    }
-}
-
-/// The Debian mirror the host's apt uses: the first `URIs:` of a deb822
-/// `.sources` file under `/etc/apt/sources.list.d/` whose suites are not a
-/// `-security` one, else the first `deb URL` line of `/etc/apt/sources.list`
-/// or `sources.list.d/*.list`. `$DEBIAN_MIRROR` overrides it.
-pub fn host_mirror() -> Option<String> {
-    if let Some(m) = std::env::var("DEBIAN_MIRROR")
-        .ok()
-        .filter(|m| !m.is_empty())
-    {
-        return Some(m);
-    }
-    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    for f in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|x| x == "sources"))
-    {
-        if let Ok(text) = fs::read_to_string(f) {
-            if let Some(m) = mirror_from_deb822(&text) {
-                return Some(m);
-            }
-        }
-    }
-    let mut lists = vec![PathBuf::from("/etc/apt/sources.list")];
-    lists.extend(
-        files
-            .into_iter()
-            .filter(|f| f.extension().is_some_and(|x| x == "list")),
-    );
-    for f in lists {
-        if let Ok(text) = fs::read_to_string(&f) {
-            if let Some(m) = mirror_from_list(&text) {
-                return Some(m);
-            }
-        }
-    }
-    None
-}
-
-/// The Debian security mirror the host's apt uses (the `URIs:` of a deb822
-/// stanza, or the URL of a `deb` line, whose suite ends in `-security`).
-pub fn host_security_mirror() -> Option<String> {
-    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files.insert(0, PathBuf::from("/etc/apt/sources.list"));
-    files.into_iter().find_map(|f| {
-        let text = fs::read_to_string(&f).ok()?;
-        if f.extension().is_some_and(|x| x == "sources") {
-            security_from_deb822(&text)
-        } else if f.extension().is_some_and(|x| x == "list") {
-            text.lines().find_map(|l| {
-                let mut w = l.split_whitespace().filter(|w| !w.starts_with('['));
-                (w.next()? == "deb").then_some(())?;
-                let url = w.next()?;
-                w.next()?.ends_with("-security").then(|| url.to_owned())
-            })
-        } else {
-            None
-        }
-    })
-}
-
-/// The `-security` mirror of a deb822 sources file.
-pub fn security_from_deb822(text: &str) -> Option<String> {
-    text.split("\n\n").find_map(|stanza| {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
-            })
-        };
-        let security = field("Suites").is_some_and(|s| s.contains("-security"));
-        let enabled = field("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
-        (security && enabled)
-            .then(|| field("URIs"))
-            .flatten()
-            .and_then(|u| u.split_whitespace().next().map(str::to_owned))
-    })
-}
-
-/// The first non-security `deb` mirror of a deb822 sources file.
-pub fn mirror_from_deb822(text: &str) -> Option<String> {
-    for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
-            })
-        };
-        let enabled = field("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
-        let deb = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
-        let security = field("Suites").is_some_and(|s| s.contains("-security"));
-        if let (true, true, false, Some(uris)) = (enabled, deb, security, field("URIs")) {
-            if let Some(u) = uris.split_whitespace().next() {
-                return Some(u.to_owned());
-            }
-        }
-    }
-    None
-}
-
-/// The first non-security `deb URL SUITE` line of a one-line-style sources file.
-pub fn mirror_from_list(text: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let mut words = l.split_whitespace().filter(|w| !w.starts_with('['));
-        if words.next()? != "deb" {
-            return None;
-        }
-        let url = words.next()?;
-        let suite = words.next()?;
-        (!suite.contains("-security")).then(|| url.to_owned())
-    })
-}
-
-/// Interrupt flag for the build: SIGINT/SIGTERM/SIGHUP set it instead of
-/// killing us, so the mounts are always undone.
-pub(crate) fn interrupt_flag() -> Result<Arc<AtomicBool>, InstallError> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))
-            .map_err(|e| InstallError::Other(format!("installing a signal handler: {e}")))?;
-    }
-    Ok(flag)
-}
-
-/// Runs the steps: each one's output goes to the log, its name and time to
-/// `progress`.
-pub(crate) struct Builder<'a> {
-    pub(crate) log: PathBuf,
-    pub(crate) interrupted: Arc<AtomicBool>,
-    pub(crate) progress: &'a mut dyn FnMut(&str),
-}
-
-impl Builder<'_> {
-    /// Run `cmd` as the step `name` (bounded, interruptible); its output goes to the log.
-    pub(crate) fn run(&mut self, name: &str, cmd: &mut Command) -> Result<(), InstallError> {
-        self.run_for(name, cmd, STEP_TIMEOUT)
-    }
-
-    /// [`Builder::run`] without progress lines (only the log and, on
-    /// failure, the error name the step).
-    pub(crate) fn run_quiet(&mut self, name: &str, cmd: &mut Command) -> Result<(), InstallError> {
-        self.run_with(name, cmd, STEP_TIMEOUT, false)
-    }
-
-    /// [`Builder::run`] with its own bound.
-    pub(crate) fn run_for(
-        &mut self,
-        name: &str,
-        cmd: &mut Command,
-        timeout: Duration,
-    ) -> Result<(), InstallError> {
-        self.run_with(name, cmd, timeout, true)
-    }
-
-    fn run_with(
-        &mut self,
-        name: &str,
-        cmd: &mut Command,
-        timeout: Duration,
-        loud: bool,
-    ) -> Result<(), InstallError> {
-        let started = Instant::now();
-        if loud {
-            (self.progress)(&format!("{name} ..."));
-        }
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| InstallError::Other(format!("open `{}`: {e}", self.log.display())))?;
-        let _ = writeln!(log, "\n==== {name}: {cmd:?}");
-        let log2 = log
-            .try_clone()
-            .map_err(|e| InstallError::Other(format!("log handle: {e}")))?;
-        // Its own process group (whose id is the child's PID), so apt's helpers
-        // (dpkg, the http methods) are stopped with it.
-        use std::os::unix::process::CommandExt;
-        cmd.stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| self.fail(name, format!("cannot start: {e}")))?;
-        let status = loop {
-            if let Some(s) = child
-                .try_wait()
-                .map_err(|e| self.fail(name, format!("wait: {e}")))?
-            {
-                break s;
-            }
-            let interrupted = self.interrupted.load(Ordering::SeqCst);
-            if interrupted || started.elapsed() > timeout {
-                stop_group(&mut child);
-                return Err(if interrupted {
-                    InstallError::Interrupted(name.to_owned())
-                } else {
-                    self.fail(name, format!("no end within {timeout:?}"))
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        if !status.success() {
-            return Err(self.fail(name, format!("{status}")));
-        }
-        if loud {
-            (self.progress)(&format!(
-                "{name}: done in {:.1} s",
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether SIGINT, SIGTERM or SIGHUP arrived.
-    pub(crate) fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn fail(&self, step: &str, reason: String) -> InstallError {
-        InstallError::Step {
-            step: step.to_owned(),
-            reason,
-            tail: super::master::read_tail(&self.log, 20),
-            log: self.log.clone(),
-        }
-    }
-}
-
-/// Stop a step's process group (its id is the child's PID, and the child is
-/// not reaped yet, so the id is still ours): SIGTERM, up to 5 s, SIGKILL.
-fn stop_group(child: &mut std::process::Child) {
-    use nix::sys::signal::{killpg, Signal};
-    let Ok(pid) = i32::try_from(child.id()) else {
-        return;
-    };
-    let group = nix::unistd::Pid::from_raw(pid);
-    let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Helpers that outlived the leader are still in the group.
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait();
-}
-
-/// Mount points under `root` that are mounted now (deepest first).
-pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
-    let text = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut out: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        // /proc/mounts escapes spaces as \040; our roots have none.
-        .map(PathBuf::from)
-        .filter(|m| m.starts_with(root))
-        .collect();
-    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-    out.dedup();
-    out
-}
-
-/// Unmount everything under `root` (deepest first; lazily if busy).
-pub fn unmount_all(root: &Path) -> Result<(), InstallError> {
-    for m in mounts_under(root) {
-        let ok = Command::new("umount")
-            .arg(&m)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&m).status();
-        }
-    }
-    let left = mounts_under(root);
-    if left.is_empty() {
-        Ok(())
-    } else {
-        Err(InstallError::Other(format!(
-            "still mounted under `{}`: {left:?}",
-            root.display()
-        )))
-    }
-}
-
-/// `/proc`, `/dev` and `/dev/pts` bound into the root while apt runs; undone
-/// on drop, whatever happened.
-pub(crate) struct AptMounts {
-    root: PathBuf,
-}
-
-impl AptMounts {
-    pub(crate) fn mount(root: &Path) -> Result<AptMounts, InstallError> {
-        let guard = AptMounts {
-            root: root.to_owned(),
-        };
-        let steps: [(&str, &[&str]); 3] = [
-            ("proc", &["-t", "proc", "proc"]),
-            ("dev", &["--bind", "/dev"]),
-            ("dev/pts", &["--bind", "/dev/pts"]),
-        ];
-        for (dir, args) in steps {
-            let target = root.join(dir);
-            let ok = Command::new("mount")
-                .args(args)
-                .arg(&target)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                // `guard` drops here and undoes what was mounted.
-                return Err(InstallError::Other(format!(
-                    "mount {} failed",
-                    target.display()
-                )));
-            }
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for AptMounts {
-    fn drop(&mut self) {
-        if let Err(e) = unmount_all(&self.root) {
-            eprintln!("backupd-sim cyrus install: {e}");
-        }
-    }
 }
 
 /// What `install` did.
@@ -722,26 +368,6 @@ pub fn disk_usage(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mirrors_from_both_source_formats() {
-        let deb822 = "Types: deb\n# comment\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n";
-        assert_eq!(
-            mirror_from_deb822(deb822).as_deref(),
-            Some("http://deb.debian.org/debian")
-        );
-        let security_first = "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\n\nTypes: deb-src deb\nURIs: http://m.example/debian\nSuites: bookworm\n";
-        assert_eq!(
-            mirror_from_deb822(security_first).as_deref(),
-            Some("http://m.example/debian")
-        );
-        assert_eq!(mirror_from_deb822("Types: deb-src\nURIs: http://x\n"), None);
-        let list = "# x\ndeb http://security.debian.org/ bookworm-security main\ndeb [arch=amd64] http://ftp.example/debian bookworm main\n";
-        assert_eq!(
-            mirror_from_list(list).as_deref(),
-            Some("http://ftp.example/debian")
-        );
-    }
 
     #[test]
     fn suites_by_version_or_name() {
