@@ -88,11 +88,19 @@ impl Session {
             Get::User(None) => Err(bad_parameters()),
             Get::User(Some(user)) => {
                 // Nothing at all for a user without mailboxes (not even LSUB).
+                // The user's own tree first, its DELETED.* mailboxes after it,
+                // each in name order, as mboxlist_usermboxtree walks them
+                // (MBOXTREE_DELETED): a name-ordered map would put DELETED.*
+                // first, and the client reserves in the order it is told.
                 let mailboxes: Vec<Reply> = store
                     .user(&user)
                     .map(|b| {
-                        b.mailboxes
+                        let (deleted, live): (Vec<_>, Vec<_>) = b
+                            .mailboxes
                             .values()
+                            .partition(|m| m.name.starts_with("DELETED."));
+                        live.into_iter()
+                            .chain(deleted)
                             .map(|m| {
                                 Reply::Data(
                                     "MAILBOX".into(),
@@ -328,9 +336,20 @@ impl Session {
                 }
                 Ok(())
             }
-            // sync_server deletes the user: mailboxes, subscriptions, seen, sieve.
+            // sync_apply_unuser: the user's subscriptions, its mailboxes
+            // (mboxlist_usermboxtree without MBOXTREE_DELETED: the DELETED.*
+            // ones stay), then user_deletedata (seen, sieve, quota roots).
             Apply::Unuser(user) => {
-                store.remove_user(&user);
+                if let Some(mut b) = store.remove_user(&user) {
+                    b.mailboxes.retain(|name, _| name.starts_with("DELETED."));
+                    if !b.mailboxes.is_empty() {
+                        b.subscriptions.clear();
+                        b.seen.clear();
+                        b.sieve.clear();
+                        b.quotas.clear();
+                        *store.user_entry(&user) = b;
+                    }
+                }
                 Ok(())
             }
             Apply::Capabilities(names) => {
