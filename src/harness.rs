@@ -176,6 +176,8 @@ pub struct HarnessOptions {
     pub sync_log: bool,
     /// `<channel>_sync_timeout` in seconds (the client's read timeout).
     pub channel_sync_timeout: Option<u32>,
+    /// `sync_batchsize` (messages per mailbox upload), when not Cyrus' 8192.
+    pub batchsize: Option<u32>,
     /// The server replicated to.
     pub target: Target,
     /// The server the fake imitates (overrides `server.session.personality`).
@@ -196,6 +198,7 @@ impl HarnessOptions {
             control: false,
             sync_log: true,
             channel_sync_timeout: None,
+            batchsize: None,
             target: Target::Fake,
             personality: crate::session::Personality::Backupd,
         }
@@ -331,6 +334,7 @@ impl Harness {
         channel.password = opts.client_password.clone().unwrap_or(password);
         channel.repeat_interval_secs = opts.repeat_interval_secs;
         channel.sync_timeout_secs = opts.channel_sync_timeout;
+        channel.batchsize = opts.batchsize;
         let mut source_opts = SourceOptions::new(opts.bins.clone(), sandbox_path.join("source"));
         source_opts.channels = vec![channel];
         source_opts.sync_log = opts.sync_log;

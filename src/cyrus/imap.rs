@@ -300,6 +300,41 @@ impl ImapClient {
         self.simple(&format!("UID EXPUNGE {uid_set}")).map(drop)
     }
 
+    /// `UID MOVE set mailbox` (RFC 6851): the moved messages as (old UID, new
+    /// UID) pairs, from the server's `COPYUID` (empty when it sent none).
+    pub fn uid_move(&mut self, uid_set: &str, to: &str) -> Result<Vec<(u32, u32)>> {
+        check_set(uid_set)?;
+        let (untagged, tagged) = self.simple(&format!("UID MOVE {uid_set} {}", quote(to)?))?;
+        let codes = untagged
+            .iter()
+            .filter_map(|r| match r {
+                Response::Status { code, .. } => Some(code.as_slice()),
+                _ => None,
+            })
+            .chain(std::iter::once(tagged.as_slice()));
+        for code in codes {
+            if code.first().is_some_and(|c| c.is_atom("COPYUID")) {
+                let set = |i: usize| -> Result<Vec<u32>> {
+                    let text = code
+                        .get(i)
+                        .and_then(Value::as_text)
+                        .ok_or_else(|| proto("COPYUID without its UID sets"))?;
+                    expand_uid_set(&text)
+                };
+                let (from, to) = (set(2)?, set(3)?);
+                if from.len() != to.len() {
+                    return Err(proto(format!(
+                        "COPYUID pairs {} UIDs with {}",
+                        from.len(),
+                        to.len()
+                    )));
+                }
+                return Ok(from.into_iter().zip(to).collect());
+            }
+        }
+        Ok(Vec::new())
+    }
+
     /// `COMMAND REFERENCE PATTERN`, collecting the untagged `verb` responses.
     fn list_like(
         &mut self,
@@ -625,6 +660,23 @@ impl ImapClient {
 }
 
 /// Check a UID set (`1`, `1:5`, `3,7:*`): digits, `:`, `,` and `*` only.
+/// A UID set of numbers (`3:5,9`) in the order written, ranges ascending as
+/// RFC 4315 pairs them (`*` is refused: a server's COPYUID never sends it).
+fn expand_uid_set(set: &str) -> Result<Vec<u32>> {
+    let bad = || proto(format!("invalid uid set `{set}`"));
+    let mut out = Vec::new();
+    for part in set.split(',') {
+        let (a, b) = part.split_once(':').unwrap_or((part, part));
+        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        let (lo, hi) = (a.min(b), a.max(b));
+        if hi - lo > 1_000_000 {
+            return Err(bad());
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(out)
+}
+
 fn check_set(set: &str) -> Result<()> {
     if set.is_empty()
         || !set
@@ -634,4 +686,17 @@ fn check_set(set: &str) -> Result<()> {
         return Err(proto(format!("invalid uid set `{set}`")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copyuid_sets_expand_in_order() {
+        assert_eq!(expand_uid_set("3:5,9").expect("set"), vec![3, 4, 5, 9]);
+        assert_eq!(expand_uid_set("7").expect("set"), vec![7]);
+        assert!(expand_uid_set("1:*").is_err());
+        assert!(expand_uid_set("1:4000000000").is_err());
+    }
 }

@@ -37,6 +37,10 @@ pub struct Channel {
     pub password: String,
     pub repeat_interval_secs: u32,
     pub sync_timeout_secs: Option<u32>,
+    /// `sync_batchsize`: the most messages one mailbox update uploads; more
+    /// make the client send a partial state first (`docs/sync-protocol.md`).
+    /// A global option (3.6.1 reads no channel form), written with the channel.
+    pub batchsize: Option<u32>,
     /// `<ch>_sync_try_imap`; keep it off against backupd
     /// (`docs/cyrus-lab-report.md` §2, gotcha 5: backupd's `BAD` costs the client a 10 s stall).
     pub try_imap: bool,
@@ -53,6 +57,7 @@ impl Channel {
             password: "lab".into(),
             repeat_interval_secs: 1,
             sync_timeout_secs: None,
+            batchsize: None,
             try_imap: false,
         }
     }
@@ -288,6 +293,9 @@ impl SourceInstance {
                 // 3.6.1 reads the global option too; set both.
                 let _ = writeln!(imapd, "{n}_sync_timeout: {t}\nsync_timeout: {t}");
             }
+            if let Some(b) = ch.batchsize {
+                let _ = writeln!(imapd, "sync_batchsize: {b}");
+            }
         }
         let bin = |name: &str| opts.bins.path(name).display().to_string();
         let c = inside_conf.display().to_string();
@@ -399,83 +407,105 @@ impl Drop for SourceInstance {
 /// - quota: `GETQUOTAROOT` of each mailbox (roots and limits, not usage);
 /// - `DELETED.*` mailboxes: as the admin `admin` (only an admin sees them):
 ///   `LIST … RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))`.
+///
+/// Users are read at once, each on its own connections and thread: a read is
+/// a few dozen round trips, most of the time waiting for the server.
 pub fn read_state_imap(addr: SocketAddr, users: &[&str]) -> Result<MailState> {
     let mut state = MailState::default();
-    for &user in users {
-        let mut imap = ImapClient::connect(addr, IMAP_TIMEOUT)?;
-        imap.login(user, "backupd-sim")?;
-        let mut us = UserState::default();
-        let inbox = user_inbox(user);
-        for entry in imap.list("", "*")? {
-            let own = to_internal_name(user, &entry.name);
-            let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
-            let selectable = !entry.attributes.iter().any(|a| {
-                a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
-            });
-            if !is_own || !selectable {
-                continue;
-            }
-            let info = imap.examine(&entry.name)?;
-            let mut messages = BTreeMap::new();
-            for m in imap.uid_fetch_all()? {
-                messages.insert(
-                    m.uid,
-                    MessageState {
-                        guid: hex::encode(Sha1::digest(&m.body)),
-                        flags: MessageState::normalize_flags(m.flags),
-                        internaldate: m.internaldate,
-                        size: m.size,
-                        annotations: compared_annotations(m.annotations, |k| {
-                            k.split(' ').next().unwrap_or(k).to_owned()
-                        }),
-                    },
-                );
-            }
-            let annotations = compared_annotations(imap.getmetadata_all(&entry.name)?, |k| {
-                k.trim_start_matches("/private")
-                    .trim_start_matches("/shared")
-                    .to_owned()
-            });
-            let acl = imap
-                .getacl(&entry.name)?
-                .into_iter()
-                .map(|(id, r)| (id, crate::mailstate::sorted_rights(&r)))
-                .collect();
-            for (root, limits) in imap.getquotaroot(&entry.name)? {
-                us.quotas.insert(to_internal_name(user, &root), limits);
-            }
-            us.mailboxes.insert(
-                own,
-                MailboxState {
-                    uniqueid: info.mailboxid,
-                    uidvalidity: info.uidvalidity,
-                    last_uid: info.uidnext.saturating_sub(1),
-                    highestmodseq: info.highestmodseq,
-                    messages,
-                    annotations,
-                    acl,
+    let read: Vec<Result<UserState>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = users
+            .iter()
+            .map(|&user| sc.spawn(move || read_user_imap(addr, user)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(CyrusError::ImapProtocol("a reader thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for (&user, us) in users.iter().zip(read) {
+        state.users.insert(user.to_string(), us?);
+    }
+    Ok(state)
+}
+
+/// One user's state, as [`read_state_imap`] reads it.
+fn read_user_imap(addr: SocketAddr, user: &str) -> Result<UserState> {
+    let mut imap = ImapClient::connect(addr, IMAP_TIMEOUT)?;
+    imap.login(user, "backupd-sim")?;
+    let mut us = UserState::default();
+    let inbox = user_inbox(user);
+    for entry in imap.list("", "*")? {
+        let own = to_internal_name(user, &entry.name);
+        let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
+        let selectable = !entry.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        });
+        if !is_own || !selectable {
+            continue;
+        }
+        let info = imap.examine(&entry.name)?;
+        let mut messages = BTreeMap::new();
+        for m in imap.uid_fetch_all()? {
+            messages.insert(
+                m.uid,
+                MessageState {
+                    guid: hex::encode(Sha1::digest(&m.body)),
+                    flags: MessageState::normalize_flags(m.flags),
+                    internaldate: m.internaldate,
+                    size: m.size,
+                    annotations: compared_annotations(m.annotations, |k| {
+                        k.split(' ').next().unwrap_or(k).to_owned()
+                    }),
                 },
             );
         }
-        // Subscriptions raw, as the user's subscription database holds them:
-        // `LIST (SUBSCRIBED)` lists a subscription to a folder that no longer
-        // exists (renamed or deleted: Cyrus moves and drops none, as
-        // `delete_unsubscribe` is off by default) as `\NonExistent`, where LSUB
-        // hides it. sync_client sends the raw set (`mboxlist_sublist`) and every
-        // target stores it raw, so only the raw set compares honestly. IMAP
-        // rather than `cyr_dbtool` on `sub.db`: the same command works on 3.6,
-        // 3.10 and 3.12, on the host and in a chroot, on a source and on a
-        // replica, while the database's path and key format change between
-        // versions (3.6 keys `N` + `INBOX\x1fWork` under `user/uuid/…`).
-        // See docs/findings/subscriptions.md.
-        for entry in imap.list_subscribed("", "*")? {
-            us.subscriptions.insert(to_internal_name(user, &entry.name));
+        let annotations = compared_annotations(imap.getmetadata_all(&entry.name)?, |k| {
+            k.trim_start_matches("/private")
+                .trim_start_matches("/shared")
+                .to_owned()
+        });
+        let acl = imap
+            .getacl(&entry.name)?
+            .into_iter()
+            .map(|(id, r)| (id, crate::mailstate::sorted_rights(&r)))
+            .collect();
+        for (root, limits) in imap.getquotaroot(&entry.name)? {
+            us.quotas.insert(to_internal_name(user, &root), limits);
         }
-        imap.logout()?;
-        us.deleted = read_deleted_imap(addr, &inbox)?;
-        state.users.insert(user.to_string(), us);
+        us.mailboxes.insert(
+            own,
+            MailboxState {
+                uniqueid: info.mailboxid,
+                uidvalidity: info.uidvalidity,
+                last_uid: info.uidnext.saturating_sub(1),
+                highestmodseq: info.highestmodseq,
+                messages,
+                annotations,
+                acl,
+            },
+        );
     }
-    Ok(state)
+    // Subscriptions raw, as the user's subscription database holds them:
+    // `LIST (SUBSCRIBED)` lists a subscription to a folder that no longer
+    // exists (renamed or deleted: Cyrus moves and drops none, as
+    // `delete_unsubscribe` is off by default) as `\NonExistent`, where LSUB
+    // hides it. sync_client sends the raw set (`mboxlist_sublist`) and every
+    // target stores it raw, so only the raw set compares honestly. IMAP
+    // rather than `cyr_dbtool` on `sub.db`: the same command works on 3.6,
+    // 3.10 and 3.12, on the host and in a chroot, on a source and on a
+    // replica, while the database's path and key format change between
+    // versions (3.6 keys `N` + `INBOX\x1fWork` under `user/uuid/…`).
+    // See docs/findings/subscriptions.md.
+    for entry in imap.list_subscribed("", "*")? {
+        us.subscriptions.insert(to_internal_name(user, &entry.name));
+    }
+    imap.logout()?;
+    us.deleted = read_deleted_imap(addr, &inbox)?;
+    Ok(us)
 }
 
 /// The annotations with a value whose entry is compared

@@ -49,6 +49,34 @@ pub fn terminate_all(procs: &[ProcStat], grace: Duration) -> Vec<i32> {
     still_alive().iter().map(|s| s.pid).collect()
 }
 
+/// Wait up to `timeout` for our child `pid` to exit, without reaping it (the
+/// caller reaps it, with [`Child::wait`]): a helper thread blocks in
+/// `waitid(WEXITED | WNOWAIT)` and reports the exit the moment it happens.
+/// `Some(true)` when it exited, `Some(false)` at the timeout (the helper ends
+/// when the caller kills and reaps the child), `None` when `waitid` failed
+/// (not our child): then the caller falls back to [`wait_until`].
+pub fn wait_exit(pid: i32, timeout: Duration) -> Option<bool> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = loop {
+            match waitid(
+                Id::Pid(Pid::from_raw(pid)),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.is_ok(),
+            }
+        };
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(true) => Some(true),
+        Ok(false) => None,
+        Err(_) => Some(false),
+    }
+}
+
 /// Poll `done` every 20 ms until it is true or `timeout` passes; returns `done()`.
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

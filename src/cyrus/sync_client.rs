@@ -207,7 +207,13 @@ impl RunningSyncClient {
                 process::signal(pid, sig);
             }
         }
-        let exited = process::wait_until(timeout, || !matches!(child.try_wait(), Ok(None)));
+        let started = Instant::now();
+        let exited = match process::wait_exit(pid, timeout) {
+            Some(exited) => exited,
+            None => process::wait_until(timeout.saturating_sub(started.elapsed()), || {
+                !matches!(child.try_wait(), Ok(None))
+            }),
+        };
         let timed_out = !exited;
         if !exited {
             let _ = child.kill();

@@ -14,6 +14,7 @@ pub mod compare;
 pub mod matrix;
 pub mod report;
 pub mod suite;
+pub mod timing;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use crate::server::control::Request;
 use crate::server::HoldPhase;
 
 use client::Supervised;
+pub use timing::Timing;
 
 /// How long a hand-run client (`hold_sync_lock`) may take to finish its `-u`
 /// once its lock is released.
@@ -195,6 +197,8 @@ pub struct ScenarioReport {
     /// verdict stands (it comes from the target), but nothing is lost silently.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifact_errors: Vec<String>,
+    /// Where the wall time went: the client's own time and the rest, by phase.
+    pub timing: Timing,
 }
 
 impl ScenarioReport {
@@ -249,6 +253,7 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioReport {
     hopts.server.seed = seed;
     hopts.repeat_interval_secs = s.client.repeat_interval;
     hopts.channel_sync_timeout = s.client.sync_timeout;
+    hopts.batchsize = s.client.batchsize;
     hopts.sync_log = s.client.sync_log;
     hopts.sync_timeout = Duration::from_secs(s.client.timeout);
     let mut h = match Harness::start(hopts) {
@@ -378,6 +383,7 @@ fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
         timeline: None,
         annotations: Vec::new(),
         artifact_errors: Vec::new(),
+        timing: Timing::default(),
     }
 }
 
@@ -385,6 +391,31 @@ fn empty_report(s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
 /// every case fresh users). The harness' client settings are used as they are;
 /// locks, faults and holds are cleared at the end.
 pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> ScenarioReport {
+    run_on_setup(h, s, opts, seed, None)
+}
+
+/// Like [`run_on`], for a caller that has set the users up already, as the
+/// set-up would have: each filled with [`populate::fill_user`] in order from
+/// `Rng::new(seed).fork("source")` (`rng` is that stream afterwards), the
+/// `baseline` ones replicated and checked converged. `explore` prepares the
+/// users of several cases with one client run this way.
+pub fn run_prepared(
+    h: &Harness,
+    s: &Scenario,
+    opts: &RunOptions,
+    seed: Seed,
+    rng: Rng,
+) -> ScenarioReport {
+    run_on_setup(h, s, opts, seed, Some(rng))
+}
+
+fn run_on_setup(
+    h: &Harness,
+    s: &Scenario,
+    opts: &RunOptions,
+    seed: Seed,
+    prepared: Option<Rng>,
+) -> ScenarioReport {
     let started = Instant::now();
     // The expectations for this client version (`[expect.versions."3.10"]`).
     let resolved = s.for_version(&opts.version);
@@ -416,6 +447,9 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
         source_windows: Vec::new(),
         last_lock_us: None,
         converge_seconds: None,
+        timing: Timing::default(),
+        client_started: None,
+        prepared,
     };
     let outcome = run.execute();
     let (checks, ledger, stats) = match outcome {
@@ -432,7 +466,9 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
             (checks, Vec::new(), run.stats())
         }
     };
+    let cleared = Instant::now();
     let _ = h.clear();
+    run.timing.lap("clear", cleared);
     // The steps' runs only: how many catch-up passes follow depends on timing.
     let steps = run.step_runs.unwrap_or(run.runs.len());
     report.exits = run.runs[..steps].iter().map(|r| r.status).collect();
@@ -459,7 +495,35 @@ pub fn run_on(h: &Harness, s: &Scenario, opts: &RunOptions, seed: Seed) -> Scena
     };
     report.known_failure = known.map(|k| k.reason.clone());
     report.seconds = started.elapsed().as_secs_f64();
+    run.timing.wall = report.seconds;
+    run.timing.client = run
+        .timing
+        .phases
+        .iter()
+        .filter(|(p, _)| timing::CLIENT_PHASES.contains(&p.as_str()))
+        .map(|(_, s)| s)
+        .sum::<f64>()
+        + run.timing.continuous;
+    report.timing = std::mem::take(&mut run.timing);
     report
+}
+
+/// The timing phase a step's time goes to.
+fn step_phase(step: &Step) -> &'static str {
+    match step {
+        Step::Sync(_) => "sync steps",
+        Step::WaitMs(_) | Step::WaitFor(_) => "waits",
+        Step::Start | Step::Stop | Step::Kill => "continuous client control",
+        Step::Lock(_) | Step::Unlock(_) | Step::Fault(_) | Step::Clear | Step::Mark(_) => {
+            "locks and faults"
+        }
+        Step::Trigger { .. } => "triggers",
+        Step::HoldSyncLock(_)
+        | Step::ReleaseSyncLock { .. }
+        | Step::SkipUser(_)
+        | Step::UnskipUser(_) => "source-side locks",
+        _ => "source changes",
+    }
 }
 
 /// Write the run's files into its sandbox. A failed write is named in
@@ -554,6 +618,12 @@ struct Run<'a> {
     last_lock_us: Option<u64>,
     /// Seconds from `last_lock_us` to the convergence `wait_for` saw.
     converge_seconds: Option<f64>,
+    /// Where the time went.
+    timing: Timing,
+    /// When the continuous client was started.
+    client_started: Option<Instant>,
+    /// The source stream after the caller's set-up ([`run_prepared`]).
+    prepared: Option<Rng>,
 }
 
 /// A hand-run `sync_client -u USER` whose `GET USER` the fake holds: it
@@ -592,18 +662,25 @@ impl Run<'_> {
             self.h.fake().history_mark(&format!("step {}", i + 1));
             // A window closed by this step ends now.
             self.see_locks();
-            self.step(i + 1, step)
-                .map_err(|e| format!("step {} ({}): {e}", i + 1, step.describe()))?;
+            let t = Instant::now();
+            let done = self.step(i + 1, step);
+            self.timing.lap(step_phase(step), t);
+            done.map_err(|e| format!("step {} ({}): {e}", i + 1, step.describe()))?;
         }
         // Required triggers still pending get until their deadline to be reached.
         for t in self.triggers.iter().filter(|t| !t.required) {
             self.h.fake().release_hold(t.id);
         }
         self.triggers.retain(|t| t.required);
+        let t = Instant::now();
+        let mut seen = self.h.fake().pokes();
         while !self.triggers.is_empty() {
             self.serve_triggers()?;
-            std::thread::sleep(Duration::from_millis(10));
+            if !self.triggers.is_empty() {
+                seen = self.h.fake().wait_poke(seen, self.next_wake());
+            }
         }
+        self.timing.lap("waits", t);
         if self.s.expect.catch_up {
             self.catch_up()?;
         } else {
@@ -626,7 +703,10 @@ impl Run<'_> {
             return;
         }
         self.h.fake().history_mark(phase);
-        if let Err(e) = self.h.read_target(&users) {
+        let t = Instant::now();
+        let read = self.h.read_target(&users);
+        self.timing.lap("target reads", t);
+        if let Err(e) = read {
             self.checks.push(check(
                 format!("{phase} of the target"),
                 false,
@@ -636,7 +716,13 @@ impl Run<'_> {
     }
 
     fn setup(&mut self) -> Result<(), String> {
+        if let Some(rng) = self.prepared.take() {
+            // The caller filled, replicated and checked the users already.
+            self.rng = rng;
+            return Ok(());
+        }
         let src = self.h.source();
+        let t = Instant::now();
         for u in &self.s.users {
             populate::fill_user(src, &u.name, u.messages, &mut self.rng)
                 .map_err(|e| format!("filling {}: {e}", u.name))?;
@@ -657,6 +743,7 @@ impl Run<'_> {
             .filter(|u| u.baseline)
             .map(|u| u.name.as_str())
             .collect();
+        let t = self.timing.lap("fill users", t);
         if !base.is_empty() {
             let mut args: Vec<&str> = vec!["-u"];
             args.extend(&base);
@@ -670,11 +757,13 @@ impl Run<'_> {
                     return Err(format!("the baseline rolling pass failed:\n{run}"));
                 }
             }
+            let t = self.timing.lap("baseline sync", t);
             // A HOST:PORT target cannot be read: its final `-u` pass judges all.
             if matches!(self.h.target(), Target::Remote { .. }) {
                 return Ok(());
             }
             let c = self.h.compare(&base).map_err(|e| e.to_string())?;
+            self.timing.lap("baseline check", t);
             if !c.converged() {
                 return Err(format!("the baseline did not converge:\n{c}"));
             }
@@ -721,16 +810,22 @@ impl Run<'_> {
                 // command that a trigger holds.
                 let h = self.h;
                 let run = std::thread::scope(|sc| {
+                    let mut seen = h.fake().pokes();
                     let t = sc.spawn(move || {
                         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-                        h.sync(&argv)
+                        let run = h.sync(&argv);
+                        h.fake().poke();
+                        run
                     });
                     let mut served = Ok(());
                     while !t.is_finished() {
                         if served.is_ok() {
                             served = self.serve_triggers();
                         }
-                        std::thread::sleep(Duration::from_millis(5));
+                        // Woken when the client exits or a trigger's command
+                        // is held; else at the next trigger deadline (a real
+                        // target's lock windows are ticked every 10 ms).
+                        seen = h.fake().wait_poke(seen, self.next_wake());
                     }
                     served.and_then(|()| {
                         t.join()
@@ -798,6 +893,7 @@ impl Run<'_> {
                     "sync_client -R (continuous)",
                 );
                 let shared = std::sync::Arc::clone(self.h.fake());
+                self.client_started = Some(Instant::now());
                 self.client = Some(Supervised::start(
                     self.h.client().clone(),
                     args,
@@ -1215,6 +1311,83 @@ impl Run<'_> {
                 });
                 c.logout().map_err(|e| e.to_string())
             }
+            Step::Move(m) => {
+                let mut c = self.login(&m.user)?;
+                c.select(&m.folder).map_err(|e| e.to_string())?;
+                // The GUIDs of what moves, for the ledger's appends.
+                let guids: BTreeMap<u32, String> = c
+                    .uid_fetch_all()
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|f| (f.uid, crate::store::sha1_hex(&f.body)))
+                    .collect();
+                let uids = resolve_uids(&mut c, &m.uids)?;
+                let pairs = if uids.is_empty() {
+                    Vec::new()
+                } else {
+                    c.uid_move(&m.uids, &m.to).map_err(|e| e.to_string())?
+                };
+                if pairs.len() != uids.len() {
+                    return Err(format!(
+                        "moved {} message(s) but the source's COPYUID names {}",
+                        uids.len(),
+                        pairs.len()
+                    ));
+                }
+                let (from, to) = (
+                    crate::cyrus::to_internal_name(&m.user, &m.folder),
+                    crate::cyrus::to_internal_name(&m.user, &m.to),
+                );
+                for (old, new) in &pairs {
+                    self.ledger.push(Entry {
+                        step: n,
+                        change: Change::Append {
+                            user: m.user.clone(),
+                            mailbox: to.clone(),
+                            uid: *new,
+                            guid: guids.get(old).cloned().unwrap_or_default(),
+                        },
+                    });
+                }
+                self.ledger.push(Entry {
+                    step: n,
+                    change: Change::Expunge {
+                        user: m.user.clone(),
+                        mailbox: from,
+                        uids,
+                    },
+                });
+                c.logout().map_err(|e| e.to_string())
+            }
+            Step::DeleteUser(user) => {
+                // As an administrator deletes an account: DELETE of the INBOX
+                // deletes every mailbox of the user.
+                let mut c = self.h.source().admin().map_err(|e| e.to_string())?;
+                let inbox = crate::cyrus::user_inbox(user);
+                let mut gone: Vec<String> = c
+                    .list("", &format!("{inbox}*"))
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|e| e.name)
+                    .filter(|m| *m == inbox || m.starts_with(&format!("{inbox}.")))
+                    .collect();
+                gone.sort();
+                // An admin holds only `l` and `a` implicitly: it gives itself
+                // the delete right first, as `cyradm`'s users do.
+                c.setacl(&inbox, "admin", "lrswipkxtecda")
+                    .map_err(|e| e.to_string())?;
+                c.delete(&inbox).map_err(|e| e.to_string())?;
+                for mailbox in gone {
+                    self.ledger.push(Entry {
+                        step: n,
+                        change: Change::Delete {
+                            user: user.clone(),
+                            mailbox,
+                        },
+                    });
+                }
+                c.logout().map_err(|e| e.to_string())
+            }
             Step::Metadata(m) => {
                 let mut c = self.login(&m.user)?;
                 c.setmetadata(&m.folder, &m.entry, m.value.as_deref())
@@ -1284,6 +1457,22 @@ impl Run<'_> {
 
     fn login(&self, user: &str) -> Result<ImapClient, String> {
         self.h.source().login_as(user).map_err(|e| e.to_string())
+    }
+
+    /// How long the runner may wait for a poke before it must look again: the
+    /// nearest trigger deadline, every 10 ms for a real target's lock windows
+    /// (closed on the runner's watch), at most a second.
+    fn next_wake(&self) -> Duration {
+        if !self.h.target().is_fake() {
+            return Duration::from_millis(10);
+        }
+        let now = Instant::now();
+        self.triggers
+            .iter()
+            .map(|t| t.deadline.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
     /// Run the `then` steps of every trigger whose command is held now, then
@@ -1384,6 +1573,7 @@ impl Run<'_> {
 
     fn stop_client(&mut self) {
         if let Some(c) = self.client.take() {
+            let stopped_at = Instant::now();
             self.note(
                 crate::timeline::AnnotationKind::ClientExit { status: None },
                 "continuous sync_client stopped",
@@ -1411,6 +1601,10 @@ impl Run<'_> {
             for e in stopped.errors {
                 self.checks.push(check("continuous client", false, e));
             }
+            if let Some(t) = self.client_started.take() {
+                self.timing.continuous += (stopped_at - t).as_secs_f64();
+            }
+            self.timing.lap("stop the continuous client", stopped_at);
         }
     }
 
@@ -1516,6 +1710,13 @@ impl Run<'_> {
     }
 
     fn catch_up_passes(&mut self) -> Result<(), String> {
+        let t = Instant::now();
+        let done = self.catch_up_passes_inner();
+        self.timing.lap("catch-up sync", t);
+        done
+    }
+
+    fn catch_up_passes_inner(&mut self) -> Result<(), String> {
         let src = self.h.source();
         for _ in 0..3 {
             let log = src.sync_log_path(crate::harness::CHANNEL);
@@ -1604,7 +1805,10 @@ impl Run<'_> {
         let stats = self.stats();
         let mut checks = std::mem::take(&mut self.checks);
         let e = &self.s.expect;
-        let source = match self.h.source().read_state(&users) {
+        let t = Instant::now();
+        let source = self.h.source().read_state(&users);
+        let t = self.timing.lap("read the source", t);
+        let source = match source {
             Ok(s) => s,
             Err(err) => {
                 checks.push(check("read the source", false, err.to_string()));
@@ -1618,7 +1822,9 @@ impl Run<'_> {
             checks.push(self.final_pass_check(&users));
             return (checks, Vec::new(), stats);
         }
-        let (backup, scope) = match self.h.read_backup(&users) {
+        let backup = self.h.read_backup(&users);
+        let t = self.timing.lap("read the backup", t);
+        let (backup, scope) = match backup {
             Ok(b) => b,
             Err(err) => {
                 checks.push(self.history_check(None));
@@ -1632,6 +1838,7 @@ impl Run<'_> {
             // Flags, counters and subscriptions are read at every scope but UID -> GUID.
             full: scope != crate::cyrus::StateScope::UidGuid,
         })));
+        let t = self.timing.lap("history check", t);
         let (source, mut backup): (MailState, MailState) =
             (scope.project(&source), scope.project(&backup));
         let wanted: BTreeSet<&str> = users.iter().copied().collect();
@@ -1723,6 +1930,7 @@ impl Run<'_> {
         if e.snapshot && self.h.target().is_fake() {
             checks.push(self.snapshot());
         }
+        self.timing.lap("compare and ledger", t);
         (checks, ledger, stats)
     }
 

@@ -404,6 +404,7 @@ mod tests {
             timeline: None,
             annotations: Vec::new(),
             artifact_errors: Vec::new(),
+            timing: Default::default(),
         }
     }
 

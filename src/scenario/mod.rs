@@ -105,6 +105,9 @@ pub struct ClientSpec {
     pub repeat_interval: u32,
     /// `<channel>_sync_timeout`, seconds (the client's read timeout).
     pub sync_timeout: Option<u32>,
+    /// `sync_batchsize`: the most messages one mailbox upload carries (Cyrus'
+    /// default 8192); more are sent in several batches.
+    pub batchsize: Option<u32>,
     /// Deadline of each one-shot run, seconds.
     #[serde(default = "default_run_timeout")]
     pub timeout: u64,
@@ -138,6 +141,7 @@ impl Default for ClientSpec {
             mode: default_mode(),
             repeat_interval: 1,
             sync_timeout: None,
+            batchsize: None,
             timeout: default_run_timeout(),
             flags: Vec::new(),
             policy: Policy::None,

@@ -140,6 +140,21 @@ pub struct QuotaSpec {
     pub message: Option<u64>,
 }
 
+/// `move = { … }`: `UID MOVE` (RFC 6851) of a UID set to another folder.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveSpec {
+    /// Owner.
+    pub user: String,
+    /// Folder in the user's view.
+    #[serde(default = "inbox")]
+    pub folder: String,
+    /// UID set.
+    pub uids: String,
+    /// Destination folder in the user's view.
+    pub to: String,
+}
+
 /// `rename = { … }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -327,6 +342,9 @@ pub struct StepSpec {
     pub create: Option<FolderSpec>,
     pub delete: Option<FolderSpec>,
     pub rename: Option<RenameSpec>,
+    #[serde(rename = "move")]
+    pub move_: Option<MoveSpec>,
+    pub delete_user: Option<String>,
     pub subscribe: Option<FolderSpec>,
     pub unsubscribe: Option<FolderSpec>,
     pub metadata: Option<MetadataSpec>,
@@ -363,6 +381,8 @@ pub enum Step {
     Create(FolderSpec),
     Delete(FolderSpec),
     Rename(RenameSpec),
+    Move(MoveSpec),
+    DeleteUser(String),
     Subscribe(FolderSpec),
     Unsubscribe(FolderSpec),
     Metadata(MetadataSpec),
@@ -421,6 +441,8 @@ impl Step {
             Step::Create(f) => format!("create {}/{}", f.user, f.folder),
             Step::Delete(f) => format!("delete {}/{}", f.user, f.folder),
             Step::Rename(r) => format!("rename {}/{} to {}", r.user, r.from, r.to),
+            Step::Move(m) => format!("move {}/{} {} to {}", m.user, m.folder, m.uids, m.to),
+            Step::DeleteUser(u) => format!("delete user {u}"),
             Step::Subscribe(f) => format!("subscribe {}/{}", f.user, f.folder),
             Step::Unsubscribe(f) => format!("unsubscribe {}/{}", f.user, f.folder),
             Step::Metadata(m) => format!("metadata {}/{} {}", m.user, m.folder, m.entry),
@@ -472,7 +494,7 @@ impl Step {
     }
 }
 
-const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, subscribe, unsubscribe, metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
+const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, move, delete_user, subscribe, unsubscribe, metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
 
 impl StepSpec {
     pub(super) fn to_step(&self) -> Result<Step, String> {
@@ -524,6 +546,12 @@ impl StepSpec {
         }
         if let Some(v) = s.rename {
             found.push(Step::Rename(v));
+        }
+        if let Some(v) = s.move_ {
+            found.push(Step::Move(v));
+        }
+        if let Some(v) = s.delete_user {
+            found.push(Step::DeleteUser(v));
         }
         if let Some(v) = s.subscribe {
             found.push(Step::Subscribe(v));

@@ -103,6 +103,10 @@ pub struct Shared {
     holds: Mutex<std::collections::BTreeMap<u64, HoldPhase>>,
     /// Bumped whenever a hold is released.
     hold_released: watch::Sender<u64>,
+    /// Bumped when a hold is reached or by [`Shared::poke`]: what a runner
+    /// waits on while a client runs, instead of polling.
+    pokes: Mutex<u64>,
+    poked: std::sync::Condvar,
 }
 
 /// Where a trigger's hold is.
@@ -145,7 +149,31 @@ impl Shared {
             restart: watch::channel(0).0,
             holds: Mutex::new(std::collections::BTreeMap::new()),
             hold_released: watch::channel(0).0,
+            pokes: Mutex::new(0),
+            poked: std::sync::Condvar::new(),
         })
+    }
+
+    /// Wake whoever waits in [`Shared::wait_poke`] (a client run ended, a
+    /// hold was reached).
+    pub fn poke(&self) {
+        *relock(&self.pokes) += 1;
+        self.poked.notify_all();
+    }
+
+    /// How many pokes so far (pass it to [`Shared::wait_poke`]).
+    pub fn pokes(&self) -> u64 {
+        *relock(&self.pokes)
+    }
+
+    /// Wait until a poke after `seen`, or `timeout`; returns the pokes now.
+    pub fn wait_poke(&self, seen: u64, timeout: Duration) -> u64 {
+        let guard = relock(&self.pokes);
+        let (guard, _) = self
+            .poked
+            .wait_timeout_while(guard, timeout, |n| *n == seen)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
     }
 
     /// Hold the `nth` command matching `when` until [`Shared::release_hold`].
@@ -501,6 +529,7 @@ async fn hold(shared: &Shared, session: SessionId, id: u64) {
         }
     }
     shared.record(session, EventKind::Held { hold: id });
+    shared.poke();
     let released = shared.wait_released(id).await;
     shared.record(session, EventKind::Released { hold: id });
     if !released {
