@@ -203,6 +203,17 @@ pub(super) fn goals(w: &[WorkloadResult]) -> Vec<Goal> {
             pass: r <= 0.10,
         });
     }
+    if let Some(s) = find(w, 4, "fake", "cases_per_minute") {
+        g.push(Goal {
+            name: format!(
+                "workload 4: explore cases per minute with -j {}",
+                super::explore_rate::JOBS
+            ),
+            limit: format!(">= {:.0}", super::explore_rate::GOAL_PER_MINUTE),
+            measured: format!("{:.1}", s.median),
+            pass: s.median >= super::explore_rate::GOAL_PER_MINUTE,
+        });
+    }
     if let Some(s) = find(w, 5, "fake", "peak_rss") {
         g.push(Goal {
             name: "workload 5: fake peak RSS".into(),

@@ -133,7 +133,8 @@ struct CyrusSelect {
     cyrus_bin: Option<PathBuf>,
     /// A Cyrus version or installation: 3.6 (the host's), 3.10, 3.12 (chroots
     /// from `cyrus install`), a chroot root, an installed tree (a `cyrus build`
-    /// prefix) or a directory of executables. `run` takes several (and `all`).
+    /// prefix) or a directory of executables. `run` and `explore` take several
+    /// (and `all`).
     #[arg(long, value_name = "VERSION|DIR")]
     cyrus: Vec<String>,
 }

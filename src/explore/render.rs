@@ -1,0 +1,635 @@
+//! A [`GenCase`] as a scenario file. Indices are resolved against a model of
+//! the source as the steps go (folders, UIDs, subscriptions, deleted users,
+//! the continuous client, open locks), so every step is valid where it stands:
+//! a step that would not be (a delete of a folder with children, a stop with
+//! no client running, an unlock of nothing) is left out.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::gen::{
+    Change, Close, FaultKind, GenCase, GenStep, LockTarget, Open, Policy, SyncMode,
+    TriggerAction, NO_CODES, VERBS,
+};
+use crate::cyrus::to_internal_name;
+
+/// Every generated case's client settings: a small `sync_batchsize` so that
+/// appends of more than 3 messages are uploaded in several batches, and the
+/// shortest `sync_timeout` Cyrus allows, so that a stall costs 3 s.
+pub const BATCHSIZE: u32 = 3;
+/// `sync_timeout`, seconds.
+pub const SYNC_TIMEOUT: u32 = 3;
+/// Deadline of each one-shot run, seconds (3.6.1 waits 15 s before it
+/// connects again after a refused connection).
+pub const RUN_TIMEOUT: u64 = 40;
+/// Messages each user starts with.
+pub const MESSAGES: usize = 6;
+
+const FLAGS: [&str; 3] = ["\\Flagged", "$Label1", "\\Answered"];
+
+#[derive(Debug, Clone)]
+struct Folder {
+    name: String,
+    uids: Vec<u32>,
+    next: u32,
+}
+
+impl Folder {
+    fn new(name: &str, uids: &[u32], next: u32) -> Folder {
+        Folder {
+            name: name.to_owned(),
+            uids: uids.to_vec(),
+            next,
+        }
+    }
+
+    fn uid(&self, i: u8) -> Option<u32> {
+        (!self.uids.is_empty()).then(|| self.uids[usize::from(i) % self.uids.len()])
+    }
+
+    fn append(&mut self, n: u32) {
+        for _ in 0..n {
+            self.uids.push(self.next);
+            self.next += 1;
+        }
+    }
+}
+
+/// What a user holds after the set-up (`populate::fill_user` with 6
+/// messages: all in INBOX, 3 and 6 expunged; Archive renamed; Trash deleted).
+fn initial_folders() -> Vec<Folder> {
+    vec![
+        Folder::new("INBOX", &[1, 2, 4, 5], 7),
+        Folder::new("INBOX.Sent", &[], 1),
+        Folder::new("INBOX.Work", &[], 1),
+        Folder::new("INBOX.Work.Projects", &[], 1),
+        Folder::new("INBOX.Archive2025", &[], 1),
+    ]
+}
+
+struct Model {
+    names: Vec<String>,
+    folders: Vec<Vec<Folder>>,
+    subscribed: Vec<BTreeSet<String>>,
+    deleted: Vec<bool>,
+    /// Users deleted somewhere in the case: triggers (which may fire after
+    /// the deletion) leave them alone.
+    doomed: BTreeSet<usize>,
+    continuous: bool,
+    started: bool,
+    locks: Vec<String>,
+    unlocked: BTreeSet<String>,
+    names_used: usize,
+    policy: Policy,
+}
+
+impl Model {
+    fn user(&self, u: u8) -> usize {
+        usize::from(u) % self.names.len()
+    }
+
+    /// A user for a trigger's change: never one the case deletes.
+    fn safe_user(&self, u: u8) -> usize {
+        let u = self.user(u);
+        if self.doomed.contains(&u) {
+            0
+        } else {
+            u
+        }
+    }
+
+    fn folder(&self, u: usize, f: u8) -> usize {
+        usize::from(f) % self.folders[u].len()
+    }
+
+    fn internal(&self, u: usize, f: usize) -> String {
+        to_internal_name(&self.names[u], &self.folders[u][f].name)
+    }
+
+    /// Non-INBOX folders without children.
+    fn leaves(&self, u: usize) -> Vec<usize> {
+        let fs = &self.folders[u];
+        (1..fs.len())
+            .filter(|&i| {
+                let prefix = format!("{}.", fs[i].name);
+                !fs.iter().any(|g| g.name.starts_with(&prefix))
+            })
+            .collect()
+    }
+
+    fn exists(&self, u: usize, name: &str) -> bool {
+        self.folders[u].iter().any(|f| f.name == name)
+    }
+
+    fn fresh_name(&mut self, kind: &str) -> String {
+        self.names_used += 1;
+        format!("{kind}{}", self.names_used)
+    }
+}
+
+fn q(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl GenCase {
+    /// The scenario file, with users named `{prefix}u{i}` and `header` as a
+    /// comment on top.
+    pub fn to_toml(&self, prefix: &str, header: &str) -> String {
+        let users = usize::from(self.users.clamp(2, 3));
+        let names: Vec<String> = (0..users).map(|i| format!("{prefix}u{i}")).collect();
+        let doomed = self
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                GenStep::Change(Change::DeleteUser { user }) => Some(deleted_user(*user, users)),
+                _ => None,
+            })
+            .collect();
+        let mut m = Model {
+            folders: vec![initial_folders(); users],
+            subscribed: vec![
+                ["INBOX", "INBOX.Sent", "INBOX.Work", "INBOX.Archive2025"]
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect();
+                users
+            ],
+            deleted: vec![false; users],
+            doomed,
+            names,
+            continuous: false,
+            started: false,
+            locks: Vec::new(),
+            unlocked: BTreeSet::new(),
+            names_used: 0,
+            policy: self.policy,
+        };
+        let mut steps: Vec<String> = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            let later_client = self.steps[i + 1..]
+                .iter()
+                .any(|x| matches!(x, GenStep::Sync(_) | GenStep::Start));
+            let client_ahead = m.continuous || later_client;
+            steps.extend(render_step(&mut m, s, client_ahead));
+        }
+        // Every step left out: the case still runs the client once.
+        if steps.is_empty() {
+            steps.push("sync = { mode = \"rolling-once\" }".into());
+        }
+        // The watcher that discards log-run loses what it held by design
+        // (scenarios/operators/watcher-discards-log-run.toml); a full `-u`
+        // after it must bring everything back.
+        if m.started && self.policy == Policy::RestartDiscardLog {
+            steps.push("sync = { mode = \"user\" }".into());
+        }
+        let mut t = String::new();
+        for line in header.lines() {
+            let _ = writeln!(t, "# {line}");
+        }
+        let _ = writeln!(t, "description = \"generated by backupd-sim explore\"\n");
+        let _ = writeln!(
+            t,
+            "[client]\nsync_timeout = {SYNC_TIMEOUT}\nbatchsize = {BATCHSIZE}\ntimeout = {RUN_TIMEOUT}"
+        );
+        if m.started && self.policy != Policy::None {
+            let p = match self.policy {
+                Policy::Restart => "restart",
+                _ => "restart-discard-log",
+            };
+            let _ = writeln!(t, "policy = \"{p}\"");
+        }
+        let _ = writeln!(t);
+        for n in &m.names {
+            let _ = writeln!(t, "[[user]]\nname = \"{n}\"\nmessages = {MESSAGES}\n");
+        }
+        for s in steps {
+            let _ = writeln!(t, "[[step]]\n{s}");
+        }
+        let _ = writeln!(t, "\n[expect]\nconverged = true\nlost = 0");
+        t
+    }
+}
+
+/// The user a `DeleteUser { user }` deletes: never user 0, which triggers use.
+fn deleted_user(u: u8, users: usize) -> usize {
+    1 + usize::from(u) % (users - 1)
+}
+
+fn render_step(m: &mut Model, s: &GenStep, client_ahead: bool) -> Vec<String> {
+    match s {
+        GenStep::Change(c) => render_change(m, c),
+        GenStep::Sync(mode) => vec![render_sync(m, *mode)],
+        GenStep::Start if !m.continuous => {
+            m.continuous = true;
+            m.started = true;
+            vec!["start = true".into()]
+        }
+        GenStep::Stop if m.continuous => {
+            m.continuous = false;
+            vec!["stop = true".into()]
+        }
+        // With no policy the killed client stays dead: wait until it is seen
+        // so (a restarted one would never be).
+        GenStep::Kill if m.continuous && m.policy == Policy::None => vec![
+            "kill = true".into(),
+            "wait_for = { event = \"client-exit\", timeout_ms = 10000 }".into(),
+        ],
+        GenStep::Kill if m.continuous => vec!["kill = true".into()],
+        GenStep::Wait(ms) if m.continuous => vec![format!("wait_ms = {ms}")],
+        GenStep::Start | GenStep::Stop | GenStep::Kill | GenStep::Wait(_) => Vec::new(),
+        GenStep::Lock {
+            user,
+            target,
+            open,
+            close,
+        } => {
+            let u = m.user(*user);
+            let kind = match target {
+                LockTarget::User { hold: true } => "user-hold",
+                LockTarget::User { hold: false } => "user-reject",
+                LockTarget::Mailbox(_) => "mailbox",
+                LockTarget::Verb(_) => "verb",
+                LockTarget::UserVerb(_) => "user-verb",
+            };
+            // The kind in the name: the coverage reads it from lock hits.
+            let name = format!("{}-{kind}", m.fresh_name("L"));
+            let who = q(&m.names[u]);
+            let what = match target {
+                LockTarget::User { hold: true } => format!("user = {who}, mode = \"hold\""),
+                LockTarget::User { hold: false } => format!("user = {who}, mode = \"reject\""),
+                LockTarget::Mailbox(f) => {
+                    let f = m.folder(u, *f);
+                    format!("mailbox = {}", q(&m.internal(u, f)))
+                }
+                LockTarget::Verb(v) => format!("verb = {}", q(verb(*v))),
+                LockTarget::UserVerb(v) => format!("user = {who}, verb = {}", q(verb(*v))),
+            };
+            let open = match open {
+                Open::Start => "\"start\"".to_owned(),
+                Open::Mark(n) => format!("{{ mark = \"m{n}\" }}"),
+                Open::On(v, n) => format!("{{ on = {{ verb = {}, nth = {n} }} }}", q(verb(*v))),
+            };
+            let close = match close {
+                Close::Never => "\"never\"".to_owned(),
+                Close::Manual => "\"manual\"".to_owned(),
+                Close::Mark(n) => format!("{{ mark = \"m{n}\" }}"),
+                Close::On(v, n) => format!("{{ on = {{ verb = {}, nth = {n} }} }}", q(verb(*v))),
+                Close::AfterMs(ms) => format!("{{ after_ms = {ms} }}"),
+                Close::Attempts(n) => format!("{{ attempts = {n} }}"),
+            };
+            m.locks.push(name.clone());
+            vec![format!(
+                "lock = {{ name = \"{name}\", {what}, open = {open}, close = {close} }}"
+            )]
+        }
+        GenStep::Unlock(i) => {
+            let open: Vec<&String> = m.locks.iter().filter(|l| !m.unlocked.contains(*l)).collect();
+            if open.is_empty() {
+                return Vec::new();
+            }
+            let name = open[usize::from(*i) % open.len()].clone();
+            m.unlocked.insert(name.clone());
+            vec![format!("unlock = \"{name}\"")]
+        }
+        GenStep::Mark(n) => vec![format!("mark = \"m{n}\"")],
+        GenStep::Fault {
+            kind,
+            verb: v,
+            user,
+            nth,
+        } => {
+            let name = m.fresh_name("F");
+            let user = user.map(|u| m.names[m.user(u)].clone());
+            vec![format!("fault = {}", fault(&name, *kind, *v, user.as_deref(), Some(*nth)))]
+        }
+        GenStep::Clear => {
+            m.unlocked.extend(m.locks.iter().cloned());
+            vec!["clear = true".into()]
+        }
+        // A trigger with no client run after it can never be reached.
+        GenStep::Trigger { .. } if !client_ahead => Vec::new(),
+        GenStep::Trigger {
+            verb: v,
+            user,
+            nth,
+            then,
+        } => {
+            let mut when = format!("verb = {}", q(verb(*v)));
+            if let Some(u) = user {
+                let _ = write!(when, ", user = {}", q(&m.names[m.user(*u)]));
+            }
+            let _ = write!(when, ", nth = {nth}");
+            let actions: Vec<String> = then.iter().map(|a| trigger_action(m, a)).collect();
+            vec![format!(
+                "trigger = {{ when = {{ {when} }}, then = [ {} ], timeout_ms = 60000, required = false }}",
+                actions.join(", ")
+            )]
+        }
+    }
+}
+
+fn verb(v: u8) -> &'static str {
+    VERBS[usize::from(v) % VERBS.len()]
+}
+
+/// A fault rule table. The loss faults go where they lose data: a lie about
+/// an upload or a mailbox, a hidden GUID in RESERVE's answer, a corruption
+/// of what a mailbox (or a subscription) update stored.
+fn fault(name: &str, kind: FaultKind, v: u8, user: Option<&str>, nth: Option<u8>) -> String {
+    let v = verb(v);
+    let v = match kind {
+        FaultKind::Lie if !matches!(v, "APPLY MESSAGE" | "APPLY MAILBOX") => "APPLY MAILBOX",
+        FaultKind::HideMissing => "APPLY RESERVE",
+        FaultKind::Corrupt(i) => corruption(i).1,
+        _ => v,
+    };
+    let (action, extra) = match kind {
+        FaultKind::DropBefore => ("drop-before", String::new()),
+        FaultKind::DropAfter => ("drop-after", String::new()),
+        FaultKind::PartialReply(b) => ("partial-reply", format!(", bytes = {b}")),
+        FaultKind::Delay(ms) => ("delay", format!(", delay_ms = {ms}")),
+        FaultKind::No(c) => (
+            "no",
+            format!(", code = \"{}\"", NO_CODES[usize::from(c) % NO_CODES.len()]),
+        ),
+        FaultKind::Bad => ("bad", ", text = \"Unrecognized command\"".to_owned()),
+        FaultKind::Bye => ("bye", ", text = \"Fatal error: shutting down\"".to_owned()),
+        FaultKind::Restart(ms) => ("restart", format!(", for_ms = {ms}")),
+        FaultKind::Stall => ("stall", String::new()),
+        FaultKind::RefuseConnections(ms) => ("refuse-connections", format!(", for_ms = {ms}")),
+        FaultKind::Lie => ("lie", String::new()),
+        FaultKind::HideMissing => ("hide-missing", String::new()),
+        FaultKind::Corrupt(i) => ("corrupt", format!(", what = \"{}\"", corruption(i).0)),
+    };
+    let mut when = format!("verb = {}", q(v));
+    if let Some(u) = user {
+        let _ = write!(when, ", user = {}", q(u));
+    }
+    let nth = nth.map(|n| format!(", nth = {n}")).unwrap_or_default();
+    format!("{{ name = \"{name}\", when = {{ {when} }}{nth}, action = \"{action}\"{extra} }}")
+}
+
+/// A corruption's name and the command whose stored state it breaks.
+fn corruption(i: u8) -> (&'static str, &'static str) {
+    let all = crate::fault::Corruption::ALL;
+    let c = all[usize::from(i) % all.len()];
+    let verb = match c.name() {
+        "subscription" => "APPLY SUB",
+        "quota" => "APPLY QUOTA",
+        _ => "APPLY MAILBOX",
+    };
+    (c.name(), verb)
+}
+
+fn trigger_action(m: &mut Model, a: &TriggerAction) -> String {
+    match a {
+        TriggerAction::Append { user, count } => format!(
+            "{{ append = {{ user = {}, count = {count} }} }}",
+            q(&m.names[m.safe_user(*user)])
+        ),
+        TriggerAction::Flag { user, uid, flag } => format!(
+            "{{ flag = {{ user = {}, uids = \"{uid}\", add = [{}] }} }}",
+            q(&m.names[m.safe_user(*user)]),
+            q(FLAGS[usize::from(*flag) % FLAGS.len()])
+        ),
+        TriggerAction::Expunge { user, uid } => format!(
+            "{{ expunge = {{ user = {}, uids = \"{uid}\" }} }}",
+            q(&m.names[m.safe_user(*user)])
+        ),
+        TriggerAction::Lock { user, attempts } => {
+            let name = format!("{}-user-reject", m.fresh_name("T"));
+            format!(
+                "{{ lock = {{ name = \"{name}\", user = {}, mode = \"reject\", close = {{ attempts = {attempts} }} }} }}",
+                q(&m.names[m.user(*user)])
+            )
+        }
+        TriggerAction::Fault { kind, verb } => {
+            let name = m.fresh_name("F");
+            format!("{{ fault = {} }}", fault(&name, *kind, *verb, None, Some(1)))
+        }
+        TriggerAction::Mark(n) => format!("{{ mark = \"m{n}\" }}"),
+    }
+}
+
+fn render_sync(m: &Model, mode: SyncMode) -> String {
+    match mode {
+        SyncMode::RollingOnce => "sync = { mode = \"rolling-once\" }".into(),
+        SyncMode::All => "sync = { mode = \"all\" }".into(),
+        SyncMode::User(mask) => {
+            let chosen: Vec<String> = (0..m.names.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| q(&m.names[i]))
+                .collect();
+            if chosen.is_empty() {
+                "sync = { mode = \"user\" }".into()
+            } else {
+                format!("sync = {{ mode = \"user\", users = [{}] }}", chosen.join(", "))
+            }
+        }
+        SyncMode::Mailbox(a, b) => {
+            let mut boxes = vec![m.internal(0, m.folder(0, a))];
+            if let Some(b) = b {
+                let u = 1 % m.names.len();
+                if !m.deleted[u] {
+                    boxes.push(m.internal(u, m.folder(u, b)));
+                }
+            }
+            let boxes: Vec<String> = boxes.iter().map(|b| q(b)).collect();
+            format!("sync = {{ mode = \"mailbox\", mailboxes = [{}] }}", boxes.join(", "))
+        }
+    }
+}
+
+fn render_change(m: &mut Model, c: &Change) -> Vec<String> {
+    let who = match c {
+        Change::DeleteUser { user } => deleted_user(*user, m.names.len()),
+        Change::Append { user, .. }
+        | Change::Flag { user, .. }
+        | Change::Seen { user, .. }
+        | Change::Expunge { user, .. }
+        | Change::Move { user, .. }
+        | Change::Create { user, .. }
+        | Change::Delete { user, .. }
+        | Change::Rename { user, .. }
+        | Change::Subscribe { user, .. }
+        | Change::Metadata { user, .. }
+        | Change::Annotate { user, .. }
+        | Change::Quota { user, .. } => m.user(*user),
+    };
+    if m.deleted[who] {
+        return Vec::new();
+    }
+    let u = who;
+    let name = q(&m.names[u]);
+    let one = |s: String| vec![s];
+    match *c {
+        Change::Append { folder, count, .. } => {
+            let f = m.folder(u, folder);
+            m.folders[u][f].append(u32::from(count));
+            one(format!(
+                "append = {{ user = {name}, folder = {}, count = {count} }}",
+                q(&m.folders[u][f].name)
+            ))
+        }
+        Change::Flag {
+            folder,
+            uid,
+            flag,
+            remove,
+            ..
+        } => {
+            let f = m.folder(u, folder);
+            let Some(uid) = m.folders[u][f].uid(uid) else {
+                return Vec::new();
+            };
+            one(format!(
+                "flag = {{ user = {name}, folder = {}, uids = \"{uid}\", {} = [{}] }}",
+                q(&m.folders[u][f].name),
+                if remove { "remove" } else { "add" },
+                q(FLAGS[usize::from(flag) % FLAGS.len()])
+            ))
+        }
+        Change::Seen { folder, uid, .. } => {
+            let f = m.folder(u, folder);
+            let Some(uid) = m.folders[u][f].uid(uid) else {
+                return Vec::new();
+            };
+            one(format!(
+                "seen = {{ user = {name}, folder = {}, uids = \"{uid}\" }}",
+                q(&m.folders[u][f].name)
+            ))
+        }
+        Change::Expunge { folder, uid, .. } => {
+            let f = m.folder(u, folder);
+            let Some(uid) = m.folders[u][f].uid(uid) else {
+                return Vec::new();
+            };
+            m.folders[u][f].uids.retain(|x| *x != uid);
+            one(format!(
+                "expunge = {{ user = {name}, folder = {}, uids = \"{uid}\" }}",
+                q(&m.folders[u][f].name)
+            ))
+        }
+        Change::Move { folder, uid, to, .. } => {
+            let f = m.folder(u, folder);
+            let mut t = m.folder(u, to);
+            if t == f {
+                t = (t + 1) % m.folders[u].len();
+            }
+            let Some(uid) = m.folders[u][f].uid(uid) else {
+                return Vec::new();
+            };
+            m.folders[u][f].uids.retain(|x| *x != uid);
+            m.folders[u][t].append(1);
+            one(format!(
+                "move = {{ user = {name}, folder = {}, uids = \"{uid}\", to = {} }}",
+                q(&m.folders[u][f].name),
+                q(&m.folders[u][t].name)
+            ))
+        }
+        Change::Create { n, subscribe, .. } => {
+            let folder = format!("INBOX.G{n}");
+            if m.exists(u, &folder) {
+                return Vec::new();
+            }
+            m.folders[u].push(Folder::new(&folder, &[], 1));
+            let mut out = vec![format!("create = {{ user = {name}, folder = {} }}", q(&folder))];
+            if subscribe {
+                m.subscribed[u].insert(folder.clone());
+                out.push(format!("subscribe = {{ user = {name}, folder = {} }}", q(&folder)));
+            }
+            out
+        }
+        Change::Delete { folder, .. } => {
+            let leaves = m.leaves(u);
+            if leaves.is_empty() {
+                return Vec::new();
+            }
+            let f = leaves[usize::from(folder) % leaves.len()];
+            let gone = m.folders[u].remove(f);
+            one(format!(
+                "delete = {{ user = {name}, folder = {} }}",
+                q(&gone.name)
+            ))
+        }
+        Change::Rename { folder, n, .. } => {
+            let leaves = m.leaves(u);
+            let to = format!("INBOX.R{n}");
+            if leaves.is_empty() || m.exists(u, &to) {
+                return Vec::new();
+            }
+            let f = leaves[usize::from(folder) % leaves.len()];
+            let from = std::mem::replace(&mut m.folders[u][f].name, to.clone());
+            one(format!(
+                "rename = {{ user = {name}, from = {}, to = {} }}",
+                q(&from),
+                q(&to)
+            ))
+        }
+        Change::Subscribe { folder, on, .. } => {
+            let f = m.folder(u, folder);
+            let folder = m.folders[u][f].name.clone();
+            let was = m.subscribed[u].contains(&folder);
+            if was == on {
+                return Vec::new();
+            }
+            if on {
+                m.subscribed[u].insert(folder.clone());
+            } else {
+                m.subscribed[u].remove(&folder);
+            }
+            one(format!(
+                "{} = {{ user = {name}, folder = {} }}",
+                if on { "subscribe" } else { "unsubscribe" },
+                q(&folder)
+            ))
+        }
+        Change::Metadata {
+            folder,
+            shared,
+            value,
+            ..
+        } => {
+            let f = m.folder(u, folder);
+            let entry = if shared { "/shared/comment" } else { "/private/comment" };
+            let value = value.map(|v| format!(", value = \"note {v}\"")).unwrap_or_default();
+            one(format!(
+                "metadata = {{ user = {name}, folder = {}, entry = \"{entry}\"{value} }}",
+                q(&m.folders[u][f].name)
+            ))
+        }
+        Change::Annotate {
+            folder,
+            uid,
+            shared,
+            value,
+            ..
+        } => {
+            let f = m.folder(u, folder);
+            let Some(uid) = m.folders[u][f].uid(uid) else {
+                return Vec::new();
+            };
+            let value = value.map(|v| format!(", value = \"ann {v}\"")).unwrap_or_default();
+            one(format!(
+                "annotate = {{ user = {name}, folder = {}, uids = \"{uid}\", entry = \"/comment\", shared = {shared}{value} }}",
+                q(&m.folders[u][f].name)
+            ))
+        }
+        Change::Quota {
+            storage, message, ..
+        } => {
+            let mut limits = String::new();
+            if let Some(s) = storage {
+                let _ = write!(limits, ", storage = {s}");
+            }
+            if let Some(n) = message {
+                let _ = write!(limits, ", message = {n}");
+            }
+            one(format!("quota = {{ user = {name}{limits} }}"))
+        }
+        Change::DeleteUser { .. } => {
+            m.deleted[u] = true;
+            one(format!("delete_user = {name}"))
+        }
+    }
+}

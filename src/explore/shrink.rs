@@ -1,0 +1,94 @@
+//! Shrinking a failing case with proptest's value tree, driven by hand so
+//! that each candidate runs on the worker that found the failure: simplify
+//! while the candidate still fails the same way, complicate back when it does
+//! not, at most `budget` runs. Candidates that render to the same scenario
+//! are run once.
+
+use std::collections::BTreeMap;
+
+use crate::runner::ScenarioReport;
+
+use super::gen::{case_tree, GenCase};
+use super::worker::{Installation, Ready, Worker};
+use super::{render_case, ExploreOptions};
+
+/// What a failure is, for "fails the same way": the names of the failed
+/// checks (an ERROR by its first words). A candidate matches when it fails at
+/// least one of them.
+pub fn signature(r: &ScenarioReport) -> String {
+    let mut names: Vec<String> = r
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect();
+    if let Some(e) = &r.error {
+        names.push(format!(
+            "error: {}",
+            e.split_whitespace().take(4).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    names.sort();
+    names.dedup();
+    names.join("; ")
+}
+
+fn same_failure(original: &str, r: &ScenarioReport) -> bool {
+    if !r.verdict.is_bad() {
+        return false;
+    }
+    let have = signature(r);
+    original
+        .split("; ")
+        .any(|name| have.split("; ").any(|h| h == name))
+}
+
+/// The smallest failing case found from case `index`, its report, and the
+/// runs it took.
+pub fn shrink(
+    opts: &ExploreOptions,
+    w: &mut Worker,
+    inst: &Installation,
+    index: u64,
+    original: &ScenarioReport,
+) -> Result<(GenCase, ScenarioReport, usize), String> {
+    let want = signature(original);
+    let mut tree = case_tree(opts.seed, index, &opts.gen)?;
+    let mut best = (tree.current(), original.clone());
+    let mut runs = 0usize;
+    let mut seen: BTreeMap<String, Option<ScenarioReport>> = BTreeMap::new();
+    if !tree.simplify() {
+        return Ok((best.0, best.1, runs));
+    }
+    while runs < opts.shrink_runs {
+        let cand = tree.current();
+        let prefix = format!("s{index}n{runs}");
+        let key = cand.to_toml("s", "");
+        let failed = match seen.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                let scenario = render_case(&cand, &prefix, "")?;
+                runs += 1;
+                let ready = Ready { index, scenario };
+                let result = w.run_batch(inst, &[ready], &opts.run).pop();
+                let failed = match result {
+                    Some(Ok(ran)) if same_failure(&want, &ran.report) => Some(ran.report),
+                    _ => None,
+                };
+                seen.insert(key, failed.clone());
+                failed
+            }
+        };
+        let more = match failed {
+            Some(report) => {
+                best = (cand, report);
+                tree.simplify()
+            }
+            None => tree.complicate(),
+        };
+        if !more {
+            break;
+        }
+    }
+    Ok((best.0, best.1, runs))
+}

@@ -1,0 +1,230 @@
+//! A worker: one harness per Cyrus installation (a source instance and the
+//! fake), reused across cases with fresh users for each, and the cheapest set-up
+//! the runner's own would equal: the users of several cases filled at once
+//! (one thread per case), replicated with one `-u` and one rolling pass, and
+//! checked converged with one read.
+//!
+//! A harness is replaced after a case that did not pass (its users may be left
+//! unconverged, which later `-A` runs would carry), after [`RECYCLE_AFTER`]
+//! cases (`-A` visits every user the source holds), and when a set-up fails.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cyrus::CyrusBins;
+use crate::harness::{Harness, HarnessOptions};
+use crate::rng::{Rng, Seed};
+use crate::runner::{run_prepared, RunOptions, ScenarioReport, Timing};
+use crate::scenario::Scenario;
+
+use super::render::{BATCHSIZE, RUN_TIMEOUT, SYNC_TIMEOUT};
+
+/// Cases a harness runs before it is replaced.
+pub const RECYCLE_AFTER: usize = 24;
+
+/// One installation a campaign runs on.
+#[derive(Debug, Clone)]
+pub struct Installation {
+    /// Its binaries.
+    pub bins: CyrusBins,
+    /// Its version (`3.6.1`).
+    pub version: String,
+}
+
+/// Where sandboxes go: `explicit`, else for the host's installation a tmpfs
+/// (`/dev/shm`, when it has room: Cyrus syncs its files, which on a disk costs
+/// most of a set-up), else the installation's own place (a chroot's `tmp/`).
+pub fn sandbox_parent(bins: &CyrusBins, explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_owned();
+    }
+    let shm = Path::new("/dev/shm");
+    let roomy = nix::sys::statvfs::statvfs(shm)
+        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 > 1 << 30)
+        .unwrap_or(false);
+    if bins.chroot().is_none() && roomy {
+        shm.to_owned()
+    } else {
+        bins.sandbox_parent()
+    }
+}
+
+/// A case ready to run: its index, its scenario, the seed it runs with.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// Case index in the campaign (or a corpus entry's label).
+    pub index: u64,
+    /// The rendered scenario.
+    pub scenario: Scenario,
+}
+
+/// What running a case gave.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// The report (its timing has the set-up's share added).
+    pub report: ScenarioReport,
+    /// The fake's events of this case, for coverage.
+    pub events: Vec<crate::events::Event>,
+}
+
+struct Live {
+    harness: Harness,
+    cases: usize,
+}
+
+/// One worker's harnesses, per installation.
+pub struct Worker {
+    seed: Seed,
+    sandbox: Option<PathBuf>,
+    live: Vec<(String, Live)>,
+    /// Harness starts (for the profile).
+    pub starts: usize,
+    /// Seconds spent starting harnesses.
+    pub start_seconds: f64,
+}
+
+impl Worker {
+    /// A worker for campaign `seed`; sandboxes below `sandbox` when given.
+    pub fn new(seed: Seed, sandbox: Option<PathBuf>) -> Worker {
+        Worker {
+            seed,
+            sandbox,
+            live: Vec::new(),
+            starts: 0,
+            start_seconds: 0.0,
+        }
+    }
+
+    fn harness(&mut self, inst: &Installation) -> Result<&mut Live, String> {
+        let pos = self.live.iter().position(|(v, _)| *v == inst.version);
+        let pos = match pos {
+            Some(p) => p,
+            None => {
+                let t = Instant::now();
+                let mut hopts = HarnessOptions::new(inst.bins.clone());
+                hopts.sandbox_parent = Some(sandbox_parent(&inst.bins, self.sandbox.as_deref()));
+                hopts.server.seed = self.seed;
+                hopts.sync_timeout = Duration::from_secs(RUN_TIMEOUT);
+                hopts.channel_sync_timeout = Some(SYNC_TIMEOUT);
+                hopts.batchsize = Some(BATCHSIZE);
+                let harness = Harness::start(hopts)
+                    .map_err(|e| format!("starting a harness on Cyrus {}: {e}", inst.version))?;
+                self.starts += 1;
+                self.start_seconds += t.elapsed().as_secs_f64();
+                self.live.push((inst.version.clone(), Live { harness, cases: 0 }));
+                self.live.len() - 1
+            }
+        };
+        Ok(&mut self.live[pos].1)
+    }
+
+    /// Stop the harness of `inst` (the next case starts a fresh one).
+    pub fn recycle(&mut self, inst: &Installation) {
+        self.live.retain(|(v, _)| *v != inst.version);
+    }
+
+    /// Run `cases` on `inst`: their users set up together, then each case.
+    /// Returns one result per case, in order.
+    pub fn run_batch(
+        &mut self,
+        inst: &Installation,
+        cases: &[Ready],
+        opts: &RunOptions,
+    ) -> Vec<Result<Ran, String>> {
+        let seed = self.seed;
+        let prepared = {
+            let live = match self.harness(inst) {
+                Ok(l) => l,
+                Err(e) => return cases.iter().map(|_| Err(e.clone())).collect(),
+            };
+            prepare(&live.harness, cases, seed)
+        };
+        let (rngs, setup) = match prepared {
+            Ok(r) => r,
+            Err(e) => {
+                self.recycle(inst);
+                return cases
+                    .iter()
+                    .map(|_| Err(format!("setting the users up: {e}")))
+                    .collect();
+            }
+        };
+        let share = setup.scaled(1.0 / cases.len().max(1) as f64);
+        let mut out = Vec::new();
+        for (case, rng) in cases.iter().zip(rngs) {
+            let Ok(live) = self.harness(inst) else {
+                out.push(Err("the harness is gone".to_owned()));
+                continue;
+            };
+            let h = &live.harness;
+            let first = h.fake().events().events().last().map_or(0, |e| e.seq);
+            let mut report = run_prepared(h, &case.scenario, opts, seed, rng);
+            let events: Vec<crate::events::Event> = h
+                .fake()
+                .events()
+                .events()
+                .filter(|e| e.seq > first)
+                .cloned()
+                .collect();
+            report.timing.merge(&share);
+            live.cases += 1;
+            let stale = live.cases >= RECYCLE_AFTER || report.verdict.is_bad();
+            out.push(Ok(Ran { report, events }));
+            if stale {
+                self.recycle(inst);
+            }
+        }
+        out
+    }
+}
+
+/// Fill every case's users (each case on its own thread, its users in order
+/// from `Rng::new(seed).fork("source")`, as the runner's set-up would), then
+/// replicate them all with one `-u` and one rolling pass and check that the
+/// backup equals the source. Returns each case's source stream afterwards,
+/// and where the time went.
+fn prepare(h: &Harness, cases: &[Ready], seed: Seed) -> Result<(Vec<Rng>, Timing), String> {
+    let mut timing = Timing::default();
+    let started = Instant::now();
+    let filled: Vec<Result<Rng, String>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                sc.spawn(move || {
+                    let mut rng = Rng::new(seed).fork("source");
+                    for u in &c.scenario.users {
+                        crate::populate::fill_user(h.source(), &u.name, u.messages, &mut rng)
+                            .map_err(|e| format!("filling {}: {e}", u.name))?;
+                    }
+                    Ok(rng)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err("a fill thread panicked".into())))
+            .collect()
+    });
+    let rngs = filled.into_iter().collect::<Result<Vec<Rng>, String>>()?;
+    let t = timing.lap("fill users", started);
+    let users: Vec<&str> = cases.iter().flat_map(|c| c.scenario.user_names()).collect();
+    let mut args = vec!["-u"];
+    args.extend(&users);
+    let run = h.sync(&args).map_err(|e| e.to_string())?;
+    if run.status != Some(0) {
+        return Err(format!("the baseline `-u` failed:\n{run}"));
+    }
+    let run = h.sync(&["-R", "-1"]).map_err(|e| e.to_string())?;
+    if run.status != Some(0) {
+        return Err(format!("the baseline rolling pass failed:\n{run}"));
+    }
+    let t = timing.lap("baseline sync", t);
+    let c = h.compare(&users).map_err(|e| e.to_string())?;
+    timing.lap("baseline check", t);
+    if !c.converged() {
+        return Err(format!("the baseline did not converge:\n{c}"));
+    }
+    timing.wall = started.elapsed().as_secs_f64();
+    timing.client = timing.phase("baseline sync");
+    Ok((rngs, timing))
+}
