@@ -26,7 +26,10 @@ pub(super) fn run(opts: &BenchOptions) -> Result<WorkloadResult> {
     } else {
         60
     };
-    log(opts, format!("workload 4: {cases} explore cases, -j {JOBS}"));
+    log(
+        opts,
+        format!("workload 4: {cases} explore cases, -j {JOBS}"),
+    );
     let scratch = tempfile::tempdir_in(&opts.sandbox_parent)?;
     let version = opts.bins.version();
     let eo = ExploreOptions {
@@ -100,13 +103,21 @@ pub(super) fn run(opts: &BenchOptions) -> Result<WorkloadResult> {
         .take(8)
         .map(|(p, s)| format!("{p} {:.3} s ({:.0}%)", s / n, s / t.wall.max(1e-9) * 100.0))
         .collect();
-    notes.push(format!("profile, per case, largest first: {}", top.join(", ")));
+    notes.push(format!(
+        "profile, per case, largest first: {}",
+        top.join(", ")
+    ));
     Ok(WorkloadResult {
         id: 4,
         name: format!("explore cases per minute (-j {JOBS})"),
         skipped: None,
         series: vec![
-            Series::new("fake", "cases_per_minute", "cases/min", vec![outcome.per_minute()]),
+            Series::new(
+                "fake",
+                "cases_per_minute",
+                "cases/min",
+                vec![outcome.per_minute()],
+            ),
             Series::new("fake", "case_wall", "s", vec![t.wall / n]),
             Series::new("fake", "case_client", "s", vec![t.client / n]),
             Series::new("fake", "case_overhead", "s", vec![t.overhead() / n]),

@@ -71,7 +71,8 @@ pub struct ExploreArgs {
     #[arg(long, default_value_t = backupd_sim::explore::DEFAULT_BATCH)]
     batch: usize,
     /// Where sandboxes go (default: /dev/shm when it has room, else the
-    /// system temp dir; a chroot's own tmp/ for a chroot installation).
+    /// system temp dir). A chroot installation (3.10, 3.12) uses its own
+    /// tmp/ unless DIR is below its root.
     #[arg(long, value_name = "DIR")]
     sandbox_dir: Option<PathBuf>,
     /// Write the campaign's outcome (timing, coverage, failures, findings) as JSON.
@@ -168,7 +169,9 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
         .first()
         .context("no Cyrus installation")?
         .clone();
-    let shard = args.shard.map_or((1, 1), |s| (s.index as u64, s.count as u64));
+    let shard = args
+        .shard
+        .map_or((1, 1), |s| (s.index as u64, s.count as u64));
     let opts = ExploreOptions {
         cases,
         minutes: args.minutes,
@@ -248,7 +251,8 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&outcome)?;
-        std::fs::write(path, json + "\n").with_context(|| format!("writing `{}`", path.display()))?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing `{}`", path.display()))?;
     }
     print_summary(&outcome, args.allow_loss_faults);
     let mut again = format!(

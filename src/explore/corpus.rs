@@ -31,7 +31,10 @@ pub struct Entry {
 }
 
 fn is_loss(k: &FaultKind) -> bool {
-    matches!(k, FaultKind::Lie | FaultKind::HideMissing | FaultKind::Corrupt(_))
+    matches!(
+        k,
+        FaultKind::Lie | FaultKind::HideMissing | FaultKind::Corrupt(_)
+    )
 }
 
 /// Whether `case` has a loss fault (replayed only when they are allowed).
@@ -61,8 +64,8 @@ pub fn load(dir: &Path, gen: &GenOptions) -> Result<Vec<Entry>, String> {
     paths.sort();
     let mut out = Vec::new();
     for p in paths {
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| format!("reading `{}`: {e}", p.display()))?;
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| format!("reading `{}`: {e}", p.display()))?;
         let mut e: Entry = serde_json::from_str(&text)
             .map_err(|e| format!("`{}` is not a corpus entry: {e}", p.display()))?;
         if has_loss(&e.case) && !gen.allow_loss_faults {
@@ -75,7 +78,13 @@ pub fn load(dir: &Path, gen: &GenOptions) -> Result<Vec<Entry>, String> {
 }
 
 /// Keep case `index` of `seed` in `dir` (once; at most [`MAX_ENTRIES`]).
-pub fn add(dir: &Path, seed: crate::rng::Seed, index: u64, case: &GenCase, reason: &str) -> Result<(), String> {
+pub fn add(
+    dir: &Path,
+    seed: crate::rng::Seed,
+    index: u64,
+    case: &GenCase,
+    reason: &str,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating `{}`: {e}", dir.display()))?;
     let path = dir.join(format!("{}-{index}.json", seed.0));
     if path.exists() {

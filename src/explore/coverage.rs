@@ -18,20 +18,69 @@ use super::render::BATCHSIZE;
 /// Every feature the issue asks a 500-case dry run to reach (the loss faults
 /// only with `--allow-loss-faults`).
 pub const REQUIRED: &[&str] = &[
-    "step:append", "step:flag", "step:seen", "step:expunge", "step:move", "step:create",
-    "step:delete", "step:rename", "step:subscribe", "step:unsubscribe", "step:metadata",
-    "step:annotate", "step:quota", "step:delete_user", "step:sync", "step:start", "step:stop",
-    "step:kill", "step:wait_ms", "step:wait_for", "step:lock", "step:unlock", "step:fault",
-    "step:clear", "step:mark", "step:trigger",
-    "mode:rolling-once", "mode:user", "mode:all", "mode:mailbox", "mode:continuous",
-    "policy:none", "policy:restart", "policy:restart-discard-log",
-    "lock:user-hold", "lock:user-reject", "lock:mailbox", "lock:verb", "lock:user-verb",
-    "open:start", "open:mark", "open:on",
-    "close:never", "close:manual", "close:mark", "close:on", "close:after_ms", "close:attempts",
-    "fault:drop-before", "fault:drop-after", "fault:partial-reply", "fault:delay", "fault:stall",
-    "fault:no", "fault:bad", "fault:bye", "fault:refuse-connections", "fault:restart",
-    "trigger:source-change", "trigger:lock", "trigger:fault",
-    "append-over-batchsize", "two-clients",
+    "step:append",
+    "step:flag",
+    "step:seen",
+    "step:expunge",
+    "step:move",
+    "step:create",
+    "step:delete",
+    "step:rename",
+    "step:subscribe",
+    "step:unsubscribe",
+    "step:metadata",
+    "step:annotate",
+    "step:quota",
+    "step:delete_user",
+    "step:sync",
+    "step:start",
+    "step:stop",
+    "step:kill",
+    "step:wait_ms",
+    "step:wait_for",
+    "step:lock",
+    "step:unlock",
+    "step:fault",
+    "step:clear",
+    "step:mark",
+    "step:trigger",
+    "mode:rolling-once",
+    "mode:user",
+    "mode:all",
+    "mode:mailbox",
+    "mode:continuous",
+    "policy:none",
+    "policy:restart",
+    "policy:restart-discard-log",
+    "lock:user-hold",
+    "lock:user-reject",
+    "lock:mailbox",
+    "lock:verb",
+    "lock:user-verb",
+    "open:start",
+    "open:mark",
+    "open:on",
+    "close:never",
+    "close:manual",
+    "close:mark",
+    "close:on",
+    "close:after_ms",
+    "close:attempts",
+    "fault:drop-before",
+    "fault:drop-after",
+    "fault:partial-reply",
+    "fault:delay",
+    "fault:stall",
+    "fault:no",
+    "fault:bad",
+    "fault:bye",
+    "fault:refuse-connections",
+    "fault:restart",
+    "trigger:source-change",
+    "trigger:lock",
+    "trigger:fault",
+    "append-over-batchsize",
+    "two-clients",
 ];
 
 /// The loss faults, required with `--allow-loss-faults`.
@@ -168,7 +217,12 @@ fn walk(steps: &[Step], f: &mut BTreeSet<String>, continuous: &mut bool, in_trig
                 let hold = l.mode.as_deref() == Some("hold");
                 f.insert(format!(
                     "lock:{}",
-                    lock_kind(l.user.is_some(), l.mailbox.is_some(), l.verb.is_some(), hold)
+                    lock_kind(
+                        l.user.is_some(),
+                        l.mailbox.is_some(),
+                        l.verb.is_some(),
+                        hold
+                    )
                 ));
                 f.insert(format!("open:{}", trigger_word(&l.open, "start")));
                 f.insert(format!("close:{}", trigger_word(&l.close, "never")));
@@ -355,7 +409,11 @@ impl Coverage {
             .keys()
             .filter_map(|k| k.rsplit('|').next())
             .collect();
-        let untouched: Vec<&str> = VERBS.iter().filter(|v| !hit.contains(**v)).copied().collect();
+        let untouched: Vec<&str> = VERBS
+            .iter()
+            .filter(|v| !hit.contains(**v))
+            .copied()
+            .collect();
         let unsent: Vec<&str> = VERBS
             .iter()
             .filter(|v| !self.commands.contains_key(**v))
@@ -366,23 +424,39 @@ impl Coverage {
             "\nNever reached ({} of {} lock/fault x mode pairs): {}",
             never.len(),
             rows.len() * MODES.len(),
-            if never.is_empty() { "none".into() } else { never.join(", ") }
+            if never.is_empty() {
+                "none".into()
+            } else {
+                never.join(", ")
+            }
         );
         let _ = writeln!(
             t,
             "Commands no lock, fault or trigger fired on: {}",
-            if untouched.is_empty() { "none".into() } else { untouched.join(", ") }
+            if untouched.is_empty() {
+                "none".into()
+            } else {
+                untouched.join(", ")
+            }
         );
         let _ = writeln!(
             t,
             "Commands the client never sent: {}",
-            if unsent.is_empty() { "none".into() } else { unsent.join(", ") }
+            if unsent.is_empty() {
+                "none".into()
+            } else {
+                unsent.join(", ")
+            }
         );
         let missing = self.missing(loss);
         let _ = writeln!(
             t,
             "Generated features never drawn: {}",
-            if missing.is_empty() { "none".into() } else { missing.join(", ") }
+            if missing.is_empty() {
+                "none".into()
+            } else {
+                missing.join(", ")
+            }
         );
         t
     }

@@ -51,9 +51,11 @@ impl Finding {
             .iter()
             .map(|(v, r)| format!("{v} {r}"))
             .collect();
-        s.extend(self.real.iter().map(|(t, r)| {
-            format!("{t}: {}", r.split(':').next().unwrap_or(r))
-        }));
+        s.extend(
+            self.real
+                .iter()
+                .map(|(t, r)| format!("{t}: {}", r.split(':').next().unwrap_or(r))),
+        );
         s.join(", ")
     }
 }
@@ -176,7 +178,9 @@ fn verdict_line(r: &ScenarioReport) -> String {
         _ => format!(
             "{}: {}",
             r.verdict,
-            r.failures().first().map_or("", |f| f.lines().next().unwrap_or(""))
+            r.failures()
+                .first()
+                .map_or("", |f| f.lines().next().unwrap_or(""))
         ),
     }
 }
@@ -243,9 +247,16 @@ fn markdown(
         let _ = writeln!(m, "| real {t} (Cyrus {}) | {r} |", f.version);
     }
     if f.real.is_empty() {
-        let _ = writeln!(m, "| real backupd, sync_server | not run (`--no-compare`) |");
+        let _ = writeln!(
+            m,
+            "| real backupd, sync_server | not run (`--no-compare`) |"
+        );
     }
-    let _ = writeln!(m, "\n## Steps\n\n```toml\n{}```\n", text.trim_end().to_owned() + "\n");
+    let _ = writeln!(
+        m,
+        "\n## Steps\n\n```toml\n{}```\n",
+        text.trim_end().to_owned() + "\n"
+    );
     if let Some(r) = evidence {
         if let Some(dir) = &r.sandbox {
             if let Ok(t) = std::fs::read_to_string(dir.join("transcript.txt")) {
@@ -262,11 +273,20 @@ fn markdown(
             }
         }
     }
-    let _ = writeln!(m, "## Replay\n\n```sh\nbackupd-sim run {}", f.path.display());
+    let _ = writeln!(
+        m,
+        "## Replay\n\n```sh\nbackupd-sim run {}",
+        f.path.display()
+    );
     for (v, _) in &f.reproduced {
         if v != &f.version {
             let short: Vec<&str> = v.split('.').take(2).collect();
-            let _ = writeln!(m, "backupd-sim run {} --cyrus {}", f.path.display(), short.join("."));
+            let _ = writeln!(
+                m,
+                "backupd-sim run {} --cyrus {}",
+                f.path.display(),
+                short.join(".")
+            );
         }
     }
     let _ = writeln!(

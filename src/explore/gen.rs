@@ -11,9 +11,9 @@
 //! triggers holding a command while the source changes.
 
 use proptest::prelude::*;
-use serde::{Deserialize, Serialize};
 use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use serde::{Deserialize, Serialize};
 
 use crate::rng::Seed;
 
@@ -41,7 +41,11 @@ impl std::str::FromStr for ExploreMode {
             "all" => ExploreMode::All,
             "mailbox" => ExploreMode::Mailbox,
             "mixed" => ExploreMode::Mixed,
-            _ => return Err(format!("`{s}`: expected rolling, user, all, mailbox or mixed")),
+            _ => {
+                return Err(format!(
+                    "`{s}`: expected rolling, user, all, mailbox or mixed"
+                ))
+            }
         })
     }
 }
@@ -167,13 +171,24 @@ pub enum Change {
     /// makes the client upload in several batches).
     Append { user: u8, folder: u8, count: u8 },
     /// Add or remove a flag on a UID.
-    Flag { user: u8, folder: u8, uid: u8, flag: u8, remove: bool },
+    Flag {
+        user: u8,
+        folder: u8,
+        uid: u8,
+        flag: u8,
+        remove: bool,
+    },
     /// Mark a UID `\Seen` (the owner's seen state).
     Seen { user: u8, folder: u8, uid: u8 },
     /// Expunge a UID.
     Expunge { user: u8, folder: u8, uid: u8 },
     /// `UID MOVE` a UID to another folder.
-    Move { user: u8, folder: u8, uid: u8, to: u8 },
+    Move {
+        user: u8,
+        folder: u8,
+        uid: u8,
+        to: u8,
+    },
     /// Create `INBOX.G{n}`, subscribed or not.
     Create { user: u8, n: u8, subscribe: bool },
     /// Delete a folder (one without children).
@@ -183,11 +198,26 @@ pub enum Change {
     /// Subscribe or unsubscribe a folder.
     Subscribe { user: u8, folder: u8, on: bool },
     /// Set or remove a mailbox annotation.
-    Metadata { user: u8, folder: u8, shared: bool, value: Option<u8> },
+    Metadata {
+        user: u8,
+        folder: u8,
+        shared: bool,
+        value: Option<u8>,
+    },
     /// Set or remove a message annotation.
-    Annotate { user: u8, folder: u8, uid: u8, shared: bool, value: Option<u8> },
+    Annotate {
+        user: u8,
+        folder: u8,
+        uid: u8,
+        shared: bool,
+        value: Option<u8>,
+    },
     /// Set (or remove) the user's quota.
-    Quota { user: u8, storage: Option<u16>, message: Option<u16> },
+    Quota {
+        user: u8,
+        storage: Option<u16>,
+        message: Option<u16>,
+    },
     /// Delete the user (never user 0).
     DeleteUser { user: u8 },
 }
@@ -208,18 +238,33 @@ pub enum GenStep {
     /// Let the continuous client work this many milliseconds.
     Wait(u16),
     /// Open a lock window on a user.
-    Lock { user: u8, target: LockTarget, open: Open, close: Close },
+    Lock {
+        user: u8,
+        target: LockTarget,
+        open: Open,
+        close: Close,
+    },
     /// Close a manual lock (the nth opened).
     Unlock(u8),
     /// Reach mark `m{n}`.
     Mark(u8),
     /// A fault on the nth command of a kind (of one user, or any).
-    Fault { kind: FaultKind, verb: u8, user: Option<u8>, nth: u8 },
+    Fault {
+        kind: FaultKind,
+        verb: u8,
+        user: Option<u8>,
+        nth: u8,
+    },
     /// Remove every lock and fault.
     Clear,
     /// Hold the nth command of a kind (of one user) and change the source,
     /// lock or fault meanwhile.
-    Trigger { verb: u8, user: Option<u8>, nth: u8, then: Vec<TriggerAction> },
+    Trigger {
+        verb: u8,
+        user: Option<u8>,
+        nth: u8,
+        then: Vec<TriggerAction>,
+    },
 }
 
 /// What a trigger does while it holds a command: changes that leave the
@@ -372,7 +417,7 @@ fn lock() -> impl Strategy<Value = GenStep> {
     ];
     let close = prop_oneof![
         2 => Just(Close::Never),
-        3 => Just(Close::Manual),
+        5 => Just(Close::Manual),
         1 => (1..3u8).prop_map(Close::Mark),
         1 => (v, 1..3u8).prop_map(|(v, n)| Close::On(v, n)),
         2 => (100..1500u16).prop_map(Close::AfterMs),
@@ -401,20 +446,35 @@ fn trigger_action(allow_loss: bool) -> impl Strategy<Value = TriggerAction> {
 fn step(opts: &GenOptions) -> BoxedStrategy<GenStep> {
     let v = 0..VERBS.len() as u8;
     let u = proptest::option::of(0..3u8);
-    let fault = (fault_kind(opts.allow_loss_faults), v.clone(), u.clone(), 1..=3u8)
-        .prop_map(|(kind, verb, user, nth)| GenStep::Fault { kind, verb, user, nth });
+    let fault = (
+        fault_kind(opts.allow_loss_faults),
+        v.clone(),
+        u.clone(),
+        1..=3u8,
+    )
+        .prop_map(|(kind, verb, user, nth)| GenStep::Fault {
+            kind,
+            verb,
+            user,
+            nth,
+        });
     let trigger = (
         v,
         u,
         1..=2u8,
         proptest::collection::vec(trigger_action(opts.allow_loss_faults), 1..=2),
     )
-        .prop_map(|(verb, user, nth, then)| GenStep::Trigger { verb, user, nth, then });
+        .prop_map(|(verb, user, nth, then)| GenStep::Trigger {
+            verb,
+            user,
+            nth,
+            then,
+        });
     let one_shot = prop_oneof![
         10 => change(opts.renames).prop_map(GenStep::Change),
         6 => sync_mode(opts.mode).prop_map(GenStep::Sync),
         3 => lock(),
-        1 => (0..4u8).prop_map(GenStep::Unlock),
+        3 => (0..4u8).prop_map(GenStep::Unlock),
         1 => (1..3u8).prop_map(GenStep::Mark),
         3 => fault,
         1 => Just(GenStep::Clear),
@@ -445,7 +505,11 @@ pub fn case_strategy(opts: &GenOptions) -> BoxedStrategy<GenCase> {
         policy,
         proptest::collection::vec(step(opts), 1..=opts.steps_max.max(1)),
     )
-        .prop_map(|(users, policy, steps)| GenCase { users, policy, steps })
+        .prop_map(|(users, policy, steps)| GenCase {
+            users,
+            policy,
+            steps,
+        })
         .boxed()
 }
 

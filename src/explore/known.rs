@@ -43,9 +43,10 @@ fn of_deleted(mailbox: &str, deleted: &[String]) -> bool {
 
 /// The bullet lines of a check's detail (`- …` and `step N: …`).
 fn items(detail: &str) -> impl Iterator<Item = &str> {
-    detail.lines().map(str::trim).filter(|l| {
-        l.starts_with("- user ") || (l.starts_with("step ") && l.contains(": "))
-    })
+    detail
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("- user ") || (l.starts_with("step ") && l.contains(": ")))
 }
 
 /// The known behaviour that explains every failure of `report` (a run of

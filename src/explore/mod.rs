@@ -405,7 +405,9 @@ fn run_jobs(
                 ready.index,
                 if from_corpus { " (corpus)" } else { "" },
                 inst.version,
-                failures.first().map_or("", |f| f.lines().next().unwrap_or(""))
+                failures
+                    .first()
+                    .map_or("", |f| f.lines().next().unwrap_or(""))
             );
             note_done(progress, shared, started, Some(line));
             let Ok(ran) = result else { continue };
@@ -451,9 +453,11 @@ fn run_jobs(
 
 /// A case's identity: a hash (FNV-1a) of its scenario file with fixed names.
 pub fn fingerprint(case: &GenCase) -> u64 {
-    case.to_toml("f", "").bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    case.to_toml("f", "")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::gen::{
-    Change, Close, FaultKind, GenCase, GenStep, LockTarget, Open, Policy, SyncMode,
-    TriggerAction, NO_CODES, VERBS,
+    Change, Close, FaultKind, GenCase, GenStep, LockTarget, Open, Policy, SyncMode, TriggerAction,
+    NO_CODES, VERBS,
 };
 use crate::cyrus::to_internal_name;
 
@@ -78,7 +78,13 @@ struct Model {
     continuous: bool,
     started: bool,
     locks: Vec<String>,
+    /// Locks an `unlock` can close: open from the start and closed by
+    /// nothing else (one that opens on a mark or a command, or closes by
+    /// itself, may not be open when the unlock comes, which is an error).
+    unlockable: Vec<String>,
     unlocked: BTreeSet<String>,
+    /// A lock, fault or trigger was set up since the last client run.
+    armed: bool,
     names_used: usize,
     policy: Policy,
 }
@@ -160,17 +166,32 @@ impl GenCase {
             continuous: false,
             started: false,
             locks: Vec::new(),
+            unlockable: Vec::new(),
             unlocked: BTreeSet::new(),
+            armed: false,
             names_used: 0,
             policy: self.policy,
         };
         let mut steps: Vec<String> = Vec::new();
+        // Verbs the changes since the last one-shot run make the next run send.
+        let mut pending: BTreeSet<&'static str> = BTreeSet::new();
         for (i, s) in self.steps.iter().enumerate() {
             let later_client = self.steps[i + 1..]
                 .iter()
                 .any(|x| matches!(x, GenStep::Sync(_) | GenStep::Start));
             let client_ahead = m.continuous || later_client;
-            steps.extend(render_step(&mut m, s, client_ahead));
+            match s {
+                GenStep::Change(c) => pending.extend(change_verbs(c)),
+                GenStep::Sync(_) => pending.clear(),
+                _ => {}
+            }
+            let expected = next_run_verbs(&pending, &self.steps[i + 1..]);
+            steps.extend(render_step(&mut m, s, client_ahead, &expected));
+        }
+        // What the last steps set up meets a client run (the catch-up clears
+        // every lock and fault before it runs).
+        if m.armed && !m.continuous {
+            steps.push("sync = { mode = \"rolling-once\" }".into());
         }
         // Every step left out: the case still runs the client once.
         if steps.is_empty() {
@@ -215,10 +236,74 @@ fn deleted_user(u: u8, users: usize) -> usize {
     1 + usize::from(u) % (users - 1)
 }
 
-fn render_step(m: &mut Model, s: &GenStep, client_ahead: bool) -> Vec<String> {
+/// The commands a change makes the next client run send.
+fn change_verbs(c: &Change) -> &'static [&'static str] {
+    match c {
+        Change::Append { .. } | Change::Move { .. } => {
+            &["APPLY MAILBOX", "APPLY RESERVE", "APPLY MESSAGE"]
+        }
+        Change::Create {
+            subscribe: true, ..
+        } => &["APPLY MAILBOX", "APPLY SUB"],
+        Change::Flag { .. }
+        | Change::Seen { .. }
+        | Change::Expunge { .. }
+        | Change::Create { .. }
+        | Change::Metadata { .. }
+        | Change::Annotate { .. } => &["APPLY MAILBOX"],
+        Change::Delete { .. } => &["APPLY UNMAILBOX"],
+        Change::Rename { .. } => &["APPLY RENAME"],
+        Change::Subscribe { on: true, .. } => &["APPLY SUB"],
+        Change::Subscribe { .. } => &["APPLY UNSUB"],
+        Change::Quota { .. } => &["APPLY QUOTA"],
+        Change::DeleteUser { .. } => &["APPLY UNUSER"],
+    }
+}
+
+/// What the next one-shot run after `pending` changes and the `rest` of the
+/// steps up to it will send (empty: no such run). A fault or trigger on a
+/// command no run sends never fires, so the renderer points them at these.
+fn next_run_verbs(pending: &BTreeSet<&'static str>, rest: &[GenStep]) -> Vec<&'static str> {
+    let mut verbs = pending.clone();
+    for s in rest {
+        match s {
+            GenStep::Change(c) => verbs.extend(change_verbs(c)),
+            GenStep::Sync(mode) => {
+                verbs.insert(match mode {
+                    SyncMode::User(_) | SyncMode::All => "GET USER",
+                    SyncMode::RollingOnce | SyncMode::Mailbox(..) => "GET MAILBOXES",
+                });
+                return verbs.into_iter().collect();
+            }
+            _ => {}
+        }
+    }
+    Vec::new()
+}
+
+/// The verb a fault or trigger drawn as `v` waits for: `v` when the next run
+/// sends it, else one the next run sends (`v` chooses which).
+fn aim(v: u8, expected: &[&'static str]) -> &'static str {
+    let drawn = verb(v);
+    if expected.is_empty() || expected.contains(&drawn) {
+        drawn
+    } else {
+        expected[usize::from(v) % expected.len()]
+    }
+}
+
+fn render_step(
+    m: &mut Model,
+    s: &GenStep,
+    client_ahead: bool,
+    expected: &[&'static str],
+) -> Vec<String> {
     match s {
         GenStep::Change(c) => render_change(m, c),
-        GenStep::Sync(mode) => vec![render_sync(m, *mode)],
+        GenStep::Sync(mode) => {
+            m.armed = false;
+            vec![render_sync(m, *mode)]
+        }
         GenStep::Start if !m.continuous => {
             m.continuous = true;
             m.started = true;
@@ -253,6 +338,8 @@ fn render_step(m: &mut Model, s: &GenStep, client_ahead: bool) -> Vec<String> {
             };
             // The kind in the name: the coverage reads it from lock hits.
             let name = format!("{}-{kind}", m.fresh_name("L"));
+            let surely_open =
+                matches!(open, Open::Start) && matches!(close, Close::Never | Close::Manual);
             let who = q(&m.names[u]);
             let what = match target {
                 LockTarget::User { hold: true } => format!("user = {who}, mode = \"hold\""),
@@ -277,13 +364,21 @@ fn render_step(m: &mut Model, s: &GenStep, client_ahead: bool) -> Vec<String> {
                 Close::AfterMs(ms) => format!("{{ after_ms = {ms} }}"),
                 Close::Attempts(n) => format!("{{ attempts = {n} }}"),
             };
+            if surely_open {
+                m.unlockable.push(name.clone());
+            }
             m.locks.push(name.clone());
+            m.armed = true;
             vec![format!(
                 "lock = {{ name = \"{name}\", {what}, open = {open}, close = {close} }}"
             )]
         }
         GenStep::Unlock(i) => {
-            let open: Vec<&String> = m.locks.iter().filter(|l| !m.unlocked.contains(*l)).collect();
+            let open: Vec<&String> = m
+                .unlockable
+                .iter()
+                .filter(|l| !m.unlocked.contains(*l))
+                .collect();
             if open.is_empty() {
                 return Vec::new();
             }
@@ -299,11 +394,22 @@ fn render_step(m: &mut Model, s: &GenStep, client_ahead: bool) -> Vec<String> {
             nth,
         } => {
             let name = m.fresh_name("F");
-            let user = user.map(|u| m.names[m.user(u)].clone());
-            vec![format!("fault = {}", fault(&name, *kind, *v, user.as_deref(), Some(*nth)))]
+            let aimed = aim(*v, expected);
+            // Remapped: the first such command (the next run may send one).
+            let nth = if aimed == verb(*v) { *nth } else { 1 };
+            // APPLY MESSAGE names no user: a user filter would never match.
+            let user = user
+                .filter(|_| aimed != "APPLY MESSAGE")
+                .map(|u| m.names[m.user(u)].clone());
+            m.armed = true;
+            vec![format!(
+                "fault = {}",
+                fault(&name, *kind, aimed, user.as_deref(), Some(nth))
+            )]
         }
         GenStep::Clear => {
             m.unlocked.extend(m.locks.iter().cloned());
+            m.armed = false;
             vec!["clear = true".into()]
         }
         // A trigger with no client run after it can never be reached.
@@ -314,12 +420,14 @@ fn render_step(m: &mut Model, s: &GenStep, client_ahead: bool) -> Vec<String> {
             nth,
             then,
         } => {
-            let mut when = format!("verb = {}", q(verb(*v)));
-            if let Some(u) = user {
-                let _ = write!(when, ", user = {}", q(&m.names[m.user(*u)]));
+            let aimed = aim(*v, expected);
+            let mut when = format!("verb = {}", q(aimed));
+            if let Some(u) = user.filter(|_| aimed != "APPLY MESSAGE") {
+                let _ = write!(when, ", user = {}", q(&m.names[m.user(u)]));
             }
             let _ = write!(when, ", nth = {nth}");
             let actions: Vec<String> = then.iter().map(|a| trigger_action(m, a)).collect();
+            m.armed = true;
             vec![format!(
                 "trigger = {{ when = {{ {when} }}, then = [ {} ], timeout_ms = 60000, required = false }}",
                 actions.join(", ")
@@ -335,8 +443,7 @@ fn verb(v: u8) -> &'static str {
 /// A fault rule table. The loss faults go where they lose data: a lie about
 /// an upload or a mailbox, a hidden GUID in RESERVE's answer, a corruption
 /// of what a mailbox (or a subscription) update stored.
-fn fault(name: &str, kind: FaultKind, v: u8, user: Option<&str>, nth: Option<u8>) -> String {
-    let v = verb(v);
+fn fault(name: &str, kind: FaultKind, v: &str, user: Option<&str>, nth: Option<u8>) -> String {
     let v = match kind {
         FaultKind::Lie if !matches!(v, "APPLY MESSAGE" | "APPLY MAILBOX") => "APPLY MAILBOX",
         FaultKind::HideMissing => "APPLY RESERVE",
@@ -403,9 +510,12 @@ fn trigger_action(m: &mut Model, a: &TriggerAction) -> String {
                 q(&m.names[m.user(*user)])
             )
         }
-        TriggerAction::Fault { kind, verb } => {
+        TriggerAction::Fault { kind, verb: v } => {
             let name = m.fresh_name("F");
-            format!("{{ fault = {} }}", fault(&name, *kind, *verb, None, Some(1)))
+            format!(
+                "{{ fault = {} }}",
+                fault(&name, *kind, verb(*v), None, Some(1))
+            )
         }
         TriggerAction::Mark(n) => format!("{{ mark = \"m{n}\" }}"),
     }
@@ -423,7 +533,10 @@ fn render_sync(m: &Model, mode: SyncMode) -> String {
             if chosen.is_empty() {
                 "sync = { mode = \"user\" }".into()
             } else {
-                format!("sync = {{ mode = \"user\", users = [{}] }}", chosen.join(", "))
+                format!(
+                    "sync = {{ mode = \"user\", users = [{}] }}",
+                    chosen.join(", ")
+                )
             }
         }
         SyncMode::Mailbox(a, b) => {
@@ -435,7 +548,10 @@ fn render_sync(m: &Model, mode: SyncMode) -> String {
                 }
             }
             let boxes: Vec<String> = boxes.iter().map(|b| q(b)).collect();
-            format!("sync = {{ mode = \"mailbox\", mailboxes = [{}] }}", boxes.join(", "))
+            format!(
+                "sync = {{ mode = \"mailbox\", mailboxes = [{}] }}",
+                boxes.join(", ")
+            )
         }
     }
 }
@@ -510,7 +626,9 @@ fn render_change(m: &mut Model, c: &Change) -> Vec<String> {
                 q(&m.folders[u][f].name)
             ))
         }
-        Change::Move { folder, uid, to, .. } => {
+        Change::Move {
+            folder, uid, to, ..
+        } => {
             let f = m.folder(u, folder);
             let mut t = m.folder(u, to);
             if t == f {
@@ -533,10 +651,16 @@ fn render_change(m: &mut Model, c: &Change) -> Vec<String> {
                 return Vec::new();
             }
             m.folders[u].push(Folder::new(&folder, &[], 1));
-            let mut out = vec![format!("create = {{ user = {name}, folder = {} }}", q(&folder))];
+            let mut out = vec![format!(
+                "create = {{ user = {name}, folder = {} }}",
+                q(&folder)
+            )];
             if subscribe {
                 m.subscribed[u].insert(folder.clone());
-                out.push(format!("subscribe = {{ user = {name}, folder = {} }}", q(&folder)));
+                out.push(format!(
+                    "subscribe = {{ user = {name}, folder = {} }}",
+                    q(&folder)
+                ));
             }
             out
         }
@@ -591,8 +715,14 @@ fn render_change(m: &mut Model, c: &Change) -> Vec<String> {
             ..
         } => {
             let f = m.folder(u, folder);
-            let entry = if shared { "/shared/comment" } else { "/private/comment" };
-            let value = value.map(|v| format!(", value = \"note {v}\"")).unwrap_or_default();
+            let entry = if shared {
+                "/shared/comment"
+            } else {
+                "/private/comment"
+            };
+            let value = value
+                .map(|v| format!(", value = \"note {v}\""))
+                .unwrap_or_default();
             one(format!(
                 "metadata = {{ user = {name}, folder = {}, entry = \"{entry}\"{value} }}",
                 q(&m.folders[u][f].name)
@@ -609,7 +739,9 @@ fn render_change(m: &mut Model, c: &Change) -> Vec<String> {
             let Some(uid) = m.folders[u][f].uid(uid) else {
                 return Vec::new();
             };
-            let value = value.map(|v| format!(", value = \"ann {v}\"")).unwrap_or_default();
+            let value = value
+                .map(|v| format!(", value = \"ann {v}\""))
+                .unwrap_or_default();
             one(format!(
                 "annotate = {{ user = {name}, folder = {}, uids = \"{uid}\", entry = \"/comment\", shared = {shared}{value} }}",
                 q(&m.folders[u][f].name)

@@ -73,7 +73,11 @@ impl Timing {
             wall: self.wall * f,
             client: self.client * f,
             continuous: self.continuous * f,
-            phases: self.phases.iter().map(|(p, s)| (p.clone(), s * f)).collect(),
+            phases: self
+                .phases
+                .iter()
+                .map(|(p, s)| (p.clone(), s * f))
+                .collect(),
         }
     }
 

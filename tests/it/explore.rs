@@ -60,34 +60,33 @@ fn same_seed_same_generated_files() {
     );
 }
 
-/// A few cases against the correct fake: no failure, and the rate is printed.
-/// With `--renames` (two of these six cases rename a subscribed folder): the
-/// backup keeps the old name's subscription as the source does, so they
-/// converge (issue 15: no `stale-subscriptions` to switch off any more).
+/// A few cases against the correct fake, two workers: no failure, and the
+/// rate and its split are printed. `--renames` draws renames of subscribed
+/// folders (the backup keeps the old name's subscription as the source does,
+/// so they converge: issue 15, no `stale-subscriptions` to switch off).
 #[test]
 fn a_short_exploration_of_the_correct_fake_finds_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gen = dir.path().join("gen");
-    let args = [
-        "explore",
-        "--cases",
-        "6",
-        "--seed",
-        "5",
-        "--mode",
-        "mixed",
-        "--renames",
-    ];
-    let (code, out, err) = bin(
-        dir.path(),
-        &[&args[..], &["--dry-run", gen.to_str().expect("path")]].concat(),
+    let dry = |name: &str, extra: &[&str]| {
+        let gen = dir.path().join(name);
+        let args = [
+            &["explore", "--cases", "40", "--seed", "5", "--dry-run"][..],
+            &[gen.to_str().expect("path")],
+            extra,
+        ]
+        .concat();
+        let (code, out, err) = bin(dir.path(), &args);
+        assert_eq!(code, 0, "{out}{err}");
+        files(&gen)
+            .iter()
+            .filter(|(_, t)| t.contains("rename = { user"))
+            .count()
+    };
+    assert!(
+        dry("with", &["--renames"]) > 0,
+        "no rename drawn with --renames"
     );
-    assert_eq!(code, 0, "{out}{err}");
-    let renames = files(&gen)
-        .iter()
-        .filter(|(_, t)| t.contains("rename = { user"))
-        .count();
-    assert_eq!(renames, 2, "cases renaming a subscribed folder");
+    assert_eq!(dry("without", &[]), 0, "renames drawn without --renames");
     let (code, _, err) = bin(dir.path(), &["explore", "--off", "stale-subscriptions"]);
     assert_eq!(code, 2);
     assert!(
@@ -97,57 +96,101 @@ fn a_short_exploration_of_the_correct_fake_finds_nothing() {
     if cyrus_bins().is_none() {
         return;
     }
-    let (code, out, err) = bin(dir.path(), &args);
+    let sandbox = dir.path().join("sb");
+    std::fs::create_dir_all(&sandbox).expect("sandbox dir");
+    let (code, out, err) = bin(
+        dir.path(),
+        &[
+            "explore",
+            "--cases",
+            "6",
+            "--seed",
+            "5",
+            "--renames",
+            "-j",
+            "2",
+            "--no-compare",
+            "--sandbox-dir",
+            sandbox.to_str().expect("path"),
+        ],
+    );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        out.contains("no failure") && out.contains("cases/min"),
+        out.contains("no failure")
+            && out.contains("cases/min")
+            && out.contains("in the real client"),
         "{out}"
     );
 }
 
-/// With `lie` and `hide-missing` allowed, explore finds a failure, shrinks it
-/// to at most 4 steps, writes it with its seed, and `backupd-sim run` on the
-/// file fails again naming the lost message.
+/// With the loss faults allowed, explore finds failures, shrinks one to a
+/// small scenario file with its seed and a Markdown report, and `backupd-sim
+/// run` on the file fails again naming what was lost. Every failing case is
+/// a loss (FAIL), never a harness error: the faults are aimed at commands
+/// the next run sends, an unlock names an open lock, and the cases of a
+/// batch after a failing one are set up again on the fresh harness.
 #[test]
 fn a_lying_fake_is_found_and_shrunk_to_a_replayable_scenario() {
     if cyrus_bins().is_none() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = dir.path().join("sb");
+    std::fs::create_dir_all(&sandbox).expect("sandbox dir");
     let (code, out, err) = bin(
         dir.path(),
         &[
             "explore",
             "--cases",
-            "50",
+            "30",
             "--seed",
             "2",
             "--allow-loss-faults",
+            "-j",
+            "2",
+            "--no-compare",
+            "--shrink-runs",
+            "30",
+            "--sandbox-dir",
+            sandbox.to_str().expect("path"),
         ],
     );
     assert_eq!(code, 1, "{out}\n{err}");
+    let failing: Vec<&str> = out.lines().filter(|l| l.starts_with("  - case ")).collect();
+    assert!(!failing.is_empty(), "{out}");
+    for l in &failing {
+        assert!(
+            l.contains(": FAIL: "),
+            "a failing case that is not a loss: {l}\n{out}"
+        );
+    }
     let file = out
         .lines()
-        .find_map(|l| l.strip_prefix("FAILURE, shrunk and written to "))
+        .find_map(|l| l.strip_prefix("FINDING: "))
+        .and_then(|l| l.split(" (").next())
         .map(|p| dir.path().join(p))
         .expect("a written scenario");
     let text = std::fs::read_to_string(&file).expect("scenario file");
     let steps = text.matches("[[step]]").count();
-    assert!((1..=4).contains(&steps), "{steps} steps:\n{text}");
+    assert!((1..=6).contains(&steps), "{steps} steps:\n{text}");
     assert!(text.contains("seed = 2"), "{text}");
-    assert!(dir.path().join("proptest-regressions/explore.txt").exists());
+    let report = std::fs::read_to_string(file.with_extension("md")).expect("the Markdown report");
+    assert!(
+        report.contains("## Replay") && report.contains("backupd-sim run "),
+        "{report}"
+    );
     let (code, out, err) = bin(
         dir.path(),
         &[
             "run",
             file.to_str().expect("path"),
             "--sandbox-dir",
-            dir.path().to_str().expect("path"),
+            sandbox.to_str().expect("path"),
         ],
     );
     assert_eq!(code, 1, "the written case must fail again:\n{out}\n{err}");
     assert!(
-        out.contains("lost: message ") || out.contains("lost changes"),
+        out.contains("lost") || out.contains("acknowledged write lost"),
         "{out}"
     );
 }
