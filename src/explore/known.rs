@@ -15,9 +15,10 @@ pub struct Known {
     pub scenario: &'static str,
 }
 
-/// backupd ignores `APPLY UNUSER`: a deleted user's subscriptions stay in the
-/// backup, and its SUB/UNSUB changes pending at the deletion are dropped by
-/// the client in favour of the UNUSER.
+/// backupd ignores `APPLY UNUSER` by design (a backup keeps a deleted user): a
+/// deleted user's subscriptions stay in the backup, and its SUB/UNSUB changes
+/// pending at the deletion are dropped by the client in favour of the UNUSER.
+/// Not a Cyrus bug: docs/findings/delete-user.md has the evidence.
 pub const DELETED_USER_SUBSCRIPTIONS: Known = Known {
     name: "a deleted user's subscriptions stay in a backupd backup",
     scenario: "scenarios/basic/delete-user.toml",
