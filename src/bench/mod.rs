@@ -35,7 +35,7 @@ mod targets;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cyrus::{CyrusBins, CyrusError};
 use crate::dlist::FrameError;
@@ -131,10 +131,13 @@ pub struct BenchOptions {
     pub sizes: Sizes,
     /// Print progress on stderr.
     pub verbose: bool,
+    /// Run only these workloads (by number) and replace them in the
+    /// `results.json` already in `out_dir`; empty: every workload.
+    pub only: Vec<u32>,
 }
 
 /// Workload sizes.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Sizes {
     /// Workload 1: messages of the one user.
     pub w1_messages: usize,
@@ -199,6 +202,7 @@ impl BenchOptions {
             sandbox_parent,
             sizes: Sizes::full(),
             verbose: true,
+            only: Vec::new(),
         }
     }
 
@@ -227,25 +231,62 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchResults> {
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating `{}`", opts.out_dir.display()))?;
     let reps = opts.reps.max(1);
-    let workloads = vec![
-        first_sync::run(opts, reps).context("workload 1")?,
-        rolling_pass::run(opts, reps).context("workload 2")?,
-        suite_time::run(opts).context("workload 3")?,
-        explore_rate::run(opts).context("workload 4")?,
-        peak_rss::run(opts).context("workload 5")?,
-        codec::run(opts, reps)?,
-    ];
-    let goals = results::goals(&workloads);
-    let results = BenchResults {
-        cyrus_version: opts.bins.version(),
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        reps,
-        sizes: opts.sizes,
-        machine: machine(),
-        workloads,
-        goals,
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let wanted = |id: u32| opts.only.is_empty() || opts.only.contains(&id);
+    let mut workloads = Vec::new();
+    if wanted(1) {
+        workloads.push(first_sync::run(opts, reps).context("workload 1")?);
+    }
+    if wanted(2) {
+        workloads.push(rolling_pass::run(opts, reps).context("workload 2")?);
+    }
+    if wanted(3) {
+        workloads.push(suite_time::run(opts).context("workload 3")?);
+    }
+    if wanted(4) {
+        workloads.push(explore_rate::run(opts).context("workload 4")?);
+    }
+    if wanted(5) {
+        workloads.push(peak_rss::run(opts).context("workload 5")?);
+    }
+    if wanted(6) {
+        workloads.push(codec::run(opts, reps)?);
+    }
+    let results = if opts.only.is_empty() {
+        BenchResults {
+            cyrus_version: opts.bins.version(),
+            unix_time,
+            reps,
+            sizes: opts.sizes,
+            machine: machine(),
+            goals: results::goals(&workloads),
+            workloads,
+        }
+    } else {
+        // Replace the workloads run in the results already there; each says
+        // it was measured on its own, and when.
+        let path = opts.out_dir.join("results.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading `{}` (--workload updates an earlier full run)",
+                path.display()
+            )
+        })?;
+        let mut all: BenchResults = serde_json::from_str(&text)?;
+        for mut w in workloads {
+            w.notes.push(format!(
+                "measured on its own (`bench --workload {}`, unix time {unix_time}, {}), after the run above",
+                w.id,
+                machine()
+            ));
+            all.workloads.retain(|o| o.id != w.id);
+            all.workloads.push(w);
+        }
+        all.workloads.sort_by_key(|w| w.id);
+        all.goals = results::goals(&all.workloads);
+        all
     };
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(opts.out_dir.join("results.json"), json + "\n")?;

@@ -3,26 +3,42 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::targets::Measure;
 use super::{chain, log, BenchOptions, Result, Sizes, TARGETS};
 
 /// One measured series.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Series {
     /// `floor`, `fake`, `backupd`, `sync_server`.
     pub target: String,
     /// `wall`, `client_cpu`, `target_cpu`, ...
     pub metric: String,
     pub unit: String,
+    #[serde(deserialize_with = "samples_or_nan")]
     pub samples: Vec<f64>,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub min: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub median: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub max: f64,
     /// median / the floor's median of the same metric, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_vs_floor: Option<f64>,
+}
+
+/// JSON writes NaN (no sample) as `null`; read it back as NaN.
+fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn samples_or_nan<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
 }
 
 impl Series {
@@ -52,7 +68,7 @@ impl Series {
 }
 
 /// One workload's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadResult {
     pub id: u32,
     pub name: String,
@@ -64,7 +80,7 @@ pub struct WorkloadResult {
 }
 
 /// One target of the issue, met or missed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Goal {
     pub name: String,
     pub limit: String,
@@ -73,7 +89,7 @@ pub struct Goal {
 }
 
 /// Everything `run_bench` measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchResults {
     pub cyrus_version: String,
     pub unix_time: u64,
@@ -296,5 +312,26 @@ mod tests {
     fn series_stats() {
         let s = Series::new("fake", "wall", "s", vec![3.0, 1.0, 2.0, 10.0]);
         assert_eq!((s.min, s.median, s.max), (1.0, 2.5, 10.0));
+    }
+
+    /// `bench --workload N` reads the earlier results.json back: a series
+    /// with no sample (NaN, written as null) must read back as NaN.
+    #[test]
+    fn results_read_back_with_empty_series() {
+        let w = WorkloadResult {
+            id: 4,
+            name: "w".into(),
+            skipped: None,
+            series: vec![
+                Series::new("fake", "wall", "s", vec![]),
+                Series::new("fake", "x", "s", vec![1.0]),
+            ],
+            notes: vec!["n".into()],
+        };
+        let json = serde_json::to_string(&w).expect("json");
+        assert!(json.contains("null"), "{json}");
+        let back: WorkloadResult = serde_json::from_str(&json).expect("read back");
+        assert!(back.series[0].median.is_nan());
+        assert_eq!(back.series[1].samples, vec![1.0]);
     }
 }

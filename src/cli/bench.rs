@@ -29,6 +29,10 @@ pub struct BenchArgs {
     /// Where sandboxes go.
     #[arg(long, value_name = "DIR")]
     sandbox_dir: Option<PathBuf>,
+    /// Run only workload N (1-6, repeatable) and replace it in the
+    /// results.json and results.md of an earlier full run in --out.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=6))]
+    workload: Vec<u32>,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -49,6 +53,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(d) = args.sandbox_dir {
         opts.sandbox_parent = d;
     }
+    opts.only = args.workload;
     let r = backupd_sim::bench::run_bench(&opts)?;
     for g in &r.goals {
         println!(
