@@ -194,3 +194,48 @@ fn a_lying_fake_is_found_and_shrunk_to_a_replayable_scenario() {
         "{out}"
     );
 }
+
+/// The same seed gives the same cases whatever `-j` and however the campaign
+/// is sharded: each campaign's JSON lists every case it ran as (index,
+/// Cyrus version, fingerprint of its scenario file).
+#[test]
+fn the_cases_of_a_seed_do_not_depend_on_jobs_or_shards() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = dir.path().join("sb");
+    std::fs::create_dir_all(&sandbox).expect("sandbox dir");
+    let ran = |name: &str, extra: &[&str]| -> Vec<serde_json::Value> {
+        let json = dir.path().join(format!("{name}.json"));
+        let args = [
+            &[
+                "explore",
+                "--cases",
+                "3",
+                "--seed",
+                "3",
+                "--no-compare",
+                "--no-corpus",
+                "--sandbox-dir",
+                sandbox.to_str().expect("path"),
+                "--json",
+                json.to_str().expect("path"),
+            ][..],
+            extra,
+        ]
+        .concat();
+        let (code, out, err) = bin(dir.path(), &args);
+        assert!(code == 0 || code == 1, "{out}\n{err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+        v["ran"].as_array().expect("ran").clone()
+    };
+    let one = ran("j1", &["-j", "1"]);
+    assert_eq!(one.len(), 3, "{one:?}");
+    assert_eq!(ran("j2", &["-j", "2"]), one);
+    let mut sharded = ran("s1", &["--shard", "1/2"]);
+    sharded.extend(ran("s2", &["--shard", "2/2"]));
+    sharded.sort_by_key(|r| r[0].as_u64());
+    assert_eq!(sharded, one);
+}
