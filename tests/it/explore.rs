@@ -239,3 +239,38 @@ fn the_cases_of_a_seed_do_not_depend_on_jobs_or_shards() {
     sharded.sort_by_key(|r| r[0].as_u64());
     assert_eq!(sharded, one);
 }
+
+/// `--minutes` alone bounds a campaign: no case starts after the time, the
+/// cases already claimed finish (here: one batch per worker).
+#[test]
+fn minutes_alone_end_a_campaign() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = dir.path().join("sb");
+    std::fs::create_dir_all(&sandbox).expect("sandbox dir");
+    let started = std::time::Instant::now();
+    let (code, out, err) = bin(
+        dir.path(),
+        &[
+            "explore",
+            "--minutes",
+            "0.01",
+            "--seed",
+            "4",
+            "--no-compare",
+            "--no-corpus",
+            "--sandbox-dir",
+            sandbox.to_str().expect("path"),
+        ],
+    );
+    assert!(code == 0 || code == 1, "{out}\n{err}");
+    let n: u64 = out
+        .split(" case(s) run in ")
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("a case count");
+    assert!((1..=3).contains(&n), "{n} cases:\n{out}");
+    assert!(started.elapsed().as_secs() < 120, "{out}");
+}
