@@ -40,7 +40,7 @@ pub fn sandbox_parent(bins: &CyrusBins, explicit: Option<&Path>) -> PathBuf {
     }
     let shm = Path::new("/dev/shm");
     let roomy = nix::sys::statvfs::statvfs(shm)
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 > 1 << 30)
+        .map(|s| s.blocks_available() * s.fragment_size() > 1 << 30)
         .unwrap_or(false);
     if bins.chroot().is_none() && roomy {
         shm.to_owned()
