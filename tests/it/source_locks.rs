@@ -139,7 +139,10 @@ fn a_held_sync_lock_blocks_the_daemon_and_storms_it_with_n() {
     let storm_file = load("scenarios/source-locks/hand-run-user-nonblocking.toml");
     let storm = run_scenario(&storm_file, &opts);
     assert_eq!(storm.verdict, Verdict::Pass, "{}", show(&storm));
-    assert_eq!(storm.stats.lock_hits, 0, "{}", show(&storm));
+    // At most 5, as the scenario expects since 926da88: after the release the
+    // hand-run -u still holds the backup for its last commands, and the
+    // storming daemon can meet it (make test saw 1 under load).
+    assert!(storm.stats.lock_hits <= 5, "{}", show(&storm));
     assert!(
         storm.stats.connections >= 50 && storm.stats.reconnect_rate >= 20.0,
         "{}",
