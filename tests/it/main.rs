@@ -6,6 +6,7 @@ mod cli; // the binary as a user runs it: serve, --state, bad input
 mod codec; // dlist framing, decoding and encoding against real captures and generated input
 mod compare; // run --target backupd|sync_server|HOST:PORT through the relay; compare fake vs real
 mod cyrus_source; // the real Cyrus source instance: start, fill, read back, stop
+mod docs; // the README stays a short quickstart with its tables; no file points outside the project
 mod examples; // examples/: the embedding example run as a test
 mod explore; // backupd-sim explore: deterministic generation, a clean run, a lying fake found and shrunk
 mod faults; // every fault action and lock mode vs an in-process fake and a scripted client
