@@ -8,7 +8,7 @@ use backupd_sim::harness::Target;
 use backupd_sim::runner::{run_scenario, unsupported, RunOptions, Verdict};
 use backupd_sim::scenario::Scenario;
 
-use crate::util::{bin, cyrus_bins, Sim};
+use crate::util::{bin, cyrus_bins, run_options, Sim};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,22 +21,6 @@ fn arg(p: &Path) -> &str {
 
 fn scenario(rel: &str) -> Scenario {
     Scenario::load(&root().join(rel)).expect("scenario")
-}
-
-/// Run options; sandboxes go under `parent` (a test's temp dir), so a failed
-/// run's kept sandbox goes with it.
-fn options(target: Target, parent: &Path) -> Option<RunOptions> {
-    let bins = cyrus_bins()?;
-    Some(RunOptions {
-        version: bins.version(),
-        bins,
-        seed: None,
-        keep: false,
-        sandbox_parent: Some(parent.to_owned()),
-        update_snapshots: false,
-        report_dir: None,
-        target,
-    })
 }
 
 /// Acceptance (issue 10): `run --target backupd` with the bundled case-A
@@ -115,7 +99,7 @@ fn steps_a_target_lacks_are_skipped_with_the_reason() {
 
     // A SKIP runs nothing and is not a failure.
     let scratch = tempfile::tempdir().expect("tempdir");
-    let Some(opts) = options(Target::Real(TargetKind::Backupd), scratch.path()) else {
+    let Some(opts) = run_options(Target::Real(TargetKind::Backupd), scratch.path()) else {
         return;
     };
     let r = run_scenario(&fault, &opts);
@@ -140,7 +124,7 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
 
     // A fake in this process, standing in for "any csync server at HOST:PORT".
     let honest = Sim::start("");
-    let opts = options(honest.target(), scratch.path()).expect("cyrus");
+    let opts = run_options(honest.target(), scratch.path()).expect("cyrus");
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
     assert!(r.target.starts_with("127.0.0.1:"));
@@ -150,7 +134,7 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
     assert!(honest.shared().events().count("APPLY MESSAGE") > 0);
 
     let liar = Sim::start("[[fault]]\nwhen = { verb = \"APPLY MAILBOX\" }\naction = \"lie\"\n");
-    let opts = options(liar.target(), scratch.path()).expect("cyrus");
+    let opts = run_options(liar.target(), scratch.path()).expect("cyrus");
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
     assert!(r.exits.iter().all(|e| *e == Some(0)), "{:?}", r.exits);

@@ -12,13 +12,11 @@ use std::sync::Arc;
 use backupd_sim::dlist::{Framer, Limits};
 use backupd_sim::harness::Target;
 use backupd_sim::history::{About, CarryClass};
-use backupd_sim::runner::{run_scenario, RunOptions, ScenarioReport, Verdict};
+use backupd_sim::runner::{run_scenario, ScenarioReport, Verdict};
 use backupd_sim::scenario::ledger::Class;
 use backupd_sim::scenario::Scenario;
-use backupd_sim::server::{FakeBackupd, ServerConfig};
-use backupd_sim::store::Store;
 
-use crate::util::cyrus_bins;
+use crate::util::{cyrus_bins, run_options, Sim};
 
 /// The reproduction: a lie to `APPLY MAILBOX` during `-u` while the
 /// channel log still names the folder, so the catch-up sends it again.
@@ -42,20 +40,6 @@ fn scenario_from(dir: &Path, name: &str, text: &str) -> Scenario {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write scenario");
     Scenario::load(&path).expect("scenario")
-}
-
-fn options(target: Target, parent: &Path) -> Option<RunOptions> {
-    let bins = cyrus_bins()?;
-    Some(RunOptions {
-        version: bins.version(),
-        bins,
-        seed: None,
-        keep: false,
-        sandbox_parent: Some(parent.to_owned()),
-        update_snapshots: false,
-        report_dir: None,
-        target,
-    })
 }
 
 /// The check line of the history.
@@ -112,7 +96,7 @@ fn assert_lie_caught(r: &ScenarioReport) {
 #[test]
 fn a_lie_healed_by_the_catch_up_fails_on_the_fake() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(opts) = options(Target::Fake, dir.path()) else {
+    let Some(opts) = run_options(Target::Fake, dir.path()) else {
         return;
     };
     let s = scenario_from(dir.path(), "lie-during-user", LIE_DURING_USER);
@@ -219,18 +203,11 @@ fn a_lying_proxy_behind_host_port_is_caught() {
     if cyrus_bins().is_none() {
         return;
     }
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let fake = rt
-        .block_on(FakeBackupd::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            Store::temporary().expect("store"),
-            ServerConfig::default(),
-        ))
-        .expect("fake");
+    let fake = Sim::start("");
     let proxy = LyingProxy::start(fake.addr(), "MBOXNAME user.lu.Lied ");
     let target =
         Target::parse(&proxy.addr.to_string(), "repluser", "secret").expect("HOST:PORT target");
-    let opts = options(target, dir.path()).expect("cyrus");
+    let opts = run_options(target, dir.path()).expect("cyrus");
     // The fault step has no fake of its own to go to here: drop it, the proxy lies.
     let text = LIE_DURING_USER.replace(
         "[[step]]\nfault = { when = { verb = \"APPLY MAILBOX\", mailbox = \"user.lu.Lied\" }, nth = 1, action = \"lie\" }\n",

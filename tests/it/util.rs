@@ -13,6 +13,7 @@ use backupd_sim::fault::{Engine, Plan, Status};
 use backupd_sim::harness::Target;
 use backupd_sim::proto::Reply;
 use backupd_sim::rng::Seed;
+use backupd_sim::runner::RunOptions;
 use backupd_sim::server::control::{self, Request};
 use backupd_sim::server::{FakeBackupd, ServerConfig, Shared};
 use backupd_sim::session::{After, Session, SessionConfig};
@@ -39,6 +40,23 @@ pub fn cyrus_bins() -> Option<CyrusBins> {
             None
         }
     }
+}
+
+/// Run options for the host's Cyrus (`None`, with a skip message, when it is
+/// missing); sandboxes go under `parent` (a test's temp dir), so a failed
+/// run's kept sandbox goes with it.
+pub fn run_options(target: Target, parent: &Path) -> Option<RunOptions> {
+    let bins = cyrus_bins()?;
+    Some(RunOptions {
+        version: bins.version(),
+        bins,
+        seed: None,
+        keep: false,
+        sandbox_parent: Some(parent.to_owned()),
+        update_snapshots: false,
+        report_dir: None,
+        target,
+    })
 }
 
 /// The `backupd-sim` binary cargo built for these tests.
