@@ -10,6 +10,12 @@
 //! read the same for every target. Everything stops when the harness is dropped
 //! (the source and a real target by PID, the fake and the relay with the
 //! runtime); the sandbox is removed unless it was asked to be kept.
+//!
+//! Pieces: `harness/target.rs` ([`Target`], as `--target` names it) and
+//! `harness/locks.rs` (lock windows on each kind of target, [`LockError`]).
+
+mod locks;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,117 +23,20 @@ use std::time::Duration;
 
 use crate::check::{compare, Comparison};
 use crate::cyrus::{
-    BackupLock, Channel, CyrusBins, CyrusError, RealTarget, SourceInstance, SourceOptions,
-    StateScope, SyncClient, SyncRun, TargetKind,
+    Channel, CyrusBins, CyrusError, RealTarget, SourceInstance, SourceOptions, StateScope,
+    SyncClient, SyncRun,
 };
-use crate::events::EventKind;
-use crate::fault::{LockSpec, TriggerSpec};
 use crate::mailstate::MailState;
 use crate::relay::Relay;
 use crate::server::{control, FakeBackupd, ServerConfig, Shared};
 use crate::store::Store;
 
+use locks::RealLock;
+pub use locks::{lock_unsupported, LockError};
+pub use target::Target;
+
 /// The channel name the source replicates to the fake on.
 pub const CHANNEL: &str = "backup";
-
-/// Which server the source replicates to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// The fake backupd (the default).
-    Fake,
-    /// The fake with its `sync_server` personality (a replica's greeting and
-    /// replies; lock windows block instead of answering LOCKED).
-    FakeSyncServer,
-    /// A real Cyrus `backupd` or `sync_server`, started in the sandbox.
-    Real(TargetKind),
-    /// Any csync server; its contents cannot be read, so convergence is judged
-    /// by a final `-u` pass that must send no `APPLY`.
-    Remote {
-        /// Where it listens.
-        addr: std::net::SocketAddr,
-        /// The replication user.
-        authname: String,
-        /// Its password.
-        password: String,
-    },
-}
-
-impl Target {
-    /// `fake`, `fake-sync_server`, `backupd`, `sync_server` or `HOST:PORT`, as
-    /// `--target` takes it.
-    pub fn name(&self) -> String {
-        match self {
-            Target::Fake => "fake".into(),
-            Target::FakeSyncServer => "fake-sync_server".into(),
-            Target::Real(k) => k.name().into(),
-            Target::Remote { addr, .. } => addr.to_string(),
-        }
-    }
-
-    /// Parse `--target`: `fake`, `fake-sync_server`, `backupd`, `sync_server`
-    /// (or `sync-server`), or `HOST:PORT` with the credentials to use there.
-    pub fn parse(text: &str, authname: &str, password: &str) -> Result<Target, String> {
-        match text {
-            "fake" => Ok(Target::Fake),
-            "fake-sync_server" | "fake-sync-server" => Ok(Target::FakeSyncServer),
-            "backupd" => Ok(Target::Real(TargetKind::Backupd)),
-            "sync_server" | "sync-server" => Ok(Target::Real(TargetKind::SyncServer)),
-            other => {
-                use std::net::ToSocketAddrs;
-                let addr = other
-                    .to_socket_addrs()
-                    .map_err(|e| {
-                        format!(
-                            "`{other}`: expected `fake`, `fake-sync_server`, `backupd`, `sync_server` or HOST:PORT ({e})"
-                        )
-                    })?
-                    .next()
-                    .ok_or_else(|| format!("`{other}` resolves to no address"))?;
-                Ok(Target::Remote {
-                    addr,
-                    authname: authname.to_owned(),
-                    password: password.to_owned(),
-                })
-            }
-        }
-    }
-
-    /// `fake`, `backupd`, `sync_server` or `remote`: the kind, as scenario
-    /// files name it.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Target::Fake => "fake",
-            Target::FakeSyncServer => "fake-sync_server",
-            Target::Real(k) => k.name(),
-            Target::Remote { .. } => "remote",
-        }
-    }
-
-    /// True for the fake, whatever its personality.
-    pub fn is_fake(&self) -> bool {
-        matches!(self, Target::Fake | Target::FakeSyncServer)
-    }
-}
-
-/// A lock window on a real backupd: a `ctl_backups lock` process, and when it
-/// ends.
-#[derive(Debug)]
-struct RealLock {
-    name: String,
-    user: String,
-    lock: BackupLock,
-    close: RealClose,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum RealClose {
-    /// By `unlock` or `clear`.
-    Manual,
-    /// At this instant.
-    At(std::time::Instant),
-    /// After this many `LOCKED` answers counted from this many.
-    Attempts { n: u64, base: u64 },
-}
 
 /// Why a harness could not be built or used.
 #[derive(Debug, thiserror::Error)]
@@ -437,144 +346,6 @@ impl Harness {
         self.real.as_ref()
     }
 
-    /// Open a lock window. On the fake every [`LockSpec`] works; on a real
-    /// backupd a window is a `ctl_backups lock -u USER` process, so only a
-    /// user-wide `hold` lock opening at once can be made, closing by hand, after
-    /// `after_ms`, or after `attempts` LOCKED answers. Other targets cannot be
-    /// locked on demand.
-    pub fn lock(&self, spec: &LockSpec) -> Result<(), String> {
-        match &self.target {
-            Target::Fake | Target::FakeSyncServer => self
-                .ctl(&control::Request::Lock { lock: spec.clone() })
-                .map(|_| ()),
-            Target::Real(TargetKind::Backupd) => {
-                let (user, close) = real_lock_plan(spec)?;
-                let real = self.real.as_ref().expect("a real target runs");
-                let close = match close {
-                    RealCloseSpec::Manual => RealClose::Manual,
-                    RealCloseSpec::AfterMs(ms) => {
-                        RealClose::At(std::time::Instant::now() + Duration::from_millis(ms))
-                    }
-                    RealCloseSpec::Attempts(n) => RealClose::Attempts {
-                        n,
-                        base: self.lock_hits(),
-                    },
-                };
-                let lock = real
-                    .lock_user(&user)
-                    .map_err(|e| format!("ctl_backups lock -u {user}: {e}"))?;
-                let name = spec.name.clone().unwrap_or_else(|| user.clone());
-                self.recorder.record(
-                    0,
-                    EventKind::Mark {
-                        name: format!("ctl_backups lock -u {user} ({name})"),
-                    },
-                );
-                self.real_locks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(RealLock {
-                        name,
-                        user,
-                        lock,
-                        close,
-                    });
-                Ok(())
-            }
-            other => Err(format!(
-                "the {} target cannot be locked on demand",
-                other.name()
-            )),
-        }
-    }
-
-    /// Close every lock window named `name` or on user `name`.
-    pub fn unlock(&self, name: &str) -> Result<(), String> {
-        if self.target.is_fake() {
-            return self
-                .ctl(&control::Request::Unlock {
-                    name: name.to_owned(),
-                })
-                .map(|_| ());
-        }
-        let mut locks = self.real_locks.lock().unwrap_or_else(|e| e.into_inner());
-        let before = locks.len();
-        let (closing, keep): (Vec<RealLock>, Vec<RealLock>) = std::mem::take(&mut *locks)
-            .into_iter()
-            .partition(|l| l.name == name || l.user == name);
-        *locks = keep;
-        drop(locks);
-        if closing.is_empty() {
-            return Err(format!(
-                "no open lock named or targeting `{name}` ({before} open)"
-            ));
-        }
-        self.release(closing)
-    }
-
-    /// Close every lock window and clear every fault.
-    pub fn clear(&self) -> Result<(), String> {
-        if self.target.is_fake() {
-            return self.ctl(&control::Request::Clear).map(|_| ());
-        }
-        let all = std::mem::take(&mut *self.real_locks.lock().unwrap_or_else(|e| e.into_inner()));
-        self.release(all)
-    }
-
-    fn release(&self, locks: Vec<RealLock>) -> Result<(), String> {
-        let mut errors = Vec::new();
-        for mut l in locks {
-            match l.lock.release() {
-                Ok(()) => self.recorder.record(
-                    0,
-                    EventKind::Mark {
-                        name: format!("ctl_backups unlock -u {} ({})", l.user, l.name),
-                    },
-                ),
-                Err(e) => errors.push(format!("releasing {}: {e}", l.name)),
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
-    }
-
-    /// Close the real lock windows whose time or LOCKED count has come (the fake
-    /// closes its own). Call it often while a scenario runs.
-    pub fn tick(&self) -> Result<(), String> {
-        if self.target.is_fake() {
-            return Ok(());
-        }
-        let hits = self.lock_hits();
-        let now = std::time::Instant::now();
-        let mut locks = self.real_locks.lock().unwrap_or_else(|e| e.into_inner());
-        let (due, keep): (Vec<RealLock>, Vec<RealLock>) = std::mem::take(&mut *locks)
-            .into_iter()
-            .partition(|l| match l.close {
-                RealClose::Manual => false,
-                RealClose::At(t) => now >= t,
-                RealClose::Attempts { n, base } => hits >= base + n,
-            });
-        *locks = keep;
-        drop(locks);
-        self.release(due)
-    }
-
-    /// Lock windows open on a real target (0 for the fake, which keeps its own).
-    pub fn open_locks(&self) -> usize {
-        self.real_locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
-    fn lock_hits(&self) -> u64 {
-        // A counter: tick() runs every few ms, and a storm logs thousands of events.
-        self.recorder.events().lock_hits()
-    }
-
     /// Run `sync_client -n backup ARGS…` to its end (or the timeout).
     pub fn sync(&self, args: &[&str]) -> Result<SyncRun, HarnessError> {
         self.sync_with_timeout(args, self.sync_timeout)
@@ -689,65 +460,5 @@ impl Drop for Harness {
             self.rt.block_on(f.stop());
         }
         drop(self.sandbox.take());
-    }
-}
-
-/// How a real lock window closes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RealCloseSpec {
-    Manual,
-    AfterMs(u64),
-    Attempts(u64),
-}
-
-/// The user and closing of a lock a real backupd can be given, or why not.
-fn real_lock_plan(spec: &LockSpec) -> Result<(String, RealCloseSpec), String> {
-    let why = "a real backupd is locked with `ctl_backups lock -u USER`";
-    let user = spec
-        .user
-        .clone()
-        .ok_or_else(|| format!("{why}: the lock needs a `user`"))?;
-    if spec.mailbox.is_some() || spec.verb.is_some() {
-        return Err(format!("{why}: a lock by mailbox or verb cannot be made"));
-    }
-    if spec.mode.as_deref().is_some_and(|m| m != "hold") {
-        return Err(format!("{why}: only `hold` mode exists there"));
-    }
-    match &spec.open {
-        None => {}
-        Some(TriggerSpec::Word(w)) if w == "start" => {}
-        Some(_) => return Err(format!("{why}: the window can only open at once")),
-    }
-    let close = match &spec.close {
-        None => RealCloseSpec::Manual,
-        Some(TriggerSpec::Word(w)) if w == "never" || w == "manual" => RealCloseSpec::Manual,
-        Some(TriggerSpec::Table(t)) => match (t.after_ms, t.attempts, &t.mark, &t.on) {
-            (Some(ms), None, None, None) => RealCloseSpec::AfterMs(ms),
-            (None, Some(n), None, None) => RealCloseSpec::Attempts(n),
-            _ => {
-                return Err(format!(
-                    "{why}: it closes by hand, `after_ms` or `attempts`"
-                ))
-            }
-        },
-        Some(_) => {
-            return Err(format!(
-                "{why}: it closes by hand, `after_ms` or `attempts`"
-            ))
-        }
-    };
-    Ok((user, close))
-}
-
-/// Why `spec` cannot be a lock window on `target`, if it cannot.
-pub fn lock_unsupported(spec: &LockSpec, target: &Target) -> Option<String> {
-    match target {
-        Target::Fake | Target::FakeSyncServer => None,
-        Target::Real(TargetKind::Backupd) => real_lock_plan(spec).err(),
-        Target::Real(TargetKind::SyncServer) => Some(
-            "a real sync_server blocks instead of answering LOCKED, and cannot be locked on demand"
-                .into(),
-        ),
-        Target::Remote { .. } => Some("a HOST:PORT target cannot be locked on demand".into()),
     }
 }

@@ -1,0 +1,387 @@
+//! Judging a run: the stats from the event log, the checks (exit codes,
+//! convergence, the ledger, acknowledged writes, lock hits, reconnect rate,
+//! the final `-u`, the transcript snapshot) and the verdict's inputs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::check::compare;
+use crate::events::EventKind;
+use crate::harness::{Harness, Target};
+use crate::mailstate::MailState;
+use crate::scenario::ledger::{classify, Class, Classified};
+
+use super::{normalize_transcript, Check, Run, Stats, CATCH_UP};
+
+/// The name of the history check's line in every report.
+const ACKED: &str = "acknowledged writes kept";
+
+pub(super) fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+impl Run<'_> {
+    pub(super) fn stats(&self) -> Stats {
+        let events = self.h.fake().events();
+        let mut stats = Stats {
+            client_runs: self.runs.len(),
+            client_run_seconds: self.runs.iter().map(|r| r.elapsed.as_secs_f64()).collect(),
+            restarts: u64::from(self.restarts),
+            converge_seconds: self.converge_seconds,
+            deferrals: self
+                .runs
+                .iter()
+                .map(|r| r.stderr.matches("Deferred: ").count() as u64)
+                .sum(),
+            ..Stats::default()
+        };
+        let mut conn_times = Vec::new();
+        let (mut first_hit, mut last_hit) = (None, None);
+        for e in events.events().filter(|e| e.seq > self.setup_seq) {
+            match &e.kind {
+                EventKind::Connected { .. } => {
+                    stats.connections += 1;
+                    conn_times.push(e.t_us);
+                }
+                EventKind::LockHit { .. } => {
+                    stats.lock_hits += 1;
+                    first_hit.get_or_insert(e.t_us);
+                    last_hit = Some(e.t_us);
+                }
+                EventKind::Fault { .. } => stats.faults += 1,
+                _ => {}
+            }
+        }
+        if let (Some(a), Some(b)) = (first_hit, last_hit) {
+            let during = conn_times.iter().filter(|t| (a..=b).contains(*t)).count();
+            let secs = (b - a) as f64 / 1e6;
+            stats.reconnect_rate = if secs > 0.05 {
+                during as f64 / secs
+            } else {
+                0.0
+            };
+        }
+        // Source-side lock windows (a held sync lock, a skipuser file) get no
+        // LOCKED answer from the target: the rate is taken over the windows.
+        let now = self.h.fake().now_us();
+        let mut windows: Vec<(u64, u64)> = self.source_windows.clone();
+        windows.extend(self.holders.iter().map(|h| (h.since_us, now)));
+        windows.extend(self.skipped.iter().map(|(_, since)| (*since, now)));
+        let secs: f64 = windows
+            .iter()
+            .map(|(a, b)| b.saturating_sub(*a) as f64 / 1e6)
+            .sum();
+        if secs > 0.05 {
+            let during = conn_times
+                .iter()
+                .filter(|t| windows.iter().any(|(a, b)| (*a..=*b).contains(*t)))
+                .count();
+            stats.reconnect_rate = stats.reconnect_rate.max(during as f64 / secs);
+        }
+        stats
+    }
+
+    pub(super) fn channel_log_text(&self) -> String {
+        let src = self.h.source();
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        read(src.sync_log_path(crate::harness::CHANNEL))
+            + &read(src.sync_log_run_path(crate::harness::CHANNEL))
+    }
+
+    pub(super) fn judge(&mut self) -> (Vec<Check>, Vec<Classified>, Stats) {
+        let users = self.s.user_names();
+        let stats = self.stats();
+        let mut checks = std::mem::take(&mut self.checks);
+        let e = &self.s.expect;
+        let t = Instant::now();
+        let source = self.h.source().read_state(&users);
+        let t = self.timing.lap("read the source", t);
+        let source = match source {
+            Ok(s) => s,
+            Err(err) => {
+                checks.push(check("read the source", false, err.to_string()));
+                return (checks, Vec::new(), stats);
+            }
+        };
+        if matches!(self.h.target(), Target::Remote { .. }) {
+            // Its contents cannot be read back: what it acknowledged and what
+            // its answers showed, and a final `-u` that must find nothing to send.
+            checks.push(self.history_check(None));
+            checks.push(self.final_pass_check(&users));
+            return (checks, Vec::new(), stats);
+        }
+        let backup = self.h.read_backup(&users);
+        let t = self.timing.lap("read the backup", t);
+        let (backup, scope) = match backup {
+            Ok(b) => b,
+            Err(err) => {
+                checks.push(self.history_check(None));
+                checks.push(check("read the backup", false, err.to_string()));
+                return (checks, Vec::new(), stats);
+            }
+        };
+        checks.push(self.history_check(Some(crate::history::FinalRead {
+            state: &backup,
+            users: &users,
+            // Flags, counters and subscriptions are read at every scope but UID -> GUID.
+            full: scope != crate::cyrus::StateScope::UidGuid,
+        })));
+        let t = self.timing.lap("history check", t);
+        let (source, mut backup): (MailState, MailState) =
+            (scope.project(&source), scope.project(&backup));
+        let wanted: BTreeSet<&str> = users.iter().copied().collect();
+        backup.users.retain(|u, _| wanted.contains(u.as_str()));
+        let c = compare(&source, &backup);
+        if c.converged() && !self.converged_seen {
+            self.converged_seen = true;
+            self.note(
+                crate::timeline::AnnotationKind::Converged,
+                "backup converged (checked after the catch-up)",
+            );
+        }
+        checks.push(check(
+            "converged",
+            c.converged() == e.converged,
+            if c.converged() {
+                "the backup equals the source".to_owned()
+            } else {
+                c.to_string()
+            },
+        ));
+        if e.converged && self.h.target().is_fake() {
+            let bad = self.h.verify_bodies();
+            checks.push(check("bodies", bad.is_empty(), bad.join("\n")));
+        }
+        let mut ledger = classify(&self.ledger, &source, &backup, &self.channel_log_text());
+        crate::scenario::ledger::mark_acknowledged_lost(&mut ledger, &self.acked_lost);
+        let lost: Vec<String> = ledger
+            .iter()
+            .filter(|c| matches!(c.class, Class::Lost | Class::AcknowledgedLost))
+            .map(|c| {
+                let how = if c.class == Class::AcknowledgedLost {
+                    " (acknowledged by the target, then lost)"
+                } else {
+                    ""
+                };
+                format!("step {}: {}{how}", c.entry.step, c.entry.change)
+            })
+            .collect();
+        let queued = ledger.iter().filter(|c| c.class == Class::Queued).count() as u64;
+        if let Some(want) = e.lost {
+            checks.push(check(
+                "lost changes",
+                lost.len() as u64 == want,
+                format!(
+                    "expected {want}, ledger says {}{}",
+                    lost.len(),
+                    if lost.is_empty() {
+                        String::new()
+                    } else {
+                        format!(":\n  {}", lost.join("\n  "))
+                    }
+                ),
+            ));
+        }
+        if let Some(want) = e.queued {
+            checks.push(check(
+                "queued changes",
+                queued == want,
+                format!("expected {want}, ledger says {queued}"),
+            ));
+        }
+        let ranges = [
+            ("deferrals", e.deferrals, stats.deferrals),
+            ("lock hits", e.lock_hits, stats.lock_hits),
+            ("connections", e.connections, stats.connections),
+            ("restarts", e.restarts, stats.restarts),
+        ];
+        for (name, range, have) in ranges {
+            if let Some(r) = range {
+                checks.push(check(
+                    name,
+                    r.contains(have),
+                    format!("expected {r}, saw {have}"),
+                ));
+            }
+        }
+        if let Some(max) = e.reconnect_rate_max {
+            checks.push(check(
+                "reconnect rate",
+                stats.reconnect_rate <= max,
+                format!(
+                    "expected at most {max:.1}/s, saw {:.1}/s",
+                    stats.reconnect_rate
+                ),
+            ));
+        }
+        // Snapshots hold the fake's transcripts; `compare` sets real ones beside them.
+        if e.snapshot && self.h.target().is_fake() {
+            checks.push(self.snapshot());
+        }
+        self.timing.lap("compare and ledger", t);
+        (checks, ledger, stats)
+    }
+
+    /// Every write the target acknowledged must still be there in every later
+    /// read, the final read-back (`final_state`, and whether it shows every
+    /// field) included: [`crate::history`].
+    pub(super) fn history_check(
+        &mut self,
+        final_state: Option<crate::history::FinalRead<'_>>,
+    ) -> Check {
+        let shared = self.h.fake();
+        let Some(history) = shared.history() else {
+            return check(ACKED, false, "no history was kept for this target");
+        };
+        let report = crate::history::check(crate::history::Input {
+            history: &history,
+            final_state,
+            catch_up_mark: Some(CATCH_UP),
+            // backupd keeps every body in the backup of the user that reserved it.
+            bodies_kept: match self.h.target() {
+                Target::Fake => {
+                    shared.session_config().personality == crate::session::Personality::Backupd
+                }
+                Target::Real(kind) => *kind == crate::cyrus::TargetKind::Backupd,
+                Target::FakeSyncServer | Target::Remote { .. } => false,
+            },
+        });
+        drop(history);
+        let want = self
+            .s
+            .expect
+            .acknowledged_lost
+            .unwrap_or(crate::scenario::Range {
+                min: Some(0),
+                max: Some(0),
+            });
+        let lost = report.violations.len() as u64;
+        let mut detail = format!(
+            "{} write(s) acknowledged, {} read(s) checked; ",
+            report.acknowledged, report.reads_checked
+        );
+        if let Some(why) = &report.incomplete {
+            detail.push_str(&format!("no verdict: {why}"));
+        } else if lost == 0 {
+            detail.push_str("nothing acknowledged was lost");
+        } else {
+            detail.push_str(&format!("acknowledged write lost: {lost}"));
+            for v in &report.violations {
+                detail.push_str(&format!("\n  - {v}"));
+            }
+        }
+        if want
+            != (crate::scenario::Range {
+                min: Some(0),
+                max: Some(0),
+            })
+        {
+            detail.push_str(&format!(" (expected {want})"));
+        }
+        let healed: Vec<&crate::history::Carried> = report
+            .carried
+            .iter()
+            .filter(|c| c.class == crate::history::CarryClass::PreviouslyAcknowledged)
+            .collect();
+        if !healed.is_empty() {
+            detail.push_str(&format!(
+                "\n  the catch-up carried {} write(s) the target had acknowledged before:",
+                healed.len()
+            ));
+            for c in healed {
+                detail.push_str(&format!("\n  - {}", c.command));
+            }
+        }
+        let ok = report.incomplete.is_none() && want.contains(lost);
+        self.acked_lost = report.violations;
+        self.carried = report.carried;
+        check(ACKED, ok, detail)
+    }
+
+    /// For a target that cannot be read: `-u` of every user after the catch-up
+    /// must send no `APPLY` (the client's exit status proves nothing: it exits 0
+    /// in many runs that lost changes).
+    pub(super) fn final_pass_check(&mut self, users: &[&str]) -> Check {
+        let applies = |h: &Harness| -> u64 {
+            h.fake()
+                .events()
+                .counts()
+                .iter()
+                .filter(|(verb, _)| verb.starts_with("APPLY "))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let before = applies(self.h);
+        let mut args = vec!["-v", "-v", "-u"];
+        args.extend(users);
+        let run = match self.h.sync(&args) {
+            Ok(r) => r,
+            Err(e) => return check("final -u sends no APPLY", false, e.to_string()),
+        };
+        let sent = applies(self.h) - before;
+        let converged = sent == 0 && run.status == Some(0);
+        let want = self.s.expect.converged;
+        check(
+            "final -u sends no APPLY",
+            converged == want,
+            format!(
+                "{} (expected the target {}converged); the final -u sent {sent} APPLY and exited {}",
+                if converged { "converged" } else { "not converged" },
+                if want { "" } else { "not " },
+                run.status.map_or_else(|| "(killed)".into(), |s| s.to_string())
+            ),
+        )
+    }
+
+    /// Compare the normalized transcript with `scenarios/snapshots/NAME.snap`.
+    pub(super) fn snapshot(&self) -> Check {
+        let text = normalize_transcript(&self.h.transcript());
+        let dir = self
+            .s
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("snapshots");
+        let name = self
+            .s
+            .expect
+            .snapshot_name
+            .as_deref()
+            .unwrap_or(&self.s.name);
+        let path = dir.join(format!("{name}.snap"));
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == text => {
+                check("transcript snapshot", true, path.display().to_string())
+            }
+            result => {
+                if self.opts.update_snapshots {
+                    let ok = std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&path, &text))
+                        .is_ok();
+                    return check(
+                        "transcript snapshot",
+                        ok,
+                        format!("written to {}", path.display()),
+                    );
+                }
+                let detail = match result {
+                    Ok(want) => format!(
+                        "{} differs (re-run with --update-snapshots to accept):\n{}",
+                        path.display(),
+                        crate::diff::unified(&want, &text, "snapshot", "this run", 3)
+                    ),
+                    Err(_) => format!(
+                        "{} is missing (re-run with --update-snapshots to write it)",
+                        path.display()
+                    ),
+                };
+                check("transcript snapshot", false, detail)
+            }
+        }
+    }
+}
