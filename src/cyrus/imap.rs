@@ -6,6 +6,7 @@
 //! - [`parse`]: reading one response off the wire and parsing its values;
 //! - [`datetime`]: IMAP date-times to and from Unix seconds;
 //! - `reply`: typed views of the answers (SELECT, STATUS, LIST, FETCH);
+//! - `uidset`: UID sets checked and expanded;
 //! - this file: the connection, command arguments, one method per command.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use super::CyrusError;
 pub mod datetime;
 pub mod parse;
 mod reply;
+mod uidset;
 
 pub use datetime::{format_imap_datetime, parse_imap_datetime};
 pub use parse::{parse_response, read_response, Response, Status, Value, MAX_LITERAL};
@@ -25,6 +27,7 @@ pub use reply::{FetchedMessage, ListEntry, MailboxInfo, StatusInfo};
 
 use parse::show;
 use reply::{fetched_annotations, first_in_list, list_entry, num, parse_status};
+use uidset::{check_set, expand_uid_set};
 
 type Result<T> = std::result::Result<T, CyrusError>;
 
@@ -656,47 +659,5 @@ impl ImapClient {
     /// LOGOUT and close the connection.
     pub fn logout(mut self) -> Result<()> {
         self.simple("LOGOUT").map(drop)
-    }
-}
-
-/// Check a UID set (`1`, `1:5`, `3,7:*`): digits, `:`, `,` and `*` only.
-/// A UID set of numbers (`3:5,9`) in the order written, ranges ascending as
-/// RFC 4315 pairs them (`*` is refused: a server's COPYUID never sends it).
-fn expand_uid_set(set: &str) -> Result<Vec<u32>> {
-    let bad = || proto(format!("invalid uid set `{set}`"));
-    let mut out = Vec::new();
-    for part in set.split(',') {
-        let (a, b) = part.split_once(':').unwrap_or((part, part));
-        let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-        let (lo, hi) = (a.min(b), a.max(b));
-        if hi - lo > 1_000_000 {
-            return Err(bad());
-        }
-        out.extend(lo..=hi);
-    }
-    Ok(out)
-}
-
-fn check_set(set: &str) -> Result<()> {
-    if set.is_empty()
-        || !set
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b":,*".contains(&b))
-    {
-        return Err(proto(format!("invalid uid set `{set}`")));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copyuid_sets_expand_in_order() {
-        assert_eq!(expand_uid_set("3:5,9").expect("set"), vec![3, 4, 5, 9]);
-        assert_eq!(expand_uid_set("7").expect("set"), vec![7]);
-        assert!(expand_uid_set("1:*").is_err());
-        assert!(expand_uid_set("1:4000000000").is_err());
     }
 }

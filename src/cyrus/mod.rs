@@ -16,6 +16,7 @@ pub mod imap;
 pub mod install;
 pub mod instance;
 pub(crate) mod master;
+pub mod ports;
 pub mod process;
 pub mod procfs;
 pub mod sync_client;

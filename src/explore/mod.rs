@@ -15,6 +15,7 @@
 //! Case `i` of seed `s` is the same whatever `-j`, `--shard` or the order the
 //! workers take cases in: it has its own random stream ([`gen::case_rng`]).
 
+mod aim;
 pub mod corpus;
 pub mod coverage;
 pub mod finding;

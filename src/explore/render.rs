@@ -8,10 +8,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::gen::{
-    Change, Close, FaultKind, GenCase, GenStep, LockTarget, Open, Policy, SyncMode, TriggerAction,
-    NO_CODES, VERBS,
+    Change, Close, GenCase, GenStep, LockTarget, Open, Policy, SyncMode, TriggerAction,
 };
 use crate::cyrus::to_internal_name;
+
+use super::aim::{aim, change_verbs, fault, next_run_verbs, verb};
 
 /// Every generated case's client settings: a small `sync_batchsize` so that
 /// appends of more than 3 messages are uploaded in several batches, and the
@@ -133,7 +134,7 @@ impl Model {
     }
 }
 
-fn q(s: &str) -> String {
+pub(super) fn q(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -234,62 +235,6 @@ impl GenCase {
 /// The user a `DeleteUser { user }` deletes: never user 0, which triggers use.
 fn deleted_user(u: u8, users: usize) -> usize {
     1 + usize::from(u) % (users - 1)
-}
-
-/// The commands a change makes the next client run send.
-fn change_verbs(c: &Change) -> &'static [&'static str] {
-    match c {
-        Change::Append { .. } | Change::Move { .. } => {
-            &["APPLY MAILBOX", "APPLY RESERVE", "APPLY MESSAGE"]
-        }
-        Change::Create {
-            subscribe: true, ..
-        } => &["APPLY MAILBOX", "APPLY SUB"],
-        Change::Flag { .. }
-        | Change::Seen { .. }
-        | Change::Expunge { .. }
-        | Change::Create { .. }
-        | Change::Metadata { .. }
-        | Change::Annotate { .. } => &["APPLY MAILBOX"],
-        Change::Delete { .. } => &["APPLY UNMAILBOX"],
-        Change::Rename { .. } => &["APPLY RENAME"],
-        Change::Subscribe { on: true, .. } => &["APPLY SUB"],
-        Change::Subscribe { .. } => &["APPLY UNSUB"],
-        Change::Quota { .. } => &["APPLY QUOTA"],
-        Change::DeleteUser { .. } => &["APPLY UNUSER"],
-    }
-}
-
-/// What the next one-shot run after `pending` changes and the `rest` of the
-/// steps up to it will send (empty: no such run). A fault or trigger on a
-/// command no run sends never fires, so the renderer points them at these.
-fn next_run_verbs(pending: &BTreeSet<&'static str>, rest: &[GenStep]) -> Vec<&'static str> {
-    let mut verbs = pending.clone();
-    for s in rest {
-        match s {
-            GenStep::Change(c) => verbs.extend(change_verbs(c)),
-            GenStep::Sync(mode) => {
-                verbs.insert(match mode {
-                    SyncMode::User(_) | SyncMode::All => "GET USER",
-                    SyncMode::RollingOnce | SyncMode::Mailbox(..) => "GET MAILBOXES",
-                });
-                return verbs.into_iter().collect();
-            }
-            _ => {}
-        }
-    }
-    Vec::new()
-}
-
-/// The verb a fault or trigger drawn as `v` waits for: `v` when the next run
-/// sends it, else one the next run sends (`v` chooses which).
-fn aim(v: u8, expected: &[&'static str]) -> &'static str {
-    let drawn = verb(v);
-    if expected.is_empty() || expected.contains(&drawn) {
-        drawn
-    } else {
-        expected[usize::from(v) % expected.len()]
-    }
 }
 
 fn render_step(
@@ -434,58 +379,6 @@ fn render_step(
             )]
         }
     }
-}
-
-fn verb(v: u8) -> &'static str {
-    VERBS[usize::from(v) % VERBS.len()]
-}
-
-/// A fault rule table. The loss faults go where they lose data: a lie about
-/// an upload or a mailbox, a hidden GUID in RESERVE's answer, a corruption
-/// of what a mailbox (or a subscription) update stored.
-fn fault(name: &str, kind: FaultKind, v: &str, user: Option<&str>, nth: Option<u8>) -> String {
-    let v = match kind {
-        FaultKind::Lie if !matches!(v, "APPLY MESSAGE" | "APPLY MAILBOX") => "APPLY MAILBOX",
-        FaultKind::HideMissing => "APPLY RESERVE",
-        FaultKind::Corrupt(i) => corruption(i).1,
-        _ => v,
-    };
-    let (action, extra) = match kind {
-        FaultKind::DropBefore => ("drop-before", String::new()),
-        FaultKind::DropAfter => ("drop-after", String::new()),
-        FaultKind::PartialReply(b) => ("partial-reply", format!(", bytes = {b}")),
-        FaultKind::Delay(ms) => ("delay", format!(", delay_ms = {ms}")),
-        FaultKind::No(c) => (
-            "no",
-            format!(", code = \"{}\"", NO_CODES[usize::from(c) % NO_CODES.len()]),
-        ),
-        FaultKind::Bad => ("bad", ", text = \"Unrecognized command\"".to_owned()),
-        FaultKind::Bye => ("bye", ", text = \"Fatal error: shutting down\"".to_owned()),
-        FaultKind::Restart(ms) => ("restart", format!(", for_ms = {ms}")),
-        FaultKind::Stall => ("stall", String::new()),
-        FaultKind::RefuseConnections(ms) => ("refuse-connections", format!(", for_ms = {ms}")),
-        FaultKind::Lie => ("lie", String::new()),
-        FaultKind::HideMissing => ("hide-missing", String::new()),
-        FaultKind::Corrupt(i) => ("corrupt", format!(", what = \"{}\"", corruption(i).0)),
-    };
-    let mut when = format!("verb = {}", q(v));
-    if let Some(u) = user {
-        let _ = write!(when, ", user = {}", q(u));
-    }
-    let nth = nth.map(|n| format!(", nth = {n}")).unwrap_or_default();
-    format!("{{ name = \"{name}\", when = {{ {when} }}{nth}, action = \"{action}\"{extra} }}")
-}
-
-/// A corruption's name and the command whose stored state it breaks.
-fn corruption(i: u8) -> (&'static str, &'static str) {
-    let all = crate::fault::Corruption::ALL;
-    let c = all[usize::from(i) % all.len()];
-    let verb = match c.name() {
-        "subscription" => "APPLY SUB",
-        "quota" => "APPLY QUOTA",
-        _ => "APPLY MAILBOX",
-    };
-    (c.name(), verb)
 }
 
 fn trigger_action(m: &mut Model, a: &TriggerAction) -> String {
