@@ -232,37 +232,7 @@ impl Run<'_> {
                             .map_or_else(|| "(killed)".into(), |s| s.to_string())
                     ),
                 );
-                let want = spec
-                    .expect_exit
-                    .as_ref()
-                    .map(|e| e.for_version(&self.opts.version));
-                if let Some(want) = want {
-                    let ok = match want {
-                        ExitWant::Code(c) => run.status == Some(c) && !run.timed_out,
-                        ExitWant::Timeout => run.timed_out,
-                    };
-                    self.checks.push(check(
-                        format!("step {n}: exit status"),
-                        ok,
-                        format!(
-                            "expected {want} (Cyrus {}), got {}",
-                            self.opts.version,
-                            if run.timed_out {
-                                "still running at the timeout (killed)".into()
-                            } else {
-                                run.status
-                                    .map_or_else(|| "none (killed)".into(), |s| s.to_string())
-                            }
-                        ),
-                    ));
-                }
-                if run.timed_out && want != Some(ExitWant::Timeout) {
-                    self.checks.push(check(
-                        format!("step {n}: finished"),
-                        false,
-                        format!("killed at the timeout:\n{run}"),
-                    ));
-                }
+                self.check_exit(n, spec.expect_exit.as_ref(), &run);
                 self.runs.push(run);
                 Ok(())
             }
