@@ -321,6 +321,46 @@ fn a_lying_fake_fails_a_convergence_scenario_naming_the_lost_message() {
     let _ = std::fs::remove_dir_all(sandbox);
 }
 
+/// A client run whose exit is not the one a step expects fails the scenario,
+/// naming the step, what was expected and what came (the README's first
+/// scenario with `expect_exit = 1`, everything else as it was).
+#[test]
+fn a_wrong_expected_exit_fails_naming_the_step() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = scratch();
+    let text = r#"description = "the README's first scenario, expecting exit 1"
+[[user]]
+name = "anna"
+[[step]]
+lock = { user = "anna" }
+[[step]]
+append = { user = "anna", count = 2 }
+[[step]]
+sync = { mode = "rolling-once", expect_exit = 1 }
+[[step]]
+unlock = "anna"
+[expect]
+converged = true
+deferrals = { min = 1 }
+lost = 0
+"#;
+    let path = dir.path().join("wrong-exit.toml");
+    std::fs::write(&path, text).expect("write");
+    let (code, stdout, stderr) = run(&[
+        path.to_str().expect("path"),
+        "--sandbox-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("FAIL wrong-exit"), "{stdout}");
+    assert!(
+        stdout.contains("step 3: exit status: expected 1 (Cyrus ") && stdout.contains("), got 0"),
+        "{stdout}"
+    );
+}
+
 /// `--shard 1/2` and `--shard 2/2` together select every scenario exactly once.
 #[test]
 fn shards_cover_the_suite_exactly_once() {
