@@ -4,12 +4,20 @@
 
 use std::collections::BTreeSet;
 
-use super::check::{Fact, Obj, Sweep};
+use super::check::{Fact, Known, Obj, Sweep};
 use super::facts::{MailboxFacts, Observation, Read};
 use super::verdict::{About, FinalRead};
 use crate::store::names::owner_of;
 
 impl Sweep<'_> {
+    /// What mailbox `m` settled on before `t`, when nothing about it was in
+    /// flight then.
+    fn settled_mailbox(&self, m: &str, t: u64) -> Option<&Known> {
+        self.slots
+            .get(&Obj::Mailbox(m.to_owned()))
+            .and_then(|s| s.settled_before(t))
+    }
+
     /// Check one answered read; true when it covered a settled state.
     pub(super) fn check_read(&mut self, i: usize, r: &Read, obs: &Observation) -> bool {
         if !obs.unreadable.is_empty() {
@@ -40,11 +48,7 @@ impl Sweep<'_> {
         let by = self.describe(i);
         let mut checked = false;
         for m in mailboxes {
-            let Some(k) = self
-                .slots
-                .get(&Obj::Mailbox(m.clone()))
-                .and_then(|s| s.settled_before(t))
-            else {
+            let Some(k) = self.settled_mailbox(&m, t) else {
                 continue;
             };
             checked = true;
@@ -180,11 +184,7 @@ impl Sweep<'_> {
         }
         let mut lost = Vec::new();
         for m in mailboxes {
-            let Some(k) = self
-                .slots
-                .get(&Obj::Mailbox(m.clone()))
-                .and_then(|s| s.settled_before(t))
-            else {
+            let Some(k) = self.settled_mailbox(m, t) else {
                 continue;
             };
             let Fact::Mailbox(f) = &k.fact else { continue };
