@@ -29,10 +29,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use backupd_sim::dlist::Limits;
-use backupd_sim::server::{serve_stream, ServerConfig, Shared};
+use backupd_sim::server::{serve_stream, Deflate, ServerConfig, Shared};
 use backupd_sim::session::SessionConfig;
 use backupd_sim::store::Store;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushDecompress, Status};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
@@ -58,24 +58,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Deflate `plain` as its own sync-flushed block run (as Cyrus `prot` writes).
-fn deflate(z: &mut Compress, plain: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(plain.len() + 64);
-    let mut used = 0;
-    loop {
-        if out.capacity() - out.len() < 64 {
-            out.reserve(out.capacity().max(256));
-        }
-        let before = z.total_in();
-        z.compress_vec(&plain[used..], &mut out, FlushCompress::Sync)
-            .expect("deflate");
-        used += (z.total_in() - before) as usize;
-        if used == plain.len() && out.len() < out.capacity() {
-            return out;
-        }
-    }
-}
-
 /// Inflate everything the server sent after its DEFLATE OK: must not fail.
 fn check_inflates(wire: &[u8]) {
     let mut z = Decompress::new(false);
@@ -86,7 +68,11 @@ fn check_inflates(wire: &[u8]) {
         let status = z
             .decompress(&wire[pos..], &mut out, FlushDecompress::None)
             .unwrap_or_else(|e| panic!("the server's DEFLATE output does not inflate: {e}"));
-        assert_ne!(status, Status::StreamEnd, "the server ended its DEFLATE stream");
+        assert_ne!(
+            status,
+            Status::StreamEnd,
+            "the server ended its DEFLATE stream"
+        );
         let used = (z.total_in() - in0) as usize;
         let made = (z.total_out() - out0) as usize;
         if used == 0 && made == 0 {
@@ -152,12 +138,12 @@ fuzz_target!(|data: &[u8]| {
             // Compressed bytes only after the OK (the server checks that);
             // no OK (the server closed) ends the sending.
             open = open && deflate_seen.await.is_ok();
-            z = Some(Compress::new(Compression::fast(), false));
+            z = Some(Deflate::default());
         }
         if open {
             for chunk in common::chunks(layout.body, &layout.sizes) {
                 let wire = match z.as_mut() {
-                    Some(z) if !raw_after_compress => deflate(z, chunk),
+                    Some(z) if !raw_after_compress => z.compress(chunk).expect("deflate"),
                     _ => chunk.to_vec(),
                 };
                 if tx.write_all(&wire).await.is_err() {
@@ -187,7 +173,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let store = shared.store();
     for user in store.users().keys() {
-        assert_ne!(store.holder(user), Some(1), "{user} still held after the close");
+        assert_ne!(
+            store.holder(user),
+            Some(1),
+            "{user} still held after the close"
+        );
     }
     let problems = store.verify_bodies();
     assert!(problems.is_empty(), "{problems:?}");

@@ -19,10 +19,7 @@ impl std::fmt::Debug for Deflate {
 
 impl Default for Deflate {
     fn default() -> Self {
-        Deflate {
-            out: Compress::new(Compression::fast(), false),
-            inp: Decompress::new(false),
-        }
+        Deflate::with_level(Compression::fast())
     }
 }
 
@@ -31,6 +28,15 @@ fn zerr(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl Deflate {
+    /// A compressor at `level` (the fake itself uses [`Compression::fast`];
+    /// a test building a deflate bomb wants [`Compression::best`]).
+    pub fn with_level(level: Compression) -> Deflate {
+        Deflate {
+            out: Compress::new(level, false),
+            inp: Decompress::new(false),
+        }
+    }
+
     /// Compress `input` and sync-flush, so the peer can read all of it now.
     pub fn compress(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(input.len() / 2 + 64);
