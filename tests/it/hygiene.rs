@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use backupd_sim::cyrus::process::wait_until;
+use backupd_sim::cyrus::process::{pid_alive, wait_until};
 
 /// Live processes (not zombies) whose command line contains `needle`, as
 /// `(pid, command line)`.
@@ -144,6 +144,16 @@ fn sandbox_parent() -> tempfile::TempDir {
     t
 }
 
+/// `parent/sandboxes`, created and readable by the `cyrus` user: the runs'
+/// `--sandbox-dir`, whose path names every process a run starts.
+fn sandboxes_in(parent: &tempfile::TempDir) -> PathBuf {
+    let dir = parent.path().join("sandboxes");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    dir
+}
+
 /// Waits until a sync_client of this sandbox runs (so master and imapd do too).
 fn wait_for_sync_client(runner: &mut Runner, needle: &str, count: usize) {
     let seen = wait_until(Duration::from_secs(60), || {
@@ -186,10 +196,7 @@ fn interrupt(
     instances: usize,
 ) {
     let parent = sandbox_parent();
-    let dir = parent.path().join("sandboxes");
-    std::fs::create_dir(&dir).expect("mkdir");
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let dir = sandboxes_in(&parent);
     let needle = dir.display().to_string();
     let jobs_arg = jobs.to_string();
     let mut args = scenarios.to_vec();
@@ -269,10 +276,7 @@ fn sigint_during_compare_leaves_no_process_behind() {
         return;
     };
     let parent = sandbox_parent();
-    let dir = parent.path().join("sandboxes");
-    std::fs::create_dir(&dir).expect("mkdir");
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let dir = sandboxes_in(&parent);
     let needle = dir.display().to_string();
     let out = parent.path().join("compare-out");
     let mut runner = Runner::start_command(
@@ -347,10 +351,7 @@ fn a_killed_sync_client_leaves_no_process_behind() {
         return;
     };
     let parent = sandbox_parent();
-    let dir = parent.path().join("sandboxes");
-    std::fs::create_dir(&dir).expect("mkdir");
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let dir = sandboxes_in(&parent);
     let needle = dir.display().to_string();
     let mut runner = Runner::start(
         &["scenarios/locks/c-continuous-storm.toml"],
@@ -405,10 +406,7 @@ fn repeated_runs_leave_nothing_behind() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let parent = sandbox_parent();
-    let dir = parent.path().join("sandboxes");
-    std::fs::create_dir(&dir).expect("mkdir");
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let dir = sandboxes_in(&parent);
     let needle = dir.display().to_string();
     let started = Instant::now();
     let (mut passed, mut failed) = (0, 0);
@@ -453,13 +451,6 @@ fn descendants_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| Some(s[s.rfind(')')? + 2..].chars().next()? != 'Z'))
-        .unwrap_or(false)
-}
-
 /// SIGINT while a real backupd's user is locked by `ctl_backups lock` (case C
 /// against `--target backupd`): the holder runs in a process group of its own,
 /// so no terminal Ctrl-C reaches it; the interrupt cleanup kills it and its
@@ -471,10 +462,7 @@ fn sigint_while_a_ctl_backups_lock_is_held_stops_the_holder_at_once() {
         return;
     };
     let parent = sandbox_parent();
-    let dir = parent.path().join("sandboxes");
-    std::fs::create_dir(&dir).expect("mkdir");
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let dir = sandboxes_in(&parent);
     let needle = dir.display().to_string();
     let mut runner = Runner::start(
         &[
@@ -513,7 +501,7 @@ fn sigint_while_a_ctl_backups_lock_is_held_stops_the_holder_at_once() {
         // Watch the holder's group go while the runner cleans up.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if gone_after.is_none() && group.iter().all(|&p| !alive(p)) {
+            if gone_after.is_none() && group.iter().all(|&p| !pid_alive(p)) {
                 gone_after = Some(sent.elapsed());
             }
             if let Some(s) = runner.child.try_wait().expect("try_wait") {
@@ -529,7 +517,7 @@ fn sigint_while_a_ctl_backups_lock_is_held_stops_the_holder_at_once() {
     };
     let exited_after = sent.elapsed();
     // At the runner's exit, checked at once (no grace): the group is gone.
-    let left: Vec<i32> = group.iter().copied().filter(|&p| alive(p)).collect();
+    let left: Vec<i32> = group.iter().copied().filter(|&p| pid_alive(p)).collect();
     assert!(
         left.is_empty(),
         "lock holder processes {left:?} outlived the runner"
