@@ -118,26 +118,16 @@ pub fn run(mut args: CompareArgs) -> Result<ExitCode> {
         std::fs::write(p, serde_json::to_string_pretty(&rows)?)
             .with_context(|| format!("writing `{}`", p.display()))?;
     }
-    // Nothing compared is not a success, as `run` says when nothing ran.
-    if !rows.is_empty()
-        && rows
-            .iter()
-            .all(|r| r.real.verdict == backupd_sim::runner::Verdict::Skip)
-    {
-        eprintln!(
-            "backupd-sim compare: nothing compared: every selected scenario was SKIP on {} (reasons above)",
-            target.name()
-        );
-        return Ok(ExitCode::from(2));
+    match compare::outcome(&rows) {
+        // Nothing compared is not a success, as `run` says when nothing ran.
+        compare::Outcome::NothingCompared => {
+            eprintln!(
+                "backupd-sim compare: nothing compared: every selected scenario was SKIP on {} (reasons above)",
+                target.name()
+            );
+            Ok(ExitCode::from(2))
+        }
+        compare::Outcome::Differ => Ok(ExitCode::from(1)),
+        compare::Outcome::Agree => Ok(ExitCode::SUCCESS),
     }
-    let bad = rows.iter().any(|r| {
-        r.unexplained()
-            || r.fake.verdict == backupd_sim::runner::Verdict::Error
-            || r.real.verdict == backupd_sim::runner::Verdict::Error
-    });
-    Ok(if bad {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }

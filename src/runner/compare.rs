@@ -108,6 +108,40 @@ impl Row {
     pub fn unexplained(&self) -> bool {
         self.differences.iter().any(|d| d.known.is_none())
     }
+
+    /// The real target cannot run the scenario: not compared, not a failure.
+    pub fn skipped(&self) -> bool {
+        self.real.verdict == Verdict::Skip
+    }
+
+    /// Either side ended in ERROR: not a comparison, a failure.
+    pub fn errored(&self) -> bool {
+        self.fake.verdict == Verdict::Error || self.real.verdict == Verdict::Error
+    }
+}
+
+/// What a comparison of `rows` amounts to, for the exit status: nothing
+/// compared (every row skipped), something wrong (an unexplained difference or
+/// an ERROR), or agreement.
+pub fn outcome(rows: &[Row]) -> Outcome {
+    if !rows.is_empty() && rows.iter().all(Row::skipped) {
+        Outcome::NothingCompared
+    } else if rows.iter().any(|r| r.unexplained() || r.errored()) {
+        Outcome::Differ
+    } else {
+        Outcome::Agree
+    }
+}
+
+/// See [`outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every scenario compared agrees, or differs only as listed.
+    Agree,
+    /// An unexplained difference, or a side in ERROR.
+    Differ,
+    /// The real target could run none of the scenarios.
+    NothingCompared,
 }
 
 /// Run every scenario on the fake and on `target`, and set them side by side.
@@ -307,7 +341,7 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
     );
     for r in rows {
         let pair = |a: u64, b: u64| format!("{a}/{b}");
-        let skip = r.real.verdict == Verdict::Skip;
+        let skip = r.skipped();
         let _ = writeln!(
             s,
             "{:w$}  {:fw$} {:11}  {:>13}  {:>11}  {:>11}  {:>11}  {}",
@@ -343,15 +377,8 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
             }
         );
     }
-    let errored = |r: &Row| r.fake.verdict == Verdict::Error || r.real.verdict == Verdict::Error;
-    let skipped = rows
-        .iter()
-        .filter(|r| r.real.verdict == Verdict::Skip)
-        .count();
-    let errors = rows
-        .iter()
-        .filter(|r| r.real.verdict != Verdict::Skip && errored(r))
-        .count();
+    let skipped = rows.iter().filter(|r| r.skipped()).count();
+    let errors = rows.iter().filter(|r| !r.skipped() && r.errored()).count();
     let compared = rows.len() - skipped - errors;
     let unexplained = rows.iter().filter(|r| r.unexplained()).count();
     let _ = writeln!(
@@ -395,7 +422,7 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
                     .unwrap_or_default()
             );
         }
-        if r.real.verdict == Verdict::Skip {
+        if r.skipped() {
             let _ = writeln!(
                 s,
                 "skipped {}: {}",
@@ -410,4 +437,84 @@ pub fn summary(rows: &[Row], target: &Target, out: &Path) -> String {
         out.display()
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Check;
+
+    fn row(fake: ScenarioReport, real: ScenarioReport, deviations: &[Deviation]) -> Row {
+        let differences = differences(&fake, &real, "backupd", deviations);
+        Row {
+            scenario: fake.name.clone(),
+            fake,
+            real,
+            transcript_lines_differing: None,
+            differences,
+        }
+    }
+
+    fn stub(verdict: Verdict) -> ScenarioReport {
+        ScenarioReport::stub("s", verdict)
+    }
+
+    /// A verdict, an exit sequence or a check outcome that differs is a
+    /// difference; listed in the deviations file it is known, else it makes
+    /// the comparison differ. Agreeing rows and skipped ones do not.
+    #[test]
+    fn unexplained_differences_fail_and_listed_ones_do_not() {
+        let agree = row(stub(Verdict::Pass), stub(Verdict::Pass), &[]);
+        assert!(agree.differences.is_empty());
+        assert_eq!(outcome(std::slice::from_ref(&agree)), Outcome::Agree);
+
+        let verdict = row(stub(Verdict::Pass), stub(Verdict::Fail), &[]);
+        assert_eq!(verdict.differences[0].what, "verdict");
+        assert_eq!(outcome(&[agree.clone(), verdict]), Outcome::Differ);
+
+        let (mut f, mut r) = (stub(Verdict::Pass), stub(Verdict::Pass));
+        f.exits = vec![Some(0)];
+        r.exits = vec![Some(1)];
+        let exits = row(f, r, &[]);
+        assert_eq!(exits.differences[0].what, "exits");
+        assert_eq!(outcome(&[exits]), Outcome::Differ);
+
+        let (mut f, mut r) = (stub(Verdict::Pass), stub(Verdict::Pass));
+        let c = |ok| Check {
+            name: "converged".into(),
+            ok,
+            detail: String::new(),
+        };
+        f.checks = vec![c(true)];
+        r.checks = vec![c(false)];
+        let known = Deviation {
+            scenario: "s".into(),
+            target: "backupd".into(),
+            what: "check:converged".into(),
+            reason: "why".into(),
+        };
+        let listed = row(f.clone(), r.clone(), std::slice::from_ref(&known));
+        assert_eq!(listed.differences[0].known.as_deref(), Some("why"));
+        assert_eq!(outcome(&[listed]), Outcome::Agree);
+        assert_eq!(outcome(&[row(f, r, &[])]), Outcome::Differ);
+    }
+
+    /// An ERROR on either side is a failure even where both sides agree; a
+    /// comparison where every row was skipped compared nothing.
+    #[test]
+    fn errors_fail_and_all_skipped_compares_nothing() {
+        let both = row(stub(Verdict::Error), stub(Verdict::Error), &[]);
+        assert!(both.differences.is_empty());
+        assert_eq!(outcome(&[both]), Outcome::Differ);
+        let one = row(stub(Verdict::Pass), stub(Verdict::Error), &[]);
+        assert_eq!(outcome(&[one]), Outcome::Differ);
+        let skipped = row(stub(Verdict::Skip), stub(Verdict::Skip), &[]);
+        assert_eq!(
+            outcome(std::slice::from_ref(&skipped)),
+            Outcome::NothingCompared
+        );
+        let pass = row(stub(Verdict::Pass), stub(Verdict::Pass), &[]);
+        assert_eq!(outcome(&[skipped, pass]), Outcome::Agree);
+        assert_eq!(outcome(&[]), Outcome::Agree);
+    }
 }

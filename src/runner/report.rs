@@ -382,30 +382,7 @@ mod tests {
     use super::*;
 
     fn report(name: &str, verdict: Verdict) -> ScenarioReport {
-        ScenarioReport {
-            name: name.into(),
-            path: format!("scenarios/{name}.toml").into(),
-            description: "d".into(),
-            verdict,
-            known_failure: None,
-            seed: 42,
-            seconds: 1.5,
-            checks: Vec::new(),
-            stats: Default::default(),
-            ledger: Vec::new(),
-            acknowledged_lost: Vec::new(),
-            carried: Vec::new(),
-            error: None,
-            skipped: (verdict == Verdict::Skip).then(|| "not on this target".into()),
-            target: "fake".into(),
-            exits: Vec::new(),
-            sandbox: None,
-            replay: format!("backupd-sim run scenarios/{name}.toml --seed 42"),
-            timeline: None,
-            annotations: Vec::new(),
-            artifact_errors: Vec::new(),
-            timing: Default::default(),
-        }
+        ScenarioReport::stub(name, verdict)
     }
 
     /// The matrix JUnit is built as data: one suite per version with its
