@@ -23,6 +23,20 @@ fn the_readme_is_a_short_quickstart_with_its_two_tables() {
         text.contains("3.6.1+sync-client-backoff"),
         "the stock-vs-patched table is gone from the README"
     );
+    // The count it gives is the bundled suite's.
+    let bundled = std::fs::read_dir(root().join("scenarios"))
+        .expect("scenarios/")
+        .filter_map(|d| std::fs::read_dir(d.ok()?.path()).ok())
+        .flatten()
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "toml"))
+        })
+        .count();
+    assert!(
+        text.contains(&format!("runs the {bundled} scenarios in `scenarios/`")),
+        "README.md does not say the suite has its {bundled} scenarios"
+    );
 }
 
 /// No file of the project points at the lab material outside it (the lab's
