@@ -352,10 +352,7 @@ impl Tap {
             self.data_lines = 0;
             self.data.clear();
             let text = head.to_owned();
-            out.push((
-                self.id,
-                Tapped::Event(label.into_event(bytes, text.clone())),
-            ));
+            out.push((self.id, Tapped::Event(label.to_event(bytes, text.clone()))));
             if self.history {
                 let cmd = match incoming {
                     Incoming::Command(c) => Some(c),

@@ -38,7 +38,7 @@ use crate::fault::{CommandEvent, Engine, Plan};
 use crate::history::History;
 use crate::proto::Reply;
 use crate::rng::Seed;
-use crate::session::{After, Incoming, Response, Session, SessionConfig};
+use crate::session::{After, CommandLabel, Incoming, Response, Session, SessionConfig};
 use crate::store::{SessionId, Store};
 
 /// Largest piece of received plaintext handed to a session at once.
@@ -459,9 +459,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     return Ok(format!("framing error: {e}"));
                 }
             };
-            record_command(shared, session, &incoming);
+            // Labelled once: the event log and the fault engine read it.
+            let label = incoming.label();
+            record_command(shared, session, &incoming, &label);
             index += 1;
-            if let Next::Close(reason) = one_command(session, conn, shared, incoming, index).await?
+            if let Next::Close(reason) =
+                one_command(session, conn, shared, incoming, &label, index).await?
             {
                 return Ok(reason);
             }
@@ -489,6 +492,7 @@ async fn one_command<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     shared: &Shared,
     incoming: Incoming,
+    label: &CommandLabel,
     index: u64,
 ) -> io::Result<Next> {
     if !matches!(incoming, Incoming::Command(_)) {
@@ -496,8 +500,7 @@ async fn one_command<S: AsyncRead + AsyncWrite + Unpin>(
         let effect = effect::not_a_command(shared, session, incoming);
         return carry(session, conn, shared, effect).await;
     }
-    let label = incoming.label();
-    let ev = effect::command_event(&label, session.id(), index);
+    let ev = effect::command_event(label, session.id(), index);
     let blocking = shared.config.personality.blocks_on_locks();
     let verdict = loop {
         match effect::judge(shared, &ev, blocking) {
@@ -645,7 +648,7 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
+fn record_command(shared: &Shared, session: &Session, incoming: &Incoming, label: &CommandLabel) {
     let (bytes, head) = session.last_frame();
     shared.history_command(
         session.id(),
@@ -655,10 +658,7 @@ fn record_command(shared: &Shared, session: &Session, incoming: &Incoming) {
             _ => None,
         },
     );
-    shared.record(
-        session.id(),
-        incoming.label().into_event(bytes, head.to_owned()),
-    );
+    shared.record(session.id(), label.to_event(bytes, head.to_owned()));
 }
 
 fn record_reply(shared: &Shared, session: SessionId, replies: &[Reply]) {

@@ -53,20 +53,16 @@ impl Incoming {
 
 impl CommandLabel {
     /// The event log's `Command` event for this input: `bytes` long, shown
-    /// as `text` (its head).
-    /// At most [`LABEL_NAMES_MAX`] users and mailboxes are kept; `more`
-    /// counts the rest.
-    pub fn into_event(self, bytes: usize, text: String) -> EventKind {
-        let (mut users, mut mailboxes) = (self.users, self.mailboxes);
-        let more = users.len().saturating_sub(LABEL_NAMES_MAX)
-            + mailboxes.len().saturating_sub(LABEL_NAMES_MAX);
-        users.truncate(LABEL_NAMES_MAX);
-        mailboxes.truncate(LABEL_NAMES_MAX);
+    /// as `text` (its head). At most [`LABEL_NAMES_MAX`] users and mailboxes
+    /// are copied into it; `more` counts the rest.
+    pub fn to_event(&self, bytes: usize, text: String) -> EventKind {
+        let first = |v: &[String]| v.iter().take(LABEL_NAMES_MAX).cloned().collect();
         EventKind::Command {
-            verb: self.verb,
-            users,
-            mailboxes,
-            more,
+            verb: self.verb.clone(),
+            users: first(&self.users),
+            mailboxes: first(&self.mailboxes),
+            more: self.users.len().saturating_sub(LABEL_NAMES_MAX)
+                + self.mailboxes.len().saturating_sub(LABEL_NAMES_MAX),
             bytes,
             text,
         }
@@ -202,9 +198,13 @@ mod tests {
         let Some(incoming) = d.next(false).unwrap() else {
             panic!("the command is whole")
         };
+        // The label keeps every name: faults match a mailbox wherever it
+        // stands in the list; only the logged event is cut.
+        let label = incoming.label();
+        assert_eq!(label.mailboxes.len(), 100_000);
         let EventKind::Command {
             mailboxes, more, ..
-        } = incoming.label().into_event(line.len(), String::new())
+        } = label.to_event(line.len(), String::new())
         else {
             panic!("a Command event")
         };
@@ -218,7 +218,7 @@ mod tests {
             .unwrap()
             .unwrap()
             .label()
-            .into_event(0, String::new());
+            .to_event(0, String::new());
         assert!(
             matches!(&ev, EventKind::Command { mailboxes, more: 0, .. } if mailboxes.len() == 2)
         );
