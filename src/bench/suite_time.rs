@@ -32,14 +32,8 @@ pub(super) fn run(opts: &BenchOptions) -> Result<WorkloadResult> {
         format!("workload 3: {} scenarios, one at a time", scenarios.len()),
     );
     let ro = RunOptions {
-        bins: opts.bins.clone(),
-        version: opts.bins.version(),
-        seed: None,
-        keep: false,
         sandbox_parent: Some(opts.sandbox_parent.clone()),
-        update_snapshots: false,
-        report_dir: None,
-        target: crate::harness::Target::Fake,
+        ..RunOptions::new(opts.bins.clone(), crate::harness::Target::Fake)
     };
     let t = Instant::now();
     let reports = suite::run_all(&scenarios, &ro, 1);

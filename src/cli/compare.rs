@@ -93,17 +93,9 @@ pub fn run(mut args: CompareArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let bins = args.cyrus.single()?;
-    let version = bins.version();
     let opts = RunOptions {
-        bins,
-        version,
-        seed: None,
-        keep: false,
         sandbox_parent: args.sandbox_dir.clone(),
-        update_snapshots: false,
-        report_dir: None,
-        target: backupd_sim::harness::Target::Fake,
+        ..RunOptions::new(args.cyrus.single()?, backupd_sim::harness::Target::Fake)
     };
     let rows = compare::compare(
         &scenarios,

@@ -67,6 +67,24 @@ pub struct RunOptions {
     pub target: Target,
 }
 
+impl RunOptions {
+    /// Options to run on `bins` against `target`, the client version read
+    /// from the installation once (`master -V`); no seed override, sandboxes
+    /// in the system temp dir, removed on a pass, snapshots compared.
+    pub fn new(bins: CyrusBins, target: Target) -> RunOptions {
+        RunOptions {
+            version: bins.version(),
+            bins,
+            seed: None,
+            keep: false,
+            sandbox_parent: None,
+            update_snapshots: false,
+            report_dir: None,
+            target,
+        }
+    }
+}
+
 /// The seed a scenario runs with: `--seed`, else its own, else one derived
 /// from its name (so CI runs are repeatable without pinning every file).
 pub fn seed_for(s: &Scenario, opts: &RunOptions) -> Seed {

@@ -372,16 +372,7 @@ fn the_readers_find_every_row_equal_on_the_fake_and_real_targets() {
         let mut hopts = HarnessOptions::new(bins.clone());
         hopts.target = target.clone();
         let h = Harness::start(hopts).expect("harness");
-        let opts = RunOptions {
-            version: bins.version(),
-            bins: bins.clone(),
-            seed: None,
-            keep: false,
-            sandbox_parent: None,
-            update_snapshots: false,
-            report_dir: None,
-            target: target.clone(),
-        };
+        let opts = RunOptions::new(bins.clone(), target.clone());
         let report = backupd_sim::runner::run_on(&h, &s, &opts, backupd_sim::rng::Seed(15));
         let name = target.name();
         assert_eq!(

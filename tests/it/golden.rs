@@ -35,14 +35,8 @@ fn transcript(flow: &str, target: Target) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let s = Scenario::load(&root.join(format!("fixtures/golden/{flow}.toml"))).expect("flow");
     let opts = RunOptions {
-        version: bins.version(),
-        bins,
-        seed: None,
-        keep: false,
-        sandbox_parent: None,
-        update_snapshots: false,
         report_dir: Some(dir.path().to_owned()),
-        target,
+        ..RunOptions::new(bins, target)
     };
     let r = run_scenario(&s, &opts);
     assert_eq!(

@@ -223,16 +223,7 @@ fn every_compared_row_fails_when_the_fake_corrupts_it() {
 fn harness(bins: &backupd_sim::cyrus::CyrusBins, target: &Target) -> (Harness, RunOptions) {
     let mut hopts = HarnessOptions::new(bins.clone());
     hopts.target = target.clone();
-    let opts = RunOptions {
-        version: bins.version(),
-        bins: bins.clone(),
-        seed: None,
-        keep: false,
-        sandbox_parent: None,
-        update_snapshots: false,
-        report_dir: None,
-        target: target.clone(),
-    };
+    let opts = RunOptions::new(bins.clone(), target.clone());
     (Harness::start(hopts).expect("harness"), opts)
 }
 

@@ -26,16 +26,7 @@ fn load(rel: &str) -> Scenario {
 }
 
 fn options(bins: CyrusBins, target: Target) -> RunOptions {
-    RunOptions {
-        version: bins.version(),
-        bins,
-        seed: None,
-        keep: false,
-        sandbox_parent: None,
-        update_snapshots: false,
-        report_dir: None,
-        target,
-    }
+    RunOptions::new(bins, target)
 }
 
 fn show(r: &ScenarioReport) -> String {

@@ -48,14 +48,8 @@ pub fn cyrus_bins() -> Option<CyrusBins> {
 pub fn run_options(target: Target, parent: &Path) -> Option<RunOptions> {
     let bins = cyrus_bins()?;
     Some(RunOptions {
-        version: bins.version(),
-        bins,
-        seed: None,
-        keep: false,
         sandbox_parent: Some(parent.to_owned()),
-        update_snapshots: false,
-        report_dir: None,
-        target,
+        ..RunOptions::new(bins, target)
     })
 }
 
