@@ -32,7 +32,7 @@ use std::time::Instant;
 pub use mirror::{
     host_mirror, host_security_mirror, mirror_from_deb822, mirror_from_list, security_from_deb822,
 };
-pub(crate) use mounts::AptMounts;
+pub(crate) use mounts::{chroot_apt, AptMounts};
 pub use mounts::{mounts_under, unmount_all};
 pub use step::InstallError;
 pub(crate) use step::{interrupt_flag, Builder};
@@ -208,26 +208,17 @@ pub fn install(
     add_hostname(&root)?;
     {
         let _mounts = AptMounts::mount(&root)?;
-        let chroot_apt = |args: &[&str]| {
-            let mut c = Command::new("chroot");
-            c.arg(&root)
-                .arg("apt-get")
-                // A frozen mirror's sid InRelease may be past its Valid-Until.
-                .arg("-o")
-                .arg("Acquire::Check-Valid-Until=false")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .env("LC_ALL", "C.UTF-8");
-            c
-        };
-        b.run("apt-get update (chroot)", &mut chroot_apt(&["update"]))?;
+        b.run(
+            "apt-get update (chroot)",
+            &mut chroot_apt(&root, &["update"]),
+        )?;
         let mut args = vec!["install", "-y", "--no-install-recommends"];
         args.extend(PACKAGES);
         b.run(
             &format!("apt-get install {} (chroot)", PACKAGES.join(" ")),
-            &mut chroot_apt(&args),
+            &mut chroot_apt(&root, &args),
         )?;
-        b.run("apt-get clean (chroot)", &mut chroot_apt(&["clean"]))?;
+        b.run("apt-get clean (chroot)", &mut chroot_apt(&root, &["clean"]))?;
     }
     if !mounts_under(&root).is_empty() {
         return Err(InstallError::Other(format!(

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::super::install::{AptMounts, Builder, InstallError};
+use super::super::install::{chroot_apt, AptMounts, Builder, InstallError};
 use super::recipe::{add_missing_include, build_deps, INCLUDE_FIXES};
 use super::source::parse_series;
 use super::{other, BuildTarget};
@@ -220,17 +220,7 @@ impl Ctx<'_> {
             }
             Some(root) => {
                 let _mounts = AptMounts::mount(root)?;
-                let apt = |args: &[&str]| {
-                    let mut c = Command::new("chroot");
-                    c.arg(root)
-                        .arg("apt-get")
-                        .arg("-o")
-                        .arg("Acquire::Check-Valid-Until=false")
-                        .args(args)
-                        .env("DEBIAN_FRONTEND", "noninteractive")
-                        .env("LC_ALL", "C.UTF-8");
-                    c
-                };
+                let apt = |args: &[&str]| chroot_apt(root, args);
                 let mut args = vec!["install", "-y", "--no-install-recommends"];
                 args.extend(&deps);
                 let step = "apt-get install the build dependencies (chroot)";

@@ -1,12 +1,27 @@
 //! The mounts a chroot needs while apt runs (`/proc`, `/dev`, `/dev/pts`),
-//! undone on drop whatever happened, and the read-out of what is still
-//! mounted under a root.
+//! undone on drop whatever happened, the read-out of what is still mounted
+//! under a root, and apt-get run inside one.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::InstallError;
+
+/// `apt-get ARGS` inside the chroot at `root`, non-interactive (mount
+/// [`AptMounts`] first). A frozen mirror's InRelease may be past its
+/// Valid-Until, so that check is off.
+pub(crate) fn chroot_apt(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("chroot");
+    c.arg(root)
+        .arg("apt-get")
+        .arg("-o")
+        .arg("Acquire::Check-Valid-Until=false")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("LC_ALL", "C.UTF-8");
+    c
+}
 
 /// Mount points under `root` that are mounted now (deepest first).
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
