@@ -60,10 +60,8 @@ pub fn host_security_mirror() -> Option<String> {
             security_from_deb822(&text)
         } else if f.extension().is_some_and(|x| x == "list") {
             text.lines().find_map(|l| {
-                let mut w = l.split_whitespace().filter(|w| !w.starts_with('['));
-                (w.next()? == "deb").then_some(())?;
-                let url = w.next()?;
-                w.next()?.ends_with("-security").then(|| url.to_owned())
+                let (url, suite) = deb_line(l)?;
+                suite.ends_with("-security").then(|| url.to_owned())
             })
         } else {
             None
@@ -74,14 +72,7 @@ pub fn host_security_mirror() -> Option<String> {
 /// The `-security` mirror of a deb822 sources file.
 pub fn security_from_deb822(text: &str) -> Option<String> {
     text.split("\n\n").find_map(|stanza| {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
-            })
-        };
+        let field = |name: &str| deb822_field(stanza, name);
         let security = field("Suites").is_some_and(|s| s.contains("-security"));
         let enabled = field("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
         (security && enabled)
@@ -94,14 +85,7 @@ pub fn security_from_deb822(text: &str) -> Option<String> {
 /// The first non-security `deb` mirror of a deb822 sources file.
 pub fn mirror_from_deb822(text: &str) -> Option<String> {
     for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
-            })
-        };
+        let field = |name: &str| deb822_field(stanza, name);
         let enabled = field("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
         let deb = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
         let security = field("Suites").is_some_and(|s| s.contains("-security"));
@@ -117,14 +101,28 @@ pub fn mirror_from_deb822(text: &str) -> Option<String> {
 /// The first non-security `deb URL SUITE` line of a one-line-style sources file.
 pub fn mirror_from_list(text: &str) -> Option<String> {
     text.lines().find_map(|l| {
-        let mut words = l.split_whitespace().filter(|w| !w.starts_with('['));
-        if words.next()? != "deb" {
-            return None;
-        }
-        let url = words.next()?;
-        let suite = words.next()?;
+        let (url, suite) = deb_line(l)?;
         (!suite.contains("-security")).then(|| url.to_owned())
     })
+}
+
+/// The value of field `name` (any case) in one deb822 stanza.
+fn deb822_field(stanza: &str, name: &str) -> Option<String> {
+    stanza.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// (URL, suite) of a one-line `deb [options] URL SUITE …` line.
+fn deb_line(l: &str) -> Option<(&str, &str)> {
+    let mut words = l.split_whitespace().filter(|w| !w.starts_with('['));
+    if words.next()? != "deb" {
+        return None;
+    }
+    Some((words.next()?, words.next()?))
 }
 
 #[cfg(test)]
@@ -149,5 +147,18 @@ mod tests {
             mirror_from_list(list).as_deref(),
             Some("http://ftp.example/debian")
         );
+        // The security mirror: the stanza whose suites are -security, if enabled.
+        assert_eq!(
+            security_from_deb822(deb822).as_deref(),
+            Some("http://deb.debian.org/debian-security")
+        );
+        let disabled =
+            "Types: deb\nURIs: http://sec.example\nSuites: bookworm-security\nEnabled: no\n";
+        assert_eq!(security_from_deb822(disabled), None);
+        assert_eq!(
+            deb_line("deb [arch=amd64] http://u s main"),
+            Some(("http://u", "s"))
+        );
+        assert_eq!(deb_line("deb-src http://u s main"), None);
     }
 }
