@@ -109,14 +109,7 @@ impl Run<'_> {
         let run = h.client.wait(HAND_RUN_TIMEOUT).map_err(|e| e.to_string())?;
         let now = self.h.fake().now_us();
         self.source_windows.push((h.since_us, now));
-        self.note(
-            crate::timeline::AnnotationKind::ClientExit { status: run.status },
-            format!(
-                "hand-run sync_client exited {} ({name} released)",
-                run.status
-                    .map_or_else(|| "(killed)".into(), |s| s.to_string())
-            ),
-        );
+        self.note_exit("hand-run sync_client", &run, &format!(" ({name} released)"));
         Ok(run)
     }
 

@@ -41,6 +41,18 @@ impl Run<'_> {
             .push(crate::timeline::Annotation::new(t, kind, label));
     }
 
+    /// Note a one-shot client's exit on the timeline: "`who` exited N", or
+    /// "(killed)", then `why` when given.
+    pub(super) fn note_exit(&mut self, who: &str, run: &SyncRun, why: &str) {
+        let status = run
+            .status
+            .map_or_else(|| "(killed)".into(), |s| s.to_string());
+        self.note(
+            crate::timeline::AnnotationKind::ClientExit { status: run.status },
+            format!("{who} exited {status}{why}"),
+        );
+    }
+
     pub(super) fn execute(&mut self) -> Result<(), String> {
         self.setup()?;
         self.setup_seq = self.h.fake().events().events().last().map_or(0, |e| e.seq);
@@ -224,14 +236,7 @@ impl Run<'_> {
                     })
                 })?
                 .map_err(|e| e.to_string())?;
-                self.note(
-                    crate::timeline::AnnotationKind::ClientExit { status: run.status },
-                    format!(
-                        "sync_client exited {}",
-                        run.status
-                            .map_or_else(|| "(killed)".into(), |s| s.to_string())
-                    ),
-                );
+                self.note_exit("sync_client", &run, "");
                 self.check_exit(n, spec.expect_exit.as_ref(), &run);
                 self.runs.push(run);
                 Ok(())
