@@ -3,6 +3,7 @@
 //! step asks of the event log.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cyrus::SyncRun;
@@ -212,16 +213,23 @@ impl Run<'_> {
                 // Triggers are served while the client runs: it is the client's
                 // command that a trigger holds.
                 let h = self.h;
+                // Set before the poke that wakes us: the thread itself may
+                // still be returning when we look (`is_finished` was false
+                // then, and the next wait slept its whole second: a quarter
+                // of explore's cases lost a second so).
+                let exited = AtomicBool::new(false);
                 let run = std::thread::scope(|sc| {
                     let mut seen = h.fake().pokes();
+                    let exited = &exited;
                     let t = sc.spawn(move || {
                         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
                         let run = h.sync(&argv);
+                        exited.store(true, Ordering::SeqCst);
                         h.fake().poke();
                         run
                     });
                     let mut served = Ok(());
-                    while !t.is_finished() {
+                    while !exited.load(Ordering::SeqCst) {
                         if served.is_ok() {
                             served = self.serve_triggers();
                         }

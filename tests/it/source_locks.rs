@@ -134,8 +134,11 @@ fn a_held_sync_lock_blocks_the_daemon_and_storms_it_with_n() {
     // hand-run -u still holds the backup for its last commands, and the
     // storming daemon can meet it (make test saw 1 under load).
     assert!(storm.stats.lock_hits <= 5, "{}", show(&storm));
+    // A storm, not a back-off: sync_client's own reconnect waits start at
+    // 15 s, so 5 a second is far above any calm daemon, and low enough for a
+    // loaded machine (a fresh-clone CI saw 17.3 a second beside a build).
     assert!(
-        storm.stats.connections >= 50 && storm.stats.reconnect_rate >= 20.0,
+        storm.stats.connections >= 50 && storm.stats.reconnect_rate >= 5.0,
         "{}",
         show(&storm)
     );
