@@ -246,7 +246,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchResults> {
         workloads.push(suite_time::run(opts).context("workload 3")?);
     }
     if wanted(4) {
-        workloads.push(explore_rate::run(opts).context("workload 4")?);
+        workloads.push(explore_rate::run(opts, reps).context("workload 4")?);
     }
     if wanted(5) {
         workloads.push(peak_rss::run(opts).context("workload 5")?);

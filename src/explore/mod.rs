@@ -245,7 +245,7 @@ pub fn explore(
         for _ in 0..opts.jobs.max(1) {
             sc.spawn(|| {
                 let mut w = worker::Worker::new(opts.seed, opts.sandbox.clone());
-                loop {
+                let claim_batch = || {
                     let mut batch: Vec<Job> = Vec::new();
                     if let Ok(mut s) = shared.lock() {
                         while batch.len() < opts.batch.max(1) {
@@ -261,14 +261,29 @@ pub fn explore(
                             None => break,
                         }
                     }
-                    if batch.is_empty() {
+                    render_jobs(opts, batch, &shared, &progress, started)
+                };
+                // The next batch is claimed and set up (on a harness of its
+                // own) while this one runs.
+                let mut current = claim_batch();
+                while !current.is_empty() {
+                    let next = claim_batch();
+                    for (slot, jobs) in &next {
+                        let readies: Vec<worker::Ready> =
+                            jobs.iter().map(|(_, _, r)| r.clone()).collect();
+                        w.prefetch(&opts.installations[*slot], &readies);
+                    }
+                    run_groups(opts, &mut w, current, &shared, &progress, started);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        // Claimed before the deadline, not started: dropped.
                         break;
                     }
-                    run_jobs(opts, &mut w, batch, &shared, &progress, started);
+                    current = next;
                 }
+                let (starts, seconds) = w.finish();
                 if let Ok(mut s) = shared.lock() {
-                    s.starts.0 += w.starts as u64;
-                    s.starts.1 += w.start_seconds;
+                    s.starts.0 += starts as u64;
+                    s.starts.1 += seconds;
                 }
             });
         }
@@ -304,18 +319,20 @@ enum Job {
     Corpus(corpus::Entry),
 }
 
-/// Render, run and account a batch of jobs on worker `w`.
-fn run_jobs(
+/// The cases of a batch, rendered and grouped by installation (a group's
+/// users are set up on one harness).
+type Groups = BTreeMap<usize, Vec<(Job, GenCase, worker::Ready)>>;
+
+/// Render a batch of jobs, grouped by installation.
+fn render_jobs(
     opts: &ExploreOptions,
-    w: &mut worker::Worker,
     batch: Vec<Job>,
     shared: &Mutex<Shared>,
     progress: &(impl Fn(&Progress) + Sync),
     started: Instant,
-) {
+) -> Groups {
     let installs = &opts.installations;
-    // Group by installation: a batch's users are set up on one harness.
-    let mut groups: BTreeMap<usize, Vec<(Job, GenCase, worker::Ready)>> = BTreeMap::new();
+    let mut groups = Groups::new();
     for job in batch {
         let (index, case, prefix) = match &job {
             Job::Case(i) => match gen::case(opts.seed, *i, &opts.gen) {
@@ -340,6 +357,19 @@ fn run_jobs(
             .or_default()
             .push((job, case, worker::Ready { index, scenario }));
     }
+    groups
+}
+
+/// Run and account the groups of a batch on worker `w`.
+fn run_groups(
+    opts: &ExploreOptions,
+    w: &mut worker::Worker,
+    groups: Groups,
+    shared: &Mutex<Shared>,
+    progress: &(impl Fn(&Progress) + Sync),
+    started: Instant,
+) {
+    let installs = &opts.installations;
     for (slot, jobs) in groups {
         let inst = &installs[slot];
         let readies: Vec<worker::Ready> = jobs.iter().map(|(_, _, r)| r.clone()).collect();

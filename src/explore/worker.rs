@@ -1,8 +1,10 @@
-//! A worker: one harness per Cyrus installation (a source instance and the
-//! fake), reused across cases with fresh users for each, and the cheapest set-up
-//! the runner's own would equal: the users of several cases filled at once
-//! (one thread per case), replicated with one `-u` and one rolling pass, and
-//! checked converged with one read.
+//! A worker: harnesses per Cyrus installation (a source instance and the
+//! fake), reused across cases with fresh users for each, and the cheapest
+//! set-up the runner's own would equal: the users of several cases filled at
+//! once (one thread per case), replicated with one `-u` and one rolling pass,
+//! and checked converged with one read. While a batch runs, the next batch is
+//! set up on a second harness ([`Worker::prefetch`]), so set-up overlaps the
+//! cases and no case shares its source or fake with another's set-up.
 //!
 //! A harness is replaced after a case that did not pass (its users may be left
 //! unconverged, which later `-A` runs would carry), after [`RECYCLE_AFTER`]
@@ -80,15 +82,61 @@ struct Live {
     cases: usize,
 }
 
-/// One worker's harnesses, per installation.
+/// A batch's users set up: each case's source stream after the fill, and
+/// where the set-up's time went.
+type Setup = Result<(Vec<Rng>, Timing), String>;
+
+/// A batch being set up ahead on a harness of its own while the worker runs
+/// the batch before it ([`Worker::prefetch`]).
+struct Ahead {
+    version: String,
+    /// The batch's user names: which batch this is.
+    users: Vec<String>,
+    handle: std::thread::JoinHandle<Prepared>,
+}
+
+/// What setting a batch up ahead gave.
+struct Prepared {
+    live: Result<Live, String>,
+    setup: Setup,
+    /// Harness starts it made, and their seconds.
+    starts: (usize, f64),
+}
+
+/// One worker's harnesses, per installation: the one running a batch, and
+/// one setting the next batch up meanwhile (two harnesses an installation, so
+/// that no case shares its source or fake with another's set-up).
 pub struct Worker {
     seed: Seed,
     sandbox: Option<PathBuf>,
-    live: Vec<(String, Live)>,
+    idle: Vec<(String, Live)>,
+    ahead: Vec<Ahead>,
     /// Harness starts (for the profile).
     pub starts: usize,
     /// Seconds spent starting harnesses.
     pub start_seconds: f64,
+}
+
+/// Start a harness on `inst` as explore runs it; returns it and its seconds.
+fn start(inst: &Installation, seed: Seed, sandbox: Option<&Path>) -> Result<(Live, f64), String> {
+    let t = Instant::now();
+    let mut hopts = HarnessOptions::new(inst.bins.clone());
+    hopts.sandbox_parent = Some(sandbox_parent(&inst.bins, sandbox));
+    hopts.server.seed = seed;
+    hopts.sync_timeout = Duration::from_secs(RUN_TIMEOUT);
+    hopts.channel_sync_timeout = Some(SYNC_TIMEOUT);
+    hopts.batchsize = Some(BATCHSIZE);
+    let harness = Harness::start(hopts)
+        .map_err(|e| format!("starting a harness on Cyrus {}: {e}", inst.version))?;
+    Ok((Live { harness, cases: 0 }, t.elapsed().as_secs_f64()))
+}
+
+fn batch_users(cases: &[Ready]) -> Vec<String> {
+    cases
+        .iter()
+        .flat_map(|c| c.scenario.user_names())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Worker {
@@ -97,43 +145,92 @@ impl Worker {
         Worker {
             seed,
             sandbox,
-            live: Vec::new(),
+            idle: Vec::new(),
+            ahead: Vec::new(),
             starts: 0,
             start_seconds: 0.0,
         }
     }
 
-    fn harness(&mut self, inst: &Installation) -> Result<&mut Live, String> {
-        let pos = self.live.iter().position(|(v, _)| *v == inst.version);
-        let pos = match pos {
-            Some(p) => p,
-            None => {
-                let t = Instant::now();
-                let mut hopts = HarnessOptions::new(inst.bins.clone());
-                hopts.sandbox_parent = Some(sandbox_parent(&inst.bins, self.sandbox.as_deref()));
-                hopts.server.seed = self.seed;
-                hopts.sync_timeout = Duration::from_secs(RUN_TIMEOUT);
-                hopts.channel_sync_timeout = Some(SYNC_TIMEOUT);
-                hopts.batchsize = Some(BATCHSIZE);
-                let harness = Harness::start(hopts)
-                    .map_err(|e| format!("starting a harness on Cyrus {}: {e}", inst.version))?;
-                self.starts += 1;
-                self.start_seconds += t.elapsed().as_secs_f64();
-                self.live
-                    .push((inst.version.clone(), Live { harness, cases: 0 }));
-                self.live.len() - 1
-            }
-        };
-        Ok(&mut self.live[pos].1)
+    /// An idle harness of `inst`, if any.
+    fn take_idle(&mut self, inst: &Installation) -> Option<Live> {
+        let pos = self.idle.iter().position(|(v, _)| *v == inst.version)?;
+        Some(self.idle.swap_remove(pos).1)
     }
 
-    /// Stop the harness of `inst` (the next case starts a fresh one).
+    /// An idle harness of `inst`, or a new one.
+    fn take(&mut self, inst: &Installation) -> Result<Live, String> {
+        if let Some(live) = self.take_idle(inst) {
+            return Ok(live);
+        }
+        let (live, secs) = start(inst, self.seed, self.sandbox.as_deref())?;
+        self.starts += 1;
+        self.start_seconds += secs;
+        Ok(live)
+    }
+
+    /// Stop the idle harnesses of `inst` (the next case starts a fresh one;
+    /// a batch being set up ahead keeps its own).
     pub fn recycle(&mut self, inst: &Installation) {
-        self.live.retain(|(v, _)| *v != inst.version);
+        self.idle.retain(|(v, _)| *v != inst.version);
     }
 
-    /// Run `cases` on `inst`: their users set up together, then each case.
-    /// Returns one result per case, in order.
+    /// Set `cases` up on a harness of their own in the background, while
+    /// this worker runs the batch before them; [`Worker::run_batch`] of the
+    /// same cases then takes it. At most one batch ahead per installation.
+    pub fn prefetch(&mut self, inst: &Installation, cases: &[Ready]) {
+        if self.ahead.iter().any(|a| a.version == inst.version) {
+            return;
+        }
+        let idle = self.take_idle(inst);
+        let (inst2, seed, sandbox) = (inst.clone(), self.seed, self.sandbox.clone());
+        let cases2 = cases.to_vec();
+        let handle = std::thread::spawn(move || {
+            let (live, starts) = match idle {
+                Some(l) => (Ok(l), (0, 0.0)),
+                None => match start(&inst2, seed, sandbox.as_deref()) {
+                    Ok((l, secs)) => (Ok(l), (1, secs)),
+                    Err(e) => (Err(e), (0, 0.0)),
+                },
+            };
+            let setup = match &live {
+                Ok(l) => prepare(&l.harness, &cases2, seed),
+                Err(e) => Err(e.clone()),
+            };
+            Prepared {
+                live,
+                setup,
+                starts,
+            }
+        });
+        self.ahead.push(Ahead {
+            version: inst.version.clone(),
+            users: batch_users(cases),
+            handle,
+        });
+    }
+
+    /// The batch set up ahead for exactly `cases`, if any.
+    fn take_ahead(&mut self, inst: &Installation, cases: &[Ready]) -> Option<Prepared> {
+        let users = batch_users(cases);
+        let pos = self
+            .ahead
+            .iter()
+            .position(|a| a.version == inst.version && a.users == users)?;
+        let a = self.ahead.swap_remove(pos);
+        let p = a.handle.join().unwrap_or_else(|_| Prepared {
+            live: Err("the set-up thread panicked".into()),
+            setup: Err("the set-up thread panicked".into()),
+            starts: (0, 0.0),
+        });
+        self.starts += p.starts.0;
+        self.start_seconds += p.starts.1;
+        Some(p)
+    }
+
+    /// Run `cases` on `inst`: their users set up together (ahead, when
+    /// [`Worker::prefetch`] was given them), then each case. Returns one
+    /// result per case, in order.
     pub fn run_batch(
         &mut self,
         inst: &Installation,
@@ -141,30 +238,33 @@ impl Worker {
         opts: &RunOptions,
     ) -> Vec<Result<Ran, String>> {
         let seed = self.seed;
-        let prepared = {
-            let live = match self.harness(inst) {
-                Ok(l) => l,
-                Err(e) => return cases.iter().map(|_| Err(e.clone())).collect(),
-            };
-            prepare(&live.harness, cases, seed)
+        let (live, setup) = match self.take_ahead(inst, cases) {
+            Some(p) => (p.live, p.setup),
+            None => match self.take(inst) {
+                Ok(live) => {
+                    let setup = prepare(&live.harness, cases, seed);
+                    (Ok(live), setup)
+                }
+                Err(e) => (Err(e.clone()), Err(e)),
+            },
         };
-        let (rngs, setup) = match prepared {
+        let mut live = match live {
+            Ok(l) => l,
+            Err(e) => return cases.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let (rngs, setup) = match setup {
             Ok(r) => r,
+            // The harness is dropped: a failed set-up may leave it unusable.
             Err(e) => {
-                self.recycle(inst);
                 return cases
                     .iter()
                     .map(|_| Err(format!("setting the users up: {e}")))
-                    .collect();
+                    .collect()
             }
         };
         let share = setup.scaled(1.0 / cases.len().max(1) as f64);
         let mut out = Vec::new();
         for (i, (case, rng)) in cases.iter().zip(rngs).enumerate() {
-            let Ok(live) = self.harness(inst) else {
-                out.push(Err("the harness is gone".to_owned()));
-                continue;
-            };
             let h = &live.harness;
             let first = h.fake().events().events().last().map_or(0, |e| e.seq);
             let mut report = run_prepared(h, &case.scenario, opts, seed, rng);
@@ -180,7 +280,7 @@ impl Worker {
             let stale = live.cases >= RECYCLE_AFTER || report.verdict.is_bad();
             out.push(Ok(Ran { report, events }));
             if stale {
-                self.recycle(inst);
+                drop(live);
                 // The rest of the batch was set up on the harness just
                 // stopped: set it up again on a fresh one (explore --seed 2
                 // --allow-loss-faults: case 26 ran on the fresh source after
@@ -188,10 +288,35 @@ impl Worker {
                 if i + 1 < cases.len() {
                     out.extend(self.run_batch(inst, &cases[i + 1..], opts));
                 }
-                break;
+                return out;
             }
         }
+        self.idle.push((inst.version.clone(), live));
         out
+    }
+}
+
+impl Worker {
+    /// Stop: wait for batches still being set up ahead (their harnesses stop
+    /// with them) and return the harness starts and their seconds.
+    pub fn finish(mut self) -> (usize, f64) {
+        for a in std::mem::take(&mut self.ahead) {
+            if let Ok(p) = a.handle.join() {
+                self.starts += p.starts.0;
+                self.start_seconds += p.starts.1;
+            }
+        }
+        (self.starts, self.start_seconds)
+    }
+}
+
+impl Drop for Worker {
+    /// Batches still being set up ahead are waited for, so that their
+    /// harnesses stop before the campaign returns.
+    fn drop(&mut self) {
+        for a in self.ahead.drain(..) {
+            let _ = a.handle.join();
+        }
     }
 }
 
