@@ -45,8 +45,13 @@ pub struct ExploreArgs {
     /// (cases then fail on purpose: proves the checks find loss).
     #[arg(long)]
     allow_loss_faults: bool,
-    /// Also rename folders.
+    /// Leave folder renames out of the generated changes (they are drawn by
+    /// default, as every other change kind).
     #[arg(long)]
+    no_renames: bool,
+    /// Renames are drawn by default now; kept so that older command lines
+    /// still run.
+    #[arg(long, hide = true, conflicts_with = "no_renames")]
     renames: bool,
     /// Removed: its only property, stale-subscriptions, was a false finding
     /// (refused with the reason).
@@ -126,7 +131,7 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
         mode: args.mode,
         allow_loss_faults: args.allow_loss_faults,
         steps_max: args.steps_max,
-        renames: args.renames,
+        renames: !args.no_renames,
     };
     let cases = match (args.cases, args.minutes, args.case) {
         (_, _, Some(i)) => Some(i + 1),
@@ -281,8 +286,8 @@ pub fn run(args: ExploreArgs) -> Result<ExitCode> {
     if args.allow_loss_faults {
         again.push_str(" --allow-loss-faults");
     }
-    if args.renames {
-        again.push_str(" --renames");
+    if args.no_renames {
+        again.push_str(" --no-renames");
     }
     println!("explore again: {again}");
     Ok(if outcome.failing.is_empty() {

@@ -61,9 +61,10 @@ fn same_seed_same_generated_files() {
 }
 
 /// A few cases against the correct fake, two workers: no failure, and the
-/// rate and its split are printed. `--renames` draws renames of subscribed
-/// folders (the backup keeps the old name's subscription as the source does,
-/// so they converge: issue 15, no `stale-subscriptions` to switch off).
+/// rate and its split are printed. Renames of subscribed folders are drawn
+/// by default (the backup keeps the old name's subscription as the source
+/// does, so they converge: issue 15, no `stale-subscriptions` to switch off);
+/// `--no-renames` leaves them out, and the old `--renames` still parses.
 #[test]
 fn a_short_exploration_of_the_correct_fake_finds_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -82,11 +83,16 @@ fn a_short_exploration_of_the_correct_fake_finds_nothing() {
             .filter(|(_, t)| t.contains("rename = { user"))
             .count()
     };
+    assert!(dry("default", &[]) > 0, "no rename drawn by default");
     assert!(
-        dry("with", &["--renames"]) > 0,
+        dry("old-flag", &["--renames"]) > 0,
         "no rename drawn with --renames"
     );
-    assert_eq!(dry("without", &[]), 0, "renames drawn without --renames");
+    assert_eq!(
+        dry("without", &["--no-renames"]),
+        0,
+        "renames drawn with --no-renames"
+    );
     let (code, _, err) = bin(dir.path(), &["explore", "--off", "stale-subscriptions"]);
     assert_eq!(code, 2);
     assert!(
@@ -106,7 +112,6 @@ fn a_short_exploration_of_the_correct_fake_finds_nothing() {
             "6",
             "--seed",
             "5",
-            "--renames",
             "-j",
             "2",
             "--no-compare",
