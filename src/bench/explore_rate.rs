@@ -115,7 +115,7 @@ fn campaign(opts: &BenchOptions, cases: u64) -> Result<(crate::explore::Outcome,
             mode: ExploreMode::Mixed,
             allow_loss_faults: false,
             steps_max: 8,
-            renames: false,
+            renames: true,
         },
         jobs: JOBS,
         installations: vec![Installation {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::fill::{bulk_append, sandbox, small_bodies, source};
 use super::results::{record, target_series, WorkloadResult};
 use super::targets::{timed_sync, Measure, Running};
-use super::{log, BenchOptions, Result, SYNC_TIMEOUT, TARGETS};
+use super::{log, BenchOptions, Result, SYNC_TIMEOUT};
 
 pub(super) fn run(opts: &BenchOptions, reps: usize) -> Result<WorkloadResult> {
     let n = opts.sizes.w1_messages;
@@ -29,7 +29,7 @@ pub(super) fn run(opts: &BenchOptions, reps: usize) -> Result<WorkloadResult> {
     let mut runs: BTreeMap<&str, Vec<Measure>> = BTreeMap::new();
     let mut failures = Vec::new();
     for rep in 0..reps {
-        for name in TARGETS {
+        for name in opts.targets() {
             let tdir = dir.path().join(format!("{name}-{rep}"));
             let target = Running::start(name, opts, &tdir)?;
             let m = timed_sync(&opts.bins, &src, &target, &["-u", "bench1"], SYNC_TIMEOUT);

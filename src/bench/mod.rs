@@ -120,6 +120,13 @@ pub struct BenchOptions {
     pub bins: CyrusBins,
     /// The `backupd-sim` executable, run as `serve` for the fake.
     pub serve_exe: PathBuf,
+    /// Another `backupd-sim` executable (an older build), run as `serve`
+    /// for the target `baseline` beside `fake` in workloads 1 and 2, so that
+    /// a change to the fake is measured against the same floor in one run.
+    pub baseline_exe: Option<PathBuf>,
+    /// The targets of workloads 1 and 2 (names from [`ALL_TARGETS`]);
+    /// empty: all but `baseline`, and `baseline` when `baseline_exe` is set.
+    pub targets: Vec<String>,
     /// Where `results.md` and `results.json` go (created).
     pub out_dir: PathBuf,
     /// Repetitions of workloads 1 and 2 (and of the codec loop).
@@ -196,6 +203,8 @@ impl BenchOptions {
         BenchOptions {
             bins,
             serve_exe: serve_exe.into(),
+            baseline_exe: None,
+            targets: Vec::new(),
             out_dir: PathBuf::from("bench"),
             reps: 3,
             scenarios: scen.is_dir().then_some(scen),
@@ -206,6 +215,20 @@ impl BenchOptions {
         }
     }
 
+    /// The targets workloads 1 and 2 run, in [`ALL_TARGETS`] order.
+    pub fn targets(&self) -> Vec<&'static str> {
+        ALL_TARGETS
+            .into_iter()
+            .filter(|t| {
+                if self.targets.is_empty() {
+                    *t != "baseline" || self.baseline_exe.is_some()
+                } else {
+                    self.targets.iter().any(|x| x == t)
+                }
+            })
+            .collect()
+    }
+
     /// Switch to [`Sizes::quick`].
     pub fn quick(mut self) -> BenchOptions {
         self.sizes = Sizes::quick();
@@ -213,7 +236,9 @@ impl BenchOptions {
     }
 }
 
-const TARGETS: [&str; 4] = ["floor", "fake", "backupd", "sync_server"];
+/// Every target a workload can replicate into: the floor, the fake, an older
+/// build's fake (`baseline`), the real backupd and sync_server.
+pub const ALL_TARGETS: [&str; 5] = ["floor", "fake", "baseline", "backupd", "sync_server"];
 /// Bound of one client run in workloads 1 and 5 (the slowest lab run of 10k into
 /// backupd took 15 s).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(300);

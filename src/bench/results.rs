@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::targets::Measure;
-use super::{chain, log, BenchOptions, Result, Sizes, TARGETS};
+use super::{chain, log, BenchOptions, Result, Sizes, ALL_TARGETS};
 
 /// One measured series.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,10 +153,11 @@ pub(super) fn record<'a>(
     }
 }
 
-/// The series of every target in [`TARGETS`] order, with the ratios added.
+/// The series of every target that ran, in [`ALL_TARGETS`] order, with the
+/// ratios added.
 pub(super) fn target_series(runs: &BTreeMap<&str, Vec<Measure>>) -> Vec<Series> {
     let mut series = Vec::new();
-    for name in TARGETS {
+    for name in ALL_TARGETS.into_iter().filter(|t| runs.contains_key(t)) {
         series_of(
             name,
             runs.get(name).map_or(&[][..], Vec::as_slice),

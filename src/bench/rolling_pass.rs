@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::fill::{bulk_append, sandbox, small_bodies, source};
 use super::results::{record, target_series, WorkloadResult};
 use super::targets::{timed_sync, Measure, Running};
-use super::{chain, log, BenchOptions, Result, PASS_TIMEOUT, SYNC_TIMEOUT, TARGETS};
+use super::{chain, log, BenchOptions, Result, PASS_TIMEOUT, SYNC_TIMEOUT};
 
 pub(super) fn run(opts: &BenchOptions, reps: usize) -> Result<WorkloadResult> {
     let sz = opts.sizes;
@@ -31,7 +31,7 @@ pub(super) fn run(opts: &BenchOptions, reps: usize) -> Result<WorkloadResult> {
     let mut failures = Vec::new();
     let mut round = 0usize;
     for rep in 0..reps {
-        for name in TARGETS {
+        for name in opts.targets() {
             let tdir = dir.path().join(format!("{name}-{rep}"));
             let target = Running::start(name, opts, &tdir)?;
             let mut args = vec!["-u"];

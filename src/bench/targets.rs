@@ -108,6 +108,10 @@ impl Running {
         Ok(match name {
             "floor" => Running::Floor(Floor::start()?),
             "fake" => Running::Fake(ServeChild::start(&opts.serve_exe)?),
+            "baseline" => match &opts.baseline_exe {
+                Some(exe) => Running::Fake(ServeChild::start(exe)?),
+                None => return Err(failed("the target `baseline` needs --baseline-fake")),
+            },
             "backupd" | "sync_server" => {
                 let kind = if name == "backupd" {
                     TargetKind::Backupd

@@ -33,6 +33,14 @@ pub struct BenchArgs {
     /// results.json and results.md of an earlier full run in --out.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=6))]
     workload: Vec<u32>,
+    /// Another backupd-sim executable (an older build) whose `serve` runs as
+    /// the target `baseline` beside `fake` in workloads 1 and 2: a change to
+    /// the fake measured against the same floor in one run.
+    #[arg(long, value_name = "EXE")]
+    baseline_fake: Option<PathBuf>,
+    /// The targets of workloads 1 and 2 (default: every one there is).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(backupd_sim::bench::ALL_TARGETS))]
+    targets: Vec<String>,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -54,6 +62,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         opts.sandbox_parent = d;
     }
     opts.only = args.workload;
+    if args.targets.iter().any(|t| t == "baseline") && args.baseline_fake.is_none() {
+        anyhow::bail!("--targets baseline needs --baseline-fake EXE");
+    }
+    if let Some(exe) = &args.baseline_fake {
+        if !exe.is_file() {
+            anyhow::bail!("--baseline-fake {}: no such file", exe.display());
+        }
+    }
+    opts.baseline_exe = args.baseline_fake;
+    opts.targets = args.targets;
     let r = backupd_sim::bench::run_bench(&opts)?;
     for g in &r.goals {
         println!(
