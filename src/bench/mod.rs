@@ -217,16 +217,7 @@ impl BenchOptions {
 
     /// The targets workloads 1 and 2 run, in [`ALL_TARGETS`] order.
     pub fn targets(&self) -> Vec<&'static str> {
-        ALL_TARGETS
-            .into_iter()
-            .filter(|t| {
-                if self.targets.is_empty() {
-                    *t != "baseline" || self.baseline_exe.is_some()
-                } else {
-                    self.targets.iter().any(|x| x == t)
-                }
-            })
-            .collect()
+        select_targets(&self.targets, self.baseline_exe.is_some())
     }
 
     /// Switch to [`Sizes::quick`].
@@ -234,6 +225,21 @@ impl BenchOptions {
         self.sizes = Sizes::quick();
         self
     }
+}
+
+/// `wanted` in [`ALL_TARGETS`] order; none wanted: every target, `baseline`
+/// only when there is one.
+fn select_targets(wanted: &[String], baseline: bool) -> Vec<&'static str> {
+    ALL_TARGETS
+        .into_iter()
+        .filter(|t| {
+            if wanted.is_empty() {
+                *t != "baseline" || baseline
+            } else {
+                wanted.iter().any(|x| x == t)
+            }
+        })
+        .collect()
 }
 
 /// Every target a workload can replicate into: the floor, the fake, an older
@@ -334,4 +340,24 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown cpu".into());
     format!("{cpus} cpu(s), {model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_targets_are_the_wanted_ones_in_order_and_baseline_only_when_given() {
+        let none: Vec<String> = Vec::new();
+        assert_eq!(
+            select_targets(&none, false),
+            ["floor", "fake", "backupd", "sync_server"]
+        );
+        assert_eq!(
+            select_targets(&none, true),
+            ["floor", "fake", "baseline", "backupd", "sync_server"]
+        );
+        let some = vec!["baseline".to_owned(), "floor".to_owned(), "fake".to_owned()];
+        assert_eq!(select_targets(&some, true), ["floor", "fake", "baseline"]);
+    }
 }
