@@ -285,7 +285,10 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchResults> {
     if wanted(6) {
         workloads.push(codec::run(opts, reps)?);
     }
-    let results = if opts.only.is_empty() {
+    let earlier = opts.out_dir.join("results.json");
+    // With --workload into a directory holding no earlier run, the results
+    // are the workloads run.
+    let results = if opts.only.is_empty() || !earlier.exists() {
         BenchResults {
             cyrus_version: opts.bins.version(),
             unix_time,
@@ -298,7 +301,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchResults> {
     } else {
         // Replace the workloads run in the results already there; each says
         // it was measured on its own, and when.
-        let path = opts.out_dir.join("results.json");
+        let path = earlier;
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "reading `{}` (--workload updates an earlier full run)",
