@@ -13,7 +13,10 @@
 //! - a mailbox acknowledged by `APPLY MAILBOX`: present in every later
 //!   `GET USER` of its owner, `GET MAILBOXES` naming it, `GET FULLMAILBOX` of
 //!   it and the final read-back; same uniqueid and UIDVALIDITY; LAST_UID and
-//!   HIGHESTMODSEQ not lower; with records (`GET FULLMAILBOX`, the final
+//!   HIGHESTMODSEQ not lower; every acknowledged ACL entry with its rights
+//!   and every acknowledged mailbox annotation (those the convergence check
+//!   compares) with its value, when the read shows the ACL or annotations
+//!   (csync reads do; the final read-back is not in csync form); with records (`GET FULLMAILBOX`, the final
 //!   read-back), every acknowledged record present with its GUID, flags and
 //!   expunged state;
 //! - a mailbox removed by an acknowledged `APPLY UNMAILBOX` or `APPLY RENAME`
@@ -52,8 +55,9 @@
 //! - a body uploaded without being reserved first (backupd then adds it to
 //!   every backup the connection holds; which those are is not tracked), and
 //!   on a replica, bodies no acknowledged record uses;
-//! - bodies themselves (the fake's store checks them, [`crate::store`]), quota,
-//!   annotations and ACLs;
+//! - bodies themselves (the fake's store checks them, [`crate::store`]), quota
+//!   and per-message annotations (the convergence check compares them, after
+//!   the catch-up);
 //! - `DELETED.*` mailboxes in the final read-back, which does not show them
 //!   (the csync reads do, and are checked).
 
@@ -459,6 +463,8 @@ pub(super) fn merge(prev: Option<&Known>, f: &MailboxFacts) -> MailboxFacts {
             out.uidvalidity = f.uidvalidity.or(p.uidvalidity);
             out.last_uid = f.last_uid.or(p.last_uid);
             out.highestmodseq = f.highestmodseq.or(p.highestmodseq);
+            out.acl = f.acl.clone().or_else(|| p.acl.clone());
+            out.annotations = f.annotations.clone().or_else(|| p.annotations.clone());
             let mut records = p.records.clone().unwrap_or_default();
             records.extend(f.records.iter().flatten().map(|(u, r)| (*u, r.clone())));
             out.records = Some(records);

@@ -3,8 +3,8 @@
 //! [`crate::proto`]. Sans-IO.
 //!
 //! Only what a later read of the same target can show is kept: a mailbox's
-//! identity, counters and records (UID, GUID, flags), subscriptions, seen state
-//! and sieve scripts. Bodies are kept as the GUIDs of acknowledged records.
+//! identity, counters, ACL, annotations and records (UID, GUID, flags),
+//! subscriptions, seen state and sieve scripts. Bodies are kept as the GUIDs of acknowledged records.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +49,11 @@ pub struct MailboxFacts {
     /// Records by UID; `None` when the write or read carried no RECORD list
     /// (a `GET MAILBOXES` answer, an intermediate mailbox).
     pub records: Option<BTreeMap<u32, RecordFact>>,
+    /// ACL entries (identifier to rights, sorted), when carried.
+    pub acl: Option<BTreeMap<String, String>>,
+    /// Mailbox annotations the convergence check compares ((entry, userid)
+    /// to value); `None` only in the final read-back (not csync).
+    pub annotations: Option<BTreeMap<(String, String), Vec<u8>>>,
 }
 
 impl MailboxFacts {
@@ -65,6 +70,24 @@ impl MailboxFacts {
                     .map(|r| (r.uid, RecordFact::from_update(r)))
                     .collect()
             }),
+            acl: u
+                .acl
+                .as_ref()
+                .map(|a| crate::mailstate::parse_acl(&String::from_utf8_lossy(a))),
+            // Every side prints ANNOTATIONS only when there are any (the
+            // client's and sync_server's sync_prepare_dlists, backupd's
+            // backup_mailbox_to_dlist, the fake): none printed is none held.
+            annotations: Some(
+                u.annotations
+                    .iter()
+                    .flatten()
+                    .filter(|a| crate::mailstate::is_compared_entry(&a.entry))
+                    .map(|a| {
+                        let key = (a.entry.to_string(), a.userid.to_string());
+                        (key, a.value.to_vec())
+                    })
+                    .collect(),
+            ),
         }
     }
 }

@@ -289,6 +289,10 @@ impl Sweep<'_> {
                         last_uid: full.then_some(mb.last_uid),
                         highestmodseq: full.then_some(mb.highestmodseq),
                         records: Some(records),
+                        // Read over IMAP or from backupd's index: not the
+                        // csync form; the csync reads check these.
+                        acl: None,
+                        annotations: None,
                     },
                 );
             }
@@ -365,6 +369,33 @@ fn mailbox_differences(
     if let (Some(s), Some(w)) = (seen.highestmodseq, want.highestmodseq) {
         if s < w {
             out.push((Vec::new(), format!("HIGHESTMODSEQ {s}, acknowledged {w}")));
+        }
+    }
+    // Every acknowledged ACL entry and annotation must be there as written
+    // (what the target adds of its own is the convergence check's business).
+    if let (Some(s), Some(w)) = (&seen.acl, &want.acl) {
+        for (id, rights) in w {
+            match s.get(id) {
+                Some(r) if r == rights => {}
+                Some(r) => out.push((
+                    Vec::new(),
+                    format!("ACL entry {id} has rights {r}, acknowledged {rights}"),
+                )),
+                None => out.push((Vec::new(), format!("ACL entry {id} {rights} missing"))),
+            }
+        }
+    }
+    if let (Some(s), Some(w)) = (&seen.annotations, &want.annotations) {
+        for ((entry, userid), value) in w {
+            let who = if userid.is_empty() { "shared" } else { userid };
+            match s.get(&(entry.clone(), userid.clone())) {
+                Some(v) if v == value => {}
+                Some(_) => out.push((
+                    Vec::new(),
+                    format!("annotation {entry} ({who}) has another value"),
+                )),
+                None => out.push((Vec::new(), format!("annotation {entry} ({who}) missing"))),
+            }
         }
     }
     let (Some(have), Some(wanted)) = (&seen.records, &want.records) else {

@@ -123,6 +123,70 @@ fn a_lie_healed_by_the_catch_up_fails_on_the_fake() {
     assert!(!c.detail.contains(" 0 read(s) checked"), "{c:?}");
 }
 
+/// An ACL entry or a mailbox annotation broken right after the target
+/// acknowledged the `APPLY MAILBOX` that carried it, during `-A`, while the
+/// channel log still names the mailbox (so the catch-up sends it again and
+/// the end state is healed): explore --seed 2 --allow-loss-faults, case 24,
+/// which passed before the history checked ACLs and annotations.
+const CORRUPT_DURING_ALL: &str = r#"
+description = "an ACL or annotation lost after -A acknowledged it, healed by the catch-up"
+[[user]]
+name = "co"
+[[step]]
+metadata = { user = "co", entry = "/shared/comment", value = "kept" }
+[[step]]
+sync = { mode = "user" }
+[[step]]
+expunge = { user = "co", folder = "INBOX", uids = "1" }
+[[step]]
+fault = { when = { verb = "APPLY MAILBOX", mailbox = "user.co" }, nth = 1, action = "corrupt", what = "WHAT" }
+[[step]]
+sync = { mode = "all" }
+[expect]
+converged = true
+"#;
+
+#[test]
+fn an_acl_or_annotation_lost_and_healed_by_the_catch_up_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(opts) = run_options(Target::Fake, dir.path()) else {
+        return;
+    };
+    for (what, named) in [
+        ("acl", "ACL entry co "),
+        ("mailbox-annotation", "annotation /comment (shared) missing"),
+    ] {
+        let text = CORRUPT_DURING_ALL.replace("WHAT", what);
+        let s = scenario_from(dir.path(), what, &text);
+        let r = run_scenario(&s, &opts);
+        assert_eq!(r.verdict, Verdict::Fail, "{what}: {:#?}", r.failures());
+        assert_eq!(
+            r.acknowledged_lost.len(),
+            1,
+            "{what}: {:#?}",
+            r.acknowledged_lost
+        );
+        let v = &r.acknowledged_lost[0];
+        assert_eq!(v.mailbox.as_deref(), Some("user.co"), "{what}: {v}");
+        assert!(v.what.contains(named), "{what}: {v}");
+        assert!(
+            v.acknowledged.contains("(step 5): APPLY MAILBOX user.co"),
+            "{v}"
+        );
+        // Healed: convergence alone would have passed it.
+        let converged = r.checks.iter().find(|c| c.name == "converged");
+        assert!(converged.is_some_and(|c| c.ok), "{what}: {:#?}", r.checks);
+    }
+    // Without the fault it passes, the same reads checked.
+    let text = CORRUPT_DURING_ALL.replace(
+        "action = \"corrupt\", what = \"WHAT\"",
+        "action = \"delay\", delay_ms = 1",
+    );
+    let s = scenario_from(dir.path(), "honest-all", &text);
+    let r = run_scenario(&s, &opts);
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
+}
+
 /// A proxy that answers `OK` to the first command containing `needle`
 /// without forwarding it, refuses COMPRESS (so it can read the commands), and
 /// forwards everything else both ways.
