@@ -10,7 +10,9 @@
 //! {"cmd":"status"}                                locks, faults, per-user counters
 //! ```
 //!
-//! Answers are `{"ok":true,"status":{…}}` or `{"ok":false,"error":"…"}`.
+//! Answers are `{"ok":true,"status":{…}}` or `{"ok":false,"error":"…"}`. At
+//! most [`CONNECTIONS_MAX`] connections are served at once (one more gets an
+//! error and is closed), and one idle for [`IDLE_TIMEOUT`] is closed.
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +28,14 @@ use crate::fault::{FaultSpec, LockSpec, Status, TriggerSpec};
 
 /// Longest request line accepted.
 const LINE_MAX: usize = 64 * 1024;
+
+/// Control connections served at once; one more is answered with an error
+/// and closed (a client that opens connections in a loop cannot exhaust the
+/// fake's descriptors through this port).
+pub const CONNECTIONS_MAX: usize = 32;
+
+/// A control connection that sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// One control request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,30 +127,61 @@ pub fn apply(shared: &Shared, req: &Request) -> Result<Status, String> {
     Ok(shared.engine().status(now))
 }
 
-/// Serve control connections on `listener` until the task is dropped.
+/// Serve control connections on `listener` until the task is dropped: at
+/// most [`CONNECTIONS_MAX`] at once, each closed after [`IDLE_TIMEOUT`]
+/// without a request.
 pub async fn serve_control(listener: TcpListener, shared: Arc<Shared>) {
+    serve_control_with(listener, shared, IDLE_TIMEOUT).await;
+}
+
+/// [`serve_control`] with its own idle timeout (tests).
+async fn serve_control_with(listener: TcpListener, shared: Arc<Shared>, idle: std::time::Duration) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((mut stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            let busy = Answer {
+                ok: false,
+                error: Some(format!(
+                    "too many control connections (at most {CONNECTIONS_MAX} at once)"
+                )),
+                status: None,
+            };
+            tokio::spawn(async move {
+                let mut out = serde_json::to_vec(&busy).unwrap_or_default();
+                out.push(b'\n');
+                let _ = stream.write_all(&out).await;
+            });
             continue;
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _ = control_connection(stream, shared).await;
+            let _ = control_connection(stream, shared, idle).await;
+            drop(slot);
         });
     }
 }
 
-async fn control_connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+async fn control_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    idle: std::time::Duration,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut lines)
-            .take(LINE_MAX as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
+        let mut bounded = (&mut lines).take(LINE_MAX as u64 + 1);
+        let read = bounded.read_until(b'\n', &mut line);
+        let n = match tokio::time::timeout(idle, read).await {
+            Ok(n) => n?,
+            // Idle: closed without an answer (nothing was asked).
+            Err(_) => return Ok(()),
+        };
         if n == 0 {
             return Ok(());
         }
@@ -213,4 +254,77 @@ pub async fn request(addr: SocketAddr, req: &Request) -> io::Result<Answer> {
         .await?;
     serde_json::from_slice(&line)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ServerConfig;
+    use crate::store::Store;
+    use std::time::{Duration, Instant};
+
+    async fn ask(stream: &mut TcpStream, req: &[u8]) -> Option<Answer> {
+        let mut line = req.to_vec();
+        line.push(b'\n');
+        stream.write_all(&line).await.ok()?;
+        answer(stream).await
+    }
+
+    async fn answer(stream: &mut TcpStream) -> Option<Answer> {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte).await.ok()? == 1 {
+            if byte[0] == b'\n' {
+                return serde_json::from_slice(&got).ok();
+            }
+            got.push(byte[0]);
+        }
+        None
+    }
+
+    /// One connection past the cap is answered with the error and closed;
+    /// when one closes, a new one is served; an idle one is closed.
+    #[tokio::test]
+    async fn connections_are_capped_and_idle_ones_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Shared::new(Store::temporary().expect("store"), ServerConfig::default());
+        let idle = Duration::from_millis(300);
+        tokio::spawn(serve_control_with(listener, shared, idle));
+        let mut open = Vec::new();
+        for _ in 0..CONNECTIONS_MAX {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let a = ask(&mut s, br#"{"cmd":"status"}"#).await.expect("answer");
+            assert!(a.ok, "{a:?}");
+            open.push(s);
+        }
+        let mut extra = TcpStream::connect(addr).await.expect("connect");
+        let a = answer(&mut extra).await.expect("an answer");
+        assert!(!a.ok);
+        assert!(
+            a.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("too many control connections"),
+            "{a:?}"
+        );
+        assert!(answer(&mut extra).await.is_none(), "closed after the error");
+        // Idle past the timeout: every open one is closed, and the slots free.
+        let started = Instant::now();
+        for s in &mut open {
+            assert!(answer(s).await.is_none(), "an idle connection stays open");
+        }
+        assert!(started.elapsed() >= idle / 2, "closed before its idle time");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            match ask(&mut s, br#"{"cmd":"status"}"#).await {
+                Some(a) if a.ok => break,
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                other => panic!("no slot freed after the idle close: {other:?}"),
+            }
+        }
+    }
 }
