@@ -270,16 +270,24 @@ mod tests {
         answer(stream).await
     }
 
+    /// The next answer line; `None` when the server closed. Panics after 10 s
+    /// (a connection the server should have closed, left open, fails the
+    /// test instead of hanging it).
     async fn answer(stream: &mut TcpStream) -> Option<Answer> {
-        let mut got = Vec::new();
-        let mut byte = [0u8; 1];
-        while stream.read(&mut byte).await.ok()? == 1 {
-            if byte[0] == b'\n' {
-                return serde_json::from_slice(&got).ok();
+        let read = async {
+            let mut got = Vec::new();
+            let mut byte = [0u8; 1];
+            while stream.read(&mut byte).await.ok()? == 1 {
+                if byte[0] == b'\n' {
+                    return serde_json::from_slice(&got).ok();
+                }
+                got.push(byte[0]);
             }
-            got.push(byte[0]);
-        }
-        None
+            None
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("no answer and no close within 10 s")
     }
 
     /// One connection past the cap is answered with the error and closed;
