@@ -30,21 +30,23 @@ pub(super) fn run(opts: &BenchOptions, reps: usize) -> Result<WorkloadResult> {
     } else {
         CASES
     };
+    let reps = reps.max(1);
     let mut rates = Vec::new();
-    let mut last = None;
-    for rep in 0..reps.max(1) {
+    let mut run = |rep: usize| -> Result<(crate::explore::Outcome, f64)> {
         log(
             opts,
-            format!(
-                "workload 4: {cases} explore cases, -j {JOBS} (repetition {} of {reps})",
-                rep + 1
-            ),
+            format!("workload 4: {cases} explore cases, -j {JOBS} (repetition {rep} of {reps})"),
         );
         let (outcome, cpu) = campaign(opts, cases)?;
         rates.push(outcome.per_minute());
-        last = Some((outcome, cpu));
+        Ok((outcome, cpu))
+    };
+    // The split and the profile are the last repetition's.
+    let mut last = run(1)?;
+    for rep in 2..=reps {
+        last = run(rep)?;
     }
-    let (outcome, cpu) = last.expect("at least one repetition");
+    let (outcome, cpu) = last;
     let n = outcome.cases_run.max(1) as f64;
     let t = &outcome.timing;
     let mut notes = vec![
