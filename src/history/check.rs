@@ -18,7 +18,9 @@
 //!   compares) with its value, when the read shows the ACL or annotations
 //!   (csync reads do; the final read-back is not in csync form); with records (`GET FULLMAILBOX`, the final
 //!   read-back), every acknowledged record present with its GUID, flags and
-//!   expunged state;
+//!   expunged state, and in the csync reads with exactly the per-message
+//!   annotations it was acknowledged with (those the convergence check
+//!   compares);
 //! - a mailbox removed by an acknowledged `APPLY UNMAILBOX` or `APPLY RENAME`
 //!   (its old name): absent from those reads;
 //! - the GUID of a live acknowledged record: never `* MISSING` in a later
@@ -43,7 +45,8 @@
 //! - a write answered `NO` or `BAD` is taken as not applied; one left without
 //!   a reply (a dropped connection, a partial reply) may or may not have been:
 //!   until a later acknowledged write supersedes it, nothing it touched is
-//!   checked, and afterwards the flags of the records it named are not;
+//!   checked, and afterwards the flags and annotations of the records it named
+//!   are not;
 //! - two acknowledged writes of the same thing whose commands overlapped in
 //!   time (two clients): their order is unknown, so the thing is not checked
 //!   until a later write settles it;
@@ -55,9 +58,9 @@
 //! - a body uploaded without being reserved first (backupd then adds it to
 //!   every backup the connection holds; which those are is not tracked), and
 //!   on a replica, bodies no acknowledged record uses;
-//! - bodies themselves (the fake's store checks them, [`crate::store`]), quota
-//!   and per-message annotations (the convergence check compares them, after
-//!   the catch-up);
+//! - bodies themselves (the fake's store checks them, [`crate::store`]) and
+//!   quota (backupd acknowledges `APPLY QUOTA` and keeps nothing; the
+//!   convergence check compares a replica's, after the catch-up);
 //! - `DELETED.*` mailboxes in the final read-back, which does not show them
 //!   (the csync reads do, and are checked).
 

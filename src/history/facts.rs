@@ -21,6 +21,29 @@ pub struct RecordFact {
     pub flags: Vec<String>,
     /// `\Expunged` was among the flags.
     pub expunged: bool,
+    /// Per-message annotations the convergence check compares ((entry,
+    /// userid) to value), when the write or read was in csync form; `None`
+    /// in the final read-back (read over IMAP or from backupd's index).
+    pub annotations: Option<Annotations>,
+}
+
+/// Compared annotations: (entry, userid) to value.
+pub type Annotations = BTreeMap<(String, String), Vec<u8>>;
+
+/// The annotations of `list` the convergence check compares (not those under
+/// `/vendor/cmu/cyrus-imapd/`, which Cyrus computes itself).
+fn compared_annotations<'a>(
+    list: impl IntoIterator<Item = &'a crate::types::Annotation>,
+) -> Annotations {
+    list.into_iter()
+        .filter(|a| crate::mailstate::is_compared_entry(&a.entry))
+        .map(|a| {
+            (
+                (a.entry.to_string(), a.userid.to_string()),
+                a.value.to_vec(),
+            )
+        })
+        .collect()
 }
 
 impl RecordFact {
@@ -29,6 +52,8 @@ impl RecordFact {
             guid: r.guid.to_ascii_lowercase(),
             expunged: r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Expunged")),
             flags: MessageState::normalize_flags(r.flags.iter().cloned()),
+            // Every side prints a record's ANNOTATIONS only when it has any.
+            annotations: Some(compared_annotations(&r.annotations)),
         }
     }
 }
@@ -53,7 +78,7 @@ pub struct MailboxFacts {
     pub acl: Option<BTreeMap<String, String>>,
     /// Mailbox annotations the convergence check compares ((entry, userid)
     /// to value); `None` only in the final read-back (not csync).
-    pub annotations: Option<BTreeMap<(String, String), Vec<u8>>>,
+    pub annotations: Option<Annotations>,
 }
 
 impl MailboxFacts {
@@ -77,17 +102,7 @@ impl MailboxFacts {
             // Every side prints ANNOTATIONS only when there are any (the
             // client's and sync_server's sync_prepare_dlists, backupd's
             // backup_mailbox_to_dlist, the fake): none printed is none held.
-            annotations: Some(
-                u.annotations
-                    .iter()
-                    .flatten()
-                    .filter(|a| crate::mailstate::is_compared_entry(&a.entry))
-                    .map(|a| {
-                        let key = (a.entry.to_string(), a.userid.to_string());
-                        (key, a.value.to_vec())
-                    })
-                    .collect(),
-            ),
+            annotations: Some(compared_annotations(u.annotations.iter().flatten())),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::check::{Fact, Known, Obj, Sweep};
-use super::facts::{MailboxFacts, Observation, Read};
+use super::facts::{Annotations, MailboxFacts, Observation, Read};
 use super::verdict::{About, FinalRead};
 use crate::store::names::owner_of;
 
@@ -275,6 +275,7 @@ impl Sweep<'_> {
                             guid: m.guid.clone(),
                             flags: m.flags.clone(),
                             expunged: false,
+                            annotations: None,
                         };
                         (*uid, r)
                     })
@@ -340,6 +341,30 @@ impl Sweep<'_> {
             }
         }
     }
+}
+
+/// `/comment (shared) missing, /x (alice) has another value, /y (shared) not
+/// acknowledged`: how the annotations `seen` differ from the acknowledged `want`.
+fn annotation_differences(seen: &Annotations, want: &Annotations) -> String {
+    let who = |userid: &str| {
+        if userid.is_empty() {
+            "shared".to_owned()
+        } else {
+            userid.to_owned()
+        }
+    };
+    let mut parts = Vec::new();
+    for ((entry, userid), value) in want {
+        match seen.get(&(entry.clone(), userid.clone())) {
+            Some(v) if v == value => {}
+            Some(_) => parts.push(format!("{entry} ({}) has another value", who(userid))),
+            None => parts.push(format!("{entry} ({}) missing", who(userid))),
+        }
+    }
+    for (entry, userid) in seen.keys().filter(|k| !want.contains_key(*k)) {
+        parts.push(format!("{entry} ({}) not acknowledged", who(userid)));
+    }
+    parts.join(", ")
 }
 
 /// How `seen` contradicts the acknowledged `want` (records only when `seen` has them).
@@ -418,11 +443,19 @@ fn mailbox_differences(
                         "expunged, acknowledged live"
                     };
                     out.push((vec![*uid], what.to_owned()));
-                } else if !uncertain.contains(uid) && h.flags != w.flags {
-                    out.push((
-                        vec![*uid],
-                        format!("flags {:?}, acknowledged {:?}", h.flags, w.flags),
-                    ));
+                } else if !uncertain.contains(uid) {
+                    if h.flags != w.flags {
+                        out.push((
+                            vec![*uid],
+                            format!("flags {:?}, acknowledged {:?}", h.flags, w.flags),
+                        ));
+                    }
+                    if let (Some(s), Some(w)) = (&h.annotations, &w.annotations) {
+                        if s != w {
+                            let what = annotation_differences(s, w);
+                            out.push((vec![*uid], format!("message annotations: {what}")));
+                        }
+                    }
                 }
             }
         }

@@ -619,3 +619,87 @@ fn acknowledged_acl_entries_and_annotations_must_stay() {
         }
     }
 }
+
+/// `user.a.X` with record 1 (`G1`) carrying these `ANNOTATIONS` items.
+fn annotated_record(annotations: &str) -> String {
+    mailbox_kv("user.a.X", 1, 5, &[(1, G1, "")]).replace(
+        &format!("GUID {G1})"),
+        &format!("GUID {G1} ANNOTATIONS ({annotations}))"),
+    )
+}
+
+/// A per-message annotation an acknowledged record carried must stay with
+/// the record in later csync reads, and one it did not carry (a removal)
+/// must stay away; the entries Cyrus computes itself are not compared, and a
+/// record a never-answered write named is not checked.
+#[test]
+fn acknowledged_message_annotations_must_stay() {
+    let note = "%(ENTRY /comment USERID a MODSEQ 5 VALUE note)";
+    let other = "%(ENTRY /comment USERID a MODSEQ 6 VALUE other)";
+    let shared = "%(ENTRY /comment USERID \"\" MODSEQ 5 VALUE s)";
+    let thrid = "%(ENTRY /vendor/cmu/cyrus-imapd/thrid USERID \"\" MODSEQ 5 VALUE 1)";
+    let cases = [
+        // (acknowledged, shown, the violation expected, if any)
+        (note.to_owned(), note.to_owned(), None),
+        (note.to_owned(), format!("{note} {thrid}"), None),
+        (note.to_owned(), String::new(), Some("/comment (a) missing")),
+        (
+            note.to_owned(),
+            other.to_owned(),
+            Some("/comment (a) has another value"),
+        ),
+        (
+            String::new(),
+            shared.to_owned(),
+            Some("/comment (shared) not acknowledged"),
+        ),
+    ];
+    for (acked, shown, want) in cases {
+        let mut s = Script::new();
+        s.ok(1, &format!("APPLY MAILBOX {}", annotated_record(&acked)));
+        s.read(
+            2,
+            "GET FULLMAILBOX user.a.X",
+            vec![Reply::Data(
+                "MAILBOX".into(),
+                value(&annotated_record(&shown)),
+            )],
+        );
+        let r = s.check();
+        assert_eq!(r.reads_checked, 1, "{r:#?}");
+        match want {
+            None => assert!(r.ok(), "{acked} / {shown}: {r:#?}"),
+            Some(what) => {
+                assert_eq!(r.violations.len(), 1, "{acked} / {shown}: {r:#?}");
+                let v = &r.violations[0];
+                assert_eq!(v.uids, vec![1], "{v}");
+                assert!(v.what.contains(what), "{v}");
+            }
+        }
+    }
+    // A write of the record that was never answered may have changed its
+    // annotations: once a later write settles the mailbox again, the
+    // record's annotations (like its flags) are not checked.
+    let mut s = Script::new();
+    s.ok(1, &format!("APPLY MAILBOX {}", annotated_record(note)));
+    s.send(1, &format!("APPLY MAILBOX {}", annotated_record(other)));
+    let t = s.tick();
+    s.h.closed(1, t);
+    s.ok(2, &apply_mailbox("user.a.X", 2, 7, &[(2, G2, "")]));
+    let shown = annotated_record(other)
+        .replace("LAST_UID 1 HIGHESTMODSEQ 5", "LAST_UID 2 HIGHESTMODSEQ 7")
+        .replace(
+            "RECORD (",
+            &format!(
+            "RECORD (%(UID 2 MODSEQ 7 LAST_UPDATED 1 FLAGS () INTERNALDATE 1 SIZE 10 GUID {G2}) "
+        ),
+        );
+    s.read(
+        3,
+        "GET FULLMAILBOX user.a.X",
+        vec![Reply::Data("MAILBOX".into(), value(&shown))],
+    );
+    let r = s.check();
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.reads_checked, 1, "{r:#?}");
+}

@@ -123,17 +123,22 @@ fn a_lie_healed_by_the_catch_up_fails_on_the_fake() {
     assert!(!c.detail.contains(" 0 read(s) checked"), "{c:?}");
 }
 
-/// An ACL entry or a mailbox annotation broken right after the target
-/// acknowledged the `APPLY MAILBOX` that carried it, during `-A`, while the
-/// channel log still names the mailbox (so the catch-up sends it again and
-/// the end state is healed): explore --seed 2 --allow-loss-faults, case 24,
-/// which passed before the history checked ACLs and annotations.
+/// An ACL entry, a mailbox annotation or a message annotation the target
+/// acknowledged, broken right after it acknowledged an `APPLY MAILBOX` of the
+/// mailbox during `-A`, while the channel log still names the mailbox (so the
+/// catch-up sends it again and the end state is healed; a message annotation
+/// only with its record, so UID 2 gets a new keyword after `-A`: the
+/// SYNC_CRC_ANNOT the fake reports is the client's own): explore --seed 2
+/// --allow-loss-faults, case 24, which passed before the history checked ACLs
+/// and annotations (message annotations: December 2026).
 const CORRUPT_DURING_ALL: &str = r#"
 description = "an ACL or annotation lost after -A acknowledged it, healed by the catch-up"
 [[user]]
 name = "co"
 [[step]]
 metadata = { user = "co", entry = "/shared/comment", value = "kept" }
+[[step]]
+annotate = { user = "co", uids = "2", entry = "/comment", value = "kept" }
 [[step]]
 sync = { mode = "user" }
 [[step]]
@@ -142,12 +147,14 @@ expunge = { user = "co", folder = "INBOX", uids = "1" }
 fault = { when = { verb = "APPLY MAILBOX", mailbox = "user.co" }, nth = 1, action = "corrupt", what = "WHAT" }
 [[step]]
 sync = { mode = "all" }
+[[step]]
+flag = { user = "co", uids = "2", add = ["$Touched"] }
 [expect]
 converged = true
 "#;
 
 #[test]
-fn an_acl_or_annotation_lost_and_healed_by_the_catch_up_fails() {
+fn an_acl_or_an_annotation_lost_and_healed_by_the_catch_up_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(opts) = run_options(Target::Fake, dir.path()) else {
         return;
@@ -155,6 +162,10 @@ fn an_acl_or_annotation_lost_and_healed_by_the_catch_up_fails() {
     for (what, named) in [
         ("acl", "ACL entry co "),
         ("mailbox-annotation", "annotation /comment (shared) missing"),
+        (
+            "message-annotation",
+            "message annotations: /comment (co) missing",
+        ),
     ] {
         let text = CORRUPT_DURING_ALL.replace("WHAT", what);
         let s = scenario_from(dir.path(), what, &text);
@@ -170,7 +181,7 @@ fn an_acl_or_annotation_lost_and_healed_by_the_catch_up_fails() {
         assert_eq!(v.mailbox.as_deref(), Some("user.co"), "{what}: {v}");
         assert!(v.what.contains(named), "{what}: {v}");
         assert!(
-            v.acknowledged.contains("(step 5): APPLY MAILBOX user.co"),
+            v.acknowledged.contains("(step 6): APPLY MAILBOX user.co"),
             "{v}"
         );
         // Healed: convergence alone would have passed it.
