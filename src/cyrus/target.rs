@@ -74,6 +74,14 @@ impl TargetKind {
             TargetKind::SyncServer => "sync_server",
         }
     }
+
+    /// The programs an installation needs to run this target.
+    pub fn programs(self) -> &'static [&'static str] {
+        match self {
+            TargetKind::Backupd => &["backupd", "ctl_backups", "cyr_backup"],
+            TargetKind::SyncServer => &["sync_server"],
+        }
+    }
 }
 
 /// A running real target. Stopped (by PID) on [`RealTarget::stop`] or drop.
@@ -130,11 +138,8 @@ impl RealTarget {
                 "authname `{authname}` must be letters, digits, `_`, `-`, `.` (not `admin`)"
             )));
         }
-        let needed: &[&str] = match kind {
-            TargetKind::Backupd => &["backupd", "ctl_backups", "cyr_backup"],
-            TargetKind::SyncServer => &["sync_server"],
-        };
-        let missing: Vec<String> = needed
+        let missing: Vec<String> = kind
+            .programs()
             .iter()
             .filter(|n| !bins.has(n))
             .map(|n| format!("`{n}`"))

@@ -38,9 +38,11 @@ pub struct Finding {
     pub failures: Vec<String>,
     /// `backupd-sim run` of the file per Cyrus version: (version, verdict).
     pub reproduced: Vec<(String, String)>,
-    /// Against real targets (on the version it was found on): (target,
-    /// verdict, or why it cannot run there).
-    pub real: Vec<(String, String)>,
+    /// Against real targets: (target, the Cyrus version it ran on, verdict
+    /// or why it could not run). The version is the one the case was found
+    /// on, unless that installation lacks the target's programs (the 3.12
+    /// chroot has no backupd): then the first installation that has them.
+    pub real: Vec<(String, String, String)>,
 }
 
 impl Finding {
@@ -54,7 +56,7 @@ impl Finding {
         s.extend(
             self.real
                 .iter()
-                .map(|(t, r)| format!("{t}: {}", r.split(':').next().unwrap_or(r))),
+                .map(|(t, _, r)| format!("{t}: {}", r.split(':').next().unwrap_or(r))),
         );
         s.join(", ")
     }
@@ -139,17 +141,26 @@ pub fn find(
     }
     let mut real = Vec::new();
     if opts.compare_real {
+        let all = all_installations(opts);
         for kind in [TargetKind::Backupd, TargetKind::SyncServer] {
             let target = Target::Real(kind);
             let name = target.kind_name().to_owned();
-            match unsupported(&scenario, &target) {
-                Some(why) => real.push((name, format!("not comparable: {why}"))),
-                None => {
-                    let r = run_scenario(&scenario, &run_opts(opts, inst, target));
-                    real.push((name, verdict_line(&r)));
+            let on = installation_for(kind, inst, &all);
+            let version = on.map_or_else(|| inst.version.clone(), |i| i.version.clone());
+            let verdict = match (unsupported(&scenario, &target), on) {
+                (Some(why), _) => format!("not comparable: {why}"),
+                (None, None) => format!(
+                    "not run: no installed Cyrus has {}",
+                    kind.programs().join(", ")
+                ),
+                (None, Some(on)) => {
+                    let r = run_scenario(&scenario, &run_opts(opts, on, target));
+                    let line = verdict_line(&r);
                     discard(&r);
+                    line
                 }
-            }
+            };
+            real.push((name, version, verdict));
         }
     }
     let finding = Finding {
@@ -170,6 +181,17 @@ pub fn find(
     std::fs::write(&finding.report, md)
         .map_err(|e| format!("writing `{}`: {e}", finding.report.display()))?;
     Ok((finding, runs))
+}
+
+/// Where to run a real `kind`: the installation the case was found on when
+/// it has the target's programs, else the first of `all` that has them.
+fn installation_for<'a>(
+    kind: TargetKind,
+    found_on: &'a Installation,
+    all: &'a [Installation],
+) -> Option<&'a Installation> {
+    let has_all = |i: &Installation| kind.programs().iter().all(|p| i.bins.has(p));
+    std::iter::once(found_on).chain(all).find(|i| has_all(i))
 }
 
 fn verdict_line(r: &ScenarioReport) -> String {
@@ -243,8 +265,8 @@ fn markdown(
     for (v, r) in &f.reproduced {
         let _ = writeln!(m, "| `backupd-sim run` on Cyrus {v} (fake backupd) | {r} |");
     }
-    for (t, r) in &f.real {
-        let _ = writeln!(m, "| real {t} (Cyrus {}) | {r} |", f.version);
+    for (t, v, r) in &f.real {
+        let _ = writeln!(m, "| real {t} (Cyrus {v}) | {r} |");
     }
     if f.real.is_empty() {
         let _ = writeln!(
@@ -280,19 +302,24 @@ fn markdown(
     );
     for (v, _) in &f.reproduced {
         if v != &f.version {
-            let short: Vec<&str> = v.split('.').take(2).collect();
             let _ = writeln!(
                 m,
-                "backupd-sim run {} --cyrus {}",
+                "backupd-sim run {}{}",
                 f.path.display(),
-                short.join(".")
+                cyrus_flag(v, &f.version)
             );
         }
     }
+    let backupd_on = f
+        .real
+        .iter()
+        .find(|(t, _, _)| t == "backupd")
+        .map_or(f.version.as_str(), |(_, v, _)| v.as_str());
     let _ = writeln!(
         m,
-        "backupd-sim compare {} --against backupd\n```\n",
-        f.path.display()
+        "backupd-sim compare {} --against backupd{}\n```\n",
+        f.path.display(),
+        cyrus_flag(backupd_on, &f.version)
     );
     let _ = writeln!(
         m,
@@ -301,4 +328,69 @@ fn markdown(
          (kept as a bundled scenario with `known_failure` and the evidence on a real target)."
     );
     m
+}
+
+/// ` --cyrus 3.12` when `version` is not the one the case was found on.
+fn cyrus_flag(version: &str, found_on: &str) -> String {
+    if version == found_on {
+        return String::new();
+    }
+    let short: Vec<&str> = version.split('.').take(2).collect();
+    format!(" --cyrus {}", short.join("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cyrus::CyrusBins;
+
+    /// An installation of `version` whose directory holds these programs.
+    fn installation(root: &std::path::Path, version: &str, programs: &[&str]) -> Installation {
+        let dir = root.join(version);
+        std::fs::create_dir_all(&dir).expect("dir");
+        for p in programs {
+            std::fs::write(dir.join(p), "").expect("program");
+        }
+        Installation {
+            bins: CyrusBins::unchecked_flat(dir),
+            version: version.to_owned(),
+        }
+    }
+
+    /// A case found on an installation without backupd (the 3.12 chroot) is
+    /// compared with real backupd on one that has it; sync_server stays on
+    /// the installation it was found on; with no backupd anywhere, none.
+    #[test]
+    fn real_targets_run_where_their_programs_are() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let full = installation(
+            root.path(),
+            "3.6.1",
+            &["backupd", "ctl_backups", "cyr_backup", "sync_server"],
+        );
+        let replica_only = installation(root.path(), "3.12.4", &["sync_server"]);
+        let all = vec![full.clone(), replica_only.clone()];
+        let on = |kind, found: &Installation, all: &[Installation]| {
+            installation_for(kind, found, all).map(|i| i.version.clone())
+        };
+        assert_eq!(
+            on(TargetKind::Backupd, &replica_only, &all).as_deref(),
+            Some("3.6.1")
+        );
+        assert_eq!(
+            on(TargetKind::SyncServer, &replica_only, &all).as_deref(),
+            Some("3.12.4")
+        );
+        assert_eq!(
+            on(TargetKind::Backupd, &full, &all).as_deref(),
+            Some("3.6.1")
+        );
+        let half = installation(root.path(), "3.10.2", &["backupd", "sync_server"]);
+        assert_eq!(
+            on(TargetKind::Backupd, &half, &[half.clone(), replica_only]),
+            None
+        );
+        assert_eq!(cyrus_flag("3.6.1", "3.12.4"), " --cyrus 3.6");
+        assert_eq!(cyrus_flag("3.12.4", "3.12.4"), "");
+    }
 }
