@@ -51,7 +51,7 @@ pub struct RunArgs {
     /// Only validate the scenario files.
     #[arg(long)]
     check: bool,
-    /// Only list the selected scenarios (after --filter and --shard), one path a line.
+    /// Only list the selected scenarios (after --filter and --shard) that --target can run, one path a line; those it would skip go to stderr with the reason.
     #[arg(long)]
     list: bool,
     /// Copy every scenario's artifacts (transcript, events, report, timeline.svg/html) to DIR/<scenario>/.
@@ -89,12 +89,6 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode> {
         println!("{} scenario file(s) valid", scenarios.len());
         return Ok(ExitCode::SUCCESS);
     }
-    if args.list {
-        for s in &scenarios {
-            println!("{}", s.path.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     let target = match args.target.parse() {
         Ok(t) => t,
         Err(e) => {
@@ -102,6 +96,17 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    if args.list {
+        // What a run on this target would run; what it would skip, and why,
+        // on stderr (stdout stays one path a line, for scripts).
+        for s in &scenarios {
+            match backupd_sim::runner::unsupported(s, &target) {
+                None => println!("{}", s.path.display()),
+                Some(why) => eprintln!("left out: {} ({why})", s.path.display()),
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     // A missing installation is an environment error: `main` prints it, exit 2.
     let installations = installations(&args.cyrus.choice())?;
     if let Some(dir) = &args.sandbox_dir {

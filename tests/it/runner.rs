@@ -35,8 +35,11 @@ fn bundled_suite_passes_with_a_valid_junit_report() {
         dir.path().to_str().expect("path"),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let (_, listed, _) = run(&["--list"]);
-    let count = listed.lines().count();
+    // One testcase per scenario, skipped ones too: those --list runs and
+    // those it leaves out for the target.
+    let (_, listed, left) = run(&["--list"]);
+    let left_out = left.lines().filter(|l| l.starts_with("left out: ")).count();
+    let count = listed.lines().count() + left_out;
     assert!(count >= 15, "{listed}");
 
     let xml = std::fs::read_to_string(&junit).expect("junit");
@@ -358,6 +361,36 @@ lost = 0
     assert!(
         stdout.contains("step 3: exit status: expected 1 (Cyrus ") && stdout.contains("), got 0"),
         "{stdout}"
+    );
+}
+
+/// `--list` lists what a run on `--target` would run: a scenario with faults
+/// is left out for real backupd, one meant for sync_server only for the fake,
+/// each named on stderr with the reason; stdout stays one path a line.
+#[test]
+fn list_honours_the_target() {
+    let (code, fake, fake_err) = run(&["--list"]);
+    assert_eq!(code, 0, "{fake_err}");
+    let (code, backupd, backupd_err) = run(&["--list", "--target", "backupd"]);
+    assert_eq!(code, 0, "{backupd_err}");
+    let storm = "scenarios/source-locks/skipuser-annotation-storm.toml";
+    let lie = "scenarios/faults/lie-caught.toml";
+    assert!(!fake.lines().any(|l| l == storm), "{fake}");
+    assert!(
+        fake_err.contains(&format!("left out: {storm} (")),
+        "{fake_err}"
+    );
+    assert!(fake.lines().any(|l| l == lie), "{fake}");
+    assert!(!backupd.lines().any(|l| l == lie), "{backupd}");
+    assert!(
+        backupd_err.contains(&format!("left out: {lie} (")),
+        "{backupd_err}"
+    );
+    // Together, listed and left out are every scenario selected.
+    let left = |err: &str| err.lines().filter(|l| l.starts_with("left out: ")).count();
+    assert_eq!(
+        fake.lines().count() + left(&fake_err),
+        backupd.lines().count() + left(&backupd_err)
     );
 }
 
