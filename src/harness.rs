@@ -434,10 +434,14 @@ impl Harness {
     /// Read every one of `users` on the target over csync (`GET USER`, `GET
     /// FULLMAILBOX`), through the address the client uses, so that the
     /// history records what the target holds; nothing goes to the event log.
-    pub fn read_target(&self, users: &[String]) -> Result<(), crate::reader::ReadError> {
+    pub fn read_target(
+        &self,
+        users: &[String],
+        quota_roots: &[String],
+    ) -> Result<(), crate::reader::ReadError> {
         let shared = self.fake();
         shared.set_quiet(true);
-        let r = crate::reader::read_users(&self.reader, users, self.sync_timeout);
+        let r = crate::reader::read_users(&self.reader, users, quota_roots, self.sync_timeout);
         shared.set_quiet(false);
         r
     }

@@ -131,9 +131,16 @@ impl Conn {
 }
 
 /// Read every one of `users` on `target`: `GET USER`, then `GET FULLMAILBOX`
-/// of each mailbox listed, then `EXIT`, waiting for the target to close.
-/// Users the target refuses (`NO`) are skipped; the history has the answer.
-pub fn read_users(target: &Target, users: &[String], timeout: Duration) -> Result<(), ReadError> {
+/// of each mailbox listed; then `GET QUOTA` of each of `quota_roots` (a
+/// replica's; backupd refuses it), then `EXIT`, waiting for the target to
+/// close. Users the target refuses (`NO`) are skipped; the history has the
+/// answer.
+pub fn read_users(
+    target: &Target,
+    users: &[String],
+    quota_roots: &[String],
+    timeout: Duration,
+) -> Result<(), ReadError> {
     let stream =
         TcpStream::connect_timeout(&target.addr, timeout).map_err(|source| ReadError::Io {
             addr: target.addr,
@@ -201,6 +208,16 @@ pub fn read_users(target: &Target, users: &[String], timeout: Duration) -> Resul
         }
         // backupd keeps each user it opened locked until RESTART or EXIT.
         c.call(b"RESTART\r\n")?;
+    }
+    for root in quota_roots {
+        let mut line = b"GET QUOTA ".to_vec();
+        crate::dlist::encode_value(
+            &mut line,
+            &Value::atom(root),
+            crate::dlist::Direction::ToServer,
+        );
+        line.extend_from_slice(b"\r\n");
+        c.call(&line)?;
     }
     c.call(b"EXIT\r\n")?;
     // Read to the end: the target has closed, and let go of its locks.

@@ -88,6 +88,10 @@ fn implied_by(w: &Write, before: &BTreeMap<Obj, (Fact, usize)>) -> Option<usize>
             (Fact::Sieve(k), op) if k == last_update => Some(*op),
             _ => None,
         },
+        Write::Quota { root, limits } => match get(Obj::Quota(root.clone()))? {
+            (Fact::Quota(k), op) if k == limits => Some(*op),
+            _ => None,
+        },
         Write::Rename { .. } | Write::Unuser(_) | Write::Expunge { .. } | Write::Message(_) => None,
     }
 }

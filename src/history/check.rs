@@ -33,7 +33,11 @@
 //! - `APPLY SEEN`: a `* SEEN` with the same uniqueid, LASTUID, LASTCHANGE and
 //!   SEENUIDS in later `GET USER`/`GET META` of the user;
 //! - `APPLY SIEVE`/`UNSIEVE`: the script listed (LAST_UPDATE not lower) or
-//!   not listed in those reads.
+//!   not listed in those reads;
+//! - on a target that keeps quota (a replica), `APPLY QUOTA`/`UNQUOTA`: every
+//!   later `* QUOTA` of the root (`GET USER`, `GET QUOTA`) with the
+//!   acknowledged limits, none once removed, and one in every `GET QUOTA` of
+//!   the root (the runner's reads ask it).
 //!
 //! What supersedes: a later acknowledged write of the same thing, UNMAILBOX,
 //! RENAME, UNUSER (everything of the user is forgotten), APPLY EXPUNGE (the
@@ -58,15 +62,16 @@
 //! - a body uploaded without being reserved first (backupd then adds it to
 //!   every backup the connection holds; which those are is not tracked), and
 //!   on a replica, bodies no acknowledged record uses;
-//! - bodies themselves (the fake's store checks them, [`crate::store`]) and
-//!   quota (backupd acknowledges `APPLY QUOTA` and keeps nothing; the
-//!   convergence check compares a replica's, after the catch-up);
+//! - bodies themselves (the fake's store checks them, [`crate::store`]);
+//! - quota on backupd, which acknowledges `APPLY QUOTA` and keeps nothing,
+//!   and a quota root missing from a `GET USER` answer (sync_server lists
+//!   only the roots its listed mailboxes name);
 //! - `DELETED.*` mailboxes in the final read-back, which does not show them
 //!   (the csync reads do, and are checked).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::facts::{Call, MailboxFacts, Outcome, Read, SeenFacts, Write};
+use super::facts::{Call, MailboxFacts, Outcome, QuotaLimits, Read, SeenFacts, Write};
 use super::verdict::{About, Input, Report, Violation};
 use super::Op;
 use crate::store::names::owner_of;
@@ -79,6 +84,7 @@ pub(super) enum Fact {
     Sub(bool),
     Seen(SeenFacts),
     Sieve(Option<i64>),
+    Quota(Option<QuotaLimits>),
 }
 
 /// One thing on the target a write can change.
@@ -88,12 +94,14 @@ pub(super) enum Obj {
     Sub(String, String),
     Seen(String, String),
     Sieve(String, String),
+    /// A quota root (tracked only on a target that keeps quota).
+    Quota(String),
 }
 
 impl Obj {
     pub(super) fn user(&self) -> Option<String> {
         match self {
-            Obj::Mailbox(m) => owner_of(m),
+            Obj::Mailbox(m) | Obj::Quota(m) => owner_of(m),
             Obj::Sub(u, _) | Obj::Seen(u, _) | Obj::Sieve(u, _) => Some(u.clone()),
         }
     }
@@ -138,6 +146,7 @@ pub(crate) fn write_user(w: &Write) -> Option<String> {
             Some(user.clone())
         }
         Write::Unuser(u) => Some(u.clone()),
+        Write::Quota { root, .. } => owner_of(root),
         Write::Message(_) => None,
     }
 }
@@ -158,6 +167,7 @@ pub fn check(input: Input<'_>) -> Report {
         report: Report::default(),
         at_catch_up: None,
         bodies_kept: input.bodies_kept,
+        quota_kept: input.quota_kept,
         reserved: BTreeMap::new(),
         bodies: BTreeMap::new(),
     };
@@ -211,6 +221,8 @@ pub(super) struct Sweep<'a> {
     /// The known facts when the catch-up began.
     pub(super) at_catch_up: Option<BTreeMap<Obj, (Fact, usize)>>,
     pub(super) bodies_kept: bool,
+    /// The target keeps quota (a replica): `APPLY QUOTA`/`UNQUOTA` are tracked.
+    pub(super) quota_kept: bool,
     /// Per connection since its last RESTART: the GUIDs it was told are
     /// missing, and for which users.
     pub(super) reserved: BTreeMap<crate::store::SessionId, BTreeMap<String, BTreeSet<String>>>,
@@ -258,7 +270,8 @@ impl Sweep<'_> {
                 .cloned()
                 .collect(),
             Write::Expunge { mailbox, .. } => vec![Obj::Mailbox(mailbox.clone())],
-            Write::Message(_) => Vec::new(),
+            Write::Quota { root, .. } if self.quota_kept => vec![Obj::Quota(root.clone())],
+            Write::Quota { .. } | Write::Message(_) => Vec::new(),
         }
     }
 
@@ -377,6 +390,7 @@ impl Sweep<'_> {
                 (Write::Sub { on, .. }, _) => Fact::Sub(*on),
                 (Write::Seen { seen, .. }, _) => Fact::Seen(seen.clone()),
                 (Write::Sieve { last_update, .. }, _) => Fact::Sieve(*last_update),
+                (Write::Quota { limits, .. }, _) => Fact::Quota(limits.clone()),
                 (Write::Expunge { uids, .. }, _) => match prev.as_ref().map(|k| &k.fact) {
                     Some(Fact::Mailbox(f)) => {
                         let mut f = f.clone();

@@ -171,6 +171,28 @@ pub enum Write {
     },
     /// `APPLY MESSAGE`: bodies uploaded (kept only for the catch-up report).
     Message(Vec<String>),
+    /// `APPLY QUOTA` (`Some(limits)`) or `APPLY UNQUOTA` (`None`): checked
+    /// only on a target that keeps quota (a replica; backupd acknowledges
+    /// `APPLY QUOTA` and keeps nothing).
+    Quota {
+        /// Quota root.
+        root: String,
+        /// The limits, as [`quota_limits`] gives them; `None` once removed.
+        limits: Option<QuotaLimits>,
+    },
+}
+
+/// A quota's limits: every numeric field but MODSEQ (`LIMIT`, `STORAGE`,
+/// `MESSAGE`, ...), sorted by name. sync_client and sync_server encode them
+/// with the same function (`sync_encode_quota_limits`), so equal limits are
+/// equal fields.
+pub type QuotaLimits = Vec<(String, u64)>;
+
+/// `limits` sorted by name.
+fn quota_limits(limits: &[(String, u64)]) -> QuotaLimits {
+    let mut l = limits.to_vec();
+    l.sort();
+    l
 }
 
 /// What a command reads.
@@ -184,6 +206,8 @@ pub enum Read {
     Mailboxes(Vec<String>),
     /// `GET FULLMAILBOX m`: `m` with its records.
     FullMailbox(String),
+    /// `GET QUOTA root`: the quota of `root`, if there is one.
+    Quota(String),
     /// `APPLY RESERVE`: which of `guids` the target lacks, for `mailboxes`.
     Reserve {
         /// The mailboxes named.
@@ -211,6 +235,7 @@ impl Call {
                 Get::Meta(u) => Read::Meta(u.clone()),
                 Get::Mailboxes(names) => Read::Mailboxes(names.clone()),
                 Get::FullMailbox(m) => Read::FullMailbox(m.clone()),
+                Get::Quota(root) => Read::Quota(root.clone()),
                 _ => return None,
             }),
             Command::Apply(a) => match a {
@@ -262,6 +287,14 @@ impl Call {
                     mailbox: mailbox.clone(),
                     uids: uids.clone(),
                 }),
+                Apply::Quota { root, limits, .. } => Call::Write(Write::Quota {
+                    root: root.clone(),
+                    limits: Some(quota_limits(limits)),
+                }),
+                Apply::Unquota(root) => Call::Write(Write::Quota {
+                    root: root.clone(),
+                    limits: None,
+                }),
                 Apply::Message(files) => Call::Write(Write::Message(
                     files.iter().map(|f| f.guid.to_ascii_lowercase()).collect(),
                 )),
@@ -289,7 +322,12 @@ impl Call {
                         .map_or_else(String::new, |r| format!(", {} record(s)", r.len()))
                 )
             }
-            Call::Write(Write::Unmailbox(m)) | Call::Read(Read::FullMailbox(m)) => m.clone(),
+            Call::Write(Write::Unmailbox(m))
+            | Call::Read(Read::FullMailbox(m) | Read::Quota(m)) => m.clone(),
+            Call::Write(Write::Quota { root, limits }) => match limits {
+                Some(l) => format!("{root} ({})", describe_quota(l)),
+                None => root.clone(),
+            },
             Call::Write(Write::Rename { old, new }) => format!("{old} to {new}"),
             Call::Write(Write::Sub { user, mailbox, .. }) => format!("{user} {mailbox}"),
             Call::Write(Write::Seen { user, seen }) => format!(
@@ -306,6 +344,21 @@ impl Call {
             }
         };
         format!("{label} {what}")
+    }
+}
+
+/// `STORAGE 100, MESSAGE 10`: limits for a report line (`LIMIT`, the legacy
+/// copy of `STORAGE`, left out).
+pub fn describe_quota(limits: &[(String, u64)]) -> String {
+    let parts: Vec<String> = limits
+        .iter()
+        .filter(|(k, _)| k != "LIMIT")
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if parts.is_empty() {
+        "no limit".to_owned()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -342,6 +395,8 @@ pub struct Observation {
     pub sieve: BTreeMap<String, i64>,
     /// `* MISSING` GUIDs.
     pub missing: Vec<String>,
+    /// `* QUOTA` items: root to limits.
+    pub quotas: BTreeMap<String, QuotaLimits>,
     /// Data lines that could not be read: the answer is then not checked
     /// (an absence in it may be a line not understood).
     pub unreadable: Vec<String>,
@@ -388,6 +443,14 @@ impl Observation {
                     }
                     _ => o.unreadable.push("* SIEVE without its fields".into()),
                 },
+                "QUOTA" => match quota_of(value) {
+                    Some((root, limits)) => {
+                        o.quotas.insert(root, limits);
+                    }
+                    None => o
+                        .unreadable
+                        .push("* QUOTA without a ROOT or with a non-number".into()),
+                },
                 "MISSING" => o.missing.extend(
                     value
                         .as_list()
@@ -407,6 +470,17 @@ impl Observation {
         }
         o
     }
+}
+
+fn quota_of(v: &Value) -> Option<(String, QuotaLimits)> {
+    let root = v.get("ROOT")?.as_str()?.to_owned();
+    let mut limits = Vec::new();
+    for (key, val) in v.as_kvlist()? {
+        if key.as_str() != "ROOT" && key.as_str() != "MODSEQ" {
+            limits.push((key.as_str().to_owned(), val.as_u64()?));
+        }
+    }
+    Some((root, quota_limits(&limits)))
 }
 
 fn seen_of(v: &Value) -> Option<SeenFacts> {

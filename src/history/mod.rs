@@ -245,6 +245,22 @@ impl History {
         users
     }
 
+    /// The quota roots some acknowledged `APPLY QUOTA` or `UNQUOTA` named, sorted.
+    pub fn quota_roots_written(&self) -> Vec<String> {
+        let mut roots: Vec<String> = self
+            .ops
+            .iter()
+            .filter(|o| o.acked_write())
+            .filter_map(|o| match &o.call {
+                Call::Write(Write::Quota { root, .. }) => Some(root.clone()),
+                _ => None,
+            })
+            .collect();
+        roots.sort();
+        roots.dedup();
+        roots
+    }
+
     fn unanswered(&mut self, session: SessionId, t_us: u64) {
         if let Some(Some(i)) = self.pending.remove(&session) {
             let op = &mut self.ops[i];

@@ -44,6 +44,7 @@ impl Sweep<'_> {
             Read::Reserve { mailboxes, guids } => {
                 return self.check_reserve(i, mailboxes, guids, obs);
             }
+            Read::Quota(root) => return self.check_quotas(i, Some(root), obs),
         };
         let by = self.describe(i);
         let mut checked = false;
@@ -65,6 +66,51 @@ impl Sweep<'_> {
         }
         if let Some(u) = meta_user {
             checked |= self.check_meta(u, t, obs, &by);
+        }
+        checked |= self.check_quotas(i, None, obs);
+        checked
+    }
+
+    /// The `* QUOTA` items of one answer (and the root `asked` by `GET
+    /// QUOTA`) against the settled quota of each root: the acknowledged
+    /// limits, no quota once removed, and for `GET QUOTA` one there at all.
+    /// Absence from a `GET USER` answer is not checked: sync_server lists only
+    /// the roots its listed mailboxes name as their QUOTAROOT.
+    fn check_quotas(&mut self, i: usize, asked: Option<&str>, obs: &Observation) -> bool {
+        let t = self.ops[i].invoked_us;
+        let roots: BTreeSet<&str> = obs.quotas.keys().map(String::as_str).chain(asked).collect();
+        let mut found = Vec::new();
+        for root in roots {
+            let Some(k) = self
+                .slots
+                .get(&Obj::Quota(root.to_owned()))
+                .and_then(|s| s.settled_before(t))
+            else {
+                continue;
+            };
+            let Fact::Quota(want) = &k.fact else { continue };
+            let what = match (want, obs.quotas.get(root)) {
+                (Some(w), Some(s)) if s != w => Some(format!(
+                    "quota {}, acknowledged {}",
+                    super::facts::describe_quota(s),
+                    super::facts::describe_quota(w)
+                )),
+                (Some(_), None) if asked == Some(root) => Some("no quota on the root".to_owned()),
+                (None, Some(s)) => Some(format!(
+                    "quota {} on a root acknowledged removed",
+                    super::facts::describe_quota(s)
+                )),
+                _ => None,
+            };
+            found.push((root.to_owned(), k.op, what));
+        }
+        let checked = !found.is_empty();
+        let by = self.describe(i);
+        for (root, op, what) in found {
+            if let Some(what) = what {
+                let user = owner_of(&root).unwrap_or_default();
+                self.violate(About::Quota, user, Some(root), Vec::new(), op, &by, what);
+            }
         }
         checked
     }

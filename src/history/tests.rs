@@ -79,12 +79,24 @@ impl Script {
         self.h.mark(t, name);
     }
 
+    /// The check on a replica (sync_server): no bodies kept, quota kept.
+    fn check_replica(&self) -> Report {
+        check(Input {
+            history: &self.h,
+            final_state: None,
+            catch_up_mark: Some("catch-up"),
+            bodies_kept: false,
+            quota_kept: true,
+        })
+    }
+
     fn check(&self) -> Report {
         check(Input {
             history: &self.h,
             final_state: None,
             catch_up_mark: Some("catch-up"),
             bodies_kept: true,
+            quota_kept: false,
         })
     }
 }
@@ -423,6 +435,7 @@ fn the_final_read_back_is_a_read_too() {
             }),
             catch_up_mark: None,
             bodies_kept: true,
+            quota_kept: false,
         })
     };
     let whats: Vec<String> = run(true)
@@ -459,6 +472,7 @@ fn the_final_read_back_is_a_read_too() {
         }),
         catch_up_mark: None,
         bodies_kept: true,
+        quota_kept: false,
     });
     assert!(other.ok(), "{other:#?}");
     let gone = check(Input {
@@ -470,6 +484,7 @@ fn the_final_read_back_is_a_read_too() {
         }),
         catch_up_mark: None,
         bodies_kept: true,
+        quota_kept: false,
     });
     assert_eq!(gone.violations.len(), 2, "{gone:#?}");
 }
@@ -549,6 +564,7 @@ fn an_uploaded_body_reported_missing_again() {
         final_state: None,
         catch_up_mark: None,
         bodies_kept: false,
+        quota_kept: false,
     });
     assert!(replica.ok(), "{replica:#?}");
     // Uploaded after a RESTART, unreserved: not tracked.
@@ -702,4 +718,75 @@ fn acknowledged_message_annotations_must_stay() {
     let r = s.check();
     assert!(r.ok(), "{r:#?}");
     assert_eq!(r.reads_checked, 1, "{r:#?}");
+}
+
+/// `APPLY QUOTA` of `user.q` with this STORAGE limit.
+fn apply_quota(storage: u64) -> String {
+    format!("APPLY QUOTA %(ROOT user.q LIMIT {storage} STORAGE {storage} MODSEQ 3)")
+}
+
+/// `* QUOTA` of `root` with this STORAGE limit, as sync_server prints it.
+fn quota_reply(root: &str, storage: u64) -> Reply {
+    Reply::Data(
+        "QUOTA".into(),
+        value(&format!(
+            "%(ROOT {root} LIMIT {storage} STORAGE {storage} MODSEQ 4)"
+        )),
+    )
+}
+
+/// On a replica, an acknowledged quota must show with its limits in later
+/// `* QUOTA` items (`GET USER`, `GET QUOTA`), `GET QUOTA` of its root must
+/// show one, and one removed by `APPLY UNQUOTA` must not come back; MODSEQ
+/// is not compared. On backupd, which keeps no quota, nothing is checked.
+#[test]
+fn acknowledged_quota_must_stay_on_a_replica() {
+    let cases: [(&str, Vec<Reply>, Option<&str>); 5] = [
+        ("GET QUOTA user.q", vec![quota_reply("user.q", 100)], None),
+        ("GET USER q", vec![quota_reply("user.q", 100)], None),
+        (
+            "GET USER q",
+            vec![quota_reply("user.q", 50)],
+            Some("quota STORAGE 50, acknowledged STORAGE 100"),
+        ),
+        ("GET QUOTA user.q", vec![], Some("no quota on the root")),
+        // Not listed in GET USER: sync_server lists only the roots its
+        // listed mailboxes name; not checked.
+        ("GET USER q", vec![], None),
+    ];
+    for (read, shown, want) in cases {
+        let mut s = Script::new();
+        s.ok(1, &apply_quota(100));
+        s.read(2, read, shown.clone());
+        let r = s.check_replica();
+        match want {
+            None => assert!(r.ok(), "{read} {shown:?}: {r:#?}"),
+            Some(what) => {
+                assert_eq!(r.violations.len(), 1, "{read}: {r:#?}");
+                let v = &r.violations[0];
+                assert_eq!(v.about, About::Quota, "{v}");
+                assert_eq!(v.mailbox.as_deref(), Some("user.q"), "{v}");
+                assert!(v.what.contains(what), "{v}");
+                assert!(
+                    v.acknowledged.contains("APPLY QUOTA user.q (STORAGE 100)"),
+                    "{v}"
+                );
+            }
+        }
+        // backupd acknowledges APPLY QUOTA and keeps nothing: not checked.
+        assert!(s.check().ok(), "{:#?}", s.check());
+    }
+    // Removed, then shown again.
+    let mut s = Script::new();
+    s.ok(1, &apply_quota(100));
+    s.ok(1, "APPLY UNQUOTA user.q");
+    s.read(2, "GET QUOTA user.q", vec![]);
+    assert!(s.check_replica().ok(), "{:#?}", s.check_replica());
+    s.read(2, "GET QUOTA user.q", vec![quota_reply("user.q", 100)]);
+    let r = s.check_replica();
+    assert_eq!(r.violations.len(), 1, "{r:#?}");
+    assert!(
+        r.violations[0].what.contains("acknowledged removed"),
+        "{r:#?}"
+    );
 }

@@ -24,6 +24,10 @@ pub struct Input<'a> {
     /// acknowledged by `APPLY MESSAGE` must never be `* MISSING` for that
     /// user again. A replica keeps only bodies its records use.
     pub bodies_kept: bool,
+    /// The target keeps quota (a replica: sync_server, the fake as
+    /// sync_server): then `APPLY QUOTA`/`UNQUOTA` are checked against later
+    /// `* QUOTA` items. backupd acknowledges `APPLY QUOTA` and keeps nothing.
+    pub quota_kept: bool,
 }
 
 /// What kind of state a violation is about.
@@ -42,6 +46,8 @@ pub enum About {
     Seen,
     /// A sieve script.
     Sieve,
+    /// A quota root (the mailbox field names it).
+    Quota,
 }
 
 /// The target's contents read back at the end.

@@ -99,16 +99,22 @@ impl Run<'_> {
     /// [`crate::history`]). A failed read is a failed check: the verdict must
     /// not rest on reads that never happened.
     pub(super) fn read_target(&mut self, phase: &str) {
-        let users = match self.h.fake().history() {
-            Some(h) => h.users_written(),
+        let (users, roots) = match self.h.fake().history() {
+            Some(h) => (h.users_written(), h.quota_roots_written()),
             None => return,
         };
         if users.is_empty() {
             return;
         }
+        // Only a replica keeps quota (backupd refuses `GET QUOTA`).
+        let roots = if self.target_keeps_quota() {
+            roots
+        } else {
+            Vec::new()
+        };
         self.h.fake().history_mark(phase);
         let t = Instant::now();
-        let read = self.h.read_target(&users);
+        let read = self.h.read_target(&users, &roots);
         self.timing.lap("target reads", t);
         if let Err(e) = read {
             self.checks.push(check(

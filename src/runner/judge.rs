@@ -26,6 +26,26 @@ pub(super) fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>
 }
 
 impl Run<'_> {
+    /// Whether the target is a backupd (real, or the fake as backupd), or a
+    /// replica (`Some(false)`); `None` for a `HOST:PORT` target. backupd keeps
+    /// every body in the backup of the user that reserved it, and no quota.
+    fn target_is_backupd(&self) -> Option<bool> {
+        match self.h.target() {
+            Target::Fake => Some(
+                self.h.fake().session_config().personality == crate::session::Personality::Backupd,
+            ),
+            Target::Real(kind) => Some(*kind == crate::cyrus::TargetKind::Backupd),
+            Target::FakeSyncServer => Some(false),
+            Target::Remote { .. } => None,
+        }
+    }
+
+    /// Whether the target keeps quota (a replica): the history then checks
+    /// `APPLY QUOTA`, and the runner's reads ask `GET QUOTA` of each root.
+    pub(super) fn target_keeps_quota(&self) -> bool {
+        self.target_is_backupd() == Some(false)
+    }
+
     pub(super) fn stats(&self) -> Stats {
         let events = self.h.fake().events();
         let mut stats = Stats {
@@ -242,14 +262,8 @@ impl Run<'_> {
             history: &history,
             final_state,
             catch_up_mark: Some(CATCH_UP),
-            // backupd keeps every body in the backup of the user that reserved it.
-            bodies_kept: match self.h.target() {
-                Target::Fake => {
-                    shared.session_config().personality == crate::session::Personality::Backupd
-                }
-                Target::Real(kind) => *kind == crate::cyrus::TargetKind::Backupd,
-                Target::FakeSyncServer | Target::Remote { .. } => false,
-            },
+            bodies_kept: self.target_is_backupd() == Some(true),
+            quota_kept: self.target_keeps_quota(),
         });
         drop(history);
         let want = self

@@ -381,8 +381,8 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
             | Change::Delete { user, mailbox }
             | Change::Metadata { user, mailbox, .. }
             | Change::Acl { user, mailbox } => (user, vec![mailbox], Vec::new(), false),
-            // The history has no rule about quota: nothing names it.
-            Change::Quota { user, .. } => (user, Vec::new(), Vec::new(), false),
+            // A quota violation names its root as the mailbox.
+            Change::Quota { user, root } => (user, vec![root], Vec::new(), false),
             Change::Subscription { user, mailbox, .. } => (user, vec![mailbox], Vec::new(), true),
             Change::Rename { user, from, to } => (user, vec![from, to], Vec::new(), false),
         };
@@ -395,9 +395,11 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
             if let (About::Body, Some(g), None) = (v.about, &v.guid, &v.mailbox) {
                 return v.user == user && guid == Some(g.as_str());
             }
+            let quota = matches!(c.entry.change, Change::Quota { .. });
             let kind = match v.about {
                 About::Subscription => subscription,
-                About::Mailbox | About::Records | About::Body => !subscription,
+                About::Quota => quota,
+                About::Mailbox | About::Records | About::Body => !subscription && !quota,
                 About::Seen | About::Sieve => false,
             };
             kind && v.user == user

@@ -198,6 +198,59 @@ fn an_acl_or_an_annotation_lost_and_healed_by_the_catch_up_fails() {
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
 }
 
+/// A quota a replica acknowledged and then dropped (the fake as sync_server,
+/// during `-u`), which the catch-up sets again: the runner's `GET QUOTA` of
+/// the root before the catch-up shows it gone, so the history fails it while
+/// convergence passes. Without the fault it passes, and the quota was read.
+const QUOTA_DROPPED: &str = r#"
+description = "a quota lost after -u acknowledged it, healed by the catch-up"
+[[user]]
+name = "qu"
+[[step]]
+quota = { user = "qu", storage = 5000 }
+[[step]]
+fault = { when = { verb = "APPLY QUOTA" }, nth = 1, action = "corrupt", what = "quota" }
+[[step]]
+sync = { mode = "user" }
+[expect]
+converged = true
+"#;
+
+#[test]
+fn a_quota_lost_on_a_replica_and_healed_by_the_catch_up_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(opts) = run_options(Target::FakeSyncServer, dir.path()) else {
+        return;
+    };
+    let s = scenario_from(dir.path(), "quota", QUOTA_DROPPED);
+    let r = run_scenario(&s, &opts);
+    assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.failures());
+    assert_eq!(r.acknowledged_lost.len(), 1, "{:#?}", r.acknowledged_lost);
+    let v = &r.acknowledged_lost[0];
+    assert_eq!(v.mailbox.as_deref(), Some("user.qu"), "{v}");
+    assert!(v.what.contains("no quota on the root"), "{v}");
+    assert!(
+        v.acknowledged.contains("APPLY QUOTA user.qu (STORAGE 5000"),
+        "{v}"
+    );
+    assert!(v.contradicted_by.contains("GET QUOTA user.qu"), "{v}");
+    let converged = r.checks.iter().find(|c| c.name == "converged");
+    assert!(converged.is_some_and(|c| c.ok), "{:#?}", r.checks);
+
+    let honest = QUOTA_DROPPED.replace(
+        "action = \"corrupt\", what = \"quota\"",
+        "action = \"delay\", delay_ms = 1",
+    );
+    let s = scenario_from(dir.path(), "quota-honest", &honest);
+    let r = run_scenario(&s, &opts);
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.failures());
+    assert!(
+        !acked_check(&r).detail.contains(" 0 read(s) checked"),
+        "{:?}",
+        acked_check(&r)
+    );
+}
+
 /// A proxy that answers `OK` to the first command containing `needle`
 /// without forwarding it, refuses COMPRESS (so it can read the commands), and
 /// forwards everything else both ways.
