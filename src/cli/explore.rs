@@ -321,13 +321,15 @@ fn print_summary(o: &Outcome, loss: bool) {
         .collect();
     println!("cases per Cyrus version: {}", versions.join(", "));
     println!(
-        "per case: {:.2} s wall, {:.2} s in the real client ({:.0}%), {:.2} s beyond it; {} harness start(s) took {:.1} s",
+        "per case: {:.2} s wall, {:.2} s in the real client ({:.0}%), {:.2} s beyond it; {} harness start(s) took {:.1} s; {} of {} batch(es) set up ahead",
         t.wall / n,
         t.client / n,
         t.client / t.wall.max(1e-9) * 100.0,
         t.overhead() / n,
         o.harness_starts.0,
-        o.harness_starts.1
+        o.harness_starts.1,
+        o.batches.1,
+        o.batches.0
     );
     let top: Vec<String> = t
         .top()

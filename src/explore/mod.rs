@@ -113,6 +113,10 @@ pub struct Outcome {
     pub timing: Timing,
     /// Harness starts, and their seconds (not in any case's timing).
     pub harness_starts: (u64, f64),
+    /// Batches of cases run, and how many of them were set up ahead on a
+    /// second harness while the batch before ran.
+    #[serde(default)]
+    pub batches: (u64, u64),
     /// What was generated and what fired.
     pub coverage: Coverage,
     /// Every case that did not pass.
@@ -145,6 +149,8 @@ impl Outcome {
         self.timing.merge(&other.timing);
         self.harness_starts.0 += other.harness_starts.0;
         self.harness_starts.1 += other.harness_starts.1;
+        self.batches.0 += other.batches.0;
+        self.batches.1 += other.batches.1;
         self.coverage.merge(&other.coverage);
         self.failing.extend(other.failing.iter().cloned());
         self.findings.extend(other.findings.iter().cloned());
@@ -190,6 +196,7 @@ struct Shared {
     done: u64,
     shrink_runs: u64,
     starts: (u64, f64),
+    batches: (u64, u64),
     corpus_queue: VecDeque<corpus::Entry>,
     /// Failure signatures already shrunk, with how many times.
     shrunk: BTreeMap<String, usize>,
@@ -222,6 +229,7 @@ pub fn explore(
         done: 0,
         shrink_runs: 0,
         starts: (0, 0.0),
+        batches: (0, 0),
         corpus_queue: queue,
         shrunk: BTreeMap::new(),
         known: BTreeMap::new(),
@@ -280,10 +288,12 @@ pub fn explore(
                     }
                     current = next;
                 }
-                let (starts, seconds) = w.finish();
+                let done = w.finish();
                 if let Ok(mut s) = shared.lock() {
-                    s.starts.0 += starts as u64;
-                    s.starts.1 += seconds;
+                    s.starts.0 += done.starts as u64;
+                    s.starts.1 += done.start_seconds;
+                    s.batches.0 += done.batches;
+                    s.batches.1 += done.batches_ahead;
                 }
             });
         }
@@ -301,6 +311,7 @@ pub fn explore(
         seconds: started.elapsed().as_secs_f64(),
         timing: s.timing,
         harness_starts: s.starts,
+        batches: s.batches,
         coverage: s.coverage,
         failing,
         findings: s.findings,

@@ -115,6 +115,22 @@ pub struct Worker {
     pub starts: usize,
     /// Seconds spent starting harnesses.
     pub start_seconds: f64,
+    /// Batches run, and how many of them were set up ahead.
+    batches: (u64, u64),
+}
+
+/// What a worker did beyond its cases: harness starts and their seconds,
+/// batches run and how many were set up ahead ([`Worker::prefetch`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerStats {
+    /// Harness starts.
+    pub starts: usize,
+    /// Their seconds.
+    pub start_seconds: f64,
+    /// Batches run.
+    pub batches: u64,
+    /// Of those, set up ahead while the batch before ran.
+    pub batches_ahead: u64,
 }
 
 /// Start a harness on `inst` as explore runs it; returns it and its seconds.
@@ -149,6 +165,7 @@ impl Worker {
             ahead: Vec::new(),
             starts: 0,
             start_seconds: 0.0,
+            batches: (0, 0),
         }
     }
 
@@ -238,8 +255,12 @@ impl Worker {
         opts: &RunOptions,
     ) -> Vec<Result<Ran, String>> {
         let seed = self.seed;
+        self.batches.0 += 1;
         let (live, setup) = match self.take_ahead(inst, cases) {
-            Some(p) => (p.live, p.setup),
+            Some(p) => {
+                self.batches.1 += 1;
+                (p.live, p.setup)
+            }
             None => match self.take(inst) {
                 Ok(live) => {
                     let setup = prepare(&live.harness, cases, seed);
@@ -298,15 +319,20 @@ impl Worker {
 
 impl Worker {
     /// Stop: wait for batches still being set up ahead (their harnesses stop
-    /// with them) and return the harness starts and their seconds.
-    pub fn finish(mut self) -> (usize, f64) {
+    /// with them) and say what this worker did beyond its cases.
+    pub fn finish(mut self) -> WorkerStats {
         for a in std::mem::take(&mut self.ahead) {
             if let Ok(p) = a.handle.join() {
                 self.starts += p.starts.0;
                 self.start_seconds += p.starts.1;
             }
         }
-        (self.starts, self.start_seconds)
+        WorkerStats {
+            starts: self.starts,
+            start_seconds: self.start_seconds,
+            batches: self.batches.0,
+            batches_ahead: self.batches.1,
+        }
     }
 }
 

@@ -161,6 +161,24 @@ fn a_lying_fake_is_found_and_shrunk_to_a_replayable_scenario() {
         ],
     );
     assert_eq!(code, 1, "{out}\n{err}");
+    // Each worker's batches after its first are set up ahead on a second
+    // harness while the one before runs (a speed fix that would otherwise
+    // fail unseen: it only makes explore slower).
+    let (ahead, batches) = out
+        .lines()
+        .find_map(|l| {
+            l.split("; ")
+                .find_map(|p| p.strip_suffix(" batch(es) set up ahead"))
+        })
+        .and_then(|p| p.split_once(" of "))
+        .map(|(a, b)| {
+            (
+                a.parse::<u64>().expect("a count"),
+                b.parse::<u64>().expect("a count"),
+            )
+        })
+        .unwrap_or_else(|| panic!("no batch line in:\n{out}"));
+    assert!(ahead >= 1 && ahead < batches, "{ahead} of {batches}\n{out}");
     let failing: Vec<&str> = out.lines().filter(|l| l.starts_with("  - case ")).collect();
     assert!(!failing.is_empty(), "{out}");
     for l in &failing {
