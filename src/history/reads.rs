@@ -263,13 +263,15 @@ impl Sweep<'_> {
         by: &str,
     ) {
         let user = owner_of(name).unwrap_or_default();
-        let mut lost: Vec<(Vec<u32>, String)> = Vec::new();
+        let mut lost: Vec<(About, Vec<u32>, String)> = Vec::new();
         match (fact, seen) {
             (Fact::Gone, Some(_)) => lost.push((
+                About::Mailbox,
                 Vec::new(),
                 "the mailbox is there, after an acknowledged removal".into(),
             )),
             (Fact::Mailbox(f), None) => lost.push((
+                About::Mailbox,
                 Vec::new(),
                 format!(
                     "the mailbox is missing (acknowledged with LAST_UID {})",
@@ -279,12 +281,7 @@ impl Sweep<'_> {
             (Fact::Mailbox(f), Some(s)) => lost.extend(mailbox_differences(f, s, uncertain)),
             _ => {}
         }
-        for (uids, what) in lost {
-            let about = if uids.is_empty() {
-                About::Mailbox
-            } else {
-                About::Records
-            };
+        for (about, uids, what) in lost {
             self.violate(
                 about,
                 user.clone(),
@@ -418,55 +415,52 @@ fn mailbox_differences(
     want: &MailboxFacts,
     seen: &MailboxFacts,
     uncertain: &BTreeSet<u32>,
-) -> Vec<(Vec<u32>, String)> {
+) -> Vec<(About, Vec<u32>, String)> {
     let mut out = Vec::new();
+    let mut whole = |what: String| out.push((About::Mailbox, Vec::new(), what));
     if !seen.uniqueid.is_empty() && seen.uniqueid != want.uniqueid {
-        out.push((
-            Vec::new(),
-            format!("uniqueid {}, acknowledged {}", seen.uniqueid, want.uniqueid),
+        whole(format!(
+            "uniqueid {}, acknowledged {}",
+            seen.uniqueid, want.uniqueid
         ));
         return out;
     }
     if let (Some(s), Some(w)) = (seen.uidvalidity, want.uidvalidity) {
         if s != w {
-            out.push((Vec::new(), format!("UIDVALIDITY {s}, acknowledged {w}")));
+            whole(format!("UIDVALIDITY {s}, acknowledged {w}"));
         }
     }
     if let (Some(s), Some(w)) = (seen.last_uid, want.last_uid) {
         if s < w {
-            out.push((Vec::new(), format!("LAST_UID {s}, acknowledged {w}")));
+            whole(format!("LAST_UID {s}, acknowledged {w}"));
         }
     }
     if let (Some(s), Some(w)) = (seen.highestmodseq, want.highestmodseq) {
         if s < w {
-            out.push((Vec::new(), format!("HIGHESTMODSEQ {s}, acknowledged {w}")));
+            whole(format!("HIGHESTMODSEQ {s}, acknowledged {w}"));
         }
     }
     // Every acknowledged ACL entry and annotation must be there as written
     // (what the target adds of its own is the convergence check's business).
     if let (Some(s), Some(w)) = (&seen.acl, &want.acl) {
         for (id, rights) in w {
-            match s.get(id) {
-                Some(r) if r == rights => {}
-                Some(r) => out.push((
-                    Vec::new(),
-                    format!("ACL entry {id} has rights {r}, acknowledged {rights}"),
-                )),
-                None => out.push((Vec::new(), format!("ACL entry {id} {rights} missing"))),
-            }
+            let what = match s.get(id) {
+                Some(r) if r == rights => continue,
+                Some(r) => format!("ACL entry {id} has rights {r}, acknowledged {rights}"),
+                None => format!("ACL entry {id} {rights} missing"),
+            };
+            out.push((About::Acl, Vec::new(), what));
         }
     }
     if let (Some(s), Some(w)) = (&seen.annotations, &want.annotations) {
         for ((entry, userid), value) in w {
             let who = if userid.is_empty() { "shared" } else { userid };
-            match s.get(&(entry.clone(), userid.clone())) {
-                Some(v) if v == value => {}
-                Some(_) => out.push((
-                    Vec::new(),
-                    format!("annotation {entry} ({who}) has another value"),
-                )),
-                None => out.push((Vec::new(), format!("annotation {entry} ({who}) missing"))),
-            }
+            let what = match s.get(&(entry.clone(), userid.clone())) {
+                Some(v) if v == value => continue,
+                Some(_) => format!("annotation {entry} ({who}) has another value"),
+                None => format!("annotation {entry} ({who}) missing"),
+            };
+            out.push((About::Annotation, Vec::new(), what));
         }
     }
     let (Some(have), Some(wanted)) = (&seen.records, &want.records) else {
@@ -478,6 +472,7 @@ fn mailbox_differences(
             None if !w.expunged => missing.push(*uid),
             None => {}
             Some(h) if h.guid != w.guid => out.push((
+                About::Records,
                 vec![*uid],
                 format!("GUID {}, acknowledged {}", h.guid, w.guid),
             )),
@@ -488,10 +483,11 @@ fn mailbox_differences(
                     } else {
                         "expunged, acknowledged live"
                     };
-                    out.push((vec![*uid], what.to_owned()));
+                    out.push((About::Records, vec![*uid], what.to_owned()));
                 } else if !uncertain.contains(uid) {
                     if h.flags != w.flags {
                         out.push((
+                            About::Flags,
                             vec![*uid],
                             format!("flags {:?}, acknowledged {:?}", h.flags, w.flags),
                         ));
@@ -499,7 +495,11 @@ fn mailbox_differences(
                     if let (Some(s), Some(w)) = (&h.annotations, &w.annotations) {
                         if s != w {
                             let what = annotation_differences(s, w);
-                            out.push((vec![*uid], format!("message annotations: {what}")));
+                            out.push((
+                                About::MessageAnnotation,
+                                vec![*uid],
+                                format!("message annotations: {what}"),
+                            ));
                         }
                     }
                 }
@@ -508,7 +508,7 @@ fn mailbox_differences(
     }
     if !missing.is_empty() {
         let what = format!("{} acknowledged record(s) missing", missing.len());
-        out.push((missing, what));
+        out.push((About::Records, missing, what));
     }
     out
 }

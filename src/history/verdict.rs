@@ -36,8 +36,17 @@ pub struct Input<'a> {
 pub enum About {
     /// A mailbox as a whole: there or not, its identity and counters.
     Mailbox,
-    /// Records of a mailbox (the UIDs say which).
+    /// An entry of a mailbox's ACL.
+    Acl,
+    /// A mailbox annotation.
+    Annotation,
+    /// Records of a mailbox (the UIDs say which): there or not, their GUID,
+    /// expunged or live.
     Records,
+    /// The flags of records.
+    Flags,
+    /// The per-message annotations of records.
+    MessageAnnotation,
     /// The body of a record.
     Body,
     /// A subscription.

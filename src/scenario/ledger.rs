@@ -345,23 +345,20 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
 }
 
 /// Reclassify as [`Class::AcknowledgedLost`] every entry a violation of the
-/// history check names: the same user, mailbox and kind of state (a
-/// subscription for a subscription change; the mailbox, its records or their
-/// bodies for the others), and for a change of messages one of its UIDs (a
-/// violation about the whole mailbox names every change of the mailbox).
+/// history check names: the same user and mailbox, a kind of state the
+/// change made ([`kinds_of`]), and for a change of messages one of its UIDs
+/// (a violation about the whole mailbox names every change of the mailbox),
+/// or the body an append uploaded.
 pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history::Violation]) {
     use crate::history::About;
     for c in ledger.iter_mut() {
         if c.class == Class::Superseded {
             continue;
         }
-        let (user, mailboxes, uids, subscription): (&str, Vec<&str>, Vec<u32>, bool) = match &c
-            .entry
-            .change
-        {
+        let (user, mailboxes, uids): (&str, Vec<&str>, Vec<u32>) = match &c.entry.change {
             Change::Append {
                 user, mailbox, uid, ..
-            } => (user, vec![mailbox], vec![*uid], false),
+            } => (user, vec![mailbox], vec![*uid]),
             Change::Flags {
                 user,
                 mailbox,
@@ -376,39 +373,54 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
                 user,
                 mailbox,
                 uids,
-            } => (user, vec![mailbox], uids.clone(), false),
+            } => (user, vec![mailbox], uids.clone()),
             Change::Create { user, mailbox }
             | Change::Delete { user, mailbox }
             | Change::Metadata { user, mailbox, .. }
-            | Change::Acl { user, mailbox } => (user, vec![mailbox], Vec::new(), false),
+            | Change::Acl { user, mailbox }
+            | Change::Subscription { user, mailbox, .. } => (user, vec![mailbox], Vec::new()),
             // A quota violation names its root as the mailbox.
-            Change::Quota { user, root } => (user, vec![root], Vec::new(), false),
-            Change::Subscription { user, mailbox, .. } => (user, vec![mailbox], Vec::new(), true),
-            Change::Rename { user, from, to } => (user, vec![from, to], Vec::new(), false),
+            Change::Quota { user, root } => (user, vec![root], Vec::new()),
+            Change::Rename { user, from, to } => (user, vec![from, to], Vec::new()),
         };
         let guid = match &c.entry.change {
             Change::Append { guid, .. } => Some(guid.as_str()),
             _ => None,
         };
+        let kinds = kinds_of(&c.entry.change);
         let hit = lost.iter().any(|v| {
             // A body lost: the appends of that body.
             if let (About::Body, Some(g), None) = (v.about, &v.guid, &v.mailbox) {
                 return v.user == user && guid == Some(g.as_str());
             }
-            let quota = matches!(c.entry.change, Change::Quota { .. });
-            let kind = match v.about {
-                About::Subscription => subscription,
-                About::Quota => quota,
-                About::Mailbox | About::Records | About::Body => !subscription && !quota,
-                About::Seen | About::Sieve => false,
-            };
-            kind && v.user == user
+            kinds.contains(&v.about)
+                && v.user == user
                 && v.mailbox.as_deref().is_some_and(|m| mailboxes.contains(&m))
                 && (v.uids.is_empty() || uids.is_empty() || v.uids.iter().any(|u| uids.contains(u)))
         });
         if hit {
             c.class = Class::AcknowledgedLost;
         }
+    }
+}
+
+/// The kinds of state a change made, whose loss loses the change: the
+/// mailbox itself for every change in it, then what the change set (its
+/// records, their flags or annotations, the mailbox's ACL or annotations,
+/// the body of an append). A lost message annotation does not lose the
+/// metadata change of the same mailbox, nor a flag change of the same UID.
+fn kinds_of(change: &Change) -> &'static [crate::history::About] {
+    use crate::history::About::*;
+    match change {
+        Change::Append { .. } => &[Mailbox, Records, Body],
+        Change::Flags { .. } => &[Mailbox, Records, Flags],
+        Change::Expunge { .. } => &[Mailbox, Records],
+        Change::Annotations { .. } => &[Mailbox, Records, MessageAnnotation],
+        Change::Create { .. } | Change::Delete { .. } | Change::Rename { .. } => &[Mailbox],
+        Change::Metadata { .. } => &[Mailbox, Annotation],
+        Change::Acl { .. } => &[Mailbox, Acl],
+        Change::Quota { .. } => &[Quota],
+        Change::Subscription { .. } => &[Subscription],
     }
 }
 
@@ -542,5 +554,74 @@ mod tests {
             classes(&[v(About::Records, Some("user.a.Other"), vec![1], None)]),
             [ok, ok, ok]
         );
+    }
+
+    /// A violation marks only the changes that made the kind of state it
+    /// names: a lost message annotation of UID 2 marks the annotation change
+    /// of UID 2, not the metadata change of the mailbox nor the flag change or
+    /// the append of the same UID; a lost flag marks the flag change; a lost
+    /// ACL entry the ACL change.
+    #[test]
+    fn acknowledged_lost_follows_the_kind_of_state() {
+        use crate::history::{About, Violation};
+        let (user, mailbox) = (String::from("a"), String::from("user.a"));
+        let changes = [
+            append(2, "g2").change,
+            Change::Flags {
+                user: user.clone(),
+                mailbox: mailbox.clone(),
+                uids: vec![2],
+            },
+            Change::Annotations {
+                user: user.clone(),
+                mailbox: mailbox.clone(),
+                uids: vec![2],
+            },
+            Change::Metadata {
+                user: user.clone(),
+                mailbox: mailbox.clone(),
+                entry: "/shared/comment".into(),
+            },
+            Change::Acl {
+                user: user.clone(),
+                mailbox: mailbox.clone(),
+            },
+        ];
+        let marked = |about: About, uids: Vec<u32>| -> Vec<bool> {
+            let mut l: Vec<Classified> = changes
+                .iter()
+                .map(|c| Classified {
+                    entry: Entry {
+                        step: 1,
+                        change: c.clone(),
+                    },
+                    class: Class::OnBackup,
+                })
+                .collect();
+            let v = Violation {
+                about,
+                user: user.clone(),
+                mailbox: Some(mailbox.clone()),
+                uids,
+                guid: None,
+                acknowledged: String::new(),
+                contradicted_by: String::new(),
+                what: String::new(),
+                again: 0,
+            };
+            mark_acknowledged_lost(&mut l, &[v]);
+            l.iter()
+                .map(|c| c.class == Class::AcknowledgedLost)
+                .collect()
+        };
+        let (t, f) = (true, false);
+        assert_eq!(marked(About::MessageAnnotation, vec![2]), [f, f, t, f, f]);
+        assert_eq!(marked(About::Flags, vec![2]), [f, t, f, f, f]);
+        assert_eq!(marked(About::Acl, vec![]), [f, f, f, f, t]);
+        assert_eq!(marked(About::Annotation, vec![]), [f, f, f, t, f]);
+        // The record itself lost: every change of that UID.
+        assert_eq!(marked(About::Records, vec![2]), [t, t, t, f, f]);
+        // The mailbox lost: every change in it.
+        assert_eq!(marked(About::Mailbox, vec![]), [t, t, t, t, t]);
     }
 }

@@ -159,12 +159,17 @@ fn an_acl_or_an_annotation_lost_and_healed_by_the_catch_up_fails() {
     let Some(opts) = run_options(Target::Fake, dir.path()) else {
         return;
     };
-    for (what, named) in [
-        ("acl", "ACL entry co "),
-        ("mailbox-annotation", "annotation /comment (shared) missing"),
+    for (what, named, ledger) in [
+        ("acl", "ACL entry co ", "ledger says 0"),
+        (
+            "mailbox-annotation",
+            "annotation /comment (shared) missing",
+            "ledger says 1:\n  step 1: metadata user.co /shared/comment (acknowledged",
+        ),
         (
             "message-annotation",
             "message annotations: /comment (co) missing",
+            "ledger says 1:\n  step 2: annotations user.co UIDs [2] (acknowledged",
         ),
     ] {
         let text = CORRUPT_DURING_ALL.replace("WHAT", what);
@@ -184,6 +189,12 @@ fn an_acl_or_an_annotation_lost_and_healed_by_the_catch_up_fails() {
             v.acknowledged.contains("(step 6): APPLY MAILBOX user.co"),
             "{v}"
         );
+        // The ledger names the change whose state was lost, and only it
+        // (the scenario makes no ACL change; the metadata change is not lost
+        // with a message annotation).
+        let lost = r.checks.iter().find(|c| c.name == "lost changes");
+        let detail = lost.map_or("", |c| c.detail.as_str());
+        assert!(detail.contains(ledger), "{what}: {detail}");
         // Healed: convergence alone would have passed it.
         let converged = r.checks.iter().find(|c| c.name == "converged");
         assert!(converged.is_some_and(|c| c.ok), "{what}: {:#?}", r.checks);
