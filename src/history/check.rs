@@ -250,12 +250,17 @@ impl Sweep<'_> {
             Write::Unmailbox(m) => {
                 let mut v = vec![Obj::Mailbox(m.clone())];
                 v.extend(owner_of(m).map(|u| Obj::Sub(u, m.clone())));
+                // A quota root removed or renamed with its mailbox: not known.
+                v.extend(self.quota_kept.then(|| Obj::Quota(m.clone())));
                 v
             }
             Write::Rename { old, new } => {
                 let mut v = vec![Obj::Mailbox(old.clone()), Obj::Mailbox(new.clone())];
                 v.extend(owner_of(old).map(|u| Obj::Sub(u, old.clone())));
                 v.extend(owner_of(new).map(|u| Obj::Sub(u, new.clone())));
+                if self.quota_kept {
+                    v.extend([Obj::Quota(old.clone()), Obj::Quota(new.clone())]);
+                }
                 v
             }
             Write::Sub { user, mailbox, .. } => vec![Obj::Sub(user.clone(), mailbox.clone())],

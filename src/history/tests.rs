@@ -776,6 +776,18 @@ fn acknowledged_quota_must_stay_on_a_replica() {
         // backupd acknowledges APPLY QUOTA and keeps nothing: not checked.
         assert!(s.check().ok(), "{:#?}", s.check());
     }
+    // A quota root whose mailbox was removed or renamed is not known any
+    // more (Cyrus may remove or move the root with it): not checked.
+    for gone in [
+        "APPLY UNMAILBOX user.q",
+        "APPLY RENAME %(OLDMBOXNAME user.q NEWMBOXNAME user.r PARTITION default)",
+    ] {
+        let mut s = Script::new();
+        s.ok(1, &apply_quota(100));
+        s.ok(1, gone);
+        s.read(2, "GET QUOTA user.q", vec![]);
+        assert!(s.check_replica().ok(), "{gone}: {:#?}", s.check_replica());
+    }
     // Removed, then shown again.
     let mut s = Script::new();
     s.ok(1, &apply_quota(100));
