@@ -440,7 +440,7 @@ fn read_user_imap(addr: SocketAddr, user: &str) -> Result<UserState> {
     let inbox = user_inbox(user);
     for entry in imap.list("", "*")? {
         let own = to_internal_name(user, &entry.name);
-        let is_own = own == inbox || own.starts_with(&format!("{inbox}."));
+        let is_own = crate::types::names::at_or_under(&own, &inbox);
         let selectable = !entry.attributes.iter().any(|a| {
             a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
         });

@@ -42,7 +42,7 @@ fn deleted_users(s: &Scenario) -> Vec<String> {
 fn of_deleted(mailbox: &str, deleted: &[String]) -> bool {
     deleted.iter().any(|u| {
         let inbox = format!("user.{u}");
-        mailbox == inbox || mailbox.starts_with(&format!("{inbox}."))
+        crate::types::names::at_or_under(mailbox, &inbox)
     })
 }
 

@@ -252,7 +252,7 @@ impl Run<'_> {
                     .map_err(|e| e.to_string())?
                     .into_iter()
                     .map(|e| e.name)
-                    .filter(|m| *m == inbox || m.starts_with(&format!("{inbox}.")))
+                    .filter(|m| crate::types::names::at_or_under(m, &inbox))
                     .collect();
                 gone.sort();
                 // An admin holds only `l` and `a` implicitly: it gives itself

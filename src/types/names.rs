@@ -35,6 +35,14 @@ pub fn is_deleted_name(mboxname: &str) -> bool {
     local.starts_with("DELETED.")
 }
 
+/// True when `name` is `root` or a mailbox under it (`user.alice.Sent` is
+/// under `user.alice`; `user.alicex` is not), as Cyrus' name-prefix checks
+/// test it (`mailbox_changequotaroot`, `mboxlist_mboxtree`).
+pub fn at_or_under(name: &str, root: &str) -> bool {
+    name.strip_prefix(root)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +65,16 @@ mod tests {
         assert_eq!(backup_of("shared"), SHARED);
         assert!(is_deleted_name("DELETED.user.a.X.1"));
         assert!(!is_deleted_name("user.a"));
+    }
+
+    #[test]
+    fn at_or_under_a_root() {
+        assert!(at_or_under("user.alice", "user.alice"));
+        assert!(at_or_under("user.alice.Sent", "user.alice"));
+        assert!(at_or_under("user.alice.Sent.Old", "user.alice.Sent"));
+        assert!(!at_or_under("user.alicex", "user.alice"));
+        assert!(!at_or_under("user.alice", "user.alice.Sent"));
+        assert!(!at_or_under("DELETED.user.alice.X.1", "user.alice"));
+        assert!(!at_or_under("user.alice", ""));
     }
 }
