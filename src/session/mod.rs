@@ -51,11 +51,12 @@ pub struct Credentials {
 ///   while a lock window matches) instead of `LOCKED`; message bodies go to a
 ///   per-session GUID cache (cleared by RESTART) and a new record whose body
 ///   was neither reserved nor uploaded is refused with `NO Unknown error`;
-///   `* MAILBOX` lines in sync_server's field order, without backupd's
+///   `* MAILBOX` lines in sync_server's field order, with the mailbox's
+///   `QUOTAROOT` when it has one and without backupd's
 ///   `MBOXTYPE NIL`/`QUOTAROOT NIL`; `GET MAILBOXES` across users,
 ///   `APPLY EXPUNGE`, `UNUSER` (drops the user), `UNQUOTA`, `ANNOTATION`,
-///   `UNANNOTATION` and `FORCE` served (quota and annotations acknowledged, not
-///   stored).
+///   `UNANNOTATION` and `FORCE` served (quota stored per root, annotations
+///   acknowledged, not stored).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Personality {
     /// Cyrus `backupd` 3.6.1.

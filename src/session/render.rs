@@ -64,8 +64,10 @@ pub enum Dialect {
 
 impl Dialect {
     /// The `* MAILBOX` keys in print order, as on the wire (ANNOTATIONS and
-    /// RECORD follow). sync_server prints no `QUOTAROOT NIL`, the CRCs after
-    /// MBOXNAME, and CREATEDMODSEQ/FOLDERMODSEQ as last sent.
+    /// RECORD follow). sync_server prints the CRCs after MBOXNAME, QUOTAROOT
+    /// only when the mailbox has one (never `QUOTAROOT NIL`), and
+    /// CREATEDMODSEQ/FOLDERMODSEQ as last sent (`sync_prepare_dlists`,
+    /// `imap/sync_support.c` 1938-1950 at 3.6.1).
     fn mailbox_keys(self) -> &'static str {
         match self {
             Dialect::Backupd => {
@@ -76,7 +78,7 @@ impl Dialect {
             Dialect::SyncServer => {
                 "UNIQUEID MBOXNAME MBOXTYPE SYNC_CRC SYNC_CRC_ANNOT LAST_UID \
                 HIGHESTMODSEQ RECENTUID RECENTTIME LAST_APPENDDATE POP3_LAST_LOGIN POP3_SHOW_AFTER \
-                XCONVMODSEQ UIDVALIDITY PARTITION ACL OPTIONS CREATEDMODSEQ FOLDERMODSEQ"
+                XCONVMODSEQ UIDVALIDITY PARTITION ACL OPTIONS QUOTAROOT CREATEDMODSEQ FOLDERMODSEQ"
             }
         }
     }
@@ -116,6 +118,9 @@ fn mailbox_value(m: &Mailbox, key: &str, d: Dialect) -> Option<Value> {
         "OPTIONS" => Value::atom(&m.options),
         "SYNC_CRC" => num(m.sync_crc),
         "SYNC_CRC_ANNOT" => num(m.sync_crc_annot),
+        // backupd prints `QUOTAROOT NIL` (it keeps no quota); sync_server the
+        // mailbox's root, when it has one.
+        "QUOTAROOT" if replica => Value::atom(m.quotaroot.as_deref()?),
         "QUOTAROOT" => Value::Nil,
         // sync_server prints XCONVMODSEQ only when set.
         "XCONVMODSEQ" if replica && m.xconvmodseq == 0 => return None,
@@ -274,6 +279,7 @@ mod tests {
             xconvmodseq: 1,
             createdmodseq: Some(1),
             foldermodseq: Some(1),
+            quotaroot: Some("user.x".into()),
             ..Mailbox::default()
         };
         for d in [Dialect::Backupd, Dialect::SyncServer] {
@@ -285,5 +291,38 @@ mod tests {
             };
             assert_eq!(items.len(), 7, "{d:?}");
         }
+    }
+
+    /// sync_server prints QUOTAROOT between OPTIONS and CREATEDMODSEQ when
+    /// the mailbox has a root, and nothing when not; backupd always NIL.
+    #[test]
+    fn quotaroot_as_each_target_prints_it() {
+        let keys = |m: &Mailbox, d| {
+            let Value::KvList(items) = mailbox(m, false, d) else {
+                panic!("a mailbox is a kvlist");
+            };
+            items
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+        };
+        let mut m = Mailbox {
+            options: "P".into(),
+            createdmodseq: Some(1),
+            ..Mailbox::default()
+        };
+        let plain = keys(&m, Dialect::SyncServer);
+        assert!(
+            !plain.iter().any(|k| k.starts_with("QUOTAROOT")),
+            "{plain:?}"
+        );
+        m.quotaroot = Some("user.olga".into());
+        let rooted = keys(&m, Dialect::SyncServer);
+        let at = |k: &str| rooted.iter().position(|x| x.starts_with(k)).unwrap();
+        assert_eq!(at("OPTIONS") + 1, at("QUOTAROOT"), "{rooted:?}");
+        assert_eq!(at("QUOTAROOT") + 1, at("CREATEDMODSEQ"), "{rooted:?}");
+        assert!(rooted[at("QUOTAROOT")].contains("user.olga"), "{rooted:?}");
+        let backupd = keys(&m, Dialect::Backupd);
+        assert!(backupd.iter().any(|k| k == "QUOTAROOT=Nil"), "{backupd:?}");
     }
 }

@@ -10,7 +10,11 @@
 //! - `APPLY QUOTA` is stored per root and reported back, by `GET QUOTA` and
 //!   after the mailboxes in `GET USER` (`* QUOTA %(ROOT … LIMIT … MODSEQ …)`),
 //!   as sync_server does;
-//!   `APPLY UNQUOTA` removes it;
+//!   `APPLY UNQUOTA` removes it. Each mailbox names its quota root
+//!   (`QUOTAROOT` in `* MAILBOX`) as sync_server's does, and `GET USER` lists
+//!   only the roots its mailboxes name; roots are looked for in the backup of
+//!   their owner only (a root above `user.NAME`, such as `user` or a domain's,
+//!   reaches no user's mailboxes);
 //! - `APPLY ANNOTATION`/`UNANNOTATION` (server and mailbox entries
 //!   sent outside `APPLY MAILBOX`), `ACTIVATE_SIEVE`/`UNACTIVATE_SIEVE` and
 //!   `FORCE` are answered `OK success` and not stored: `GET ANNOTATION` reports
@@ -92,30 +96,38 @@ impl Session {
                 // each in name order, as mboxlist_usermboxtree walks them
                 // (MBOXTREE_DELETED): a name-ordered map would put DELETED.*
                 // first, and the client reserves in the order it is told.
-                let mailboxes: Vec<Reply> = store
-                    .user(&user)
-                    .map(|b| {
-                        let (deleted, live): (Vec<_>, Vec<_>) = b
-                            .mailboxes
-                            .values()
-                            .partition(|m| m.name.starts_with("DELETED."));
-                        live.into_iter()
-                            .chain(deleted)
-                            .map(|m| {
-                                Reply::Data(
-                                    "MAILBOX".into(),
-                                    render::mailbox(m, false, Dialect::SyncServer),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let mut roots: Vec<&str> = Vec::new();
+                let mut mailboxes: Vec<Reply> = Vec::new();
+                if let Some(b) = store.user(&user) {
+                    let (deleted, live): (Vec<_>, Vec<_>) = b
+                        .mailboxes
+                        .values()
+                        .partition(|m| m.name.starts_with("DELETED."));
+                    for m in live.into_iter().chain(deleted) {
+                        // sync_mailbox_byentry: the roots the listed
+                        // mailboxes name, each once, in the order met.
+                        if let Some(r) = m.quotaroot.as_deref() {
+                            if !roots.contains(&r) {
+                                roots.push(r);
+                            }
+                        }
+                        mailboxes.push(Reply::Data(
+                            "MAILBOX".into(),
+                            render::mailbox(m, false, Dialect::SyncServer),
+                        ));
+                    }
+                }
                 if !mailboxes.is_empty() {
                     replies.extend(mailboxes);
-                    // Then the quota roots of the user's mailboxes, as
-                    // sync_get_user does, then the meta data.
-                    if let Some(b) = store.user(&user) {
-                        for (root, q) in &b.quotas {
+                    // Then those roots' quotas (quota_work prints a root
+                    // only when it exists), then the meta data: not every
+                    // root the user has (sync_get_user, sync_support.c
+                    // 3579-3600 at 3.6.1).
+                    for root in roots {
+                        if let Some(q) = store
+                            .user(&names::backup_of(root))
+                            .and_then(|b| b.quotas.get(root))
+                        {
                             replies.push(Reply::Data("QUOTA".into(), render::quota(root, q)));
                         }
                     }
@@ -279,6 +291,10 @@ impl Session {
                         let guids: Vec<String> =
                             m.records.iter().map(|r| r.guid.to_hex()).collect();
                         let target = store.user_entry(&new_owner);
+                        m.quotaroot = crate::store::renamed_quota_root(
+                            m.quotaroot.as_deref(),
+                            target.quota_root_of(&new),
+                        );
                         target.guids.extend(guids);
                         target.mailboxes.insert(new, m);
                     }
@@ -323,16 +339,23 @@ impl Session {
                 limits,
                 modseq,
             } => {
-                store
-                    .user_entry(&names::backup_of(&root))
-                    .quotas
+                let b = store.user_entry(&names::backup_of(&root));
+                // A new root takes the mailboxes at and under it; a changed
+                // one only gets its limits.
+                if !b.quotas.contains_key(&root) {
+                    b.add_quota_root(&root);
+                }
+                b.quotas
                     .insert(root, crate::store::Quota { limits, modseq });
                 Ok(())
             }
-            // sync_apply_unquota: mboxlist_unsetquota(root); OK for an unknown root.
+            // sync_apply_unquota: mboxlist_unsetquota(root); OK for an unknown
+            // root. The mailboxes that counted against it have none after.
             Apply::Unquota(root) => {
                 if let Some(b) = store.user_mut(&names::backup_of(&root)) {
-                    b.quotas.remove(&root);
+                    if b.quotas.remove(&root).is_some() {
+                        b.remove_quota_root(&root);
+                    }
                 }
                 Ok(())
             }

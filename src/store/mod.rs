@@ -113,6 +113,14 @@ pub struct Mailbox {
     pub createdmodseq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foldermodseq: Option<u64>,
+    /// The quota root the mailbox counts against (`mailbox->h.quotaroot`),
+    /// kept as sync_server keeps it: found by walking up the name when the
+    /// mailbox is created or renamed (`quota_findroot`), changed by a new
+    /// root above it and cleared when its root is removed (see
+    /// [`UserBackup::add_quota_root`]). Always none on backupd, which keeps
+    /// no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotaroot: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<Annotation>,
     /// When this backup first saw the mailbox (1, 2, … per user; 0 in state
@@ -302,7 +310,16 @@ impl Store {
     /// The caller has opened `user` and checked [`MailboxUpdate::missing_required`].
     pub fn apply_mailbox(&mut self, user: &str, u: &MailboxUpdate) {
         let backup = self.users.entry(user.to_owned()).or_default();
+        let live = backup.mailboxes.values().any(|m| m.uniqueid == u.uniqueid);
         let mut mbox = backup.take_by_uniqueid(&u.uniqueid).unwrap_or_default();
+        if !live || mbox.name != u.mboxname {
+            // Created (mailbox_create) or renamed (mailbox_rename_nocopy):
+            // its quota root is found from its name.
+            mbox.quotaroot = renamed_quota_root(
+                mbox.quotaroot.as_deref().filter(|_| live),
+                backup.quota_root_of(&u.mboxname),
+            );
+        }
         if let Some(other) = backup.mailboxes.remove(&u.mboxname) {
             // A different mailbox of the same name: it was deleted and re-created.
             backup.deleted_mailboxes.push(other);
@@ -408,7 +425,59 @@ impl UserBackup {
             if let Some(v) = uidvalidity {
                 m.uidvalidity = v;
             }
+            m.quotaroot = renamed_quota_root(m.quotaroot.as_deref(), self.quota_root_of(new));
             self.mailboxes.insert(new.to_owned(), m);
+        }
+    }
+
+    /// The quota root of a mailbox called `name`, as `quota_findroot`
+    /// (`imap/quota_db.c` at 3.6.1) finds it: `name` itself if it is a root,
+    /// else the nearest root above it, walking up the part after any
+    /// `domain!`, then the domain's root (`domain!`). Only this backup's roots
+    /// are looked at (a root is kept in its owner's backup).
+    pub fn quota_root_of(&self, name: &str) -> Option<String> {
+        let (domain, local) = match name.split_once('!') {
+            Some((d, l)) => (Some(d), l),
+            None => (None, name),
+        };
+        let full = |l: &str| domain.map_or_else(|| l.to_owned(), |d| format!("{d}!{l}"));
+        let mut l = local;
+        loop {
+            let candidate = full(l);
+            if self.quotas.contains_key(&candidate) {
+                return Some(candidate);
+            }
+            match l.rfind('.') {
+                Some(i) => l = &l[..i],
+                None => break,
+            }
+        }
+        let d = format!("{}!", domain?);
+        self.quotas.contains_key(&d).then_some(d)
+    }
+
+    /// A new quota root `root` (`mboxlist_setquotas` of a root that did not
+    /// exist, `imap/mboxlist.c` at 3.6.1): every mailbox at or under it takes
+    /// it, except one whose root is `root` or a root below it
+    /// (`mailbox_changequotaroot`, `imap/mailbox.c` 8189: "Part of a child
+    /// quota root - skip"). The caller stores the limits.
+    pub fn add_quota_root(&mut self, root: &str) {
+        for m in self.mailboxes.values_mut() {
+            if names::at_or_under(&m.name, root) {
+                m.quotaroot = renamed_quota_root(m.quotaroot.as_deref(), Some(root.to_owned()));
+            }
+        }
+    }
+
+    /// Quota root `root` removed (`mboxlist_unsetquota` → `mboxlist_rmquota`,
+    /// `imap/mboxlist.c` at 3.6.1): the mailboxes at or under it that counted
+    /// against it have no quota root afterwards; none is moved to a root
+    /// above. The caller removes the limits.
+    pub fn remove_quota_root(&mut self, root: &str) {
+        for m in self.mailboxes.values_mut() {
+            if names::at_or_under(&m.name, root) && m.quotaroot.as_deref() == Some(root) {
+                m.quotaroot = None;
+            }
         }
     }
 
@@ -626,14 +695,67 @@ impl Store {
     }
 }
 
+/// A mailbox's quota root after `mailbox_changequotaroot(mailbox, new)`
+/// (`imap/mailbox.c` 8189 at 3.6.1), which renames and new roots go through:
+/// a mailbox whose root `old` is `new` or under it keeps it ("Part of a child
+/// quota root - skip"), any other takes `new`, none included.
+pub fn renamed_quota_root(old: Option<&str>, new: Option<String>) -> Option<String> {
+    match (old, new) {
+        (Some(o), Some(n)) if names::at_or_under(o, &n) => Some(o.to_owned()),
+        (_, n) => n,
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{renamed_quota_root, Quota, UserBackup};
+
     #[test]
     fn a_record_stays_small() {
         assert_eq!(std::mem::size_of::<super::Record>(), 96);
+    }
+
+    /// `quota_findroot`: the name itself, else the nearest root above it;
+    /// within a domain, then the domain's root.
+    #[test]
+    fn the_quota_root_of_a_name_is_found_walking_up() {
+        let mut b = UserBackup::default();
+        for r in ["user.a", "user.a.W", "d.org!user.b", "e.org!"] {
+            b.quotas.insert(r.into(), Quota::default());
+        }
+        let root = |n: &str| b.quota_root_of(n);
+        assert_eq!(root("user.a").as_deref(), Some("user.a"));
+        assert_eq!(root("user.a.Sent.X").as_deref(), Some("user.a"));
+        assert_eq!(root("user.a.W.X").as_deref(), Some("user.a.W"));
+        assert_eq!(root("user.ab"), None);
+        assert_eq!(root("DELETED.user.a.X.1F"), None);
+        assert_eq!(root("d.org!user.b.X").as_deref(), Some("d.org!user.b"));
+        assert_eq!(root("d.org!user.c"), None);
+        assert_eq!(root("e.org!user.c").as_deref(), Some("e.org!"));
+    }
+
+    /// `mailbox_changequotaroot`: a mailbox whose root is the new one or
+    /// under it keeps its root; any other takes the new one (none included).
+    #[test]
+    fn a_changed_quota_root_skips_child_roots() {
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(renamed_quota_root(None, s("user.a")), s("user.a"));
+        assert_eq!(
+            renamed_quota_root(Some("user.a.W"), s("user.a")),
+            s("user.a.W")
+        );
+        assert_eq!(
+            renamed_quota_root(Some("user.a"), s("user.a.W")),
+            s("user.a.W")
+        );
+        assert_eq!(
+            renamed_quota_root(Some("user.ab"), s("user.a")),
+            s("user.a")
+        );
+        assert_eq!(renamed_quota_root(Some("user.a"), None), None);
     }
 }

@@ -284,6 +284,130 @@ fn replica_replies_to_a_scripted_client() {
     );
 }
 
+/// Proves: as real sync_server 3.6.1, every mailbox names its quota root in
+/// `* MAILBOX` (`QUOTAROOT` between OPTIONS and CREATEDMODSEQ, left out when
+/// it has none: `sync_prepare_dlists`), and `GET USER` lists the `* QUOTA` of
+/// only the roots its mailboxes name, once each, in the order met
+/// (`sync_get_user`): not a root no mailbox counts against, not another
+/// user's. A new root takes the mailboxes under it except those of a deeper
+/// root (`mailbox_changequotaroot`); a new or renamed mailbox finds its root
+/// by its name (`quota_findroot`); `UNQUOTA` leaves the mailboxes that counted
+/// against the root with none, not the enclosing root (`mboxlist_rmquota`).
+/// Seen on the real sync_server: `… OPTIONS P QUOTAROOT user.olga
+/// CREATEDMODSEQ 1 FOLDERMODSEQ 23 …` (`compare --against sync_server` on
+/// `every-compared-row`).
+#[test]
+fn replica_mailboxes_name_their_quota_root_and_get_user_lists_only_those() {
+    let config = replica_config();
+    let mut store = Store::temporary().unwrap();
+    let mut c = Client::authed_with(1, &config, &mut store);
+    for (id, name) in [
+        ("u1", "user.alice"),
+        ("u2", "user.alice.Sent"),
+        ("u3", "user.alice.Work"),
+        ("u4", "user.alice.Work.Deep"),
+        ("u5", "user.bob"),
+    ] {
+        assert_eq!(
+            c.cmd(&mut store, &mailbox_cmd(id, name, &[])),
+            ["OK success"]
+        );
+    }
+    // No root yet: no QUOTAROOT, no `* QUOTA`.
+    let user = c.cmd(&mut store, "GET USER alice");
+    assert!(user.iter().all(|l| !l.contains("QUOTA")), "{user:?}");
+
+    // The deeper root first, then the user's: Work and Work.Deep keep theirs.
+    for root in [
+        "user.alice.Work",
+        "user.alice",
+        "user.alice.Gone",
+        "user.bob",
+    ] {
+        let q = format!("APPLY QUOTA %(ROOT {root} LIMIT 100 STORAGE 100 MODSEQ 3)");
+        assert_eq!(c.cmd(&mut store, &q), ["OK success"], "{root}");
+    }
+    // A new mailbox takes the root above it.
+    let new = mailbox_cmd("u6", "user.alice.Work.New", &[]);
+    assert_eq!(c.cmd(&mut store, &new), ["OK success"]);
+
+    let roots = |lines: &[String]| -> Vec<(String, Option<String>)> {
+        lines
+            .iter()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("* MAILBOX %(UNIQUEID ")?;
+                let name = rest.split(' ').nth(2)?.to_owned();
+                let root = l
+                    .split_once(" QUOTAROOT ")
+                    .map(|(_, r)| r.split(' ').next().unwrap_or_default().to_owned());
+                Some((name, root))
+            })
+            .collect()
+    };
+    let quotas = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with("* QUOTA "))
+            .cloned()
+            .collect()
+    };
+    let some = |s: &str| Some(s.to_owned());
+    let user = c.cmd(&mut store, "GET USER alice");
+    assert_eq!(
+        roots(&user),
+        [
+            ("user.alice".to_owned(), some("user.alice")),
+            ("user.alice.Sent".to_owned(), some("user.alice")),
+            ("user.alice.Work".to_owned(), some("user.alice.Work")),
+            ("user.alice.Work.Deep".to_owned(), some("user.alice.Work")),
+            ("user.alice.Work.New".to_owned(), some("user.alice.Work")),
+        ]
+    );
+    assert!(
+        user[0].contains(" OPTIONS P QUOTAROOT user.alice CREATEDMODSEQ 1 FOLDERMODSEQ 1"),
+        "{}",
+        user[0]
+    );
+    // Only the roots named above, in the order met: not user.alice.Gone
+    // (no mailbox), not user.bob (another user's).
+    assert_eq!(
+        quotas(&user),
+        [
+            "* QUOTA %(ROOT user.alice LIMIT 100 STORAGE 100 MODSEQ 3)",
+            "* QUOTA %(ROOT user.alice.Work LIMIT 100 STORAGE 100 MODSEQ 3)",
+        ]
+    );
+    // GET MAILBOXES prints the root too; GET QUOTA still answers any root.
+    let bob = c.cmd(&mut store, "GET MAILBOXES (user.bob)");
+    assert!(bob[0].contains(" QUOTAROOT user.bob "), "{}", bob[0]);
+    assert_eq!(c.cmd(&mut store, "GET QUOTA user.alice.Gone").len(), 2);
+
+    // A rename takes the root of its new name.
+    let rename = "APPLY RENAME %(OLDMBOXNAME user.alice.Sent NEWMBOXNAME user.alice.Work.Sent \
+                  PARTITION default UIDVALIDITY 1795874859)";
+    assert_eq!(c.cmd(&mut store, rename), ["OK success"]);
+    // UNQUOTA: the mailboxes of that root have none after, not user.alice's.
+    assert_eq!(
+        c.cmd(&mut store, "APPLY UNQUOTA user.alice.Work"),
+        ["OK success"]
+    );
+    let user = c.cmd(&mut store, "GET USER alice");
+    assert_eq!(
+        roots(&user),
+        [
+            ("user.alice".to_owned(), some("user.alice")),
+            ("user.alice.Work".to_owned(), None),
+            ("user.alice.Work.Deep".to_owned(), None),
+            ("user.alice.Work.New".to_owned(), None),
+            ("user.alice.Work.Sent".to_owned(), None),
+        ]
+    );
+    assert_eq!(
+        quotas(&user),
+        ["* QUOTA %(ROOT user.alice LIMIT 100 STORAGE 100 MODSEQ 3)"]
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Locks: sync_server blocks, backupd answers LOCKED (sockets, no Cyrus)
 // ---------------------------------------------------------------------------
