@@ -342,6 +342,9 @@ fn print_summary(o: &Outcome, loss: bool) {
     for (k, n) in &o.known {
         println!("{n} case(s) failed only on a known behaviour: {k}");
     }
+    if loss || !o.loss.is_empty() {
+        println!("{}", backupd_sim::explore::loss::summary(&o.loss));
+    }
     if o.failing.is_empty() {
         println!("no failure");
         return;

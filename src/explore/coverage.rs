@@ -310,7 +310,13 @@ impl Coverage {
                     *self.commands.entry(verb.clone()).or_default() += 1;
                     continue;
                 }
-                EventKind::Fault { action, .. } => format!("fault:{action}"),
+                // `corrupt` names what it broke (`corrupt acl: user.u0: …`).
+                EventKind::Fault { action, .. } => {
+                    format!(
+                        "fault:{}",
+                        action.split([' ', ':']).next().unwrap_or(action)
+                    )
+                }
                 EventKind::LockHit { lock } | EventKind::LockWait { lock } => lock_of(lock),
                 EventKind::Held { .. } => "trigger".into(),
                 _ => continue,

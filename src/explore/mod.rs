@@ -21,6 +21,7 @@ pub mod coverage;
 pub mod finding;
 pub mod gen;
 pub mod known;
+pub mod loss;
 mod render;
 mod shrink;
 mod worker;
@@ -133,6 +134,10 @@ pub struct Outcome {
     /// in index order (corpus replays left out).
     #[serde(default)]
     pub ran: Vec<(u64, String, u64)>,
+    /// Every case (corpus replays left out) that set up a loss fault or saw
+    /// one fire, in index order: [`loss`].
+    #[serde(default)]
+    pub loss: Vec<loss::LossCase>,
 }
 
 impl Outcome {
@@ -162,6 +167,8 @@ impl Outcome {
         }
         self.ran.extend(other.ran.iter().cloned());
         self.ran.sort();
+        self.loss.extend(other.loss.iter().cloned());
+        self.loss.sort_by_key(|c| c.index);
     }
 }
 
@@ -202,6 +209,7 @@ struct Shared {
     shrunk: BTreeMap<String, usize>,
     known: BTreeMap<String, u64>,
     ran: Vec<(u64, String, u64)>,
+    loss: Vec<loss::LossCase>,
 }
 
 /// Run a campaign, telling `progress` after every case.
@@ -234,6 +242,7 @@ pub fn explore(
         shrunk: BTreeMap::new(),
         known: BTreeMap::new(),
         ran: Vec::new(),
+        loss: Vec::new(),
     });
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
@@ -322,6 +331,11 @@ pub fn explore(
             r.sort();
             r
         },
+        loss: {
+            let mut l = s.loss;
+            l.sort_by_key(|c| c.index);
+            l
+        },
     })
 }
 
@@ -409,6 +423,20 @@ fn run_groups(
                 if !from_corpus {
                     s.ran
                         .push((ready.index, inst.version.clone(), fingerprint(&case)));
+                    let drawn = loss::drawn(&ready.scenario);
+                    let (fired, hollow) = match &result {
+                        Ok(ran) => loss::fired(&ran.events),
+                        Err(_) => (Vec::new(), 0),
+                    };
+                    if drawn > 0 || !fired.is_empty() {
+                        s.loss.push(loss::LossCase {
+                            index: ready.index,
+                            drawn,
+                            fired,
+                            hollow,
+                            failed: verdict != Verdict::Pass,
+                        });
+                    }
                 }
             }
             if let (Some(dir), false, false) = (&opts.corpus, new.is_empty(), from_corpus) {
