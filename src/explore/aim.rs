@@ -124,3 +124,103 @@ fn corruption(i: u8) -> (&'static str, &'static str) {
     };
     (c.name(), verb)
 }
+
+/// The change a loss fault needs the run it waits for to carry, so that it
+/// fires on a command that stores something and breaks what it stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LossData {
+    /// One message appended (with these flags): `APPLY RESERVE` naming its
+    /// mailbox and the body missing, `APPLY MESSAGE`, `APPLY MAILBOX`.
+    Append(&'static [&'static str]),
+    /// One message appended and annotated (a message annotation to drop).
+    AppendAnnotated,
+    /// One message appended, and a mailbox annotation set.
+    AppendMetadata,
+    /// A folder created and subscribed (`APPLY SUB` of it).
+    Subscribe,
+}
+
+/// Where a loss fault goes: the command it fires on (the first of its kind
+/// naming the mailbox the data goes to, but `APPLY MESSAGE`, which names
+/// none), the corruption it makes, and the data the run must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LossAim {
+    pub verb: &'static str,
+    pub corruption: Option<crate::fault::Corruption>,
+    pub data: LossData,
+}
+
+/// Aim a loss fault drawn as `kind` on verb index `v`. `subscriptions`: the
+/// run it waits for sends `APPLY SUB` (`-m` does not). A corruption that
+/// cannot break anything on a backupd target is drawn again among those of
+/// a mailbox: quota (backupd keeps none), a subscription where no `APPLY
+/// SUB` is sent.
+pub(super) fn loss_aim(kind: FaultKind, v: u8, subscriptions: bool) -> LossAim {
+    use crate::fault::Corruption as C;
+    match kind {
+        FaultKind::Lie if verb(v) == "APPLY MESSAGE" => LossAim {
+            verb: "APPLY MESSAGE",
+            corruption: None,
+            data: LossData::Append(&[]),
+        },
+        FaultKind::HideMissing => LossAim {
+            verb: "APPLY RESERVE",
+            corruption: None,
+            data: LossData::Append(&[]),
+        },
+        FaultKind::Corrupt(i) => {
+            let all = C::ALL;
+            let mut c = all[usize::from(i) % all.len()];
+            if c == C::Quota || (c == C::Subscription && !subscriptions) {
+                let mailbox: Vec<C> = all
+                    .iter()
+                    .copied()
+                    .filter(|c| !matches!(c, C::Quota | C::Subscription | C::DeletedMailbox))
+                    .collect();
+                c = mailbox[usize::from(i) % mailbox.len()];
+            }
+            let data = match c {
+                C::Subscription => LossData::Subscribe,
+                C::Flag => LossData::Append(&["\\Flagged"]),
+                C::Seen => LossData::Append(&["\\Seen"]),
+                C::MessageAnnotation => LossData::AppendAnnotated,
+                C::MailboxAnnotation => LossData::AppendMetadata,
+                _ => LossData::Append(&[]),
+            };
+            LossAim {
+                verb: if c == C::Subscription {
+                    "APPLY SUB"
+                } else {
+                    "APPLY MAILBOX"
+                },
+                corruption: Some(c),
+                data,
+            }
+        }
+        _ => LossAim {
+            verb: "APPLY MAILBOX",
+            corruption: None,
+            data: LossData::Append(&[]),
+        },
+    }
+}
+
+/// A loss fault's rule: on the first command `aim` names (of `mailbox`,
+/// when given).
+pub(super) fn loss_rule(
+    name: &str,
+    kind: FaultKind,
+    aim: &LossAim,
+    mailbox: Option<&str>,
+) -> String {
+    let (action, extra) = match (kind, aim.corruption) {
+        (FaultKind::HideMissing, _) => ("hide-missing", String::new()),
+        (FaultKind::Corrupt(_), Some(c)) => ("corrupt", format!(", what = \"{}\"", c.name())),
+        _ => ("lie", String::new()),
+    };
+    let mut when = format!("verb = {}", q(aim.verb));
+    if let Some(m) = mailbox {
+        let _ = write!(when, ", mailbox = {}", q(m));
+    }
+    format!("{{ name = \"{name}\", when = {{ {when} }}, nth = 1, action = \"{action}\"{extra} }}")
+}

@@ -31,10 +31,7 @@ pub struct Entry {
 }
 
 fn is_loss(k: &FaultKind) -> bool {
-    matches!(
-        k,
-        FaultKind::Lie | FaultKind::HideMissing | FaultKind::Corrupt(_)
-    )
+    k.is_loss()
 }
 
 /// Whether `case` has a loss fault (replayed only when they are allowed).

@@ -95,6 +95,16 @@ pub enum FaultKind {
     Corrupt(u8),
 }
 
+impl FaultKind {
+    /// `lie`, `hide-missing` or `corrupt`: a fault that loses data on purpose.
+    pub fn is_loss(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::Lie | FaultKind::HideMissing | FaultKind::Corrupt(_)
+        )
+    }
+}
+
 /// `NO` codes a fault may answer with: those the real backupd can send
 /// (`backupd_response`, backup/backupd.c:1378 in 3.6.1, answers every other
 /// error `NO Unknown error`). `IMAP_SYNC_CHECKSUM` was drawn here once: no

@@ -8,11 +8,13 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::gen::{
-    Change, Close, GenCase, GenStep, LockTarget, Open, Policy, SyncMode, TriggerAction,
+    Change, Close, FaultKind, GenCase, GenStep, LockTarget, Open, Policy, SyncMode, TriggerAction,
 };
 use crate::cyrus::to_internal_name;
 
-use super::aim::{aim, change_verbs, fault, next_run_verbs, verb};
+use super::aim::{
+    aim, change_verbs, fault, loss_aim, loss_rule, next_run_verbs, verb, LossAim, LossData,
+};
 
 /// Every generated case's client settings: a small `sync_batchsize` so that
 /// appends of more than 3 messages are uploaded in several batches, and the
@@ -68,6 +70,17 @@ fn initial_folders() -> Vec<Folder> {
     ]
 }
 
+/// A loss fault waiting for the next client run: its rule (unless a trigger
+/// sets it up: then `aim` is where that rule fires) and the data it breaks are
+/// written just before the run, aimed at what that run sends.
+#[derive(Debug, Clone)]
+struct PendingLoss {
+    kind: FaultKind,
+    verb: u8,
+    user: Option<u8>,
+    aim: Option<LossAim>,
+}
+
 struct Model {
     names: Vec<String>,
     folders: Vec<Vec<Folder>>,
@@ -86,6 +99,8 @@ struct Model {
     unlocked: BTreeSet<String>,
     /// A lock, fault or trigger was set up since the last client run.
     armed: bool,
+    /// Loss faults drawn since the last client run.
+    loss: Vec<PendingLoss>,
     names_used: usize,
     policy: Policy,
 }
@@ -170,6 +185,7 @@ impl GenCase {
             unlockable: Vec::new(),
             unlocked: BTreeSet::new(),
             armed: false,
+            loss: Vec::new(),
             names_used: 0,
             policy: self.policy,
         };
@@ -188,6 +204,13 @@ impl GenCase {
             }
             let expected = next_run_verbs(&pending, &self.steps[i + 1..]);
             steps.extend(render_step(&mut m, s, client_ahead, &expected));
+        }
+        // A loss fault drawn after the last run gets one of its own (even
+        // beside the continuous client, which the runner may stop first).
+        if !m.loss.is_empty() {
+            steps.extend(flush_loss(&mut m, None));
+            steps.push("sync = { mode = \"rolling-once\" }".into());
+            m.armed = false;
         }
         // What the last steps set up meets a client run (the catch-up clears
         // every lock and fault before it runs).
@@ -246,8 +269,10 @@ fn render_step(
     match s {
         GenStep::Change(c) => render_change(m, c),
         GenStep::Sync(mode) => {
+            let mut out = flush_loss(m, Some(*mode));
             m.armed = false;
-            vec![render_sync(m, *mode)]
+            out.push(render_sync(m, *mode));
+            out
         }
         GenStep::Start if !m.continuous => {
             m.continuous = true;
@@ -332,6 +357,23 @@ fn render_step(
             vec![format!("unlock = \"{name}\"")]
         }
         GenStep::Mark(n) => vec![format!("mark = \"m{n}\"")],
+        // A loss fault waits for the next run: written just before it, on
+        // data that run carries (see `flush_loss`).
+        GenStep::Fault {
+            kind,
+            verb: v,
+            user,
+            ..
+        } if kind.is_loss() => {
+            m.loss.push(PendingLoss {
+                kind: *kind,
+                verb: *v,
+                user: *user,
+                aim: None,
+            });
+            m.armed = true;
+            Vec::new()
+        }
         GenStep::Fault {
             kind,
             verb: v,
@@ -365,7 +407,16 @@ fn render_step(
             nth,
             then,
         } => {
-            let aimed = aim(*v, expected);
+            // One setting up a loss fault holds the first command of the next
+            // run, which then carries the data the fault breaks.
+            let loss = then
+                .iter()
+                .any(|a| matches!(a, TriggerAction::Fault { kind, .. } if kind.is_loss()));
+            let (aimed, user, nth) = if loss {
+                (first_verb(expected), None, 1)
+            } else {
+                (aim(*v, expected), *user, *nth)
+            };
             let mut when = format!("verb = {}", q(aimed));
             if let Some(u) = user.filter(|_| aimed != "APPLY MESSAGE") {
                 let _ = write!(when, ", user = {}", q(&m.names[m.user(u)]));
@@ -403,6 +454,17 @@ fn trigger_action(m: &mut Model, a: &TriggerAction) -> String {
                 q(&m.names[m.user(*user)])
             )
         }
+        TriggerAction::Fault { kind, verb: v } if kind.is_loss() => {
+            let name = m.fresh_name("F");
+            let aimed = loss_aim(*kind, *v, false);
+            m.loss.push(PendingLoss {
+                kind: *kind,
+                verb: *v,
+                user: None,
+                aim: Some(aimed),
+            });
+            format!("{{ fault = {} }}", loss_rule(&name, *kind, &aimed, None))
+        }
         TriggerAction::Fault { kind, verb: v } => {
             let name = m.fresh_name("F");
             format!(
@@ -412,6 +474,126 @@ fn trigger_action(m: &mut Model, a: &TriggerAction) -> String {
         }
         TriggerAction::Mark(n) => format!("{{ mark = \"m{n}\" }}"),
     }
+}
+
+/// The first command a run sends (`expected`: what it sends, see
+/// [`next_run_verbs`]; none: the rolling pass that ends the case).
+fn first_verb(expected: &[&'static str]) -> &'static str {
+    if expected.contains(&"GET USER") {
+        "GET USER"
+    } else {
+        "GET MAILBOXES"
+    }
+}
+
+/// The user and folder the run in `mode` (`None`: a rolling pass) surely
+/// carries a change of: `-m`'s first mailbox, one of `-u`'s users (the
+/// drawn one if it is among them), else the drawn user, in INBOX. `None`
+/// when the run carries no live user's change (a `-u` of deleted users only).
+fn loss_place(m: &Model, mode: Option<SyncMode>, user: Option<u8>) -> Option<(usize, usize)> {
+    let drawn = m.user(user.unwrap_or(0));
+    let live = |u: &usize| !m.deleted[*u];
+    match mode {
+        Some(SyncMode::Mailbox(a, _)) => Some((0, m.folder(0, a))),
+        Some(SyncMode::User(mask)) => {
+            let all = (1u8 << m.names.len()) - 1;
+            let chosen: Vec<usize> = (0..m.names.len())
+                .filter(|i| mask & all == 0 || mask & (1 << i) != 0)
+                .filter(live)
+                .collect();
+            if chosen.contains(&drawn) {
+                Some((drawn, 0))
+            } else {
+                chosen.first().map(|u| (*u, 0))
+            }
+        }
+        _ => Some((if live(&drawn) { drawn } else { 0 }, 0)),
+    }
+}
+
+/// The loss faults waiting for the run in `mode` (`None`: the rolling pass
+/// that ends the case): each rule, on the first command of its kind naming
+/// the mailbox it breaks, then the change that makes the run send it.
+fn flush_loss(m: &mut Model, mode: Option<SyncMode>) -> Vec<String> {
+    // A run that carries no live user's change: the faults get a rolling
+    // pass of their own before it.
+    let own = !m.loss.is_empty() && loss_place(m, mode, None).is_none();
+    let mode = if own { None } else { mode };
+    let subscriptions = !matches!(mode, Some(SyncMode::Mailbox(..)));
+    let mut out = Vec::new();
+    for p in std::mem::take(&mut m.loss) {
+        let (u, f) = loss_place(m, mode, p.user).unwrap_or((0, 0));
+        let aimed = p
+            .aim
+            .unwrap_or_else(|| loss_aim(p.kind, p.verb, subscriptions));
+        let name = q(&m.names[u]);
+        let (mailbox, data) = match aimed.data {
+            LossData::Subscribe => {
+                let folder = format!("INBOX.{}", m.fresh_name("S"));
+                m.folders[u].push(Folder::new(&folder, &[], 1));
+                m.subscribed[u].insert(folder.clone());
+                let mailbox = m.internal(u, m.folders[u].len() - 1);
+                let folder = q(&folder);
+                (
+                    mailbox,
+                    vec![
+                        format!("create = {{ user = {name}, folder = {folder} }}"),
+                        format!("subscribe = {{ user = {name}, folder = {folder} }}"),
+                    ],
+                )
+            }
+            LossData::Append(flags) => {
+                let folder = q(&m.folders[u][f].name);
+                m.folders[u][f].append(1);
+                let flags: Vec<String> = flags.iter().map(|f| q(f)).collect();
+                let flags = if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!(", flags = [{}]", flags.join(", "))
+                };
+                (
+                    m.internal(u, f),
+                    vec![format!(
+                        "append = {{ user = {name}, folder = {folder}, count = 1{flags} }}"
+                    )],
+                )
+            }
+            LossData::AppendAnnotated | LossData::AppendMetadata => {
+                let folder = q(&m.folders[u][f].name);
+                let uid = m.folders[u][f].next;
+                m.folders[u][f].append(1);
+                let second = if aimed.data == LossData::AppendAnnotated {
+                    format!(
+                        "annotate = {{ user = {name}, folder = {folder}, uids = \"{uid}\", entry = \"/comment\", shared = true, value = \"loss\" }}"
+                    )
+                } else {
+                    format!(
+                        "metadata = {{ user = {name}, folder = {folder}, entry = \"/shared/comment\", value = \"loss\" }}"
+                    )
+                };
+                (
+                    m.internal(u, f),
+                    vec![
+                        format!("append = {{ user = {name}, folder = {folder}, count = 1 }}"),
+                        second,
+                    ],
+                )
+            }
+        };
+        if p.aim.is_none() {
+            let rule = m.fresh_name("F");
+            let mailbox = (aimed.verb != "APPLY MESSAGE").then_some(mailbox.as_str());
+            out.push(format!(
+                "fault = {}",
+                loss_rule(&rule, p.kind, &aimed, mailbox)
+            ));
+        }
+        out.extend(data);
+    }
+    if own {
+        out.push("sync = { mode = \"rolling-once\" }".into());
+    }
+    out
 }
 
 fn render_sync(m: &Model, mode: SyncMode) -> String {

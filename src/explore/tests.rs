@@ -394,3 +394,118 @@ fn coverage_attributes_fires_to_the_client_mode() {
     );
     assert!(cov.summary(false).contains("| fault:drop-after | · | 1 |"));
 }
+
+/// Every loss fault a campaign draws waits for the next client run and is
+/// written just before it: on the first command of its kind (no `nth`
+/// beyond 1, no user filter, no clear or other step in between), naming the
+/// mailbox the change written with it goes to, which that run carries (a
+/// `-m` of it, a `-u` of its owner, or a run of every change); a `corrupt`
+/// only of what a backupd target keeps. A trigger setting one up holds the
+/// run's first command. So a drawn loss fault fires, and on data.
+#[test]
+fn every_loss_fault_is_aimed_at_data_the_next_run_sends() {
+    use crate::cyrus::to_internal_name;
+    let mut rules = 0;
+    let mut triggers = 0;
+    for seed in [2, 3, 4, 6, 11] {
+        for (i, c) in generate(Seed(seed), &opts(true), 200).iter().enumerate() {
+            let s = parse(c, &format!("c{i}"));
+            for (j, step) in s.steps.iter().enumerate() {
+                let ctx = || {
+                    format!(
+                        "seed {seed} case {i} step {}\n{}",
+                        j + 1,
+                        c.to_toml("c", "")
+                    )
+                };
+                if let Step::Trigger { when, then, .. } = step {
+                    let loss = then
+                        .iter()
+                        .any(|t| matches!(t, Step::Fault(f) if ["lie", "hide-missing", "corrupt"].contains(&f.action.as_str())));
+                    if loss {
+                        triggers += 1;
+                        let v = when.verb.as_deref().unwrap_or("");
+                        assert!(v == "GET USER" || v == "GET MAILBOXES", "{}", ctx());
+                        assert!(when.user.is_none() && when.nth == Some(1), "{}", ctx());
+                    }
+                    continue;
+                }
+                let Step::Fault(f) = step else { continue };
+                if !["lie", "hide-missing", "corrupt"].contains(&f.action.as_str()) {
+                    continue;
+                }
+                rules += 1;
+                assert_eq!(f.nth, Some(1), "{}", ctx());
+                assert!(f.when.user.is_none(), "{}", ctx());
+                assert!(
+                    !matches!(f.what.as_deref(), Some("quota")),
+                    "backupd keeps no quota: {}",
+                    ctx()
+                );
+                let verb = f.when.verb.as_deref().unwrap_or("");
+                // The change written with it, then the run.
+                let rest = &s.steps[j + 1..];
+                let k = rest
+                    .iter()
+                    .position(|x| matches!(x, Step::Sync(_)))
+                    .unwrap_or_else(|| panic!("no run after the fault: {}", ctx()));
+                let data = &rest[..k];
+                assert!(
+                    !data.is_empty()
+                        && data.iter().all(|x| matches!(
+                            x,
+                            Step::Append(_)
+                                | Step::Create(_)
+                                | Step::Subscribe(_)
+                                | Step::Annotate(_)
+                                | Step::Metadata(_)
+                                | Step::Fault(_)
+                        )),
+                    "{}",
+                    ctx()
+                );
+                let to: Vec<String> = data
+                    .iter()
+                    .filter_map(|x| match x {
+                        Step::Append(a) => Some(to_internal_name(&a.user, &a.folder)),
+                        Step::Subscribe(a) => Some(to_internal_name(&a.user, &a.folder)),
+                        _ => None,
+                    })
+                    .collect();
+                match verb {
+                    "APPLY MESSAGE" => assert_eq!(f.action, "lie", "{}", ctx()),
+                    "APPLY RESERVE" | "APPLY MAILBOX" | "APPLY SUB" => {
+                        let m = f.when.mailbox.as_deref().expect("a mailbox filter");
+                        assert!(to.iter().any(|t| t == m), "{}", ctx());
+                        if verb == "APPLY SUB" {
+                            assert!(
+                                data.iter().any(|x| matches!(x, Step::Subscribe(_))),
+                                "{}",
+                                ctx()
+                            );
+                        }
+                        let Step::Sync(run) = &rest[k] else {
+                            unreachable!()
+                        };
+                        if let Some(boxes) = &run.mailboxes {
+                            assert!(boxes.iter().any(|b| b == m), "{}", ctx());
+                        }
+                        if let Some(users) = &run.users {
+                            assert!(
+                                users.iter().any(|u| m == format!("user.{u}")
+                                    || m.starts_with(&format!("user.{u}."))),
+                                "{}",
+                                ctx()
+                            );
+                        }
+                    }
+                    other => panic!("a loss fault on {other}: {}", ctx()),
+                }
+            }
+        }
+    }
+    assert!(
+        rules > 100 && triggers > 5,
+        "{rules} rules, {triggers} triggers"
+    );
+}
