@@ -134,6 +134,10 @@ fn a_short_exploration_of_the_correct_fake_finds_nothing() {
 /// a loss (FAIL), never a harness error: the faults are aimed at commands
 /// the next run sends, an unlock names an open lock, and the cases of a
 /// batch after a failing one are set up again on the fresh harness.
+///
+/// The oracle checks itself here: every case whose loss fault fired must
+/// fail, and the loss faults drawn must fire (seed 2's 30 cases draw one in
+/// 8 cases; before they were aimed at the data of the next run, 1 fired).
 #[test]
 fn a_lying_fake_is_found_and_shrunk_to_a_replayable_scenario() {
     if cyrus_bins().is_none() {
@@ -181,6 +185,32 @@ fn a_lying_fake_is_found_and_shrunk_to_a_replayable_scenario() {
     assert!(ahead >= 1 && ahead < batches, "{ahead} of {batches}\n{out}");
     let failing: Vec<&str> = out.lines().filter(|l| l.starts_with("  - case ")).collect();
     assert!(!failing.is_empty(), "{out}");
+    // `loss faults: drawn in D case(s), fired in F, of which X failed; …`
+    let tally: Vec<u64> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("loss faults: drawn in "))
+        .map(|l| {
+            l.split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.parse().expect("a count"))
+                .collect()
+        })
+        .unwrap_or_else(|| panic!("no loss-fault tally in:\n{out}"));
+    let (drawn, fired, fired_failed) = (tally[0], tally[1], tally[2]);
+    assert!(drawn >= 6, "{drawn} case(s) drew a loss fault\n{out}");
+    // One may meet a lock that refuses its command (docs/usage.md).
+    assert!(
+        fired >= 6 && fired + 1 >= drawn,
+        "drawn in {drawn} case(s), fired in {fired} only\n{out}"
+    );
+    assert_eq!(
+        fired_failed, fired,
+        "a loss fault fired and its case passed: an oracle gap\n{out}"
+    );
+    assert!(
+        !out.contains("loss fault fired and the case passed"),
+        "{out}"
+    );
     for l in &failing {
         assert!(
             l.contains(": FAIL: "),
