@@ -8,13 +8,17 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::gen::{
-    Change, Close, FaultKind, GenCase, GenStep, LockTarget, Open, Policy, SyncMode, TriggerAction,
+    Change, Close, GenCase, GenStep, LockTarget, Open, Policy, SyncMode, TriggerAction,
 };
 use crate::cyrus::to_internal_name;
 
-use super::aim::{
-    aim, change_verbs, fault, loss_aim, loss_rule, next_run_verbs, verb, LossAim, LossData,
-};
+use super::aim::{aim, change_verbs, fault, loss_aim, loss_rule, next_run_verbs, verb};
+
+mod change;
+mod loss;
+
+use change::render_change;
+use loss::{first_verb, flush_loss, PendingLoss};
 
 /// Every generated case's client settings: a small `sync_batchsize` so that
 /// appends of more than 3 messages are uploaded in several batches, and the
@@ -68,17 +72,6 @@ fn initial_folders() -> Vec<Folder> {
         Folder::new("INBOX.Work.Projects", &[], 1),
         Folder::new("INBOX.Archive2025", &[], 1),
     ]
-}
-
-/// A loss fault waiting for the next client run: its rule (unless a trigger
-/// sets it up: then `aim` is where that rule fires) and the data it breaks are
-/// written just before the run, aimed at what that run sends.
-#[derive(Debug, Clone)]
-struct PendingLoss {
-    kind: FaultKind,
-    verb: u8,
-    user: Option<u8>,
-    aim: Option<LossAim>,
 }
 
 struct Model {
@@ -476,126 +469,6 @@ fn trigger_action(m: &mut Model, a: &TriggerAction) -> String {
     }
 }
 
-/// The first command a run sends (`expected`: what it sends, see
-/// [`next_run_verbs`]; none: the rolling pass that ends the case).
-fn first_verb(expected: &[&'static str]) -> &'static str {
-    if expected.contains(&"GET USER") {
-        "GET USER"
-    } else {
-        "GET MAILBOXES"
-    }
-}
-
-/// The user and folder the run in `mode` (`None`: a rolling pass) surely
-/// carries a change of: `-m`'s first mailbox, one of `-u`'s users (the
-/// drawn one if it is among them), else the drawn user, in INBOX. `None`
-/// when the run carries no live user's change (a `-u` of deleted users only).
-fn loss_place(m: &Model, mode: Option<SyncMode>, user: Option<u8>) -> Option<(usize, usize)> {
-    let drawn = m.user(user.unwrap_or(0));
-    let live = |u: &usize| !m.deleted[*u];
-    match mode {
-        Some(SyncMode::Mailbox(a, _)) => Some((0, m.folder(0, a))),
-        Some(SyncMode::User(mask)) => {
-            let all = (1u8 << m.names.len()) - 1;
-            let chosen: Vec<usize> = (0..m.names.len())
-                .filter(|i| mask & all == 0 || mask & (1 << i) != 0)
-                .filter(live)
-                .collect();
-            if chosen.contains(&drawn) {
-                Some((drawn, 0))
-            } else {
-                chosen.first().map(|u| (*u, 0))
-            }
-        }
-        _ => Some((if live(&drawn) { drawn } else { 0 }, 0)),
-    }
-}
-
-/// The loss faults waiting for the run in `mode` (`None`: the rolling pass
-/// that ends the case): each rule, on the first command of its kind naming
-/// the mailbox it breaks, then the change that makes the run send it.
-fn flush_loss(m: &mut Model, mode: Option<SyncMode>) -> Vec<String> {
-    // A run that carries no live user's change: the faults get a rolling
-    // pass of their own before it.
-    let own = !m.loss.is_empty() && loss_place(m, mode, None).is_none();
-    let mode = if own { None } else { mode };
-    let subscriptions = !matches!(mode, Some(SyncMode::Mailbox(..)));
-    let mut out = Vec::new();
-    for p in std::mem::take(&mut m.loss) {
-        let (u, f) = loss_place(m, mode, p.user).unwrap_or((0, 0));
-        let aimed = p
-            .aim
-            .unwrap_or_else(|| loss_aim(p.kind, p.verb, subscriptions));
-        let name = q(&m.names[u]);
-        let (mailbox, data) = match aimed.data {
-            LossData::Subscribe => {
-                let folder = format!("INBOX.{}", m.fresh_name("S"));
-                m.folders[u].push(Folder::new(&folder, &[], 1));
-                m.subscribed[u].insert(folder.clone());
-                let mailbox = m.internal(u, m.folders[u].len() - 1);
-                let folder = q(&folder);
-                (
-                    mailbox,
-                    vec![
-                        format!("create = {{ user = {name}, folder = {folder} }}"),
-                        format!("subscribe = {{ user = {name}, folder = {folder} }}"),
-                    ],
-                )
-            }
-            LossData::Append(flags) => {
-                let folder = q(&m.folders[u][f].name);
-                m.folders[u][f].append(1);
-                let flags: Vec<String> = flags.iter().map(|f| q(f)).collect();
-                let flags = if flags.is_empty() {
-                    String::new()
-                } else {
-                    format!(", flags = [{}]", flags.join(", "))
-                };
-                (
-                    m.internal(u, f),
-                    vec![format!(
-                        "append = {{ user = {name}, folder = {folder}, count = 1{flags} }}"
-                    )],
-                )
-            }
-            LossData::AppendAnnotated | LossData::AppendMetadata => {
-                let folder = q(&m.folders[u][f].name);
-                let uid = m.folders[u][f].next;
-                m.folders[u][f].append(1);
-                let second = if aimed.data == LossData::AppendAnnotated {
-                    format!(
-                        "annotate = {{ user = {name}, folder = {folder}, uids = \"{uid}\", entry = \"/comment\", shared = true, value = \"loss\" }}"
-                    )
-                } else {
-                    format!(
-                        "metadata = {{ user = {name}, folder = {folder}, entry = \"/shared/comment\", value = \"loss\" }}"
-                    )
-                };
-                (
-                    m.internal(u, f),
-                    vec![
-                        format!("append = {{ user = {name}, folder = {folder}, count = 1 }}"),
-                        second,
-                    ],
-                )
-            }
-        };
-        if p.aim.is_none() {
-            let rule = m.fresh_name("F");
-            let mailbox = (aimed.verb != "APPLY MESSAGE").then_some(mailbox.as_str());
-            out.push(format!(
-                "fault = {}",
-                loss_rule(&rule, p.kind, &aimed, mailbox)
-            ));
-        }
-        out.extend(data);
-    }
-    if own {
-        out.push("sync = { mode = \"rolling-once\" }".into());
-    }
-    out
-}
-
 fn render_sync(m: &Model, mode: SyncMode) -> String {
     match mode {
         SyncMode::RollingOnce => "sync = { mode = \"rolling-once\" }".into(),
@@ -627,216 +500,6 @@ fn render_sync(m: &Model, mode: SyncMode) -> String {
                 "sync = {{ mode = \"mailbox\", mailboxes = [{}] }}",
                 boxes.join(", ")
             )
-        }
-    }
-}
-
-fn render_change(m: &mut Model, c: &Change) -> Vec<String> {
-    let who = match c {
-        Change::DeleteUser { user } => deleted_user(*user, m.names.len()),
-        Change::Append { user, .. }
-        | Change::Flag { user, .. }
-        | Change::Seen { user, .. }
-        | Change::Expunge { user, .. }
-        | Change::Move { user, .. }
-        | Change::Create { user, .. }
-        | Change::Delete { user, .. }
-        | Change::Rename { user, .. }
-        | Change::Subscribe { user, .. }
-        | Change::Metadata { user, .. }
-        | Change::Annotate { user, .. }
-        | Change::Quota { user, .. } => m.user(*user),
-    };
-    if m.deleted[who] {
-        return Vec::new();
-    }
-    let u = who;
-    let name = q(&m.names[u]);
-    let one = |s: String| vec![s];
-    match *c {
-        Change::Append { folder, count, .. } => {
-            let f = m.folder(u, folder);
-            m.folders[u][f].append(u32::from(count));
-            one(format!(
-                "append = {{ user = {name}, folder = {}, count = {count} }}",
-                q(&m.folders[u][f].name)
-            ))
-        }
-        Change::Flag {
-            folder,
-            uid,
-            flag,
-            remove,
-            ..
-        } => {
-            let f = m.folder(u, folder);
-            let Some(uid) = m.folders[u][f].uid(uid) else {
-                return Vec::new();
-            };
-            one(format!(
-                "flag = {{ user = {name}, folder = {}, uids = \"{uid}\", {} = [{}] }}",
-                q(&m.folders[u][f].name),
-                if remove { "remove" } else { "add" },
-                q(FLAGS[usize::from(flag) % FLAGS.len()])
-            ))
-        }
-        Change::Seen { folder, uid, .. } => {
-            let f = m.folder(u, folder);
-            let Some(uid) = m.folders[u][f].uid(uid) else {
-                return Vec::new();
-            };
-            one(format!(
-                "seen = {{ user = {name}, folder = {}, uids = \"{uid}\" }}",
-                q(&m.folders[u][f].name)
-            ))
-        }
-        Change::Expunge { folder, uid, .. } => {
-            let f = m.folder(u, folder);
-            let Some(uid) = m.folders[u][f].uid(uid) else {
-                return Vec::new();
-            };
-            m.folders[u][f].uids.retain(|x| *x != uid);
-            one(format!(
-                "expunge = {{ user = {name}, folder = {}, uids = \"{uid}\" }}",
-                q(&m.folders[u][f].name)
-            ))
-        }
-        Change::Move {
-            folder, uid, to, ..
-        } => {
-            let f = m.folder(u, folder);
-            let mut t = m.folder(u, to);
-            if t == f {
-                t = (t + 1) % m.folders[u].len();
-            }
-            let Some(uid) = m.folders[u][f].uid(uid) else {
-                return Vec::new();
-            };
-            m.folders[u][f].uids.retain(|x| *x != uid);
-            m.folders[u][t].append(1);
-            one(format!(
-                "move = {{ user = {name}, folder = {}, uids = \"{uid}\", to = {} }}",
-                q(&m.folders[u][f].name),
-                q(&m.folders[u][t].name)
-            ))
-        }
-        Change::Create { n, subscribe, .. } => {
-            let folder = format!("INBOX.G{n}");
-            if m.exists(u, &folder) {
-                return Vec::new();
-            }
-            m.folders[u].push(Folder::new(&folder, &[], 1));
-            let mut out = vec![format!(
-                "create = {{ user = {name}, folder = {} }}",
-                q(&folder)
-            )];
-            if subscribe {
-                m.subscribed[u].insert(folder.clone());
-                out.push(format!(
-                    "subscribe = {{ user = {name}, folder = {} }}",
-                    q(&folder)
-                ));
-            }
-            out
-        }
-        Change::Delete { folder, .. } => {
-            let leaves = m.leaves(u);
-            if leaves.is_empty() {
-                return Vec::new();
-            }
-            let f = leaves[usize::from(folder) % leaves.len()];
-            let gone = m.folders[u].remove(f);
-            one(format!(
-                "delete = {{ user = {name}, folder = {} }}",
-                q(&gone.name)
-            ))
-        }
-        Change::Rename { folder, n, .. } => {
-            let leaves = m.leaves(u);
-            let to = format!("INBOX.R{n}");
-            if leaves.is_empty() || m.exists(u, &to) {
-                return Vec::new();
-            }
-            let f = leaves[usize::from(folder) % leaves.len()];
-            let from = std::mem::replace(&mut m.folders[u][f].name, to.clone());
-            one(format!(
-                "rename = {{ user = {name}, from = {}, to = {} }}",
-                q(&from),
-                q(&to)
-            ))
-        }
-        Change::Subscribe { folder, on, .. } => {
-            let f = m.folder(u, folder);
-            let folder = m.folders[u][f].name.clone();
-            let was = m.subscribed[u].contains(&folder);
-            if was == on {
-                return Vec::new();
-            }
-            if on {
-                m.subscribed[u].insert(folder.clone());
-            } else {
-                m.subscribed[u].remove(&folder);
-            }
-            one(format!(
-                "{} = {{ user = {name}, folder = {} }}",
-                if on { "subscribe" } else { "unsubscribe" },
-                q(&folder)
-            ))
-        }
-        Change::Metadata {
-            folder,
-            shared,
-            value,
-            ..
-        } => {
-            let f = m.folder(u, folder);
-            let entry = if shared {
-                "/shared/comment"
-            } else {
-                "/private/comment"
-            };
-            let value = value
-                .map(|v| format!(", value = \"note {v}\""))
-                .unwrap_or_default();
-            one(format!(
-                "metadata = {{ user = {name}, folder = {}, entry = \"{entry}\"{value} }}",
-                q(&m.folders[u][f].name)
-            ))
-        }
-        Change::Annotate {
-            folder,
-            uid,
-            shared,
-            value,
-            ..
-        } => {
-            let f = m.folder(u, folder);
-            let Some(uid) = m.folders[u][f].uid(uid) else {
-                return Vec::new();
-            };
-            let value = value
-                .map(|v| format!(", value = \"ann {v}\""))
-                .unwrap_or_default();
-            one(format!(
-                "annotate = {{ user = {name}, folder = {}, uids = \"{uid}\", entry = \"/comment\", shared = {shared}{value} }}",
-                q(&m.folders[u][f].name)
-            ))
-        }
-        Change::Quota {
-            storage, message, ..
-        } => {
-            let mut limits = String::new();
-            if let Some(s) = storage {
-                let _ = write!(limits, ", storage = {s}");
-            }
-            if let Some(n) = message {
-                let _ = write!(limits, ", message = {n}");
-            }
-            one(format!("quota = {{ user = {name}{limits} }}"))
-        }
-        Change::DeleteUser { .. } => {
-            m.deleted[u] = true;
-            one(format!("delete_user = {name}"))
         }
     }
 }
