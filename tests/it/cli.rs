@@ -1,92 +1,18 @@
 //! The `backupd-sim` binary as a user runs it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use backupd_sim::check::compare;
-use backupd_sim::cyrus::process::wait_until;
 use backupd_sim::cyrus::{Channel, SourceInstance, SourceOptions, SyncClient};
 use backupd_sim::populate::fill_user;
 use backupd_sim::rng::{Rng, Seed};
 use backupd_sim::store::load_state;
 
-use crate::util::cyrus_bins;
+use crate::util::{cyrus_bins, Served};
 
 const BIN: &str = env!("CARGO_BIN_EXE_backupd-sim");
-
-/// A `backupd-sim serve` child, killed on drop.
-struct Served {
-    child: Child,
-    addr: String,
-    /// `control on ADDR` (the second stdout line), with `--control`.
-    control: Option<String>,
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn backupd-sim");
-        let mut first = String::new();
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        out.read_line(&mut first).expect("read the first line");
-        let control = args.contains(&"--control").then(|| {
-            let mut second = String::new();
-            out.read_line(&mut second).expect("read the second line");
-            second
-                .trim()
-                .strip_prefix("control on ")
-                .unwrap_or_else(|| panic!("second line was {second:?}"))
-                .to_owned()
-        });
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
-        Served {
-            child,
-            addr,
-            control,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port")
-    }
-
-    /// SIGTERM, then wait (bounded) for the exit status.
-    fn terminate(mut self) -> i32 {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
-        let mut status = None;
-        assert!(
-            wait_until(Duration::from_secs(10), || {
-                status = self.child.try_wait().expect("wait");
-                status.is_some()
-            }),
-            "serve did not exit within 10 s of SIGTERM"
-        );
-        status.and_then(|s| s.code()).expect("exited, not killed")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn run_bin(args: &[&str]) -> (i32, String) {
     let (code, stdout, stderr) = crate::util::bin(args);

@@ -604,3 +604,79 @@ impl CoreWorld {
             .unwrap_or_default()
     }
 }
+
+/// A `backupd-sim serve` child, killed by its PID on drop (so also when a
+/// test fails).
+pub struct Served {
+    child: std::process::Child,
+    /// `listening on ADDR` (the first stdout line).
+    pub addr: String,
+    /// `control on ADDR` (the second stdout line), with `--control`.
+    pub control: Option<String>,
+}
+
+impl Served {
+    /// `backupd-sim serve ARGS`, once it printed where it listens.
+    pub fn start(args: &[&str]) -> Served {
+        let mut child = std::process::Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn backupd-sim");
+        let mut first = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        std::io::BufRead::read_line(&mut out, &mut first).expect("read the first line");
+        let control = args.contains(&"--control").then(|| {
+            let mut second = String::new();
+            std::io::BufRead::read_line(&mut out, &mut second).expect("read the second line");
+            second
+                .trim()
+                .strip_prefix("control on ")
+                .unwrap_or_else(|| panic!("second line was {second:?}"))
+                .to_owned()
+        });
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line was {first:?}"))
+            .to_owned();
+        Served {
+            child,
+            addr,
+            control,
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn terminate(mut self) -> i32 {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+        let mut status = None;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                status = self.child.try_wait().expect("wait");
+                status.is_some()
+            }),
+            "serve did not exit within 10 s of SIGTERM"
+        );
+        status.and_then(|s| s.code()).expect("exited, not killed")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
