@@ -341,6 +341,12 @@ impl Harness {
         &self.target
     }
 
+    /// The greeting's `* OK` line a relayed target (real or `HOST:PORT`)
+    /// sent last; none for the fake in process, or before any connection.
+    pub fn target_greeting(&self) -> Option<String> {
+        self.relay.as_ref().and_then(Relay::greeting)
+    }
+
     /// The real target, when one was started.
     pub fn real_target(&self) -> Option<&RealTarget> {
         self.real.as_ref()

@@ -43,6 +43,9 @@ const CHUNK: usize = 64 * 1024;
 pub struct Relay {
     addr: SocketAddr,
     upstream: SocketAddr,
+    /// The last greeting line the server sent (`* OK host Cyrus backup
+    /// server 3.6.1`), once a connection got one.
+    greeting: Arc<Mutex<Option<String>>>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -57,6 +60,8 @@ impl Relay {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (tx, mut rx) = oneshot::channel::<()>();
+        let greeting = Arc::new(Mutex::new(None));
+        let seen = Arc::clone(&greeting);
         tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -65,7 +70,8 @@ impl Relay {
                     accepted = listener.accept() => {
                         let Ok((stream, peer)) = accepted else { continue };
                         let shared = Arc::clone(&shared);
-                        conns.spawn(relay_one(stream, peer, upstream, shared));
+                        let seen = Arc::clone(&seen);
+                        conns.spawn(relay_one(stream, peer, upstream, shared, seen));
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
@@ -75,6 +81,7 @@ impl Relay {
         Ok(Relay {
             addr,
             upstream,
+            greeting,
             stop: Some(tx),
         })
     }
@@ -88,6 +95,13 @@ impl Relay {
     pub fn upstream(&self) -> SocketAddr {
         self.upstream
     }
+
+    /// The greeting's `* OK` line of the latest connection that got one
+    /// (none before the first): it names the server (`Cyrus backup server`,
+    /// `Cyrus sync server`).
+    pub fn greeting(&self) -> Option<String> {
+        self.greeting.lock().ok().and_then(|g| g.clone())
+    }
 }
 
 impl Drop for Relay {
@@ -98,7 +112,13 @@ impl Drop for Relay {
     }
 }
 
-async fn relay_one(client: TcpStream, peer: SocketAddr, upstream: SocketAddr, shared: Arc<Shared>) {
+async fn relay_one(
+    client: TcpStream,
+    peer: SocketAddr,
+    upstream: SocketAddr,
+    shared: Arc<Shared>,
+    greeting: Arc<Mutex<Option<String>>>,
+) {
     let id = shared.next_session_id();
     shared.record(
         id,
@@ -130,11 +150,9 @@ async fn relay_one(client: TcpStream, peer: SocketAddr, upstream: SocketAddr, sh
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let history = shared.history().is_some();
-    let tap = Arc::new(Mutex::new(Tap::new(
-        id,
-        shared.session_config().limits,
-        history,
-    )));
+    let mut tap = Tap::new(id, shared.session_config().limits, history);
+    tap.greeting = Some(greeting);
+    let tap = Arc::new(Mutex::new(tap));
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer);
@@ -290,6 +308,8 @@ struct Tap {
     compress: Compress,
     /// A command was seen: reply lines before it are the greeting.
     commanded: bool,
+    /// Where the greeting's `* OK` line goes.
+    greeting: Option<Arc<Mutex<Option<String>>>>,
     data_lines: usize,
     /// Decode the answers for the history (when it is kept).
     history: bool,
@@ -309,6 +329,7 @@ impl Tap {
             replies: Framer::new(Limits::default()),
             compress: Compress::Off,
             commanded: false,
+            greeting: None,
             data_lines: 0,
             history,
             data: Vec::new(),
@@ -390,7 +411,15 @@ impl Tap {
             let first = first.strip_suffix(b"\r").unwrap_or(first);
             let line = String::from_utf8_lossy(first).into_owned();
             if !self.commanded {
-                continue; // the greeting
+                // The greeting: capabilities, then `* OK host Cyrus … server`.
+                if line.starts_with("* OK") {
+                    if let Some(g) = &self.greeting {
+                        if let Ok(mut g) = g.lock() {
+                            *g = Some(line);
+                        }
+                    }
+                }
+                continue;
             }
             if line.starts_with("* ") || line == "*" {
                 self.data_lines += 1;
