@@ -8,7 +8,7 @@ use backupd_sim::harness::Target;
 use backupd_sim::runner::{run_scenario, unsupported, RunOptions, Verdict};
 use backupd_sim::scenario::Scenario;
 
-use crate::util::{bin, cyrus_bins, run_options, Sim};
+use crate::util::{bin, cyrus_bins, run_options, Served, Sim};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -144,6 +144,75 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
         "{last:?}"
     );
     drop((honest, liar));
+}
+
+/// `run --target HOST:PORT` against a `backupd-sim serve` started by hand,
+/// in each personality, on the scenario that carries every compared row: it
+/// passes as it does on the fake, the real backupd and the real sync_server.
+/// The final `-u` used to fail both: to the sync_server personality it opens
+/// with `APPLY CAPABILITIES` (a handshake), and to the backupd one it re-sends
+/// `APPLY QUOTA` (a backupd keeps no quota, so its `GET USER` lists none and
+/// sync_client sends the root on every `-u`). A replica that acknowledges the
+/// quota and drops it still fails: there `APPLY QUOTA` counts.
+#[test]
+fn a_served_fake_as_host_port_converges_on_every_compared_row() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let json = scratch.path().join("report.json");
+    let run = |served: &Served| {
+        bin(&[
+            "run",
+            "scenarios/basic/every-compared-row.toml",
+            "--target",
+            &format!("127.0.0.1:{}", served.port()),
+            "--sandbox-dir",
+            arg(scratch.path()),
+            "--json",
+            arg(&json),
+            "--color",
+            "never",
+        ])
+    };
+    let final_pass = || {
+        let report = std::fs::read_to_string(&json).expect("report.json");
+        let v: serde_json::Value = serde_json::from_str(&report).expect("JSON");
+        let checks = v["scenarios"][0]["checks"].as_array().expect("checks");
+        let last = checks.last().expect("a check");
+        assert_eq!(last["name"], "final -u sends no APPLY", "{last}");
+        last["detail"].as_str().expect("detail").to_owned()
+    };
+    for (personality, skipped) in [
+        ("backupd", "1 APPLY QUOTA"),
+        ("sync_server", "1 APPLY CAPABILITIES"),
+    ] {
+        let served = Served::start(&["--listen", "127.0.0.1:0", "--personality", personality]);
+        let (code, out, err) = run(&served);
+        assert_eq!(code, 0, "{personality}:\n{out}\n{err}");
+        let detail = final_pass();
+        assert!(
+            detail.contains("sent 0 APPLY") && detail.contains(skipped),
+            "{personality}: {detail}"
+        );
+        assert_eq!(served.terminate(), 0, "{personality}");
+    }
+
+    let plan = scratch.path().join("drop-quota.toml");
+    std::fs::write(
+        &plan,
+        "[[fault]]\nwhen = { verb = \"APPLY QUOTA\" }\naction = \"lie\"\n",
+    )
+    .expect("plan");
+    let served = Served::start(&["--personality", "sync_server", "--plan", arg(&plan)]);
+    let (code, out, err) = run(&served);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let detail = final_pass();
+    assert!(
+        detail.contains("not converged") && detail.contains("sent 1 APPLY"),
+        "{detail}"
+    );
+    assert_eq!(served.terminate(), 0);
 }
 
 /// `compare` against the real backupd: every scenario both can run agrees on
