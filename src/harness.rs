@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::check::{compare, Comparison};
 use crate::cyrus::{
     Channel, CyrusBins, CyrusError, RealTarget, SourceInstance, SourceOptions, StateScope,
-    SyncClient, SyncRun,
+    SyncClient, SyncRun, TargetKind,
 };
 use crate::mailstate::MailState;
 use crate::relay::Relay;
@@ -33,7 +33,7 @@ use crate::store::Store;
 
 use locks::RealLock;
 pub use locks::{lock_unsupported, LockError};
-pub use target::Target;
+pub use target::{kind_from_greeting, Target};
 
 /// The channel name the source replicates to the fake on.
 pub const CHANNEL: &str = "backup";
@@ -345,6 +345,26 @@ impl Harness {
     /// sent last; none for the fake in process, or before any connection.
     pub fn target_greeting(&self) -> Option<String> {
         self.relay.as_ref().and_then(Relay::greeting)
+    }
+
+    /// What the target is: the fake's personality, the real target's kind,
+    /// or for a `HOST:PORT` target what its greeting says
+    /// ([`kind_from_greeting`]); `None` for a `HOST:PORT` target whose greeting
+    /// names neither (or before any connection got one). The one place the
+    /// run asks whether the target is a backupd or a replica.
+    pub fn target_kind(&self) -> Option<TargetKind> {
+        match &self.target {
+            Target::Fake => Some(match self.fake().session_config().personality {
+                crate::session::Personality::Backupd => TargetKind::Backupd,
+                crate::session::Personality::SyncServer => TargetKind::SyncServer,
+            }),
+            Target::FakeSyncServer => Some(TargetKind::SyncServer),
+            Target::Real(kind) => Some(*kind),
+            Target::Remote { .. } => self
+                .target_greeting()
+                .as_deref()
+                .and_then(kind_from_greeting),
+        }
     }
 
     /// The real target, when one was started.

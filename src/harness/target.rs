@@ -14,7 +14,9 @@ pub enum Target {
     /// A real Cyrus `backupd` or `sync_server`, started in the sandbox.
     Real(TargetKind),
     /// Any csync server; its contents cannot be read, so convergence is judged
-    /// by a final `-u` pass that must send no `APPLY`.
+    /// by a final `-u` pass that must send no `APPLY` showing a difference
+    /// (`src/runner/judge.rs`). Its kind comes from its greeting
+    /// ([`kind_from_greeting`], [`crate::harness::Harness::target_kind`]).
     Remote {
         /// Where it listens.
         addr: std::net::SocketAddr,
@@ -79,5 +81,43 @@ impl Target {
     /// True for the fake, whatever its personality.
     pub fn is_fake(&self) -> bool {
         matches!(self, Target::Fake | Target::FakeSyncServer)
+    }
+}
+
+/// What a server is by its greeting's `* OK` line: backupd says `* OK host
+/// Cyrus backup server 3.6.1`, sync_server `* OK host Cyrus sync server
+/// 3.6.1` (the fake in either personality says the same, with
+/// `(backupd-sim)` after it). `None` for anything else: a `HOST:PORT` target
+/// is then of unknown kind.
+pub fn kind_from_greeting(line: &str) -> Option<TargetKind> {
+    if line.contains(" Cyrus backup server") {
+        Some(TargetKind::Backupd)
+    } else if line.contains(" Cyrus sync server") {
+        Some(TargetKind::SyncServer)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{kind_from_greeting, TargetKind};
+
+    #[test]
+    fn a_server_is_known_by_its_greeting() {
+        let kind = kind_from_greeting;
+        assert_eq!(
+            kind("* OK bak.lab.test Cyrus backup server 3.6.1-Debian-3.6.1-4+deb12u5"),
+            Some(TargetKind::Backupd)
+        );
+        assert_eq!(
+            kind("* OK rep.lab.test Cyrus sync server 3.6.1-Debian-3.6.1-4+deb12u5"),
+            Some(TargetKind::SyncServer)
+        );
+        assert_eq!(
+            kind("* OK host Cyrus sync server 3.6.1 (backupd-sim)"),
+            Some(TargetKind::SyncServer)
+        );
+        assert_eq!(kind("* OK mail.example.com IMAP4rev1 ready"), None);
     }
 }

@@ -26,24 +26,45 @@ pub(super) fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>
 }
 
 impl Run<'_> {
-    /// Whether the target is a backupd (real, or the fake as backupd), or a
-    /// replica (`Some(false)`); `None` for a `HOST:PORT` target. backupd keeps
-    /// every body in the backup of the user that reserved it, and no quota.
+    /// Whether the target is a backupd (real, the fake as backupd, or a
+    /// `HOST:PORT` target whose greeting says so), or a replica
+    /// (`Some(false)`); `None` for a `HOST:PORT` target of unknown kind
+    /// ([`Harness::target_kind`]). backupd keeps every body in the backup of
+    /// the user that reserved it, and no quota.
     fn target_is_backupd(&self) -> Option<bool> {
-        match self.h.target() {
-            Target::Fake => Some(
-                self.h.fake().session_config().personality == crate::session::Personality::Backupd,
-            ),
-            Target::Real(kind) => Some(*kind == crate::cyrus::TargetKind::Backupd),
-            Target::FakeSyncServer => Some(false),
-            Target::Remote { .. } => None,
-        }
+        self.h
+            .target_kind()
+            .map(|k| k == crate::cyrus::TargetKind::Backupd)
     }
 
     /// Whether the target keeps quota (a replica): the history then checks
     /// `APPLY QUOTA`, and the runner's reads ask `GET QUOTA` of each root.
     pub(super) fn target_keeps_quota(&self) -> bool {
         self.target_is_backupd() == Some(false)
+    }
+
+    /// For a `HOST:PORT` target, what the run took it for and what that
+    /// means for quota (the history check's detail says it); `None` for
+    /// the others, whose kind is known without a greeting.
+    fn remote_kind_note(&self, quota_reads: usize) -> Option<String> {
+        if !matches!(self.h.target(), Target::Remote { .. }) {
+            return None;
+        }
+        Some(match self.h.target_kind() {
+            Some(crate::cyrus::TargetKind::Backupd) => {
+                "a backupd by its greeting: quota not checked (a backupd keeps none)".to_owned()
+            }
+            Some(crate::cyrus::TargetKind::SyncServer) => format!(
+                "a sync_server by its greeting: quota checked, {quota_reads} GET QUOTA read(s)"
+            ),
+            None => format!(
+                "kind unknown ({}): quota not checked, and APPLY QUOTA counts in the final -u",
+                self.h.target_greeting().map_or_else(
+                    || "no greeting seen".to_owned(),
+                    |g| format!("greeting `{g}` names no Cyrus backup or sync server")
+                )
+            ),
+        })
     }
 
     pub(super) fn stats(&self) -> Stats {
@@ -265,6 +286,16 @@ impl Run<'_> {
             bodies_kept: self.target_is_backupd() == Some(true),
             quota_kept: self.target_keeps_quota(),
         });
+        let quota_reads = history
+            .ops()
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.call,
+                    crate::history::Call::Read(crate::history::Read::Quota(_))
+                ) && o.outcome == crate::history::Outcome::Ok
+            })
+            .count();
         drop(history);
         let want = self
             .s
@@ -275,10 +306,13 @@ impl Run<'_> {
                 max: Some(0),
             });
         let lost = report.violations.len() as u64;
-        let mut detail = format!(
+        let mut detail = self
+            .remote_kind_note(quota_reads)
+            .map_or_else(String::new, |k| format!("the target is {k}; "));
+        detail.push_str(&format!(
             "{} write(s) acknowledged, {} read(s) checked; ",
             report.acknowledged, report.reads_checked
-        );
+        ));
         if let Some(why) = &report.incomplete {
             detail.push_str(&format!("no verdict: {why}"));
         } else if lost == 0 {
@@ -317,19 +351,6 @@ impl Run<'_> {
         check(ACKED, ok, detail)
     }
 
-    /// Whether the target is a backupd, which keeps no quota: known for the
-    /// fake and a real target, and for a `HOST:PORT` one from its greeting
-    /// (`* OK host Cyrus backup server 3.6.1`, where sync_server says `sync`).
-    fn target_keeps_no_quota(&self) -> bool {
-        match self.target_is_backupd() {
-            Some(b) => b,
-            None => self
-                .h
-                .target_greeting()
-                .is_some_and(|g| greeting_is_backupd(&g)),
-        }
-    }
-
     /// For a target that cannot be read: `-u` of every user after the catch-up
     /// must send no `APPLY` (the client's exit status proves nothing: it exits 0
     /// in many runs that lost changes). Two are no sign of a difference and
@@ -344,7 +365,8 @@ impl Run<'_> {
             Err(e) => return check("final -u sends no APPLY", false, e.to_string()),
         };
         let after = counts(self.h);
-        let (sent, skipped) = final_pass_applies(&before, &after, self.target_keeps_no_quota());
+        let (sent, skipped) =
+            final_pass_applies(&before, &after, self.target_is_backupd() == Some(true));
         let converged = sent == 0 && run.status == Some(0);
         let want = self.s.expect.converged;
         let skipped = if skipped.is_empty() {
@@ -412,11 +434,6 @@ impl Run<'_> {
     }
 }
 
-/// Whether a greeting's `* OK` line is backupd's (`Cyrus backup server`).
-fn greeting_is_backupd(line: &str) -> bool {
-    line.contains(" Cyrus backup server")
-}
-
 /// The `APPLY` commands sent between two snapshots of the event counts that
 /// show a difference, and those that do not (as `N APPLY VERB, why`):
 /// - `APPLY CAPABILITIES` opens every session with a server that advertised
@@ -450,7 +467,7 @@ fn final_pass_applies(
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{final_pass_applies, greeting_is_backupd};
+    use super::final_pass_applies;
 
     fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|(v, n)| ((*v).to_owned(), *n)).collect()
@@ -475,15 +492,5 @@ mod tests {
         assert_eq!(sent, 1, "APPLY QUOTA counts on a replica");
         let after = counts(&[("APPLY MAILBOX", 4), ("APPLY QUOTA", 2)]);
         assert_eq!(final_pass_applies(&before, &after, true).0, 1);
-    }
-
-    #[test]
-    fn a_backupd_is_known_by_its_greeting() {
-        assert!(greeting_is_backupd(
-            "* OK bak.lab.test Cyrus backup server 3.6.1-Debian-3.6.1-4+deb12u5"
-        ));
-        assert!(!greeting_is_backupd(
-            "* OK rep.lab.test Cyrus sync server 3.6.1-Debian-3.6.1-4+deb12u5"
-        ));
     }
 }

@@ -152,8 +152,11 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
 /// The final `-u` used to fail both: to the sync_server personality it opens
 /// with `APPLY CAPABILITIES` (a handshake), and to the backupd one it re-sends
 /// `APPLY QUOTA` (a backupd keeps no quota, so its `GET USER` lists none and
-/// sync_client sends the root on every `-u`). A replica that acknowledges the
-/// quota and drops it still fails: there `APPLY QUOTA` counts.
+/// sync_client sends the root on every `-u`). The run knows the kind from the
+/// greeting: on the replica the history checks quota and the runner reads
+/// `GET QUOTA`, so a replica that acknowledges the quota and drops it fails
+/// the history's quota check (it used to fail only the final `-u`, where
+/// `APPLY QUOTA` counts on a replica).
 #[test]
 fn a_served_fake_as_host_port_converges_on_every_compared_row() {
     if cyrus_bins().is_none() {
@@ -175,17 +178,43 @@ fn a_served_fake_as_host_port_converges_on_every_compared_row() {
             "never",
         ])
     };
-    let final_pass = || {
+    let checks = || {
         let report = std::fs::read_to_string(&json).expect("report.json");
         let v: serde_json::Value = serde_json::from_str(&report).expect("JSON");
-        let checks = v["scenarios"][0]["checks"].as_array().expect("checks");
+        v["scenarios"][0]["checks"]
+            .as_array()
+            .expect("checks")
+            .clone()
+    };
+    let final_pass = || {
+        let checks = checks();
         let last = checks.last().expect("a check");
         assert_eq!(last["name"], "final -u sends no APPLY", "{last}");
         last["detail"].as_str().expect("detail").to_owned()
     };
-    for (personality, skipped) in [
-        ("backupd", "1 APPLY QUOTA"),
-        ("sync_server", "1 APPLY CAPABILITIES"),
+    // The history check: whether it passed, and its detail.
+    let history = || {
+        let checks = checks();
+        let c = checks
+            .iter()
+            .find(|c| c["name"] == "acknowledged writes kept")
+            .unwrap_or_else(|| panic!("no history check in {checks:?}"));
+        (
+            c["ok"].as_bool().expect("ok"),
+            c["detail"].as_str().expect("detail").to_owned(),
+        )
+    };
+    for (personality, skipped, kind) in [
+        (
+            "backupd",
+            "1 APPLY QUOTA",
+            "a backupd by its greeting: quota not checked",
+        ),
+        (
+            "sync_server",
+            "1 APPLY CAPABILITIES",
+            "a sync_server by its greeting: quota checked",
+        ),
     ] {
         let served = Served::start(&["--listen", "127.0.0.1:0", "--personality", personality]);
         let (code, out, err) = run(&served);
@@ -195,6 +224,16 @@ fn a_served_fake_as_host_port_converges_on_every_compared_row() {
             detail.contains("sent 0 APPLY") && detail.contains(skipped),
             "{personality}: {detail}"
         );
+        let (ok, detail) = history();
+        assert!(ok && detail.contains(kind), "{personality}: {detail}");
+        if personality == "sync_server" {
+            // The runner's reads asked GET QUOTA of the root (after the
+            // steps, and after the catch-up), and they were checked.
+            assert!(
+                detail.contains("2 GET QUOTA read(s)"),
+                "{personality}: {detail}"
+            );
+        }
         assert_eq!(served.terminate(), 0, "{personality}");
     }
 
@@ -210,6 +249,14 @@ fn a_served_fake_as_host_port_converges_on_every_compared_row() {
     let detail = final_pass();
     assert!(
         detail.contains("not converged") && detail.contains("sent 1 APPLY"),
+        "{detail}"
+    );
+    // The history fails it too: the runner's GET QUOTA found no quota on a
+    // root the replica acknowledged.
+    let (ok, detail) = history();
+    assert!(
+        !ok && detail.contains("acknowledged write lost")
+            && detail.contains("no quota on the root"),
         "{detail}"
     );
     assert_eq!(served.terminate(), 0);
