@@ -159,8 +159,11 @@ impl CyrusSelect {
 struct TargetArgs {
     /// The server to replicate to: the fake (as backupd or as sync_server), a
     /// real Cyrus `backupd` or `sync_server` started in the sandbox and recorded
-    /// through a relay, or HOST:PORT (any csync server; judged by a final `-u`
-    /// pass that must send no APPLY).
+    /// through a relay, or HOST:PORT (any csync server, taken for a backupd or
+    /// a sync_server by its greeting; judged by the history of what it
+    /// acknowledged and answered, and by a final `-u` pass that must send no
+    /// APPLY that shows a difference: APPLY CAPABILITIES, and APPLY QUOTA to
+    /// a backupd, are not counted).
     #[arg(long, value_name = "TARGET", default_value = "fake",
           value_parser = TargetParser(&["fake", "fake-sync_server", "backupd", "sync_server"]))]
     target: String,
