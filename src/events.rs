@@ -83,7 +83,8 @@ pub enum EventKind {
     Fault {
         /// The rule.
         rule: String,
-        /// The action's name.
+        /// The action's name; a `corrupt` says what it broke after it
+        /// (`corrupt acl: user.u0: …`), see [`fault_action_name`].
         action: String,
     },
     /// A connection was refused (a `refuse-connections` or `restart` fault).
@@ -138,6 +139,12 @@ pub struct EventLog {
     lock_hits: u64,
     sink: Option<Box<dyn Write + Send>>,
     sink_error: Option<String>,
+}
+
+/// The action's name of a `Fault` event's `action` (`corrupt` of
+/// `corrupt acl: user.u0: …`, `lie` of `lie`).
+pub fn fault_action_name(action: &str) -> &str {
+    action.split([' ', ':']).next().unwrap_or(action)
 }
 
 impl std::fmt::Debug for EventLog {

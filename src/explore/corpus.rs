@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::gen::{FaultKind, GenCase, GenOptions, GenStep, TriggerAction};
+use super::gen::{GenCase, GenOptions, GenStep, TriggerAction};
 
 /// Most entries kept (new ones are not added past it).
 pub const MAX_ENTRIES: usize = 500;
@@ -30,17 +30,13 @@ pub struct Entry {
     pub case: GenCase,
 }
 
-fn is_loss(k: &FaultKind) -> bool {
-    k.is_loss()
-}
-
 /// Whether `case` has a loss fault (replayed only when they are allowed).
 pub fn has_loss(case: &GenCase) -> bool {
     case.steps.iter().any(|s| match s {
-        GenStep::Fault { kind, .. } => is_loss(kind),
+        GenStep::Fault { kind, .. } => kind.is_loss(),
         GenStep::Trigger { then, .. } => then
             .iter()
-            .any(|a| matches!(a, TriggerAction::Fault { kind, .. } if is_loss(kind))),
+            .any(|a| matches!(a, TriggerAction::Fault { kind, .. } if kind.is_loss())),
         _ => false,
     })
 }

@@ -310,12 +310,8 @@ impl Coverage {
                     *self.commands.entry(verb.clone()).or_default() += 1;
                     continue;
                 }
-                // `corrupt` names what it broke (`corrupt acl: user.u0: …`).
                 EventKind::Fault { action, .. } => {
-                    format!(
-                        "fault:{}",
-                        action.split([' ', ':']).next().unwrap_or(action)
-                    )
+                    format!("fault:{}", crate::events::fault_action_name(action))
                 }
                 EventKind::LockHit { lock } | EventKind::LockWait { lock } => lock_of(lock),
                 EventKind::Held { .. } => "trigger".into(),

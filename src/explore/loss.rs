@@ -9,19 +9,14 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Event, EventKind};
+use crate::events::{fault_action_name, Event, EventKind};
 use crate::scenario::{Scenario, Step};
 
 /// The loss actions.
 pub const ACTIONS: [&str; 3] = ["lie", "hide-missing", "corrupt"];
 
 fn is_loss(action: &str) -> bool {
-    ACTIONS.iter().any(|a| {
-        action == *a
-            || action
-                .strip_prefix(a)
-                .is_some_and(|rest| rest.starts_with([' ', ':']))
-    })
+    ACTIONS.contains(&fault_action_name(action))
 }
 
 /// One case that set up a loss fault.
@@ -156,4 +151,90 @@ pub fn summary(cases: &[LossCase]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fired, tally, LossCase};
+    use crate::events::{Event, EventKind};
+
+    fn ev(seq: u64, session: u64, kind: EventKind) -> Event {
+        Event {
+            seq,
+            t_us: seq,
+            session,
+            kind,
+        }
+    }
+
+    fn fault(rule: &str, action: &str) -> EventKind {
+        EventKind::Fault {
+            rule: rule.into(),
+            action: action.into(),
+        }
+    }
+
+    fn command(verb: &str) -> EventKind {
+        EventKind::Command {
+            verb: verb.into(),
+            users: Vec::new(),
+            mailboxes: Vec::new(),
+            more: 0,
+            bytes: 0,
+            text: String::new(),
+        }
+    }
+
+    /// Only loss faults count, each named with the command it fired on, and
+    /// a `corrupt` that found nothing to break is hollow.
+    #[test]
+    fn fired_names_loss_faults_and_counts_hollow_corruptions() {
+        let events = [
+            ev(1, 1, command("APPLY MAILBOX")),
+            ev(2, 1, fault("F1", "lie")),
+            ev(3, 1, fault("F2", "drop-before")),
+            ev(4, 2, command("APPLY RESERVE")),
+            ev(5, 2, fault("F3", "hide-missing")),
+            ev(6, 1, fault("F4", "corrupt flag: user.u0: flag of uid 1")),
+            ev(
+                7,
+                1,
+                fault(
+                    "F5",
+                    "corrupt flag: user.u0: no live message to corrupt (flag)",
+                ),
+            ),
+        ];
+        let (out, hollow) = fired(&events);
+        assert_eq!(
+            out,
+            [
+                "F1 lie on APPLY MAILBOX",
+                "F3 hide-missing on APPLY RESERVE",
+                "F4 corrupt flag: user.u0: flag of uid 1 on APPLY MAILBOX",
+                "F5 corrupt flag: user.u0: no live message to corrupt (flag) on APPLY MAILBOX",
+            ]
+        );
+        assert_eq!(hollow, 1);
+    }
+
+    /// A case counts as fired only when a loss fault broke something, and a
+    /// fired case that passed is not counted as failing.
+    #[test]
+    fn tally_counts_only_fired_with_an_effect() {
+        let case = |index, drawn, fired: &[&str], hollow, failed| LossCase {
+            index,
+            drawn,
+            fired: fired.iter().map(|s| (*s).to_owned()).collect(),
+            hollow,
+            failed,
+        };
+        let t = tally(&[
+            case(0, 1, &["F1 lie on APPLY MAILBOX"], 0, true),
+            case(1, 1, &["F1 corrupt seen: no live message"], 1, false),
+            case(2, 1, &[], 0, true),
+            case(3, 1, &["F1 lie on APPLY MESSAGE"], 0, false),
+        ]);
+        assert_eq!((t.drawn, t.fired, t.fired_failed, t.failed), (4, 2, 1, 2));
+    }
 }

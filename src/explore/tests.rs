@@ -509,3 +509,51 @@ fn every_loss_fault_is_aimed_at_data_the_next_run_sends() {
         "{rules} rules, {triggers} triggers"
     );
 }
+
+/// A fired `corrupt` is reached as `fault:corrupt`, whatever it says it
+/// broke (its event's action is `corrupt WHAT: DETAIL`), as `lie` is `fault:lie`.
+#[test]
+fn a_fired_corruption_is_reached_under_its_action_name() {
+    use crate::events::{Event, EventKind};
+    let ev = |seq, kind| Event {
+        seq,
+        t_us: seq,
+        session: 1,
+        kind,
+    };
+    let events = [
+        ev(
+            1,
+            EventKind::Command {
+                verb: "APPLY MAILBOX".into(),
+                users: Vec::new(),
+                mailboxes: Vec::new(),
+                more: 0,
+                bytes: 0,
+                text: String::new(),
+            },
+        ),
+        ev(
+            2,
+            EventKind::Fault {
+                rule: "F1".into(),
+                action: "corrupt acl: user.u0: dropped an ACL entry".into(),
+            },
+        ),
+        ev(
+            3,
+            EventKind::Fault {
+                rule: "F2".into(),
+                action: "lie".into(),
+            },
+        ),
+    ];
+    let mut cov = Coverage::default();
+    cov.add_run(&events, &[]);
+    let whats: BTreeSet<&str> = cov
+        .reached
+        .keys()
+        .filter_map(|k| k.split('|').next())
+        .collect();
+    assert_eq!(whats, BTreeSet::from(["fault:corrupt", "fault:lie"]));
+}
