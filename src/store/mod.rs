@@ -310,8 +310,7 @@ impl Store {
     /// The caller has opened `user` and checked [`MailboxUpdate::missing_required`].
     pub fn apply_mailbox(&mut self, user: &str, u: &MailboxUpdate) {
         let backup = self.users.entry(user.to_owned()).or_default();
-        let live = backup.mailboxes.values().any(|m| m.uniqueid == u.uniqueid);
-        let mut mbox = backup.take_by_uniqueid(&u.uniqueid).unwrap_or_default();
+        let (mut mbox, live) = backup.take_by_uniqueid(&u.uniqueid).unwrap_or_default();
         if !live || mbox.name != u.mboxname {
             // Created (mailbox_create) or renamed (mailbox_rename_nocopy):
             // its quota root is found from its name.
@@ -391,20 +390,22 @@ impl Store {
 }
 
 impl UserBackup {
-    fn take_by_uniqueid(&mut self, uniqueid: &str) -> Option<Mailbox> {
+    /// Take the mailbox with `uniqueid` out of the live or the deleted ones;
+    /// `true` when it was live.
+    fn take_by_uniqueid(&mut self, uniqueid: &str) -> Option<(Mailbox, bool)> {
         if let Some(name) = self
             .mailboxes
             .iter()
             .find(|(_, m)| m.uniqueid == uniqueid)
             .map(|(n, _)| n.clone())
         {
-            return self.mailboxes.remove(&name);
+            return self.mailboxes.remove(&name).map(|m| (m, true));
         }
         let i = self
             .deleted_mailboxes
             .iter()
             .position(|m| m.uniqueid == uniqueid)?;
-        Some(self.deleted_mailboxes.remove(i))
+        Some((self.deleted_mailboxes.remove(i), false))
     }
 
     /// Mark a mailbox deleted (`APPLY UNMAILBOX`); unknown names are ignored.
