@@ -133,7 +133,9 @@ impl Reply {
 
 /// Text after OK/NO/BAD must stay on one line.
 fn sanitize(t: &str) -> std::borrow::Cow<'_, str> {
-    if t.contains(['\r', '\n']) {
+    // memchr2, not `contains([char; 2])`, which walks the text a char at a
+    // time: this runs on every reply the fake sends.
+    if memchr::memchr2(b'\r', b'\n', t.as_bytes()).is_some() {
         t.replace(['\r', '\n'], " ").into()
     } else {
         t.into()
@@ -180,5 +182,34 @@ mod tests {
             Ok(Reply::Raw("* OK host Cyrus backup server 3.6.1".into()))
         );
         assert!(Reply::parse(Bytes::from_static(b"* MAILBOX %(UNIQUEID\r\n")).is_err());
+    }
+
+    /// A status text never breaks its line: each CR and each LF becomes a
+    /// space, alone or in a pair, wherever it stands.
+    #[test]
+    fn a_status_text_with_line_breaks_stays_on_one_line() {
+        let t = "\rIMAP_PROTOCOL_ERROR\nbad\r\nline\r";
+        for (r, word) in [
+            (Reply::Ok(t.into()), "OK "),
+            (Reply::No(t.into()), "NO "),
+            (Reply::Bad(t.into()), "BAD "),
+            (Reply::Bye(t.into()), "BYE "),
+            (Reply::Raw(t.into()), ""),
+        ] {
+            let mut wire = Vec::new();
+            r.encode(&mut wire);
+            assert_eq!(
+                String::from_utf8(wire).unwrap(),
+                format!("{word} IMAP_PROTOCOL_ERROR bad  line \r\n")
+            );
+        }
+        // A lone CR or a lone LF is found too; text without a break is kept.
+        for (t, line) in [
+            ("only\rCR", "NO only CR"),
+            ("only\nLF", "NO only LF"),
+            ("Success", "NO Success"),
+        ] {
+            assert_eq!(Reply::No(t.into()).to_line(), line);
+        }
     }
 }

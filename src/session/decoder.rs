@@ -152,8 +152,10 @@ fn frame_head(frame: &[u8], sasl: bool) -> String {
         // (An APPLY MAILBOX's first line can be megabytes long.)
         String::from_utf8_lossy(&first[..first.len().min(4 * (MAX + 1))]).into_owned()
     };
-    if text.chars().count() > MAX {
-        text = text.chars().take(MAX).collect::<String>() + "…";
+    // One pass that stops at character MAX (this runs on every frame).
+    if let Some((cut, _)) = text.char_indices().nth(MAX) {
+        text.truncate(cut);
+        text.push('…');
     } else if first.len() + 2 < frame.len() {
         text.push_str(" …");
     }
