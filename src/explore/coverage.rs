@@ -168,6 +168,7 @@ fn walk(steps: &[Step], f: &mut BTreeSet<String>, continuous: &mut bool, in_trig
             Step::Subscribe(_) => "subscribe",
             Step::Unsubscribe(_) => "unsubscribe",
             Step::Metadata(_) => "metadata",
+            Step::ServerMetadata(_) => "server_metadata",
             Step::Annotate(_) => "annotate",
             Step::Quota(_) => "quota",
             Step::Acl(_) => "acl",

@@ -285,6 +285,14 @@ impl Run<'_> {
                 });
                 c.logout().map_err(|e| e.to_string())
             }
+            // Not a user's state: the convergence check does not read server
+            // annotations, so the ledger has nothing to follow.
+            Step::ServerMetadata(m) => {
+                let mut c = self.h.source().admin().map_err(|e| e.to_string())?;
+                c.setmetadata("", &m.entry, m.value.as_deref())
+                    .map_err(|e| e.to_string())?;
+                c.logout().map_err(|e| e.to_string())
+            }
             Step::Annotate(a) => {
                 let mut c = self.login(&a.user)?;
                 c.select(&a.folder).map_err(|e| e.to_string())?;

@@ -20,8 +20,8 @@ pub use expect::{
 };
 pub use steps::{
     AclSpec, AnnotateSpec, AppendSpec, ExpungeSpec, FlagSpec, FolderSpec, MetadataSpec, QuotaSpec,
-    ReleaseSpec, ReleaseTable, RenameSpec, SharedSeenSpec, Step, StepSpec, SyncLockSpec, SyncSpec,
-    SynclogSpec, TriggerSpec, WaitForSpec, SYNCLOG_KINDS,
+    ReleaseSpec, ReleaseTable, RenameSpec, ServerMetadataSpec, SharedSeenSpec, Step, StepSpec,
+    SyncLockSpec, SyncSpec, SynclogSpec, TriggerSpec, WaitForSpec, SYNCLOG_KINDS,
 };
 
 use expect::valid_version_prefix;

@@ -90,6 +90,17 @@ pub struct MetadataSpec {
     pub value: Option<String>,
 }
 
+/// `server_metadata = { … }`: `SETMETADATA "" …`, a server annotation, as the
+/// admin. Cyrus logs it as `ANNOTATION ""` in the channel log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerMetadataSpec {
+    /// Entry (`/shared/comment`).
+    pub entry: String,
+    /// The value; absent removes the entry.
+    pub value: Option<String>,
+}
+
 /// `annotate = { … }`: a per-message annotation (`UID STORE … ANNOTATION`,
 /// RFC 5257), as the owner.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -348,6 +359,7 @@ pub struct StepSpec {
     pub subscribe: Option<FolderSpec>,
     pub unsubscribe: Option<FolderSpec>,
     pub metadata: Option<MetadataSpec>,
+    pub server_metadata: Option<ServerMetadataSpec>,
     pub annotate: Option<AnnotateSpec>,
     pub quota: Option<QuotaSpec>,
     pub acl: Option<AclSpec>,
@@ -386,6 +398,7 @@ pub enum Step {
     Subscribe(FolderSpec),
     Unsubscribe(FolderSpec),
     Metadata(MetadataSpec),
+    ServerMetadata(ServerMetadataSpec),
     Annotate(AnnotateSpec),
     Quota(QuotaSpec),
     Acl(AclSpec),
@@ -446,6 +459,7 @@ impl Step {
             Step::Subscribe(f) => format!("subscribe {}/{}", f.user, f.folder),
             Step::Unsubscribe(f) => format!("unsubscribe {}/{}", f.user, f.folder),
             Step::Metadata(m) => format!("metadata {}/{} {}", m.user, m.folder, m.entry),
+            Step::ServerMetadata(m) => format!("server metadata {}", m.entry),
             Step::Annotate(a) => format!("annotate {}/{} {} {}", a.user, a.folder, a.uids, a.entry),
             Step::Quota(q) => format!("quota {}", q.user),
             Step::Acl(a) => format!("acl {}/{} {}", a.user, a.folder, a.identifier),
@@ -494,7 +508,7 @@ impl Step {
     }
 }
 
-const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, move, delete_user, subscribe, unsubscribe, metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
+const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, move, delete_user, subscribe, unsubscribe, metadata, server_metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
 
 impl StepSpec {
     pub(super) fn to_step(&self) -> Result<Step, String> {
@@ -567,6 +581,15 @@ impl StepSpec {
                 ));
             }
             found.push(Step::Metadata(v));
+        }
+        if let Some(v) = s.server_metadata {
+            if !v.entry.starts_with("/private/") && !v.entry.starts_with("/shared/") {
+                return Err(format!(
+                    "server_metadata: entry `{}` must start with /private/ or /shared/",
+                    v.entry
+                ));
+            }
+            found.push(Step::ServerMetadata(v));
         }
         if let Some(v) = s.annotate {
             if !v.entry.starts_with('/') {
