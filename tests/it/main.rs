@@ -11,6 +11,7 @@ mod examples; // examples/: the embedding example run as a test
 mod explore; // backupd-sim explore: deterministic generation, a clean run, a lying fake found and shrunk
 mod faults; // every fault action and lock mode vs an in-process fake and a scripted client
 mod golden; // golden transcripts of key flows from the real backupd; the fake must match them
+mod halts; // a QUOTA entry for a removed root or a server annotation halts rolling replication to backupd (real client, fake and real backupd)
 mod history; // the acknowledged-write history check with the real client: lies healed by the catch-up, a lying HOST:PORT proxy
 mod hygiene; // no orphans: run interrupted (SIGINT/SIGTERM), a killed sync_client, repeated runs
 mod imap_parser; // the IMAP response parser of the read-back vs imap-codec (differential property test)

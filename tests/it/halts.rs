@@ -1,0 +1,123 @@
+//! Channel-log entries that backupd cannot serve halt a rolling client's
+//! replication (docs/findings/halted-rolling-replication.md): a `QUOTA` entry
+//! whose root is gone, and a server annotation. The pass bails out, `log-run`
+//! is replayed for ever, and every later change waits in `log`. Shown with the
+//! real sync_client against the fake and the real backupd; a replica (the fake
+//! as sync_server) converges.
+
+use std::path::Path;
+
+use backupd_sim::cyrus::TargetKind;
+use backupd_sim::harness::Target;
+use backupd_sim::runner::{run_scenario, ScenarioReport, Verdict};
+use backupd_sim::scenario::ledger::{Change, Class};
+use backupd_sim::scenario::{Scenario, Step};
+
+use crate::util::run_options;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn show(r: &ScenarioReport) -> String {
+    format!(
+        "{} {} on {}: {:?}\nstats: {:?}\nchecks: {:#?}\nledger: {:?}",
+        r.verdict, r.name, r.target, r.error, r.stats, r.checks, r.ledger
+    )
+}
+
+const HALTING: [&str; 2] = [
+    "scenarios/operators/quota-entry-halts-backup.toml",
+    "scenarios/operators/server-annotation-halts-backup.toml",
+];
+
+/// `server_metadata` parses to its step; an entry outside /private/ and
+/// /shared/ is refused with the file and line.
+#[test]
+fn server_metadata_parses_and_a_bad_entry_is_refused() {
+    let head = "description = \"d\"\n[[user]]\nname = \"u\"\n";
+    let s = Scenario::parse(
+        &format!(
+            "{head}[[step]]\nserver_metadata = {{ entry = \"/shared/comment\", value = \"x\" }}\n"
+        ),
+        Path::new("s.toml"),
+    )
+    .expect("parses");
+    match &s.steps[0] {
+        Step::ServerMetadata(m) => {
+            assert_eq!(
+                (m.entry.as_str(), m.value.as_deref()),
+                ("/shared/comment", Some("x"))
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = Scenario::parse(
+        &format!("{head}[[step]]\nserver_metadata = {{ entry = \"comment\" }}\n"),
+        Path::new("s.toml"),
+    )
+    .expect_err("a bad entry")
+    .to_string();
+    assert!(
+        err.starts_with("s.toml:4:") && err.contains("must start with /private/ or /shared/"),
+        "{err}"
+    );
+}
+
+/// Against backupd, the fake and the real one, each scenario is its known
+/// failure, and for exactly the reason it names: every difference is rhea's
+/// mailbox, the message appended after the entry is missing from the backup
+/// and still queued in the channel log, and the client reconnected more often
+/// than its own start and the catch-up's three passes. Against the fake as
+/// sync_server the same file passes.
+#[test]
+fn a_quota_or_server_annotation_entry_halts_rolling_replication_to_backupd() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for rel in HALTING {
+        let scenario = Scenario::load(&root().join(rel)).expect("scenario");
+        for target in [Target::Fake, Target::Real(TargetKind::Backupd)] {
+            let Some(opts) = run_options(target, scratch.path()) else {
+                return;
+            };
+            let r = run_scenario(&scenario, &opts);
+            assert_eq!(r.verdict, Verdict::Xfail, "{}", show(&r));
+            let converged = r
+                .checks
+                .iter()
+                .find(|c| c.name == "converged")
+                .unwrap_or_else(|| panic!("no convergence check: {}", show(&r)));
+            assert!(!converged.ok, "{}", show(&r));
+            let differences: Vec<&str> = converged
+                .detail
+                .lines()
+                .filter(|l| l.starts_with("  - "))
+                .collect();
+            assert!(
+                !differences.is_empty()
+                    && differences
+                        .iter()
+                        .all(|l| l.contains("user rhea, mailbox user.rhea")),
+                "{}",
+                show(&r)
+            );
+            assert!(
+                differences.iter().any(|l| l.contains(": lost: message")),
+                "{}",
+                show(&r)
+            );
+            assert!(
+                r.ledger.iter().any(|e| e.class == Class::Queued
+                    && matches!(&e.entry.change, Change::Append { user, .. } if user == "rhea")),
+                "{}",
+                show(&r)
+            );
+            assert!(r.stats.connections > 4, "no storm: {}", show(&r));
+        }
+        let Some(opts) = run_options(Target::FakeSyncServer, scratch.path()) else {
+            return;
+        };
+        let r = run_scenario(&scenario, &opts);
+        assert_eq!(r.verdict, Verdict::Pass, "{}", show(&r));
+        assert!(r.stats.connections <= 3, "{}", show(&r));
+    }
+}
