@@ -66,10 +66,9 @@ fn server_metadata_parses_and_a_bad_entry_is_refused() {
 
 /// Against backupd, the fake and the real one, each scenario is its known
 /// failure, and for exactly the reason it names: every difference is rhea's
-/// mailbox, the message appended after the entry is missing from the backup
-/// and still queued in the channel log, and the client reconnected more often
-/// than its own start and the catch-up's three passes. Against the fake as
-/// sync_server the same file passes.
+/// mailbox, and the message appended after the entry is missing from the
+/// backup and still queued in the channel log, after the catch-up's three
+/// passes. Against the fake as sync_server the same file passes.
 #[test]
 fn a_quota_or_server_annotation_entry_halts_rolling_replication_to_backupd() {
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -111,7 +110,6 @@ fn a_quota_or_server_annotation_entry_halts_rolling_replication_to_backupd() {
                 "{}",
                 show(&r)
             );
-            assert!(r.stats.connections > 4, "no storm: {}", show(&r));
         }
         let Some(opts) = run_options(Target::FakeSyncServer, scratch.path()) else {
             return;
