@@ -508,6 +508,17 @@ impl Step {
     }
 }
 
+/// A METADATA entry (RFC 5464) names its scope first: `/private/…` or `/shared/…`.
+fn metadata_entry(key: &str, entry: &str) -> Result<(), String> {
+    if entry.starts_with("/private/") || entry.starts_with("/shared/") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: entry `{entry}` must start with /private/ or /shared/"
+        ))
+    }
+}
+
 const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, move, delete_user, subscribe, unsubscribe, metadata, server_metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
 
 impl StepSpec {
@@ -574,21 +585,11 @@ impl StepSpec {
             found.push(Step::Unsubscribe(v));
         }
         if let Some(v) = s.metadata {
-            if !v.entry.starts_with("/private/") && !v.entry.starts_with("/shared/") {
-                return Err(format!(
-                    "metadata: entry `{}` must start with /private/ or /shared/",
-                    v.entry
-                ));
-            }
+            metadata_entry("metadata", &v.entry)?;
             found.push(Step::Metadata(v));
         }
         if let Some(v) = s.server_metadata {
-            if !v.entry.starts_with("/private/") && !v.entry.starts_with("/shared/") {
-                return Err(format!(
-                    "server_metadata: entry `{}` must start with /private/ or /shared/",
-                    v.entry
-                ));
-            }
+            metadata_entry("server_metadata", &v.entry)?;
             found.push(Step::ServerMetadata(v));
         }
         if let Some(v) = s.annotate {
