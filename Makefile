@@ -90,7 +90,7 @@ fmt:
 clean:
 	$(CARGO) clean
 
-.PHONY: hygiene fuzz fuzz-cmin soak abuse
+.PHONY: hygiene fuzz fuzz-build fuzz-cmin soak abuse
 
 # No orphans (issue 7): SIGINT/SIGTERM mid-run, a killed sync_client, and
 # HYGIENE_RUNS runs of a short scenario leave no Cyrus process and no sandbox.
@@ -110,23 +110,36 @@ FUZZ_TARGETS ?= dlist_frame_decode session driver
 # The crate has no `unsafe`: AddressSanitizer finds nothing in safe Rust that a
 # panic would not, and costs ~5x the executions. FUZZ_SANITIZER=address for it.
 FUZZ_SANITIZER ?= none
+# FUZZ_FORK=N: libFuzzer's -fork=N, N worker processes on the one corpus.
+FUZZ_FORK ?=
+# Coverage for our own code only (fuzz/rustc-wrapper.sh); the --cfg marks these
+# builds so that cargo rebuilds when a build made without the wrapper is there.
+FUZZ_ENV = RUSTC_BOOTSTRAP=1 RUSTC_WRAPPER=$(CURDIR)/fuzz/rustc-wrapper.sh \
+  RUSTFLAGS="--cfg backupd_sim_fuzz_own_coverage"
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s$(if $(FUZZ_FORK), with $(FUZZ_FORK) workers)"; \
 	  mkdir -p fuzz/corpus/$$t; \
-	  if ! RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/corpus/$$t -- \
+	  if ! $(FUZZ_ENV) $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/corpus/$$t -- \
+	    $(if $(FUZZ_FORK),-fork=$(FUZZ_FORK)) \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=30 -print_final_stats=1 \
 	    > fuzz/last-$$t.log 2>&1; then tail -40 fuzz/last-$$t.log; exit 1; fi; \
 	  scripts/fuzz-stats.sh $$t fuzz/last-$$t.log | tee -a fuzz/campaigns.log; \
 	done
+
+# Build the targets as `make fuzz` does, without running them (to measure one on a copy).
+fuzz-build:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_ENV) $(CARGO) fuzz build --sanitizer $(FUZZ_SANITIZER) $$t; done
 
 # Minimise each target's corpus in place before committing it: libFuzzer's
 # -set_cover_merge=1 keeps a small set of inputs with every feature of the old one.
 fuzz-cmin:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  rm -rf fuzz/cmin-tmp/$$t; mkdir -p fuzz/cmin-tmp/$$t; \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/cmin-tmp/$$t fuzz/corpus/$$t -- \
+	  $(FUZZ_ENV) $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/cmin-tmp/$$t fuzz/corpus/$$t -- \
 	    -set_cover_merge=1 -max_len=$(FUZZ_MAX_LEN) -timeout=30 > fuzz/last-cmin-$$t.log 2>&1; \
 	  rm -rf fuzz/corpus/$$t; mv fuzz/cmin-tmp/$$t fuzz/corpus/$$t; \
 	  echo "$$t: $$(ls fuzz/corpus/$$t | wc -l) inputs, $$(du -sb --apparent-size fuzz/corpus/$$t | cut -f1) bytes; $$(tail -n 1 fuzz/last-cmin-$$t.log)"; \

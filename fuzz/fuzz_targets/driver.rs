@@ -114,15 +114,20 @@ fuzz_target!(|data: &[u8]| {
         let reader = tokio::spawn(async move {
             let mut kept = Vec::new();
             let mut buf = vec![0u8; 16 * 1024];
-            let mut deflate_on = Some(deflate_on);
+            // Only a compressing input waits for the OK.
+            let mut deflate_on = compress.then_some(deflate_on);
             loop {
                 match rx.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if kept.len() < KEEP_MAX {
-                            kept.extend_from_slice(&buf[..n.min(KEEP_MAX - kept.len())]);
+                        let before = kept.len();
+                        if before < KEEP_MAX {
+                            kept.extend_from_slice(&buf[..n.min(KEEP_MAX - before)]);
                         }
-                        if deflate_on.is_some() && find(&kept, DEFLATE_OK).is_some() {
+                        // Look at the new bytes only (and the tail an OK may
+                        // have started in), not at everything kept.
+                        let from = before.saturating_sub(DEFLATE_OK.len() - 1);
+                        if deflate_on.is_some() && find(&kept[from..], DEFLATE_OK).is_some() {
                             let _ = deflate_on.take().map(|t| t.send(()));
                         }
                     }
