@@ -4,6 +4,7 @@
 //! not shrunk again; anything it does not explain keeps the case a failure.
 
 use crate::runner::ScenarioReport;
+use crate::scenario::ledger::Class;
 use crate::scenario::{Scenario, Step};
 
 /// A triaged behaviour.
@@ -27,6 +28,54 @@ pub const DELETED_USER_SUBSCRIPTIONS: Known = Known {
     name: "a deleted user stays in a backupd backup (its subscriptions, or all of it when only UNUSER reaches the backup)",
     scenario: "scenarios/basic/delete-user.toml",
 };
+
+/// A rolling client replicating to backupd halts on a channel-log entry that
+/// backupd cannot serve: a `QUOTA` entry whose root is gone (a quota set, then
+/// the user deleted or renamed before the client read it) makes it send
+/// `APPLY UNQUOTA`, and a server annotation `GET ANNOTATION`; backupd answers
+/// `NO`, the pass bails out, `log-run` is replayed for ever and every later
+/// change waits in `log`. A Cyrus bug: docs/findings/halted-rolling-replication.md.
+pub const HALTED_ROLLING_REPLICATION: Known = Known {
+    name: "an UNQUOTA or server annotation entry halts rolling replication to backupd",
+    scenario: "scenarios/operators/quota-entry-halts-backup.toml",
+};
+
+/// The commands whose refusal by backupd halts a rolling client.
+const HALTING: [&str; 2] = ["APPLY UNQUOTA: NO ", "GET ANNOTATION: NO "];
+
+/// Whether `report` is the halt: the fake as backupd refused a halting
+/// command, and every failure is a difference of a user who still has a
+/// change queued in the channel log (what a halted client never carries).
+/// Lost changes, an acknowledged write lost, or anything else: not this.
+fn halted(report: &ScenarioReport) -> bool {
+    if report.target != "fake"
+        || !report
+            .stats
+            .refused
+            .iter()
+            .any(|r| HALTING.iter().any(|h| r.starts_with(h)))
+    {
+        return false;
+    }
+    let queued = |user: &str| {
+        report
+            .ledger
+            .iter()
+            .any(|c| c.class == Class::Queued && c.entry.change.user() == user)
+    };
+    report.checks.iter().filter(|c| !c.ok).all(|c| {
+        let mut any = false;
+        let all = c.name == "converged"
+            && items(&c.detail).all(|l| {
+                any = true;
+                // `- user U, mailbox M: …` or `- user U: …`
+                l.strip_prefix("- user ")
+                    .and_then(|rest| rest.split([',', ':']).next())
+                    .is_some_and(queued)
+            });
+        any && all
+    })
+}
 
 fn deleted_users(s: &Scenario) -> Vec<String> {
     s.steps
@@ -57,8 +106,11 @@ fn items(detail: &str) -> impl Iterator<Item = &str> {
 /// The known behaviour that explains every failure of `report` (a run of
 /// `s` on a backupd target), if one does.
 pub fn explain(s: &Scenario, report: &ScenarioReport) -> Option<Known> {
-    if report.error.is_some() {
+    if report.error.is_some() || report.checks.iter().all(|c| c.ok) {
         return None;
+    }
+    if halted(report) {
+        return Some(HALTED_ROLLING_REPLICATION);
     }
     let deleted = deleted_users(s);
     let failed: Vec<_> = report.checks.iter().filter(|c| !c.ok).collect();
@@ -116,6 +168,7 @@ pub fn explain(s: &Scenario, report: &ScenarioReport) -> Option<Known> {
 mod tests {
     use super::*;
     use crate::runner::{Check, Verdict};
+    use crate::scenario::ledger::{Change, Classified, Entry};
 
     fn case(steps: &str) -> Scenario {
         let text = format!("description = \"k\"\n[[user]]\nname = \"u1\"\n[[user]]\nname = \"u2\"\n{steps}\n[expect]\nconverged = true\n");
@@ -169,5 +222,81 @@ mod tests {
         // No user deleted: nothing is known.
         let kept = case("[[step]]\nsync = { mode = \"rolling-once\" }");
         assert!(explain(&kept, &failed(&[("converged", tree)])).is_none());
+    }
+
+    fn queued(user: &str, class: Class) -> Classified {
+        Classified {
+            entry: Entry {
+                step: 3,
+                change: Change::Append {
+                    user: user.into(),
+                    mailbox: format!("user.{user}"),
+                    uid: 1,
+                    guid: "g".into(),
+                },
+            },
+            class,
+        }
+    }
+
+    /// A halted rolling client (tests/it/halts.rs runs the real one): known
+    /// when the fake as backupd refused APPLY UNQUOTA or GET ANNOTATION and
+    /// every difference is of a user with a change still queued; not known
+    /// without the refusal, for a user with nothing queued, on a replica, or
+    /// with any other failed check.
+    #[test]
+    fn a_halt_is_known_only_by_its_refusal_and_queued_changes() {
+        let s = case("[[step]]\nsync = { mode = \"rolling-once\" }");
+        let missing =
+            "not converged: 1 difference(s)\n  - user u2, mailbox user.u2, UID 1: lost: message g";
+        let halted = |refused: &str, ledger: Vec<Classified>, checks: &[(&str, &str)]| {
+            let mut r = failed(checks);
+            r.stats.refused = vec![refused.to_owned()];
+            r.ledger = ledger;
+            r
+        };
+        let unquota = "APPLY UNQUOTA: NO IMAP_PROTOCOL_ERROR Protocol error";
+        let annotation = "GET ANNOTATION: NO IMAP_PROTOCOL_ERROR Protocol error";
+        for refused in [unquota, annotation] {
+            let r = halted(
+                refused,
+                vec![queued("u2", Class::Queued)],
+                &[("converged", missing)],
+            );
+            assert_eq!(explain(&s, &r), Some(HALTED_ROLLING_REPLICATION));
+        }
+        // Another refusal: not the halt.
+        let other = halted(
+            "APPLY MESSAGE: NO IMAP_PROTOCOL_ERROR Protocol error",
+            vec![queued("u2", Class::Queued)],
+            &[("converged", missing)],
+        );
+        assert_eq!(explain(&s, &other), None);
+        // u2's change is lost, not queued; or only u1 has one queued.
+        for ledger in [
+            vec![queued("u2", Class::Lost)],
+            vec![queued("u1", Class::Queued)],
+        ] {
+            let r = halted(unquota, ledger, &[("converged", missing)]);
+            assert_eq!(explain(&s, &r), None);
+        }
+        // Another failed check beside the convergence.
+        let acked = halted(
+            unquota,
+            vec![queued("u2", Class::Queued)],
+            &[
+                ("converged", missing),
+                ("acknowledged writes kept", "acknowledged write lost: 1"),
+            ],
+        );
+        assert_eq!(explain(&s, &acked), None);
+        // A replica serves UNQUOTA: never this halt.
+        let mut replica = halted(
+            unquota,
+            vec![queued("u2", Class::Queued)],
+            &[("converged", missing)],
+        );
+        replica.target = "fake-sync_server".into();
+        assert_eq!(explain(&s, &replica), None);
     }
 }

@@ -2,7 +2,7 @@
 //! convergence, the ledger, acknowledged writes, lock hits, reconnect rate,
 //! the final `-u`, the transcript snapshot) and the verdict's inputs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -83,6 +83,9 @@ impl Run<'_> {
         };
         let mut conn_times = Vec::new();
         let (mut first_hit, mut last_hit) = (None, None);
+        // Each connection's command awaiting its reply, and whether a lock
+        // or a fault answered it (then a NO is not the target's own).
+        let mut pending: BTreeMap<crate::types::SessionId, (&str, bool)> = BTreeMap::new();
         for e in events.events().filter(|e| e.seq > self.setup_seq) {
             match &e.kind {
                 EventKind::Connected { .. } => {
@@ -93,8 +96,27 @@ impl Run<'_> {
                     stats.lock_hits += 1;
                     first_hit.get_or_insert(e.t_us);
                     last_hit = Some(e.t_us);
+                    pending.entry(e.session).and_modify(|p| p.1 = true);
                 }
-                EventKind::Fault { .. } => stats.faults += 1,
+                EventKind::Fault { .. } => {
+                    stats.faults += 1;
+                    pending.entry(e.session).and_modify(|p| p.1 = true);
+                }
+                EventKind::Command { verb, .. } => {
+                    pending.insert(e.session, (verb, false));
+                }
+                EventKind::Reply { line, .. } => {
+                    if let Some((verb, false)) = pending.remove(&e.session) {
+                        let refusal = format!("{verb}: {line}");
+                        if line.starts_with("NO ")
+                            && !line.contains("IMAP_MAILBOX_LOCKED")
+                            && stats.refused.len() < super::REFUSED_MAX
+                            && !stats.refused.contains(&refusal)
+                        {
+                            stats.refused.push(refusal);
+                        }
+                    }
+                }
                 _ => {}
             }
         }

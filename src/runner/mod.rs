@@ -41,7 +41,7 @@ use crate::scenario::{Scenario, Step};
 
 use client::Supervised;
 use client_runs::Holder;
-pub use outcome::{Check, ScenarioReport, Stats, Verdict};
+pub use outcome::{Check, ScenarioReport, Stats, Verdict, REFUSED_MAX};
 pub use redact::normalize_transcript;
 pub use timing::Timing;
 

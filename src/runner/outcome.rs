@@ -76,7 +76,17 @@ pub struct Stats {
     /// source's) to the convergence a `wait_for = converged` step saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub converge_seconds: Option<f64>,
+    /// What the fake refused on its own account: each distinct `VERB: NO …`
+    /// (the command's label and the final reply) that was neither `LOCKED`
+    /// nor a fault's doing, in order, at most [`REFUSED_MAX`]. backupd
+    /// answers `NO` to what it does not serve (`APPLY UNQUOTA`,
+    /// `GET ANNOTATION`), which is how a halted rolling client shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
+
+/// At most this many distinct refusals are kept in [`Stats::refused`].
+pub const REFUSED_MAX: usize = 16;
 
 /// One expectation and whether it held.
 #[derive(Debug, Clone, PartialEq, Serialize)]

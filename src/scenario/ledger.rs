@@ -115,6 +115,25 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The user whose data it changed.
+    pub fn user(&self) -> &str {
+        match self {
+            Change::Append { user, .. }
+            | Change::Flags { user, .. }
+            | Change::Expunge { user, .. }
+            | Change::Create { user, .. }
+            | Change::Delete { user, .. }
+            | Change::Rename { user, .. }
+            | Change::Metadata { user, .. }
+            | Change::Annotations { user, .. }
+            | Change::Acl { user, .. }
+            | Change::Quota { user, .. }
+            | Change::Subscription { user, .. } => user,
+        }
+    }
+}
+
 /// Where a change ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
