@@ -129,6 +129,21 @@ pub enum EventKind {
     },
 }
 
+#[cfg(test)]
+impl EventKind {
+    /// A `Command` event that names only its verb (`APPLY MAILBOX`), for tests.
+    pub(crate) fn command(verb: &str) -> EventKind {
+        EventKind::Command {
+            verb: verb.into(),
+            users: Vec::new(),
+            mailboxes: Vec::new(),
+            more: 0,
+            bytes: 0,
+            text: String::new(),
+        }
+    }
+}
+
 /// The log.
 pub struct EventLog {
     events: VecDeque<Event>,

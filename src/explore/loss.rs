@@ -174,26 +174,15 @@ mod tests {
         }
     }
 
-    fn command(verb: &str) -> EventKind {
-        EventKind::Command {
-            verb: verb.into(),
-            users: Vec::new(),
-            mailboxes: Vec::new(),
-            more: 0,
-            bytes: 0,
-            text: String::new(),
-        }
-    }
-
     /// Only loss faults count, each named with the command it fired on, and
     /// a `corrupt` that found nothing to break is hollow.
     #[test]
     fn fired_names_loss_faults_and_counts_hollow_corruptions() {
         let events = [
-            ev(1, 1, command("APPLY MAILBOX")),
+            ev(1, 1, EventKind::command("APPLY MAILBOX")),
             ev(2, 1, fault("F1", "lie")),
             ev(3, 1, fault("F2", "drop-before")),
-            ev(4, 2, command("APPLY RESERVE")),
+            ev(4, 2, EventKind::command("APPLY RESERVE")),
             ev(5, 2, fault("F3", "hide-missing")),
             ev(6, 1, fault("F4", "corrupt flag: user.u0: flag of uid 1")),
             ev(

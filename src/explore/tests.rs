@@ -326,19 +326,7 @@ fn coverage_attributes_fires_to_the_client_mode() {
     };
     let events = vec![
         ev(1, 10, 1, EventKind::Connected { peer: "p".into() }),
-        ev(
-            2,
-            11,
-            1,
-            EventKind::Command {
-                verb: "APPLY MAILBOX".into(),
-                users: vec![],
-                mailboxes: vec![],
-                more: 0,
-                bytes: 1,
-                text: String::new(),
-            },
-        ),
+        ev(2, 11, 1, EventKind::command("APPLY MAILBOX")),
         ev(
             3,
             12,
@@ -349,19 +337,7 @@ fn coverage_attributes_fires_to_the_client_mode() {
             },
         ),
         ev(4, 30, 2, EventKind::Connected { peer: "p".into() }),
-        ev(
-            5,
-            31,
-            2,
-            EventKind::Command {
-                verb: "GET USER".into(),
-                users: vec![],
-                mailboxes: vec![],
-                more: 0,
-                bytes: 1,
-                text: String::new(),
-            },
-        ),
+        ev(5, 31, 2, EventKind::command("GET USER")),
         ev(
             6,
             32,
@@ -522,17 +498,7 @@ fn a_fired_corruption_is_reached_under_its_action_name() {
         kind,
     };
     let events = [
-        ev(
-            1,
-            EventKind::Command {
-                verb: "APPLY MAILBOX".into(),
-                users: Vec::new(),
-                mailboxes: Vec::new(),
-                more: 0,
-                bytes: 0,
-                text: String::new(),
-            },
-        ),
+        ev(1, EventKind::command("APPLY MAILBOX")),
         ev(
             2,
             EventKind::Fault {
