@@ -143,3 +143,61 @@ fn a_quota_or_server_annotation_entry_halts_rolling_replication_to_backupd() {
         assert!(r.stats.connections <= 3, "{}", show(&r));
     }
 }
+
+/// The sweep of docs/findings/halted-rolling-replication.md as a test, with
+/// no fixed wait: for each kind `cyr_synclog` can queue, the entry (for quin's
+/// `INBOX.Sent`) is read by one `sync_client -R -1` pass, a message is then
+/// appended for rhea, and a second pass runs. Only `quota` (quin has no
+/// quota root) and `annotation` (a mailbox annotation) halt: the second pass
+/// replays `log-run` and never reaches rhea's append, which stays queued. The
+/// seven other kinds converge. On the fake and on real backupd alike; the two
+/// halting kinds are also what makes this test able to fail.
+#[test]
+fn of_the_nine_synclog_kinds_only_quota_and_annotation_halt_backupd() {
+    use backupd_sim::scenario::SYNCLOG_KINDS;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for target in [Target::Fake, Target::Real(TargetKind::Backupd)] {
+        let on_fake = matches!(target, Target::Fake);
+        let Some(opts) = run_options(target, scratch.path()) else {
+            return;
+        };
+        for (kind, _, _) in SYNCLOG_KINDS {
+            let text = format!(
+                "description = \"a {kind} entry, then rhea's append\"\n\
+                 [[user]]\nname = \"quin\"\n[[user]]\nname = \"rhea\"\n\
+                 [[step]]\nsynclog = {{ kind = \"{kind}\", user = \"quin\", folder = \"INBOX.Sent\" }}\n\
+                 [[step]]\nsync = {{ mode = \"rolling-once\" }}\n\
+                 [[step]]\nappend = {{ user = \"rhea\", count = 1 }}\n\
+                 [[step]]\nsync = {{ mode = \"rolling-once\" }}\n\
+                 [expect]\nconverged = true\n"
+            );
+            let scenario =
+                Scenario::parse(&text, Path::new(&format!("sweep-{kind}.toml"))).expect("scenario");
+            let r = run_scenario(&scenario, &opts);
+            let halts = matches!(kind, "quota" | "annotation");
+            if !halts {
+                assert_eq!(r.verdict, Verdict::Pass, "{kind}: {}", show(&r));
+                continue;
+            }
+            assert_eq!(r.verdict, Verdict::Fail, "{kind}: {}", show(&r));
+            assert!(
+                r.ledger.iter().any(|e| e.class == Class::Queued
+                    && matches!(&e.entry.change, Change::Append { user, .. } if user == "rhea")),
+                "{kind}: {}",
+                show(&r)
+            );
+            if on_fake {
+                let refused = if kind == "quota" {
+                    "APPLY UNQUOTA: NO "
+                } else {
+                    "GET ANNOTATION: NO "
+                };
+                assert!(
+                    r.stats.refused.iter().any(|x| x.starts_with(refused)),
+                    "{kind}: {}",
+                    show(&r)
+                );
+            }
+        }
+    }
+}
