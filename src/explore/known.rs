@@ -4,7 +4,7 @@
 //! not shrunk again; anything it does not explain keeps the case a failure.
 
 use crate::runner::ScenarioReport;
-use crate::scenario::ledger::Class;
+use crate::scenario::ledger::{Change, Class};
 use crate::scenario::{Scenario, Step};
 
 /// A triaged behaviour.
@@ -32,49 +32,96 @@ pub const DELETED_USER_SUBSCRIPTIONS: Known = Known {
 /// A rolling client replicating to backupd halts on a channel-log entry that
 /// backupd cannot serve: a `QUOTA` entry whose root is gone (a quota set, then
 /// the user deleted or renamed before the client read it) makes it send
-/// `APPLY UNQUOTA`, and a server annotation `GET ANNOTATION`; backupd answers
-/// `NO`, the pass bails out, `log-run` is replayed for ever and every later
-/// change waits in `log`. A Cyrus bug: docs/findings/halted-rolling-replication.md.
+/// `APPLY UNQUOTA`, and an `ANNOTATION` entry (a server annotation, or a
+/// mailbox's) `GET ANNOTATION`; backupd answers `NO`, the pass bails out,
+/// `log-run` is replayed for ever and every later change waits in `log`. A
+/// Cyrus bug: docs/findings/halted-rolling-replication.md.
 pub const HALTED_ROLLING_REPLICATION: Known = Known {
-    name: "an UNQUOTA or server annotation entry halts rolling replication to backupd",
+    name: "an UNQUOTA or annotation entry halts rolling replication to backupd",
     scenario: "scenarios/operators/quota-entry-halts-backup.toml",
 };
 
 /// The commands whose refusal by backupd halts a rolling client.
 const HALTING: [&str; 2] = ["APPLY UNQUOTA: NO ", "GET ANNOTATION: NO "];
 
+/// The other refusals a halted pass brings: after the failed `UNQUOTA` the
+/// client's `USER` loop sends `GET USER NIL`, which backupd refuses as a bad
+/// parameter (the finding's transcript).
+const HALT_ALSO_REFUSED: [&str; 1] = ["GET USER: NO IMAP_PROTOCOL_BAD_PARAMETERS"];
+
 /// Whether `report` is the halt: the fake as backupd refused a halting
-/// command, and every failure is a difference of a user who still has a
-/// change queued in the channel log (what a halted client never carries).
-/// Lost changes, an acknowledged write lost, or anything else: not this.
+/// command and nothing else the halt does not bring, and every failure is a
+/// difference in a mailbox (or of a user) with a change still queued in the
+/// channel log (what a halted client never carries). Another refusal, lost
+/// changes, an acknowledged write lost, a difference where nothing is queued,
+/// or anything else: not this.
 fn halted(report: &ScenarioReport) -> bool {
-    if report.target != "fake"
-        || !report
-            .stats
-            .refused
-            .iter()
-            .any(|r| HALTING.iter().any(|h| r.starts_with(h)))
-    {
+    let refused = &report.stats.refused;
+    let halting = |r: &String| HALTING.iter().any(|h| r.starts_with(h));
+    let brought = |r: &String| halting(r) || HALT_ALSO_REFUSED.iter().any(|h| r.starts_with(h));
+    if report.target != "fake" || !refused.iter().any(halting) || !refused.iter().all(brought) {
         return false;
     }
-    let queued = |user: &str| {
-        report
-            .ledger
-            .iter()
-            .any(|c| c.class == Class::Queued && c.entry.change.user() == user)
-    };
+    let queued: Vec<&Change> = report
+        .ledger
+        .iter()
+        .filter(|c| c.class == Class::Queued)
+        .map(|c| &c.entry.change)
+        .collect();
     report.checks.iter().filter(|c| !c.ok).all(|c| {
         let mut any = false;
         let all = c.name == "converged"
             && items(&c.detail).all(|l| {
                 any = true;
-                // `- user U, mailbox M: …` or `- user U: …`
-                l.strip_prefix("- user ")
-                    .and_then(|rest| rest.split([',', ':']).next())
-                    .is_some_and(queued)
+                difference_place(l).is_some_and(|(user, mailbox)| {
+                    queued
+                        .iter()
+                        .any(|q| q.user() == user && mailbox.is_none_or(|m| touches(q, m)))
+                })
             });
         any && all
     })
+}
+
+/// The user and the mailbox a difference line names: `- user U, mailbox M,
+/// UID N: …`, `- user U, mailbox M: …` or `- user U: …` (no mailbox). A line
+/// of another shape names nothing.
+fn difference_place(line: &str) -> Option<(&str, Option<&str>)> {
+    let rest = line.strip_prefix("- user ")?;
+    let (head, _what) = rest.split_once(": ")?;
+    match head.split_once(", mailbox ") {
+        None => Some((head, None)),
+        Some((user, place)) => {
+            let mailbox = place.split_once(", UID ").map_or(place, |(m, _)| m);
+            Some((user, Some(mailbox)))
+        }
+    }
+}
+
+/// Whether a queued `change` accounts for a difference in `mailbox`: it names
+/// that mailbox; a rename, creation or deletion also accounts for the folders
+/// under it, and a deletion for the mailbox's `DELETED.*` form.
+fn touches(change: &Change, mailbox: &str) -> bool {
+    use crate::types::names::at_or_under;
+    match change {
+        Change::Rename { from, to, .. } => at_or_under(mailbox, from) || at_or_under(mailbox, to),
+        Change::Create { mailbox: m, .. } => at_or_under(mailbox, m),
+        Change::Delete { mailbox: m, .. } => {
+            at_or_under(mailbox, m)
+                || mailbox
+                    .strip_prefix("DELETED.")
+                    .and_then(|d| d.rsplit_once('.'))
+                    .is_some_and(|(name, _hex)| at_or_under(name, m))
+        }
+        Change::Quota { root, .. } => mailbox == root,
+        Change::Append { mailbox: m, .. }
+        | Change::Flags { mailbox: m, .. }
+        | Change::Expunge { mailbox: m, .. }
+        | Change::Metadata { mailbox: m, .. }
+        | Change::Annotations { mailbox: m, .. }
+        | Change::Acl { mailbox: m, .. }
+        | Change::Subscription { mailbox: m, .. } => mailbox == m,
+    }
 }
 
 fn deleted_users(s: &Scenario) -> Vec<String> {
@@ -240,50 +287,67 @@ mod tests {
     }
 
     /// A halted rolling client (tests/it/halts.rs runs the real one): known
-    /// when the fake as backupd refused APPLY UNQUOTA or GET ANNOTATION and
-    /// every difference is of a user with a change still queued; not known
-    /// without the refusal, for a user with nothing queued, on a replica, or
-    /// with any other failed check.
+    /// when the fake as backupd refused APPLY UNQUOTA or GET ANNOTATION (and
+    /// nothing the halt does not bring) and every difference is in a mailbox
+    /// with a change still queued; not known without the refusal, beside
+    /// another refusal, for a mailbox or user with nothing queued, on a
+    /// replica, or with any other failed check.
     #[test]
     fn a_halt_is_known_only_by_its_refusal_and_queued_changes() {
         let s = case("[[step]]\nsync = { mode = \"rolling-once\" }");
         let missing =
             "not converged: 1 difference(s)\n  - user u2, mailbox user.u2, UID 1: lost: message g";
-        let halted = |refused: &str, ledger: Vec<Classified>, checks: &[(&str, &str)]| {
+        let halted = |refused: &[&str], ledger: Vec<Classified>, checks: &[(&str, &str)]| {
             let mut r = failed(checks);
-            r.stats.refused = vec![refused.to_owned()];
+            r.stats.refused = refused.iter().map(|x| (*x).to_owned()).collect();
             r.ledger = ledger;
             r
         };
         let unquota = "APPLY UNQUOTA: NO IMAP_PROTOCOL_ERROR Protocol error";
+        let get_user_nil = "GET USER: NO IMAP_PROTOCOL_BAD_PARAMETERS Bad parameters";
         let annotation = "GET ANNOTATION: NO IMAP_PROTOCOL_ERROR Protocol error";
-        for refused in [unquota, annotation] {
-            let r = halted(
-                refused,
-                vec![queued("u2", Class::Queued)],
-                &[("converged", missing)],
+        let message = "APPLY MESSAGE: NO IMAP_PROTOCOL_ERROR Protocol error";
+        let u2 = || vec![queued("u2", Class::Queued)];
+        for refused in [&[unquota, get_user_nil][..], &[unquota], &[annotation]] {
+            let r = halted(refused, u2(), &[("converged", missing)]);
+            assert_eq!(
+                explain(&s, &r),
+                Some(HALTED_ROLLING_REPLICATION),
+                "{refused:?}"
             );
-            assert_eq!(explain(&s, &r), Some(HALTED_ROLLING_REPLICATION));
         }
-        // Another refusal: not the halt.
-        let other = halted(
-            "APPLY MESSAGE: NO IMAP_PROTOCOL_ERROR Protocol error",
-            vec![queued("u2", Class::Queued)],
-            &[("converged", missing)],
-        );
-        assert_eq!(explain(&s, &other), None);
+        // Another refusal, instead of the halting one or beside it; or only
+        // the refusal a halt brings, without the halting one.
+        for refused in [
+            &[message][..],
+            &[unquota, message],
+            &[annotation, message],
+            &[get_user_nil],
+        ] {
+            let r = halted(refused, u2(), &[("converged", missing)]);
+            assert_eq!(explain(&s, &r), None, "{refused:?}");
+        }
         // u2's change is lost, not queued; or only u1 has one queued.
         for ledger in [
             vec![queued("u2", Class::Lost)],
             vec![queued("u1", Class::Queued)],
         ] {
-            let r = halted(unquota, ledger, &[("converged", missing)]);
+            let r = halted(&[unquota], ledger, &[("converged", missing)]);
             assert_eq!(explain(&s, &r), None);
         }
+        // A difference in another of u2's mailboxes than the queued change's.
+        let elsewhere = "not converged: 2 difference(s)\n  - user u2, mailbox user.u2, UID 1: lost: message g\n  \
+                         - user u2, mailbox user.u2.Work, UID 4: flags differ";
+        let r = halted(&[unquota], u2(), &[("converged", elsewhere)]);
+        assert_eq!(explain(&s, &r), None);
+        // A user-level difference of a user with a change queued: known.
+        let user_level = "not converged: 1 difference(s)\n  - user u2: subscription to user.u2.Sent on the backup only";
+        let r = halted(&[annotation], u2(), &[("converged", user_level)]);
+        assert_eq!(explain(&s, &r), Some(HALTED_ROLLING_REPLICATION));
         // Another failed check beside the convergence.
         let acked = halted(
-            unquota,
-            vec![queued("u2", Class::Queued)],
+            &[unquota],
+            u2(),
             &[
                 ("converged", missing),
                 ("acknowledged writes kept", "acknowledged write lost: 1"),
@@ -291,12 +355,47 @@ mod tests {
         );
         assert_eq!(explain(&s, &acked), None);
         // A replica serves UNQUOTA: never this halt.
-        let mut replica = halted(
-            unquota,
-            vec![queued("u2", Class::Queued)],
-            &[("converged", missing)],
-        );
+        let mut replica = halted(&[unquota], u2(), &[("converged", missing)]);
         replica.target = "fake-sync_server".into();
         assert_eq!(explain(&s, &replica), None);
+    }
+
+    /// A queued change accounts for its own mailbox, and a rename, creation or
+    /// deletion for the folders under it and a deletion's `DELETED.*` form.
+    #[test]
+    fn a_queued_change_accounts_for_the_mailboxes_it_touches() {
+        let (user, m) = ("u".to_owned(), "user.u.A".to_owned());
+        let append = Change::Append {
+            user: user.clone(),
+            mailbox: m.clone(),
+            uid: 1,
+            guid: "g".into(),
+        };
+        assert!(touches(&append, "user.u.A"));
+        assert!(!touches(&append, "user.u.A.B"));
+        assert!(!touches(&append, "user.u"));
+        let delete = Change::Delete {
+            user: user.clone(),
+            mailbox: m.clone(),
+        };
+        assert!(touches(&delete, "user.u.A.B"));
+        assert!(touches(&delete, "DELETED.user.u.A.6B11B2C1"));
+        assert!(!touches(&delete, "DELETED.user.u.AB.6B11B2C1"));
+        let rename = Change::Rename {
+            user,
+            from: m,
+            to: "user.u.Z".into(),
+        };
+        assert!(touches(&rename, "user.u.A.B") && touches(&rename, "user.u.Z"));
+        assert!(!touches(&rename, "user.u.B"));
+        assert_eq!(
+            difference_place("- user u, mailbox user.u.A, UID 3: flags differ"),
+            Some(("u", Some("user.u.A")))
+        );
+        assert_eq!(
+            difference_place("- user u: subscription to user.u.A on the backup only"),
+            Some(("u", None))
+        );
+        assert_eq!(difference_place("step 3: append"), None);
     }
 }

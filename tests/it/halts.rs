@@ -197,6 +197,14 @@ fn of_the_nine_synclog_kinds_only_quota_and_annotation_halt_backupd() {
                     "{kind}: {}",
                     show(&r)
                 );
+                // What the real client's halt refuses, and leaves different,
+                // is all explore's classifier excuses.
+                assert_eq!(
+                    known::explain(&scenario, &r),
+                    Some(known::HALTED_ROLLING_REPLICATION),
+                    "{kind}: {}",
+                    show(&r)
+                );
             }
         }
     }
