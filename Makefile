@@ -110,19 +110,21 @@ FUZZ_TARGETS ?= dlist_frame_decode session driver
 # The crate has no `unsafe`: AddressSanitizer finds nothing in safe Rust that a
 # panic would not, and costs ~5x the executions. FUZZ_SANITIZER=address for it.
 FUZZ_SANITIZER ?= none
-# FUZZ_FORK=N: libFuzzer's -fork=N, N worker processes on the one corpus.
+# FUZZ_FORK=N: libFuzzer's -fork=N, N worker processes on the one corpus. A
+# timeout or an out-of-memory stops it as a crash does (-fork ignores both by
+# default).
 FUZZ_FORK ?=
 # Coverage for our own code only (fuzz/rustc-wrapper.sh); the --cfg marks these
 # builds so that cargo rebuilds when a build made without the wrapper is there.
-FUZZ_ENV = RUSTC_BOOTSTRAP=1 RUSTC_WRAPPER=$(CURDIR)/fuzz/rustc-wrapper.sh \
-  RUSTFLAGS="--cfg backupd_sim_fuzz_own_coverage"
+FUZZ_ENV = RUSTC_BOOTSTRAP=1 RUSTC_WRAPPER="$(CURDIR)/fuzz/rustc-wrapper.sh" \
+  RUSTFLAGS="$(RUSTFLAGS) --cfg backupd_sim_fuzz_own_coverage"
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s$(if $(FUZZ_FORK), with $(FUZZ_FORK) workers)"; \
 	  mkdir -p fuzz/corpus/$$t; \
 	  if ! $(FUZZ_ENV) $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) $$t fuzz/corpus/$$t -- \
-	    $(if $(FUZZ_FORK),-fork=$(FUZZ_FORK)) \
+	    $(if $(FUZZ_FORK),-fork=$(FUZZ_FORK) -ignore_timeouts=0 -ignore_ooms=0) \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=30 -print_final_stats=1 \
 	    > fuzz/last-$$t.log 2>&1; then tail -40 fuzz/last-$$t.log; exit 1; fi; \
 	  scripts/fuzz-stats.sh $$t fuzz/last-$$t.log | tee -a fuzz/campaigns.log; \

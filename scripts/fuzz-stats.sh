@@ -6,7 +6,9 @@
 # A -fork=N log has no final stats: its executions are the count on the parent's
 # last status line (`#N: cov: ...`, the jobs that ended; a job cut off at the end
 # is not counted), its seconds from `INFO: exiting`, and new inputs and peak RSS
-# are not known (`?`). Its line ends in workers=N.
+# are not known (`?`). Its line ends in workers=N. A -fork log whose parent
+# counted an out-of-memory, a timeout or a crash (`oom/timeout/crash: a/b/c`,
+# only when they were ignored) is refused: no line, exit 1.
 set -eu
 target=$1 log=$2
 stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
@@ -16,7 +18,12 @@ corp=$(printf '%s\n' "$last" | sed -n 's/.* corp: \([0-9]*\).*/\1/p')
 workers=$(sed -n 's/^INFO: -fork=\([0-9]*\): fuzzing in separate.*/\1/p' "$log" | tail -1)
 if [ -n "$workers" ]; then
   execs=$(printf '%s\n' "$last" | sed -n 's/^#\([0-9]*\): .*/\1/p')
-  secs=$(sed -n 's/^INFO: exiting: 0 time: \([0-9]*\)s.*/\1/p' "$log" | tail -1)
+  secs=$(sed -n 's/^INFO: exiting: [0-9-]* time: \([0-9]*\)s.*/\1/p' "$log" | tail -1)
+  failed=$(printf '%s\n' "$last" | sed -n 's|.* oom/timeout/crash: \([0-9/]*\).*|\1|p')
+  case ${failed:-0/0/0} in
+  0/0/0) ;;
+  *) echo "$log: oom/timeout/crash $failed (inputs in fuzz/artifacts/$target/)" >&2; exit 1 ;;
+  esac
   new='?' rss='?' tail=" workers=$workers"
 else
   execs=$(stat number_of_executed_units)
