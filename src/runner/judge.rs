@@ -83,10 +83,9 @@ impl Run<'_> {
         };
         let mut conn_times = Vec::new();
         let (mut first_hit, mut last_hit) = (None, None);
-        // Each connection's command awaiting its reply, and whether a lock
-        // or a fault answered it (then a NO is not the target's own).
-        let mut pending: BTreeMap<crate::types::SessionId, (&str, bool)> = BTreeMap::new();
+        let mut refusals = Refusals::default();
         for e in events.events().filter(|e| e.seq > self.setup_seq) {
+            refusals.see(&e.session, &e.kind);
             match &e.kind {
                 EventKind::Connected { .. } => {
                     stats.connections += 1;
@@ -96,30 +95,12 @@ impl Run<'_> {
                     stats.lock_hits += 1;
                     first_hit.get_or_insert(e.t_us);
                     last_hit = Some(e.t_us);
-                    pending.entry(e.session).and_modify(|p| p.1 = true);
                 }
-                EventKind::Fault { .. } => {
-                    stats.faults += 1;
-                    pending.entry(e.session).and_modify(|p| p.1 = true);
-                }
-                EventKind::Command { verb, .. } => {
-                    pending.insert(e.session, (verb, false));
-                }
-                EventKind::Reply { line, .. } => {
-                    if let Some((verb, false)) = pending.remove(&e.session) {
-                        let refusal = format!("{verb}: {line}");
-                        if line.starts_with("NO ")
-                            && !line.contains("IMAP_MAILBOX_LOCKED")
-                            && stats.refused.len() < super::REFUSED_MAX
-                            && !stats.refused.contains(&refusal)
-                        {
-                            stats.refused.push(refusal);
-                        }
-                    }
-                }
+                EventKind::Fault { .. } => stats.faults += 1,
                 _ => {}
             }
         }
+        stats.refused = refusals.list;
         if let (Some(a), Some(b)) = (first_hit, last_hit) {
             let during = conn_times.iter().filter(|t| (a..=b).contains(*t)).count();
             let secs = (b - a) as f64 / 1e6;
@@ -485,11 +466,55 @@ fn final_pass_applies(
     (sent, skipped)
 }
 
+/// The target's own refusals, for [`Stats::refused`]: each distinct
+/// `VERB: NO …` reply, paired with its command per connection, leaving out
+/// `IMAP_MAILBOX_LOCKED` and every reply a lock window or a fault answered
+/// (the fake's lock and fault engine, not the target, said no). At most
+/// [`super::REFUSED_MAX`].
+#[derive(Default)]
+struct Refusals<'a> {
+    /// Each connection's command awaiting its reply, and whether a lock or
+    /// a fault answered it.
+    pending: BTreeMap<crate::types::SessionId, (&'a str, bool)>,
+    list: Vec<String>,
+}
+
+impl<'a> Refusals<'a> {
+    fn see(&mut self, session: &crate::types::SessionId, kind: &'a EventKind) {
+        match kind {
+            EventKind::LockHit { .. } | EventKind::Fault { .. } => {
+                self.pending.entry(*session).and_modify(|p| p.1 = true);
+            }
+            EventKind::Command { verb, .. } => {
+                self.pending.insert(*session, (verb, false));
+            }
+            EventKind::Reply { line, .. } => {
+                let Some((verb, answered_by_us)) = self.pending.remove(session) else {
+                    return;
+                };
+                if answered_by_us
+                    || !line.starts_with("NO ")
+                    || line.contains("IMAP_MAILBOX_LOCKED")
+                    || self.list.len() >= super::REFUSED_MAX
+                {
+                    return;
+                }
+                let refusal = format!("{verb}: {line}");
+                if !self.list.contains(&refusal) {
+                    self.list.push(refusal);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::final_pass_applies;
+    use super::{final_pass_applies, Refusals};
+    use crate::events::EventKind;
 
     fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|(v, n)| ((*v).to_owned(), *n)).collect()
@@ -514,5 +539,69 @@ mod tests {
         assert_eq!(sent, 1, "APPLY QUOTA counts on a replica");
         let after = counts(&[("APPLY MAILBOX", 4), ("APPLY QUOTA", 2)]);
         assert_eq!(final_pass_applies(&before, &after, true).0, 1);
+    }
+
+    fn reply(line: &str) -> EventKind {
+        EventKind::Reply {
+            line: line.into(),
+            data_lines: 0,
+        }
+    }
+
+    /// A NO is the target's refusal only when neither a lock window nor a
+    /// fault answered that command on that connection; LOCKED never is; each
+    /// distinct one is listed once, and at most REFUSED_MAX of them.
+    #[test]
+    fn a_refusal_is_the_targets_own_no_paired_per_connection() {
+        let no = "NO IMAP_PROTOCOL_ERROR Protocol error";
+        let lock = EventKind::LockHit {
+            lock: "user u".into(),
+        };
+        let fault = EventKind::Fault {
+            rule: "r".into(),
+            action: "error".into(),
+        };
+        let (unquota, message, user) = (
+            EventKind::command("APPLY UNQUOTA"),
+            EventKind::command("APPLY MESSAGE"),
+            EventKind::command("GET USER"),
+        );
+        let (no_reply, ok, locked) = (
+            reply(no),
+            reply("OK Success"),
+            reply("NO IMAP_MAILBOX_LOCKED Mailbox locked"),
+        );
+        let events: Vec<(u64, &EventKind)> = vec![
+            (1, &unquota),
+            (2, &message), // connection 2's command is answered by a lock
+            (2, &lock),
+            (1, &no_reply), // connection 1: the target refused UNQUOTA
+            (2, &no_reply),
+            (1, &message),
+            (1, &fault),
+            (1, &no_reply), // a fault's NO
+            (1, &user),
+            (1, &locked),
+            (1, &user),
+            (1, &ok),
+            (1, &unquota),
+            (1, &no_reply), // the same refusal again
+            (3, &no_reply), // a reply with no command before it
+        ];
+        let mut r = Refusals::default();
+        for (session, kind) in &events {
+            r.see(session, kind);
+        }
+        assert_eq!(r.list, vec![format!("APPLY UNQUOTA: {no}")]);
+
+        let verbs: Vec<EventKind> = (0..40)
+            .map(|i| EventKind::command(&format!("V{i}")))
+            .collect();
+        let mut r = Refusals::default();
+        for v in &verbs {
+            r.see(&1, v);
+            r.see(&1, &no_reply);
+        }
+        assert_eq!(r.list.len(), crate::runner::REFUSED_MAX);
     }
 }
