@@ -50,7 +50,12 @@
 //!   a reply (a dropped connection, a partial reply) may or may not have been:
 //!   until a later acknowledged write supersedes it, nothing it touched is
 //!   checked, and afterwards the flags and annotations of the records it named
-//!   are not;
+//!   are not. Except an unanswered `APPLY MAILBOX` of a mailbox already
+//!   acknowledged with the same uniqueid, which can add but not take away:
+//!   meanwhile the mailbox must still be there with that uniqueid, LAST_UID
+//!   and HIGHESTMODSEQ not below the lower of the two, UIDVALIDITY unchanged
+//!   unless the write names another, and every acknowledged record it does not
+//!   name as before (its ACL and annotations are not checked);
 //! - two acknowledged writes of the same thing whose commands overlapped in
 //!   time (two clients): their order is unknown, so the thing is not checked
 //!   until a later write settles it;
@@ -126,6 +131,10 @@ pub(super) struct Slot {
     pub(super) ambiguous: bool,
     /// Records whose flags a never-answered write may have changed.
     pub(super) uncertain_uids: BTreeSet<u32>,
+    /// Those of `unresolved` that are `APPLY MAILBOX` of the known mailbox
+    /// (the same uniqueid): applied or not, they cannot take away what it
+    /// was acknowledged to hold.
+    pub(super) growing: BTreeSet<usize>,
 }
 
 impl Slot {
@@ -133,6 +142,18 @@ impl Slot {
         let k = self.known.as_ref()?;
         let clear = self.inflight.is_empty() && self.unresolved.is_empty() && !self.ambiguous;
         (clear && k.completed < t).then_some(k)
+    }
+
+    /// The known state before `t` when all that keeps it from being settled
+    /// is unanswered writes in `growing`: then what they cannot change is
+    /// still checked.
+    pub(super) fn at_least_before(&self, t: u64) -> Option<&Known> {
+        let k = self.known.as_ref()?;
+        let only_growing = self.inflight.is_empty()
+            && !self.ambiguous
+            && !self.unresolved.is_empty()
+            && self.unresolved.is_subset(&self.growing);
+        (only_growing && k.completed < t).then_some(k)
     }
 }
 
@@ -330,6 +351,13 @@ impl Sweep<'_> {
                 Outcome::Ok => {}
                 Outcome::Unanswered | Outcome::Pending => {
                     slot.unresolved.insert(i);
+                    if let (Write::Mailbox(f), Some(Fact::Mailbox(k))) =
+                        (w, slot.known.as_ref().map(|k| &k.fact))
+                    {
+                        if !f.uniqueid.is_empty() && f.uniqueid == k.uniqueid {
+                            slot.growing.insert(i);
+                        }
+                    }
                 }
                 Outcome::No(_) | Outcome::Bad(_) => {}
             }
@@ -367,6 +395,7 @@ impl Sweep<'_> {
                 .collect();
             for j in superseded {
                 slot.unresolved.remove(&j);
+                slot.growing.remove(&j);
                 if let Call::Write(wj) = &ops[j].call {
                     slot.uncertain_uids.extend(written_uids(wj));
                 }

@@ -4,18 +4,52 @@
 
 use std::collections::BTreeSet;
 
-use super::check::{Fact, Known, Obj, Sweep};
-use super::facts::{Annotations, MailboxFacts, Observation, Read};
+use super::check::{written_uids, Fact, Obj, Sweep};
+use super::facts::{Annotations, Call, MailboxFacts, Observation, Read, Write};
 use super::verdict::{About, FinalRead};
 use crate::store::names::owner_of;
 
 impl Sweep<'_> {
-    /// What mailbox `m` settled on before `t`, when nothing about it was in
-    /// flight then.
-    fn settled_mailbox(&self, m: &str, t: u64) -> Option<&Known> {
-        self.slots
-            .get(&Obj::Mailbox(m.to_owned()))
-            .and_then(|s| s.settled_before(t))
+    /// What a read of mailbox `m` sent at `t` is checked against: its
+    /// settled state, its op and the records whose flags are uncertain; or,
+    /// when only unanswered `APPLY MAILBOX`es of the same mailbox keep it
+    /// unsettled (they can add, not take away), the part of the known state
+    /// they cannot change: no ACL or annotations, LAST_UID and HIGHESTMODSEQ
+    /// at the lower of the known and the written, UIDVALIDITY only if none
+    /// names another, and none of the records they name.
+    pub(super) fn mailbox_check(&self, m: &str, t: u64) -> Option<(Fact, usize, BTreeSet<u32>)> {
+        let slot = self.slots.get(&Obj::Mailbox(m.to_owned()))?;
+        if let Some(k) = slot.settled_before(t) {
+            return Some((k.fact.clone(), k.op, slot.uncertain_uids.clone()));
+        }
+        let k = slot.at_least_before(t)?;
+        let Fact::Mailbox(known) = &k.fact else {
+            return None;
+        };
+        let mut want = known.clone();
+        want.acl = None;
+        want.annotations = None;
+        let lower = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, _) => a,
+        };
+        for &j in &slot.growing {
+            let Call::Write(w @ Write::Mailbox(f)) = &self.ops[j].call else {
+                continue;
+            };
+            if f.uidvalidity.is_some() && f.uidvalidity != want.uidvalidity {
+                want.uidvalidity = None;
+            }
+            want.last_uid =
+                lower(want.last_uid.map(u64::from), f.last_uid.map(u64::from)).map(|u| u as u32);
+            want.highestmodseq = lower(want.highestmodseq, f.highestmodseq);
+            if let Some(records) = want.records.as_mut() {
+                for uid in written_uids(w) {
+                    records.remove(&uid);
+                }
+            }
+        }
+        Some((Fact::Mailbox(want), k.op, slot.uncertain_uids.clone()))
     }
 
     /// Check one answered read; true when it covered a settled state.
@@ -49,12 +83,10 @@ impl Sweep<'_> {
         let by = self.describe(i);
         let mut checked = false;
         for m in mailboxes {
-            let Some(k) = self.settled_mailbox(&m, t) else {
+            let Some((fact, op, uncertain)) = self.mailbox_check(&m, t) else {
                 continue;
             };
             checked = true;
-            let uncertain = self.slots[&Obj::Mailbox(m.clone())].uncertain_uids.clone();
-            let (fact, op) = (k.fact.clone(), k.op);
             // Records are read only from `GET FULLMAILBOX`; other answers carry none.
             let mut shown = obs.mailboxes.get(&m).cloned();
             if !matches!(r, Read::FullMailbox(_)) {
@@ -230,15 +262,14 @@ impl Sweep<'_> {
         }
         let mut lost = Vec::new();
         for m in mailboxes {
-            let Some(k) = self.settled_mailbox(m, t) else {
+            let Some((Fact::Mailbox(f), op, _)) = self.mailbox_check(m, t) else {
                 continue;
             };
-            let Fact::Mailbox(f) = &k.fact else { continue };
             checked = true;
             for (uid, r) in f.records.iter().flatten() {
                 let g = r.guid.as_str();
                 if !r.expunged && asked.contains(g) && missing.contains(g) {
-                    lost.push((m.clone(), *uid, g.to_owned(), k.op));
+                    lost.push((m.clone(), *uid, g.to_owned(), op));
                 }
             }
         }
@@ -343,14 +374,16 @@ impl Sweep<'_> {
             let mut names = Vec::new();
             let mut subs = Vec::new();
             for (o, s) in &self.slots {
-                match (o, s.settled_before(u64::MAX)) {
-                    (Obj::Mailbox(m), Some(k))
-                        if owner_of(m).as_deref() == Some(&user) && shown(m) =>
-                    {
-                        names.push((m.clone(), k.fact.clone(), k.op, s.uncertain_uids.clone()));
+                match o {
+                    Obj::Mailbox(m) if owner_of(m).as_deref() == Some(&user) && shown(m) => {
+                        if let Some((fact, op, uncertain)) = self.mailbox_check(m, u64::MAX) {
+                            names.push((m.clone(), fact, op, uncertain));
+                        }
                     }
-                    (Obj::Sub(su, m), Some(k)) if full && *su == user => {
-                        subs.push((m.clone(), k.fact.clone(), k.op));
+                    Obj::Sub(su, m) if full && *su == user => {
+                        if let Some(k) = s.settled_before(u64::MAX) {
+                            subs.push((m.clone(), k.fact.clone(), k.op));
+                        }
                     }
                     _ => {}
                 }

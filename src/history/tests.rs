@@ -244,9 +244,9 @@ fn a_write_answered_no_is_not_applied() {
     assert_eq!(r.acknowledged, 0);
 }
 
-/// An unanswered write may or may not have been applied: nothing it touched
-/// is checked until a later acknowledged write supersedes it, and then not
-/// the flags of its records.
+/// An unanswered write may or may not have been applied: what it could have
+/// changed is not checked until a later acknowledged write supersedes it,
+/// and then not the flags of its records.
 #[test]
 fn an_unanswered_write_unsettles_until_superseded() {
     let mut s = Script::new();
@@ -254,9 +254,15 @@ fn an_unanswered_write_unsettles_until_superseded() {
     s.send(1, &apply_mailbox("user.a.X", 1, 6, &[(1, G1, "\\Seen")]));
     let t = s.tick();
     s.h.closed(1, t);
-    // Either state may be there: not checked.
-    s.read(2, "GET MAILBOXES (user.a.X)", vec![]);
-    assert!(s.check().ok());
+    // Either state may be there.
+    for flags in ["", "\\Seen"] {
+        s.read(
+            2,
+            "GET FULLMAILBOX user.a.X",
+            vec![mailbox_reply("user.a.X", 1, 6, &[(1, G1, flags)])],
+        );
+        assert!(s.check().ok(), "{flags}: {:#?}", s.check());
+    }
     // A later acknowledged write settles the mailbox again, flags of UID 1 excepted.
     s.ok(2, &apply_mailbox("user.a.X", 2, 7, &[(2, G2, "")]));
     s.read(
@@ -272,6 +278,77 @@ fn an_unanswered_write_unsettles_until_superseded() {
     assert!(s.check().ok(), "{:#?}", s.check());
     s.read(3, "GET MAILBOXES (user.a.X)", vec![]);
     assert_eq!(s.check().violations.len(), 1);
+}
+
+/// An `APPLY MAILBOX` left without a reply, of a mailbox acknowledged with
+/// the same uniqueid, can add to it but not take it away: until it is
+/// superseded, the mailbox must still be there, LAST_UID not lower, and the
+/// acknowledged records it does not name as they were. (Before, nothing was
+/// checked meanwhile: a target that lost the mailbox on the dropped
+/// connection passed once the client sent it again.)
+#[test]
+fn an_unanswered_apply_mailbox_cannot_take_away_what_was_acknowledged() {
+    let acked = || apply_mailbox("user.a.X", 2, 5, &[(1, G1, ""), (2, G2, "")]);
+    let dropped = |s: &mut Script, line: &str| {
+        s.send(1, line);
+        let t = s.tick();
+        s.h.closed(1, t);
+    };
+    let setup = || {
+        let mut s = Script::new();
+        s.ok(1, &acked());
+        dropped(
+            &mut s,
+            &apply_mailbox("user.a.X", 2, 6, &[(1, G1, "\\Seen")]),
+        );
+        s
+    };
+    // Applied or not: both pass.
+    for (modseq, flags) in [(6, "\\Seen"), (5, "")] {
+        let mut s = setup();
+        s.read(
+            2,
+            "GET FULLMAILBOX user.a.X",
+            vec![mailbox_reply(
+                "user.a.X",
+                2,
+                modseq,
+                &[(1, G1, flags), (2, G2, "")],
+            )],
+        );
+        let r = s.check();
+        assert!(r.ok() && r.reads_checked == 1, "{r:#?}");
+    }
+    // The mailbox gone, UID 2 (not named by the dropped write) gone, or
+    // LAST_UID lower: each is a lost acknowledged write.
+    let lost: [(&str, Vec<Reply>); 3] = [
+        ("GET MAILBOXES (user.a.X)", vec![]),
+        (
+            "GET FULLMAILBOX user.a.X",
+            vec![mailbox_reply("user.a.X", 2, 6, &[(1, G1, "\\Seen")])],
+        ),
+        (
+            "GET MAILBOXES (user.a.X)",
+            vec![mailbox_reply("user.a.X", 1, 6, &[])],
+        ),
+    ];
+    for (read, answer) in lost {
+        let mut s = setup();
+        s.read(2, read, answer.clone());
+        let r = s.check();
+        assert_eq!(r.violations.len(), 1, "{read} {answer:?}: {r:#?}");
+    }
+    // Another uniqueid (the source recreated the mailbox), or a removal,
+    // left without a reply: nothing of the mailbox is known meanwhile.
+    let other = apply_mailbox("user.a.X", 1, 9, &[]).replace("u-user.a.X", "u-other");
+    for line in [other.as_str(), "APPLY UNMAILBOX user.a.X"] {
+        let mut s = Script::new();
+        s.ok(1, &acked());
+        dropped(&mut s, line);
+        s.read(2, "GET MAILBOXES (user.a.X)", vec![]);
+        let r = s.check();
+        assert!(r.ok() && r.reads_checked == 0, "{line}: {r:#?}");
+    }
 }
 
 /// A read sent before the write was acknowledged may not see it.
