@@ -31,6 +31,24 @@ pub fn hide_missing(cx: Fired<'_, '_, impl World>, count: usize) -> Effect {
     Effect::send(response)
 }
 
+/// `drop-corrupt`: close without executing, and break `what` in the store
+/// (what the command names), as a target that loses data with a dropped
+/// connection.
+pub fn drop_corrupt(cx: Fired<'_, '_, impl World>, what: Corruption) -> Effect {
+    let (world, session, ev) = (cx.world, cx.session.id(), cx.ev);
+    let done = world.store().corrupt(what, ev.users, ev.mailboxes);
+    world.record(
+        session,
+        EventKind::Fault {
+            rule: cx.rule,
+            action: format!("drop-corrupt {what}: {done}"),
+        },
+    );
+    Effect::Close {
+        reason: "fault drop-corrupt".into(),
+    }
+}
+
 /// `corrupt`: execute and acknowledge, corrupting `what` in the store right
 /// after; the fault's event names what it broke.
 pub fn corrupt(cx: Fired<'_, '_, impl World>, what: Corruption) -> Effect {

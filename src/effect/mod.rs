@@ -175,7 +175,7 @@ pub fn carry_out(
             Effect::reply(Reply::locked())
         }
         Verdict::Fault { rule, action } => {
-            if !matches!(action, Action::Corrupt { .. }) {
+            if !matches!(action, Action::Corrupt { .. } | Action::DropCorrupt { .. }) {
                 // `corrupt` names what it broke once it has.
                 world.record(
                     session.id(),
@@ -206,6 +206,7 @@ pub fn carry_out(
                 Action::Lie => data::lie(cx),
                 Action::HideMissing { count } => data::hide_missing(cx, count),
                 Action::Corrupt { what } => data::corrupt(cx, what),
+                Action::DropCorrupt { what } => data::drop_corrupt(cx, what),
             }
         }
     }

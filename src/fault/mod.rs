@@ -203,11 +203,19 @@ pub enum Action {
         /// What is corrupted.
         what: Corruption,
     },
+    /// Close without executing the command (as `drop-before`), and corrupt
+    /// one kind of stored state with it: a target that loses data when a
+    /// connection drops (to prove an unanswered write does not hide the loss
+    /// of what was acknowledged before it).
+    DropCorrupt {
+        /// What is corrupted.
+        what: Corruption,
+    },
 }
 
 impl Action {
     /// Every action's name as written in plans.
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "drop-before",
         "drop-after",
         "partial-reply",
@@ -221,6 +229,7 @@ impl Action {
         "lie",
         "hide-missing",
         "corrupt",
+        "drop-corrupt",
     ];
 
     /// The action's name as written in plans.
@@ -239,6 +248,7 @@ impl Action {
             Action::Lie => "lie",
             Action::HideMissing { .. } => "hide-missing",
             Action::Corrupt { .. } => "corrupt",
+            Action::DropCorrupt { .. } => "drop-corrupt",
         }
     }
 }

@@ -221,6 +221,9 @@ count = 3
 [[fault]]
 action = "corrupt"
 what = "subscription"
+[[fault]]
+action = "drop-corrupt"
+what = "forget-mailbox"
 "#,
         );
         let actions: Vec<Action> = plan.faults.iter().map(|r| r.action.clone()).collect();
@@ -259,6 +262,9 @@ what = "subscription"
                 Action::HideMissing { count: 3 },
                 Action::Corrupt {
                     what: crate::fault::Corruption::Subscription
+                },
+                Action::DropCorrupt {
+                    what: crate::fault::Corruption::ForgetMailbox
                 },
             ]
         );
@@ -427,6 +433,11 @@ what = "subscription"
                 "action \"corrupt\" needs `what`",
                 "forget-mailbox, uniqueid",
             ],
+        );
+        assert_err(
+            "[[fault]]\naction = \"drop-corrupt\"\n",
+            1,
+            &["action \"drop-corrupt\" needs `what`"],
         );
         assert_err(
             "[[fault]]\naction = \"corrupt\"\nwhat = \"flags\"\n",

@@ -173,12 +173,14 @@ pub enum SpecError {
     },
     /// `corrupt` without `what`.
     #[error(
-        "fault `{fault}`: action \"corrupt\" needs `what`: one of {}",
+        "fault `{fault}`: action \"{action}\" needs `what`: one of {}",
         Corruption::names()
     )]
     CorruptWithoutWhat {
         /// The fault's name.
         fault: String,
+        /// `corrupt` or `drop-corrupt`.
+        action: String,
     },
     /// `corrupt` with a `what` that names no corruption.
     #[error(
@@ -386,20 +388,23 @@ impl FaultSpec {
             "hide-missing" => Action::HideMissing {
                 count: self.count.unwrap_or(1).max(1),
             },
-            "corrupt" => {
+            "corrupt" | "drop-corrupt" => {
                 let what = self
                     .what
                     .as_deref()
                     .ok_or_else(|| SpecError::CorruptWithoutWhat {
                         fault: name.clone(),
+                        action: self.action.clone(),
                     })?;
-                Action::Corrupt {
-                    what: Corruption::from_name(what).ok_or_else(|| {
-                        SpecError::UnknownCorruption {
-                            fault: name.clone(),
-                            what: what.to_owned(),
-                        }
-                    })?,
+                let what =
+                    Corruption::from_name(what).ok_or_else(|| SpecError::UnknownCorruption {
+                        fault: name.clone(),
+                        what: what.to_owned(),
+                    })?;
+                if self.action == "corrupt" {
+                    Action::Corrupt { what }
+                } else {
+                    Action::DropCorrupt { what }
                 }
             }
             other => {

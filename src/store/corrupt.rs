@@ -1,5 +1,6 @@
-//! The store side of `corrupt` faults ([`crate::fault::Corruption`]): break one
-//! kind of stored state right after a command was executed and acknowledged.
+//! The store side of `corrupt` and `drop-corrupt` faults
+//! ([`crate::fault::Corruption`]): break one kind of stored state right after
+//! a command was executed and acknowledged, or as its connection drops.
 
 use crate::types::Corruption;
 
