@@ -226,6 +226,7 @@ async fn pump(
                     shared.history_command(session, &text, cmd.as_ref());
                 }
                 Tapped::Reply(replies) => shared.history_reply(session, &replies),
+                Tapped::Lost(why) => shared.history_lost(session, &why),
             }
         }
         if let Err(e) = to.write_all(&buf[..n]).await {
@@ -295,6 +296,9 @@ enum Tapped {
         cmd: Option<crate::proto::Command>,
     },
     Reply(Vec<Reply>),
+    /// A direction of the connection can no longer be decoded: the history
+    /// misses what follows, so it is marked incomplete.
+    Lost(String),
 }
 
 /// Both directions of one connection.
@@ -383,12 +387,12 @@ impl Tap {
             }
         }
         if let Some(e) = &self.up.lost {
+            let why = format!("relay: client stream no longer decoded: {e}");
             out.push((
                 self.id,
-                Tapped::Event(EventKind::Mark {
-                    name: format!("relay: client stream no longer decoded: {e}"),
-                }),
+                Tapped::Event(EventKind::Mark { name: why.clone() }),
             ));
+            out.push((self.id, Tapped::Lost(why)));
         }
     }
 
@@ -471,12 +475,51 @@ impl Tap {
             }
         }
         if let Some(e) = &self.down.lost {
+            let why = format!("relay: server stream no longer decoded: {e}");
             out.push((
                 self.id,
-                Tapped::Event(EventKind::Mark {
-                    name: format!("relay: server stream no longer decoded: {e}"),
-                }),
+                Tapped::Event(EventKind::Mark { name: why.clone() }),
             ));
+            out.push((self.id, Tapped::Lost(why)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(out: &[(SessionId, Tapped)]) -> Vec<&str> {
+        out.iter()
+            .filter_map(|(_, t)| match t {
+                Tapped::Lost(why) => Some(why.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A direction the relay can no longer decode (here a literal past the
+    /// limit) is reported once as lost, for the history to be marked
+    /// incomplete, and nothing more of it is decoded; the other direction
+    /// goes on until it is lost too.
+    #[test]
+    fn an_undecodable_stream_is_reported_lost_once_per_direction() {
+        let mut tap = Tap::new(3, Limits::default(), true);
+        let out = tap.feed(
+            Dir::ToServer,
+            b"NOOP\r\nAPPLY MESSAGE ({1099511627776+}\r\n",
+        );
+        assert!(out
+            .iter()
+            .any(|(_, t)| matches!(t, Tapped::Command { text, .. } if text == "NOOP")));
+        assert_eq!(lost(&out).len(), 1, "{:?}", lost(&out));
+        assert!(lost(&out)[0].starts_with("relay: client stream no longer decoded"));
+        assert!(tap.feed(Dir::ToServer, b"NOOP\r\n").is_empty());
+        let out = tap.feed(Dir::ToClient, b"OK Success\r\n");
+        assert!(lost(&out).is_empty());
+        let out = tap.feed(Dir::ToClient, b"* MAILBOX {1099511627776}\r\n");
+        assert_eq!(lost(&out).len(), 1, "{:?}", lost(&out));
+        assert!(lost(&out)[0].starts_with("relay: server stream no longer decoded"));
+        assert!(tap.feed(Dir::ToClient, b"OK Success\r\n").is_empty());
     }
 }

@@ -201,6 +201,13 @@ impl History {
         self.unanswered(session, t_us);
     }
 
+    /// What `session` sends or receives can no longer be decoded (a relay
+    /// lost the stream): what follows is missing, so the history is
+    /// incomplete and never a pass.
+    pub fn lost(&mut self, session: SessionId, why: &str) {
+        self.truncate(format!("{}: {why}", session_name(session)));
+    }
+
     /// Name this point in time (`step 3`, `catch-up`).
     pub fn mark(&mut self, t_us: u64, name: impl Into<String>) {
         self.marks.push(Mark {

@@ -598,6 +598,49 @@ fn an_incomplete_history_is_never_a_pass() {
         .contains("more than 2 commands"));
 }
 
+/// An answer with a data line not understood is not checked (an absence in
+/// it may be that line), and the report counts it and names the first.
+#[test]
+fn a_read_with_a_line_not_understood_is_counted_not_checked() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 1, 5, &[]));
+    s.read(
+        2,
+        "GET USER a",
+        vec![Reply::Data("SEEN".into(), value("%(FOO 1)"))],
+    );
+    let r = s.check();
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!((r.reads_checked, r.reads_unreadable), (0, 1));
+    let first = r.first_unreadable.unwrap_or_default();
+    assert!(
+        first.contains("GET USER a") && first.contains("* SEEN without its fields"),
+        "{first}"
+    );
+}
+
+/// A stream a relay could no longer decode leaves the history incomplete:
+/// whatever it held, it is never a pass.
+#[test]
+fn a_stream_lost_to_the_relay_makes_the_history_incomplete() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 1, 5, &[]));
+    s.read(
+        2,
+        "GET MAILBOXES (user.a.X)",
+        vec![mailbox_reply("user.a.X", 1, 5, &[])],
+    );
+    assert!(s.check().ok());
+    s.h.lost(
+        2,
+        "relay: server stream no longer decoded: a literal too large",
+    );
+    let r = s.check();
+    assert!(!r.ok());
+    let why = r.incomplete.unwrap_or_default();
+    assert!(why.contains("server stream no longer decoded"), "{why}");
+}
+
 #[test]
 fn two_overlapping_acknowledged_writes_are_not_checked_until_settled() {
     let mut s = Script::new();

@@ -276,6 +276,15 @@ impl Shared {
         }
     }
 
+    /// Record in the history that what `session` sends or receives can no
+    /// longer be followed (when kept): the history is then incomplete, and
+    /// its check gives no verdict.
+    pub fn history_lost(&self, session: SessionId, why: &str) {
+        if let Some(mut h) = self.history() {
+            h.lost(session, why);
+        }
+    }
+
     /// Record in the history that `session` ended (when kept).
     pub fn history_closed(&self, session: SessionId) {
         if let Some(mut h) = self.history() {
