@@ -54,7 +54,11 @@ impl Sweep<'_> {
 
     /// Check one answered read; true when it covered a settled state.
     pub(super) fn check_read(&mut self, i: usize, r: &Read, obs: &Observation) -> bool {
-        if !obs.unreadable.is_empty() {
+        if let Some(line) = obs.unreadable.first() {
+            self.report.reads_unreadable += 1;
+            if self.report.first_unreadable.is_none() {
+                self.report.first_unreadable = Some(format!("{}: {line}", self.describe(i)));
+            }
             return false;
         }
         let read = &self.ops[i];

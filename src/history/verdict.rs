@@ -148,6 +148,12 @@ pub struct Report {
     pub acknowledged: usize,
     /// Reads checked against at least one settled state.
     pub reads_checked: usize,
+    /// Answered reads not checked because a data line in the answer could
+    /// not be read (an absence in it may be a line not understood), and the
+    /// first of them: the read and the line.
+    pub reads_unreadable: usize,
+    /// The first unreadable read: `session 2 (step 3): GET USER u: * MAILBOX: …`.
+    pub first_unreadable: Option<String>,
     /// Set when the history is incomplete: the verdict is then not trusted.
     pub incomplete: Option<String>,
 }

@@ -316,6 +316,13 @@ impl Run<'_> {
             "{} write(s) acknowledged, {} read(s) checked; ",
             report.acknowledged, report.reads_checked
         ));
+        if report.reads_unreadable > 0 {
+            detail.push_str(&format!(
+                "{} read(s) not checked, their answers having a line not understood (the first: {}); ",
+                report.reads_unreadable,
+                report.first_unreadable.as_deref().unwrap_or("?")
+            ));
+        }
         if let Some(why) = &report.incomplete {
             detail.push_str(&format!("no verdict: {why}"));
         } else if lost == 0 {
