@@ -446,9 +446,19 @@ impl Harness {
     /// Bodies problems on the fake (see [`Store::verify_bodies`]); a real
     /// target keeps its own bodies, so none are reported for it.
     pub fn verify_bodies(&self) -> Vec<String> {
+        self.verify_bodies_of(&[])
+    }
+
+    /// [`Harness::verify_bodies`] of these users' backups only (empty: all):
+    /// a run's own, when earlier runs on the same fake left theirs.
+    pub fn verify_bodies_of(&self, users: &[&str]) -> Vec<String> {
         self.fake
             .as_ref()
-            .map(|f| f.shared().store().verify_bodies())
+            .map(|f| {
+                f.shared()
+                    .store()
+                    .verify_bodies_of(|u| users.is_empty() || users.contains(&u))
+            })
             .unwrap_or_default()
     }
 

@@ -137,6 +137,34 @@ impl Bodies {
         Ok(Some(buf))
     }
 
+    /// Flip the first byte of the body of `guid` where it is stored (for the
+    /// `body` corruption fault); false when there is no such body, or it is
+    /// empty.
+    pub fn corrupt(&mut self, guid: &Guid) -> io::Result<bool> {
+        let Some(m) = self.index.get(guid).copied() else {
+            return Ok(false);
+        };
+        if m.size == 0 {
+            return Ok(false);
+        }
+        if m.offset >= self.written {
+            self.pending[(m.offset - self.written) as usize] ^= 0xff;
+            return Ok(true);
+        }
+        let mut byte = [0u8];
+        self.pack.read_exact_at(&mut byte, m.offset)?;
+        byte[0] ^= 0xff;
+        match &self.pack_path {
+            // Opened for appending: a positional write would land at the end.
+            Some(path) => OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .write_all_at(&byte, m.offset)?,
+            None => self.pack.write_all_at(&byte, m.offset)?,
+        }
+        Ok(true)
+    }
+
     /// The index in GUID order, for the state file.
     pub fn index(&self) -> BTreeMap<Guid, MessageMeta> {
         self.index.iter().map(|(g, m)| (*g, *m)).collect()

@@ -42,6 +42,29 @@ impl Store {
                 }
                 "no quota root to drop".into()
             }
+            Corruption::Body => {
+                // The named mailbox's highest-UID live message.
+                let victim = mailboxes.iter().rev().find_map(|name| {
+                    let b = self.users.get(&names::backup_of(name))?;
+                    let r = b
+                        .mailboxes
+                        .get(name)?
+                        .records
+                        .iter()
+                        .rfind(|r| !r.expunged)?;
+                    Some((name.clone(), r.uid, r.guid))
+                });
+                let Some((name, uid, guid)) = victim else {
+                    return format!("no live message among {mailboxes:?}");
+                };
+                match self.bodies.corrupt(&guid) {
+                    Ok(true) => {
+                        format!("{name} UID {uid}: flipped a byte of body {}", guid.to_hex())
+                    }
+                    Ok(false) => format!("{name} UID {uid}: no body stored for {}", guid.to_hex()),
+                    Err(e) => format!("{name} UID {uid}: corrupting body {}: {e}", guid.to_hex()),
+                }
+            }
             Corruption::DeletedMailbox => {
                 for user in users {
                     let Some(b) = self.users.get_mut(user) else {

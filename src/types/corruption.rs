@@ -51,11 +51,15 @@ pub enum Corruption {
     /// users the command touches, else the first stored (`APPLY QUOTA` names
     /// no user).
     Quota,
+    /// Flip one byte of the stored body of the named mailbox's highest-UID
+    /// live message (not a row of the convergence check: the `bodies` check,
+    /// which only the fake can make, reads every stored body back).
+    Body,
 }
 
 impl Corruption {
     /// Every corruption, in the order of `docs/oracle.md`.
-    pub const ALL: [Corruption; 17] = [
+    pub const ALL: [Corruption; 18] = [
         Corruption::ForgetMailbox,
         Corruption::Uniqueid,
         Corruption::Uidvalidity,
@@ -73,6 +77,7 @@ impl Corruption {
         Corruption::Subscription,
         Corruption::DeletedMailbox,
         Corruption::Quota,
+        Corruption::Body,
     ];
 
     /// The name written in plans (`what = "flag"`).
@@ -95,6 +100,7 @@ impl Corruption {
             Corruption::Subscription => "subscription",
             Corruption::DeletedMailbox => "deleted-mailbox",
             Corruption::Quota => "quota",
+            Corruption::Body => "body",
         }
     }
 

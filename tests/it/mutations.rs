@@ -3,7 +3,8 @@
 //! acknowledge a command and then break exactly that kind of state, with the
 //! real sync_client replicating a real change; the check must fail, and every
 //! difference it lists must be that row's. A row without such a test is not a
-//! row.
+//! row. So too for the `bodies` check: a `body` corruption flips a byte of a
+//! stored body, and the check must name it.
 
 use std::path::Path;
 
@@ -17,110 +18,127 @@ use crate::util::cyrus_bins;
 
 /// One mutation: the corruption, the source change that gives it something
 /// to break, the command it fires on (after that command is acknowledged),
-/// and the words every reported difference must contain.
+/// the check that must fail, and the words every line it reports must contain.
 struct Case {
     what: Corruption,
     change: &'static str,
     when: &'static str,
+    check: &'static str,
     named: &'static str,
 }
 
 /// `@` is replaced by the case's user.
-const CASES: [Case; 17] = [
+const CASES: [Case; 18] = [
     Case {
         what: Corruption::ForgetMailbox,
         change: r#"append = { user = "@", folder = "INBOX.Sent" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@.Sent""#,
+        check: "converged",
         named: "mailbox missing on the backup",
     },
     Case {
         what: Corruption::Uniqueid,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "uniqueid: source",
     },
     Case {
         what: Corruption::Uidvalidity,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "UIDVALIDITY: source",
     },
     Case {
         what: Corruption::LastUid,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "last UID: source",
     },
     Case {
         what: Corruption::Highestmodseq,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "HIGHESTMODSEQ: source",
     },
     Case {
         what: Corruption::ForgetMessage,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "lost: message",
     },
     Case {
         what: Corruption::Guid,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "GUID: source",
     },
     Case {
         what: Corruption::Flag,
         change: r#"flag = { user = "@", uids = "1", add = ["$Label1"] }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "flags: source",
     },
     Case {
         what: Corruption::Seen,
         change: r#"seen = { user = "@", folder = "INBOX", uids = "1" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "owner's \\Seen: source seen, backup unseen",
     },
     Case {
         what: Corruption::Internaldate,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "INTERNALDATE: source",
     },
     Case {
         what: Corruption::Size,
         change: r#"append = { user = "@" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "size: source",
     },
     Case {
         what: Corruption::MailboxAnnotation,
         change: r#"metadata = { user = "@", entry = "/private/comment", value = "mine" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "mailbox annotation /private/comment = \"mine\" missing on the backup",
     },
     Case {
         what: Corruption::Acl,
         change: r#"acl = { user = "@", identifier = "anyone", rights = "lr" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "ACL of anyone (lr) missing on the backup",
     },
     Case {
         what: Corruption::MessageAnnotation,
         change: r#"annotate = { user = "@", uids = "1", entry = "/comment", value = "note" }"#,
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "converged",
         named: "message annotation /comment value.priv = \"note\" missing on the backup",
     },
     Case {
         what: Corruption::Subscription,
         change: r#"subscribe = { user = "@", folder = "INBOX.Work.Projects" }"#,
         when: r#"verb = "APPLY SUB", mailbox = "user.@.Work.Projects""#,
+        check: "converged",
         named: "subscription to user.@.Work.Projects missing on the backup",
     },
     Case {
         what: Corruption::DeletedMailbox,
         change: r#"delete = { user = "@", folder = "INBOX.Work.Projects" }"#,
         when: r#"verb = "APPLY MAILBOX""#,
+        check: "converged",
         named: "deleted mailbox missing on the backup",
     },
     // Only the sync_server personality keeps quota (backupd ignores it): this
@@ -129,7 +147,17 @@ const CASES: [Case; 17] = [
         what: Corruption::Quota,
         change: r#"quota = { user = "@", storage = 5000 }"#,
         when: r#"verb = "APPLY QUOTA""#,
+        check: "converged",
         named: "quota root user.@ {\"STORAGE\": 5000} missing on the backup",
+    },
+    // Not a row of the convergence check (the metadata still agrees): the
+    // `bodies` check reads every body the fake stored back.
+    Case {
+        what: Corruption::Body,
+        change: r#"append = { user = "@" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        check: "bodies",
+        named: "stored body does not hash to",
     },
 ];
 
@@ -164,9 +192,9 @@ fn scenario(user: &str, c: &Case, with_fault: bool) -> Scenario {
     Scenario::parse(&text, Path::new("mutation.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-/// Every corruption in the vocabulary has a case here, and each case fails the
-/// convergence check with only its own row's differences; without the fault
-/// the same scenario passes.
+/// Every corruption in the vocabulary has a case here, and each case fails its
+/// check (the convergence check, with only its own row's differences; the
+/// bodies check for a body); without the fault the same scenario passes.
 #[test]
 fn every_compared_row_fails_when_the_fake_corrupts_it() {
     let covered: Vec<Corruption> = CASES.iter().map(|c| c.what).collect();
@@ -187,18 +215,26 @@ fn every_compared_row_fails_when_the_fake_corrupts_it() {
             }
             let user = format!("mut{i}");
             let report = run_on(&h, &scenario(&user, c, true), &opts, Seed(15));
-            let converged = report.checks.iter().find(|k| k.name == "converged");
-            let lines: Vec<&str> = converged
+            let failed = report.checks.iter().find(|k| k.name == c.check);
+            let lines: Vec<&str> = failed
                 .map(|k| {
                     k.detail
                         .lines()
-                        .filter_map(|l| l.strip_prefix("  - "))
+                        .filter_map(|l| {
+                            // The convergence check lists `  - difference`
+                            // lines; the bodies check one problem a line.
+                            if c.check == "converged" {
+                                l.strip_prefix("  - ")
+                            } else {
+                                Some(l)
+                            }
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
             let named = c.named.replace('@', &user);
             let ok = report.verdict == Verdict::Fail
-                && converged.is_some_and(|k| !k.ok)
+                && failed.is_some_and(|k| !k.ok)
                 && !lines.is_empty()
                 && lines.iter().all(|l| l.contains(&named));
             if !ok {
