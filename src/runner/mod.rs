@@ -37,7 +37,7 @@ use crate::cyrus::{CyrusBins, SyncRun};
 use crate::harness::{lock_unsupported, Harness, HarnessOptions, Target};
 use crate::rng::{Rng, Seed};
 use crate::scenario::ledger::Entry;
-use crate::scenario::{Scenario, Step};
+use crate::scenario::{KnownFailure, Scenario, Step};
 
 use client::Supervised;
 use client_runs::Holder;
@@ -341,7 +341,6 @@ fn run_on_setup(
     report.acknowledged_lost = std::mem::take(&mut run.acked_lost);
     report.carried = std::mem::take(&mut run.carried);
     report.stats = stats;
-    let failed = report.error.is_some() || report.checks.iter().any(|c| !c.ok);
     let known = s.expect.known_failure.as_ref().filter(|k| {
         (k.versions.is_empty()
             || k.versions
@@ -349,13 +348,7 @@ fn run_on_setup(
                 .any(|v| crate::scenario::version_matches(v, &opts.version)))
             && (k.targets.is_empty() || k.targets.iter().any(|t| t == opts.target.kind_name()))
     });
-    report.verdict = match (report.error.is_some(), failed, known) {
-        (true, _, _) => Verdict::Error,
-        (false, true, Some(_)) => Verdict::Xfail,
-        (false, false, Some(_)) => Verdict::Xpass,
-        (false, true, None) => Verdict::Fail,
-        (false, false, None) => Verdict::Pass,
-    };
+    report.verdict = verdict(report.error.is_some(), &report.checks, known);
     report.known_failure = known.map(|k| k.reason.clone());
     report.seconds = started.elapsed().as_secs_f64();
     run.timing.wall = report.seconds;
@@ -425,6 +418,24 @@ struct Trigger {
 }
 
 /// The history mark that starts the catch-up passes.
+/// A run's verdict from its error, its checks and the known failure that
+/// applies to it (its version and target). A failed check the known failure
+/// does not name is a new failure: FAIL, not XFAIL.
+fn verdict(error: bool, checks: &[Check], known: Option<&KnownFailure>) -> Verdict {
+    let failed = checks.iter().any(|c| !c.ok);
+    let unexplained = |k: &KnownFailure| {
+        !k.checks.is_empty() && checks.iter().any(|c| !c.ok && !k.checks.contains(&c.name))
+    };
+    match (error, failed, known) {
+        (true, _, _) => Verdict::Error,
+        (false, true, Some(k)) if unexplained(k) => Verdict::Fail,
+        (false, true, Some(_)) => Verdict::Xfail,
+        (false, false, Some(_)) => Verdict::Xpass,
+        (false, true, None) => Verdict::Fail,
+        (false, false, None) => Verdict::Pass,
+    }
+}
+
 const CATCH_UP: &str = "catch-up";
 
 /// One scenario in progress.
@@ -466,4 +477,64 @@ struct Run<'a> {
     client_started: Option<Instant>,
     /// The source stream after the caller's set-up ([`run_prepared`]).
     prepared: Option<Rng>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checks(failed: &[&str]) -> Vec<Check> {
+        ["converged", "lost changes", "bodies"]
+            .iter()
+            .map(|n| Check {
+                name: (*n).into(),
+                ok: !failed.contains(n),
+                detail: String::new(),
+            })
+            .collect()
+    }
+
+    fn known(checks: &[&str]) -> KnownFailure {
+        KnownFailure {
+            reason: "r".into(),
+            versions: Vec::new(),
+            targets: Vec::new(),
+            checks: checks.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    /// A known failure turns the failure of the checks it names into XFAIL,
+    /// and of any check when it names none; another check failing beside
+    /// them is FAIL (a new loss is not hidden); a pass is XPASS.
+    #[test]
+    fn a_known_failure_excuses_only_the_checks_it_names() {
+        let converged = known(&["converged"]);
+        let any = known(&[]);
+        assert_eq!(verdict(false, &checks(&[]), None), Verdict::Pass);
+        assert_eq!(verdict(false, &checks(&["converged"]), None), Verdict::Fail);
+        assert_eq!(
+            verdict(false, &checks(&["converged"]), Some(&converged)),
+            Verdict::Xfail
+        );
+        assert_eq!(
+            verdict(false, &checks(&["converged", "bodies"]), Some(&converged)),
+            Verdict::Fail
+        );
+        assert_eq!(
+            verdict(false, &checks(&["lost changes"]), Some(&converged)),
+            Verdict::Fail
+        );
+        assert_eq!(
+            verdict(false, &checks(&["converged", "bodies"]), Some(&any)),
+            Verdict::Xfail
+        );
+        assert_eq!(
+            verdict(false, &checks(&[]), Some(&converged)),
+            Verdict::Xpass
+        );
+        assert_eq!(
+            verdict(true, &checks(&["converged"]), Some(&converged)),
+            Verdict::Error
+        );
+    }
 }
