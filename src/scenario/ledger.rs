@@ -199,19 +199,79 @@ impl std::fmt::Display for Change {
 
 /// Classify every entry. `channel_log` is the text of the source's channel
 /// `log` and `log-run` together.
+///
+/// A change is judged where its mailbox is at the end: a later rename of it
+/// (or of a folder above it) carries it to the new name. An expunge whose
+/// mailbox is deleted later is superseded: a mailbox created again under that
+/// name may give its UIDs to new messages.
 pub fn classify(
     entries: &[Entry],
     source: &MailState,
     backup: &MailState,
     channel_log: &str,
 ) -> Vec<Classified> {
+    // Only renames and deletions move or end a mailbox: index them once.
+    let moves: Vec<(usize, &Change)> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.change, Change::Rename { .. } | Change::Delete { .. }))
+        .map(|(i, e)| (i, &e.change))
+        .collect();
     entries
         .iter()
-        .map(|e| Classified {
-            entry: e.clone(),
-            class: class_of(&e.change, source, backup, channel_log),
+        .enumerate()
+        .map(|(i, e)| {
+            let later = moves.iter().filter(|(j, _)| *j > i).map(|(_, c)| *c);
+            let (now, deleted) = carried_forward(&e.change, later);
+            let class = if deleted && matches!(now, Change::Expunge { .. }) {
+                Class::Superseded
+            } else {
+                class_of(&now, source, backup, channel_log)
+            };
+            Classified {
+                entry: e.clone(),
+                class,
+            }
         })
         .collect()
+}
+
+/// `c` with its mailbox carried through the `later` renames of its user, and
+/// whether a later deletion ended that mailbox first. A rename carries only
+/// its new name (its old name may be taken by another mailbox later).
+fn carried_forward<'a>(c: &Change, later: impl Iterator<Item = &'a Change>) -> (Change, bool) {
+    use crate::types::names::at_or_under;
+    let mut now = c.clone();
+    if matches!(c, Change::Delete { .. }) {
+        // A later rename or deletion of that name is of another mailbox.
+        return (now, false);
+    }
+    for m in later {
+        let name = match &mut now {
+            Change::Append { mailbox, .. }
+            | Change::Flags { mailbox, .. }
+            | Change::Expunge { mailbox, .. }
+            | Change::Create { mailbox, .. }
+            | Change::Delete { mailbox, .. }
+            | Change::Metadata { mailbox, .. }
+            | Change::Annotations { mailbox, .. }
+            | Change::Acl { mailbox, .. }
+            | Change::Subscription { mailbox, .. } => mailbox,
+            Change::Rename { to, .. } => to,
+            Change::Quota { root, .. } => root,
+        };
+        if m.user() != c.user() {
+            continue;
+        }
+        match m {
+            Change::Rename { from, to, .. } if at_or_under(name, from) => {
+                *name = format!("{to}{}", &name[from.len()..]);
+            }
+            Change::Delete { mailbox, .. } if mailbox == name => return (now, true),
+            _ => {}
+        }
+    }
+    (now, false)
 }
 
 fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Class {
@@ -287,8 +347,11 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
             user,
             vec![mailbox],
         ),
+        // Done when the new name is on the backup and the old name is as on
+        // the source (a folder may have been created there again since).
         Change::Rename { user, from, to } => (
-            mbox(backup, user, to).is_some() && mbox(backup, user, from).is_none(),
+            mbox(backup, user, to).is_some()
+                && mbox(backup, user, from).is_none() == mbox(source, user, from).is_none(),
             mbox(source, user, to).is_none(),
             user,
             vec![from, to],
@@ -517,6 +580,121 @@ mod tests {
                 Class::Superseded,
                 Class::Queued
             ]
+        );
+    }
+
+    fn with_mailboxes(names: &[(&str, &[(u32, &str)])]) -> MailState {
+        let mut u = UserState::default();
+        for (name, uids) in names {
+            let mut m = MailboxState::default();
+            for (uid, g) in *uids {
+                m.messages.insert(
+                    *uid,
+                    MessageState {
+                        guid: (*g).into(),
+                        ..MessageState::default()
+                    },
+                );
+            }
+            u.mailboxes.insert((*name).into(), m);
+        }
+        let mut s = MailState::default();
+        s.users.insert("a".into(), u);
+        s
+    }
+
+    fn entry(step: usize, change: Change) -> Entry {
+        Entry { step, change }
+    }
+
+    /// A change is judged where its mailbox ends up: an append to A, then A
+    /// renamed to B, is on the backup when B has it and lost when B lacks it
+    /// (it was superseded before, the source having no A any more); a rename
+    /// is done although a new A was created after it; an expunge in a
+    /// mailbox deleted and created again is superseded (its UID may be a new
+    /// message's).
+    #[test]
+    fn renames_carry_changes_and_deletions_end_them() {
+        let a = |s: &str| format!("user.a.{s}");
+        let append = entry(
+            1,
+            Change::Append {
+                user: "a".into(),
+                mailbox: a("A"),
+                uid: 1,
+                guid: "g1".into(),
+            },
+        );
+        let rename = entry(
+            2,
+            Change::Rename {
+                user: "a".into(),
+                from: a("A"),
+                to: a("B"),
+            },
+        );
+        let source = with_mailboxes(&[("user.a.B", &[(1, "g1")])]);
+        let kept = with_mailboxes(&[("user.a.B", &[(1, "g1")])]);
+        let lost = with_mailboxes(&[("user.a.B", &[])]);
+        let entries = vec![append.clone(), rename.clone()];
+        let classes = |backup: &MailState, entries: &[Entry], source: &MailState| -> Vec<Class> {
+            classify(entries, source, backup, "")
+                .iter()
+                .map(|c| c.class)
+                .collect()
+        };
+        assert_eq!(
+            classes(&kept, &entries, &source),
+            [Class::OnBackup, Class::OnBackup]
+        );
+        assert_eq!(
+            classes(&lost, &entries, &source),
+            [Class::Lost, Class::OnBackup]
+        );
+        // A created again after the rename: the rename is still done.
+        let create = entry(
+            3,
+            Change::Create {
+                user: "a".into(),
+                mailbox: a("A"),
+            },
+        );
+        let both = with_mailboxes(&[("user.a.A", &[]), ("user.a.B", &[(1, "g1")])]);
+        let entries = vec![append, rename, create];
+        assert_eq!(
+            classes(&both, &entries, &both),
+            [Class::OnBackup, Class::OnBackup, Class::OnBackup]
+        );
+        // Expunge UID 1 of W, delete W, create W, append a new UID 1.
+        let w = a("W");
+        let entries = vec![
+            entry(
+                1,
+                Change::Expunge {
+                    user: "a".into(),
+                    mailbox: w.clone(),
+                    uids: vec![1],
+                },
+            ),
+            entry(
+                2,
+                Change::Delete {
+                    user: "a".into(),
+                    mailbox: w.clone(),
+                },
+            ),
+            entry(
+                3,
+                Change::Create {
+                    user: "a".into(),
+                    mailbox: w.clone(),
+                },
+            ),
+        ];
+        let again = with_mailboxes(&[("user.a.W", &[(1, "g9")])]);
+        assert_eq!(
+            classes(&again, &entries, &again),
+            [Class::Superseded, Class::Superseded, Class::OnBackup]
         );
     }
 
