@@ -222,13 +222,18 @@ impl Run<'_> {
                     crate::cyrus::to_internal_name(&m.user, &m.to),
                 );
                 for (old, new) in &pairs {
+                    // Without its GUID the copy would be judged superseded,
+                    // never checked: the step fails instead.
+                    let guid = guids.get(old).cloned().ok_or_else(|| {
+                        format!("the source moved UID {old}, which the fetch before the move did not return")
+                    })?;
                     self.ledger.push(Entry {
                         step: n,
                         change: Change::Append {
                             user: m.user.clone(),
                             mailbox: to.clone(),
                             uid: *new,
-                            guid: guids.get(old).cloned().unwrap_or_default(),
+                            guid,
                         },
                     });
                 }
