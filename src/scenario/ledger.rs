@@ -238,13 +238,18 @@ pub fn classify(
 
 /// `c` with its mailbox carried through the `later` renames of its user, and
 /// whether a later deletion ended that mailbox first. A rename carries only
-/// its new name (its old name may be taken by another mailbox later).
+/// its new name (its old name may be taken by another mailbox later); a
+/// deletion, a subscription and a quota root are not carried.
 fn carried_forward<'a>(c: &Change, later: impl Iterator<Item = &'a Change>) -> (Change, bool) {
     use crate::types::names::at_or_under;
     let mut now = c.clone();
-    if matches!(c, Change::Delete { .. }) {
+    match c {
         // A later rename or deletion of that name is of another mailbox.
-        return (now, false);
+        Change::Delete { .. } => return (now, false),
+        // Cyrus moves no subscription with a rename (docs/history.md), and a
+        // quota root's fate in one is Cyrus's choice: both stay by name.
+        Change::Subscription { .. } | Change::Quota { .. } => return (now, false),
+        _ => {}
     }
     for m in later {
         let name = match &mut now {
@@ -695,6 +700,33 @@ mod tests {
         assert_eq!(
             classes(&again, &entries, &again),
             [Class::Superseded, Class::Superseded, Class::OnBackup]
+        );
+        // A subscription stays by name: Cyrus moves none with a rename.
+        let entries = vec![
+            entry(
+                1,
+                Change::Subscription {
+                    user: "a".into(),
+                    mailbox: a("S"),
+                    on: true,
+                },
+            ),
+            entry(
+                2,
+                Change::Rename {
+                    user: "a".into(),
+                    from: a("S"),
+                    to: a("T"),
+                },
+            ),
+        ];
+        let mut subscribed = with_mailboxes(&[("user.a.T", &[])]);
+        if let Some(u) = subscribed.users.get_mut("a") {
+            u.subscriptions = [a("S")].into_iter().collect();
+        }
+        assert_eq!(
+            classes(&subscribed, &entries, &subscribed),
+            [Class::OnBackup, Class::OnBackup]
         );
     }
 
