@@ -372,3 +372,64 @@ fn a_lying_proxy_behind_host_port_is_caught() {
     // The honest fake behind the proxy received the catch-up's copy only.
     assert!(fake.shared().events().count("APPLY MAILBOX") > 0);
 }
+
+/// A target that loses an acknowledged mailbox when a later `APPLY MAILBOX`
+/// of it is dropped (`drop-corrupt`, a target rolling back on disconnect):
+/// the bundled `scenarios/faults/drop-loses-acknowledged.toml` on both fake
+/// personalities. The dropped write, applied or not, could only add to the
+/// mailbox, so the read before the catch-up that lacks it is a lost
+/// acknowledged write although the catch-up heals the end state (before
+/// December 2026 the dropped write kept the mailbox from being checked, and
+/// this passed). The controls: the same drop losing nothing, before or after
+/// executing the command, passes with nothing acknowledged lost.
+#[test]
+fn a_loss_behind_a_dropped_apply_mailbox_is_caught() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("scenarios/faults/drop-loses-acknowledged.toml"))
+        .expect("bundled scenario");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for target in [Target::Fake, Target::FakeSyncServer] {
+        let Some(opts) = run_options(target.clone(), dir.path()) else {
+            return;
+        };
+        let s = scenario_from(dir.path(), "drop-loses-acknowledged", &text);
+        let r = run_scenario(&s, &opts);
+        // Its expectations: one acknowledged write lost, converged in the end.
+        assert_eq!(r.verdict, Verdict::Pass, "{target:?}: {:#?}", r.failures());
+        assert_eq!(r.acknowledged_lost.len(), 1, "{:#?}", r.acknowledged_lost);
+        let v = &r.acknowledged_lost[0];
+        assert_eq!(
+            (v.about, v.user.as_str(), v.mailbox.as_deref()),
+            (About::Mailbox, "dora", Some("user.dora.Kept")),
+            "{v:#?}"
+        );
+        assert!(
+            v.acknowledged
+                .contains("(step 3): APPLY MAILBOX user.dora.Kept"),
+            "{}",
+            v.acknowledged
+        );
+        assert!(v.what.contains("missing"), "{}", v.what);
+        let converged = r.checks.iter().find(|c| c.name == "converged");
+        assert!(converged.is_some_and(|c| c.ok), "{converged:?}");
+        for drop in ["drop-before", "drop-after"] {
+            let control = text
+                .replace(
+                    "action = \"drop-corrupt\", what = \"forget-mailbox\"",
+                    &format!("action = \"{drop}\""),
+                )
+                .replace("lost = 4\nacknowledged_lost = { min = 1, max = 1 }\n", "");
+            assert_ne!(control, text);
+            let s = scenario_from(dir.path(), drop, &control);
+            let r = run_scenario(&s, &opts);
+            assert_eq!(
+                r.verdict,
+                Verdict::Pass,
+                "{drop} on {target:?}: {:#?}",
+                r.failures()
+            );
+            let c = acked_check(&r);
+            assert!(c.detail.contains("nothing acknowledged was lost"), "{c:?}");
+        }
+    }
+}
