@@ -49,8 +49,8 @@
 //! - a write answered `NO` or `BAD` is taken as not applied; one left without
 //!   a reply (a dropped connection, a partial reply) may or may not have been:
 //!   until a later acknowledged write supersedes it, nothing it touched is
-//!   checked, and afterwards the flags and annotations of the records it named
-//!   are not. Except an unanswered `APPLY MAILBOX` of a mailbox already
+//!   checked, and afterwards of the records it named only the GUID is (their
+//!   flags, annotations, expunged state and presence may be its doing). Except an unanswered `APPLY MAILBOX` of a mailbox already
 //!   acknowledged with the same uniqueid, which can add but not take away:
 //!   meanwhile the mailbox must still be there with that uniqueid, LAST_UID
 //!   and HIGHESTMODSEQ not below the lower of the two, UIDVALIDITY unchanged
@@ -129,7 +129,9 @@ pub(super) struct Slot {
     pub(super) unresolved: BTreeSet<usize>,
     /// Two acknowledged writes overlapped: their order is unknown.
     pub(super) ambiguous: bool,
-    /// Records whose flags a never-answered write may have changed.
+    /// Records a never-answered write named (since superseded): it may have
+    /// changed their flags or annotations, or expunged them; only their GUID
+    /// is held to.
     pub(super) uncertain_uids: BTreeSet<u32>,
     /// Those of `unresolved` that are `APPLY MAILBOX` of the known mailbox
     /// (the same uniqueid): applied or not, they cannot take away what it

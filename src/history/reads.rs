@@ -37,6 +37,12 @@ impl Sweep<'_> {
             let Call::Write(w @ Write::Mailbox(f)) = &self.ops[j].call else {
                 continue;
             };
+            // Taken as growing against the uniqueid known when it ended; an
+            // acknowledged write may have given the mailbox another since
+            // (re-created on the source): then it could replace it.
+            if f.uniqueid != known.uniqueid {
+                return None;
+            }
             if f.uidvalidity.is_some() && f.uidvalidity != want.uidvalidity {
                 want.uidvalidity = None;
             }
@@ -266,13 +272,19 @@ impl Sweep<'_> {
         }
         let mut lost = Vec::new();
         for m in mailboxes {
-            let Some((Fact::Mailbox(f), op, _)) = self.mailbox_check(m, t) else {
+            let Some((Fact::Mailbox(f), op, uncertain)) = self.mailbox_check(m, t) else {
                 continue;
             };
             checked = true;
             for (uid, r) in f.records.iter().flatten() {
                 let g = r.guid.as_str();
-                if !r.expunged && asked.contains(g) && missing.contains(g) {
+                // A record an unanswered write may have expunged: a replica
+                // may no longer keep its body.
+                if !r.expunged
+                    && !uncertain.contains(uid)
+                    && asked.contains(g)
+                    && missing.contains(g)
+                {
                     lost.push((m.clone(), *uid, g.to_owned(), op));
                 }
             }
@@ -392,16 +404,19 @@ impl Sweep<'_> {
                     _ => {}
                 }
             }
-            for (m, fact, op, mut uncertain) in names {
+            for (m, mut fact, op, uncertain) in names {
                 if !full {
-                    // Flags are not read at this scope.
+                    // Flags are not read at this scope: compared empty on
+                    // both sides (the records themselves still are).
                     if let Some(o) = obs.mailboxes.get_mut(&m) {
                         for r in o.records.iter_mut().flat_map(|r| r.values_mut()) {
                             r.flags.clear();
                         }
                     }
-                    if let Fact::Mailbox(f) = &fact {
-                        uncertain.extend(f.records.iter().flatten().map(|(u, _)| *u));
+                    if let Fact::Mailbox(f) = &mut fact {
+                        for r in f.records.iter_mut().flat_map(|r| r.values_mut()) {
+                            r.flags.clear();
+                        }
                     }
                 }
                 self.compare_mailbox(&m, &fact, op, obs.mailboxes.get(&m), &uncertain, &by);
@@ -504,15 +519,20 @@ fn mailbox_differences(
         return out;
     };
     let mut missing = Vec::new();
+    // An uncertain record (one an unanswered write named, since superseded)
+    // may have been expunged by it, or had its flags changed: only its GUID
+    // is held to.
     for (uid, w) in wanted {
+        let sure = !uncertain.contains(uid);
         match have.get(uid) {
-            None if !w.expunged => missing.push(*uid),
+            None if !w.expunged && sure => missing.push(*uid),
             None => {}
             Some(h) if h.guid != w.guid => out.push((
                 About::Records,
                 vec![*uid],
                 format!("GUID {}, acknowledged {}", h.guid, w.guid),
             )),
+            Some(_) if !sure => {}
             Some(h) => {
                 if h.expunged != w.expunged {
                     let what = if w.expunged {
@@ -521,7 +541,7 @@ fn mailbox_differences(
                         "expunged, acknowledged live"
                     };
                     out.push((About::Records, vec![*uid], what.to_owned()));
-                } else if !uncertain.contains(uid) {
+                } else {
                     if h.flags != w.flags {
                         out.push((
                             About::Flags,

@@ -598,6 +598,63 @@ fn an_incomplete_history_is_never_a_pass() {
         .contains("more than 2 commands"));
 }
 
+/// A write left without a reply that expunged a record, superseded by a
+/// later write that does not carry that record (sync_client sends only the
+/// records changed since the replica's HIGHESTMODSEQ): the record may be
+/// expunged or gone from a live-only read, and neither is a loss; its GUID
+/// is still held to.
+#[test]
+fn a_record_an_unanswered_write_expunged_is_not_held_live() {
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a.X", 1, 5, &[(1, G1, "")]));
+    s.send(
+        1,
+        &apply_mailbox("user.a.X", 1, 6, &[(1, G1, "\\Expunged")]),
+    );
+    let t = s.tick();
+    s.h.closed(1, t);
+    s.ok(2, &apply_mailbox("user.a.X", 2, 7, &[(2, G2, "")]));
+    for records in [&[(1, G1, "\\Expunged"), (2, G2, "")][..], &[(2, G2, "")]] {
+        s.read(
+            3,
+            "GET FULLMAILBOX user.a.X",
+            vec![mailbox_reply("user.a.X", 2, 7, records)],
+        );
+        let r = s.check();
+        assert!(r.ok(), "{records:?}: {r:#?}");
+    }
+    // Another GUID at UID 1 is still a loss.
+    s.read(
+        3,
+        "GET FULLMAILBOX user.a.X",
+        vec![mailbox_reply("user.a.X", 2, 7, &[(1, G2, ""), (2, G2, "")])],
+    );
+    assert_eq!(s.check().violations.len(), 1, "{:#?}", s.check());
+}
+
+/// An unanswered `APPLY MAILBOX` taken as growing the mailbox it knew, which
+/// an acknowledged write then replaced by one with another uniqueid (the
+/// source re-created it), proves nothing of the new one: if it was applied
+/// last, the old uniqueid is back, and that is no loss.
+#[test]
+fn an_unanswered_write_of_a_replaced_mailbox_is_not_taken_as_growing_it() {
+    let mut s = Script::new();
+    let v = |line: String| line.replace("u-user.a.X", "u-V");
+    s.ok(1, &apply_mailbox("user.a.X", 1, 5, &[(1, G1, "")]));
+    s.send(2, &apply_mailbox("user.a.X", 1, 5, &[(1, G1, "")]));
+    s.send(1, &v(apply_mailbox("user.a.X", 1, 9, &[(1, G2, "")])));
+    let t = s.tick();
+    s.h.closed(2, t);
+    s.answer(1, vec![Reply::success()]);
+    s.read(
+        3,
+        "GET MAILBOXES (user.a.X)",
+        vec![mailbox_reply("user.a.X", 1, 5, &[])],
+    );
+    let r = s.check();
+    assert!(r.ok() && r.reads_checked == 0, "{r:#?}");
+}
+
 /// An answer with a data line not understood is not checked (an absence in
 /// it may be that line), and the report counts it and names the first.
 #[test]

@@ -417,7 +417,6 @@ struct Trigger {
     required: bool,
 }
 
-/// The history mark that starts the catch-up passes.
 /// A run's verdict from its error, its checks and the known failure that
 /// applies to it (its version and target). A failed check the known failure
 /// does not name is a new failure: FAIL, not XFAIL.
@@ -436,6 +435,7 @@ fn verdict(error: bool, checks: &[Check], known: Option<&KnownFailure>) -> Verdi
     }
 }
 
+/// The history mark that starts the catch-up passes.
 const CATCH_UP: &str = "catch-up";
 
 /// One scenario in progress.
