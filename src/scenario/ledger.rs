@@ -201,37 +201,46 @@ impl std::fmt::Display for Change {
 /// `log` and `log-run` together.
 ///
 /// A change is judged where its mailbox is at the end: a later rename of it
-/// (or of a folder above it) carries it to the new name. An expunge whose
+/// (or of a folder above it; of an INBOX, only the INBOX itself: Cyrus moves
+/// its messages, not its folders) carries it to the new name. A change whose
 /// mailbox is deleted later is superseded: a mailbox created again under that
-/// name may give its UIDs to new messages.
+/// name is another, whose UIDs may be new messages'.
 pub fn classify(
     entries: &[Entry],
     source: &MailState,
     backup: &MailState,
     channel_log: &str,
 ) -> Vec<Classified> {
-    // Only renames and deletions move or end a mailbox: index them once.
-    let moves: Vec<(usize, &Change)> = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| matches!(e.change, Change::Rename { .. } | Change::Delete { .. }))
-        .map(|(i, e)| (i, &e.change))
-        .collect();
+    let changes: Vec<&Change> = entries.iter().map(|e| &e.change).collect();
     entries
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let later = moves.iter().filter(|(j, _)| *j > i).map(|(_, c)| *c);
-            let (now, deleted) = carried_forward(&e.change, later);
-            let class = if deleted && matches!(now, Change::Expunge { .. }) {
+        .zip(carried(&changes))
+        .map(|(e, (now, deleted))| Classified {
+            entry: e.clone(),
+            class: if deleted {
                 Class::Superseded
             } else {
                 class_of(&now, source, backup, channel_log)
-            };
-            Classified {
-                entry: e.clone(),
-                class,
-            }
+            },
+        })
+        .collect()
+}
+
+/// Each change carried forward ([`carried_forward`]) through the later ones.
+fn carried(changes: &[&Change]) -> Vec<(Change, bool)> {
+    // Only renames and deletions move or end a mailbox: index them once.
+    let moves: Vec<(usize, &Change)> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Change::Rename { .. } | Change::Delete { .. }))
+        .map(|(i, c)| (i, *c))
+        .collect();
+    changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let later = moves.iter().filter(|(j, _)| *j > i).map(|(_, m)| *m);
+            carried_forward(c, later)
         })
         .collect()
 }
@@ -269,7 +278,10 @@ fn carried_forward<'a>(c: &Change, later: impl Iterator<Item = &'a Change>) -> (
             continue;
         }
         match m {
-            Change::Rename { from, to, .. } if at_or_under(name, from) => {
+            Change::Rename { user, from, to }
+                if at_or_under(name, from)
+                    && (name == from || *from != crate::cyrus::user_inbox(user)) =>
+            {
                 *name = format!("{to}{}", &name[from.len()..]);
             }
             Change::Delete { mailbox, .. } if mailbox == name => return (now, true),
@@ -277,6 +289,23 @@ fn carried_forward<'a>(c: &Change, later: impl Iterator<Item = &'a Change>) -> (
         }
     }
     (now, false)
+}
+
+/// The mailbox a change is in (a rename: none, it names two).
+fn mailbox_of(c: &Change) -> Option<&str> {
+    match c {
+        Change::Append { mailbox, .. }
+        | Change::Flags { mailbox, .. }
+        | Change::Expunge { mailbox, .. }
+        | Change::Create { mailbox, .. }
+        | Change::Delete { mailbox, .. }
+        | Change::Metadata { mailbox, .. }
+        | Change::Annotations { mailbox, .. }
+        | Change::Acl { mailbox, .. }
+        | Change::Subscription { mailbox, .. } => Some(mailbox),
+        Change::Quota { root, .. } => Some(root),
+        Change::Rename { .. } => None,
+    }
 }
 
 fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Class {
@@ -438,11 +467,18 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
 /// or the body an append uploaded.
 pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history::Violation]) {
     use crate::history::About;
-    for c in ledger.iter_mut() {
+    let changes: Vec<Change> = ledger.iter().map(|c| c.entry.change.clone()).collect();
+    let now = carried(&changes.iter().collect::<Vec<_>>());
+    for (c, (now, _)) in ledger.iter_mut().zip(now) {
         if c.class == Class::Superseded {
             continue;
         }
-        let (user, mailboxes, uids): (&str, Vec<&str>, Vec<u32>) = match &c.entry.change {
+        // A violation may name the mailbox as it was or as a rename left it.
+        let renamed: Vec<&str> = match (&c.entry.change, &now) {
+            (Change::Rename { .. }, Change::Rename { to, .. }) => vec![to.as_str()],
+            (_, n) => mailbox_of(n).into_iter().collect(),
+        };
+        let (user, mut mailboxes, uids): (&str, Vec<&str>, Vec<u32>) = match &c.entry.change {
             Change::Append {
                 user, mailbox, uid, ..
             } => (user, vec![mailbox], vec![*uid]),
@@ -470,6 +506,7 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
             Change::Quota { user, root } => (user, vec![root], Vec::new()),
             Change::Rename { user, from, to } => (user, vec![from, to], Vec::new()),
         };
+        mailboxes.extend(renamed);
         let guid = match &c.entry.change {
             Change::Append { guid, .. } => Some(guid.as_str()),
             _ => None,
@@ -727,6 +764,59 @@ mod tests {
         assert_eq!(
             classes(&subscribed, &entries, &subscribed),
             [Class::OnBackup, Class::OnBackup]
+        );
+        // Renaming an INBOX moves its messages, not its folders.
+        let msg = |mailbox: &str, guid: &str| {
+            entry(
+                1,
+                Change::Append {
+                    user: "a".into(),
+                    mailbox: mailbox.into(),
+                    uid: 1,
+                    guid: guid.into(),
+                },
+            )
+        };
+        let entries = vec![
+            msg("user.a", "g1"),
+            msg("user.a.Sent", "g2"),
+            entry(
+                2,
+                Change::Rename {
+                    user: "a".into(),
+                    from: "user.a".into(),
+                    to: a("Old"),
+                },
+            ),
+        ];
+        let moved = with_mailboxes(&[
+            ("user.a", &[]),
+            ("user.a.Old", &[(1, "g1")]),
+            ("user.a.Sent", &[(1, "g2")]),
+        ]);
+        assert_eq!(
+            classes(&moved, &entries, &moved),
+            [Class::OnBackup, Class::OnBackup, Class::OnBackup]
+        );
+        // A violation on the new name marks a change made under the old one.
+        use crate::history::{About, Violation};
+        let lost_in_old = Violation {
+            about: About::Records,
+            user: "a".into(),
+            mailbox: Some(a("Old")),
+            uids: vec![1],
+            guid: None,
+            acknowledged: String::new(),
+            contradicted_by: String::new(),
+            what: String::new(),
+            again: 0,
+        };
+        let mut l = classify(&entries, &moved, &moved, "");
+        mark_acknowledged_lost(&mut l, &[lost_in_old]);
+        let marked: Vec<Class> = l.iter().map(|c| c.class).collect();
+        assert_eq!(
+            marked,
+            [Class::AcknowledgedLost, Class::OnBackup, Class::OnBackup]
         );
     }
 
