@@ -115,7 +115,7 @@ pub(super) fn fault(
 
 /// A corruption's name and the command whose stored state it breaks.
 fn corruption(i: u8) -> (&'static str, &'static str) {
-    let all = crate::fault::Corruption::ALL;
+    let all = crate::fault::Corruption::ROWS;
     let c = all[usize::from(i) % all.len()];
     let verb = match c.name() {
         "subscription" => "APPLY SUB",
@@ -169,7 +169,7 @@ pub(super) fn loss_aim(kind: FaultKind, v: u8, subscriptions: bool) -> LossAim {
             data: LossData::Append(&[]),
         },
         FaultKind::Corrupt(i) => {
-            let all = C::ALL;
+            let all = C::ROWS;
             let mut c = all[usize::from(i) % all.len()];
             if c == C::Quota || (c == C::Subscription && !subscriptions) {
                 let mailbox: Vec<C> = all

@@ -91,7 +91,7 @@ pub enum FaultKind {
     /// Leave a GUID out of `* MISSING` (loss).
     HideMissing,
     /// Break one row of stored state after acknowledging (loss): an index
-    /// into `fault::Corruption::ALL`.
+    /// into `fault::Corruption::ROWS`.
     Corrupt(u8),
 }
 
@@ -354,7 +354,7 @@ fn fault_kind(allow_loss: bool) -> BoxedStrategy<FaultKind> {
     if !allow_loss {
         return survivable.boxed();
     }
-    let corrupt = crate::fault::Corruption::ALL.len() as u8;
+    let corrupt = crate::fault::Corruption::ROWS.len() as u8;
     // As likely as all the others together: the point is to find them.
     prop_oneof![
         1 => survivable,

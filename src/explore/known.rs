@@ -59,7 +59,14 @@ fn halted(report: &ScenarioReport) -> bool {
     let refused = &report.stats.refused;
     let halting = |r: &String| HALTING.iter().any(|h| r.starts_with(h));
     let brought = |r: &String| halting(r) || HALT_ALSO_REFUSED.iter().any(|h| r.starts_with(h));
-    if report.target != "fake" || !refused.iter().any(halting) || !refused.iter().all(brought) {
+    // A list that may miss refusals (events dropped, or the cap reached)
+    // cannot show that nothing else was refused.
+    let complete = report.stats.events_missed == 0 && refused.len() < crate::runner::REFUSED_MAX;
+    if report.target != "fake"
+        || !complete
+        || !refused.iter().any(halting)
+        || !refused.iter().all(brought)
+    {
         return false;
     }
     let queued: Vec<&Change> = report
@@ -354,6 +361,16 @@ mod tests {
             ],
         );
         assert_eq!(explain(&s, &acked), None);
+        // A refusal list that may be incomplete proves nothing.
+        let mut missed = halted(&[unquota], u2(), &[("converged", missing)]);
+        missed.stats.events_missed = 3;
+        assert_eq!(explain(&s, &missed), None);
+        let full: Vec<String> = (0..crate::runner::REFUSED_MAX)
+            .map(|i| format!("APPLY UNQUOTA: NO IMAP_PROTOCOL_ERROR {i}"))
+            .collect();
+        let mut capped = halted(&[unquota], u2(), &[("converged", missing)]);
+        capped.stats.refused = full;
+        assert_eq!(explain(&s, &capped), None);
         // A replica serves UNQUOTA: never this halt.
         let mut replica = halted(&[unquota], u2(), &[("converged", missing)]);
         replica.target = "fake-sync_server".into();

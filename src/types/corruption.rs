@@ -58,6 +58,30 @@ pub enum Corruption {
 }
 
 impl Corruption {
+    /// The rows of the convergence check, in the order of `docs/oracle.md`:
+    /// every corruption but [`Corruption::Body`]. Explore draws from these
+    /// only: a body is stored once for every backup that holds it, so a
+    /// broken one would fail the later cases of a shared fake too.
+    pub const ROWS: [Corruption; 17] = [
+        Corruption::ForgetMailbox,
+        Corruption::Uniqueid,
+        Corruption::Uidvalidity,
+        Corruption::LastUid,
+        Corruption::Highestmodseq,
+        Corruption::ForgetMessage,
+        Corruption::Guid,
+        Corruption::Flag,
+        Corruption::Seen,
+        Corruption::Internaldate,
+        Corruption::Size,
+        Corruption::MailboxAnnotation,
+        Corruption::Acl,
+        Corruption::MessageAnnotation,
+        Corruption::Subscription,
+        Corruption::DeletedMailbox,
+        Corruption::Quota,
+    ];
+
     /// Every corruption, in the order of `docs/oracle.md`.
     pub const ALL: [Corruption; 18] = [
         Corruption::ForgetMailbox,
@@ -131,5 +155,15 @@ mod tests {
             assert_eq!(Corruption::from_name(c.name()), Some(c));
         }
         assert_eq!(Corruption::from_name("flags"), None);
+    }
+
+    /// The rows are every corruption but the body, in the same order.
+    #[test]
+    fn the_rows_are_all_but_the_body() {
+        let rows: Vec<Corruption> = Corruption::ALL
+            .into_iter()
+            .filter(|c| *c != Corruption::Body)
+            .collect();
+        assert_eq!(rows, Corruption::ROWS);
     }
 }
