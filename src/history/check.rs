@@ -370,20 +370,29 @@ impl Sweep<'_> {
         self.report.acknowledged += 1;
         let completed = op.completed_us.unwrap_or(op.invoked_us);
         let own_uids = written_uids(w);
-        for o in objs {
-            // What `old` held before a rename moves to `new`.
-            let moved = match (w, &o) {
-                (Write::Rename { old, new }, Obj::Mailbox(n)) if n == new => self
-                    .slots
-                    .get(&Obj::Mailbox(old.clone()))
-                    .and_then(|s| s.known.as_ref())
-                    .and_then(|k| match &k.fact {
-                        Fact::Mailbox(f) => Some(MailboxFacts {
-                            name: new.clone(),
-                            ..f.clone()
-                        }),
+        // What `old` held before a rename moves to `new`, with the records
+        // a dropped write left uncertain; taken before `old` becomes gone
+        // (it comes first in `objs`).
+        let moved: Option<(MailboxFacts, BTreeSet<u32>)> = match w {
+            Write::Rename { old, new } => {
+                self.slots.get(&Obj::Mailbox(old.clone())).and_then(|s| {
+                    match s.settled_before(u64::MAX).map(|k| &k.fact) {
+                        Some(Fact::Mailbox(f)) => Some((
+                            MailboxFacts {
+                                name: new.clone(),
+                                ..f.clone()
+                            },
+                            s.uncertain_uids.clone(),
+                        )),
                         _ => None,
-                    }),
+                    }
+                })
+            }
+            _ => None,
+        };
+        for o in objs {
+            let moved = match (w, &o) {
+                (Write::Rename { new, .. }, Obj::Mailbox(n)) if n == new => moved.clone(),
                 _ => None,
             };
             let ops = self.ops;
@@ -409,12 +418,22 @@ impl Sweep<'_> {
             slot.ambiguous = prev.as_ref().is_some_and(|k| k.completed > op.invoked_us);
             let fact = match (w, &o) {
                 (Write::Mailbox(f), _) => Fact::Mailbox(merge(prev.as_ref(), f)),
-                (Write::Unmailbox(_), Obj::Mailbox(_)) => Fact::Gone,
-                (Write::Rename { old, .. }, Obj::Mailbox(n)) if n == old => Fact::Gone,
+                (Write::Unmailbox(_), Obj::Mailbox(_)) => {
+                    slot.uncertain_uids.clear();
+                    Fact::Gone
+                }
+                (Write::Rename { old, .. }, Obj::Mailbox(n)) if n == old => {
+                    slot.uncertain_uids.clear();
+                    Fact::Gone
+                }
                 (Write::Rename { .. }, Obj::Mailbox(_)) => match moved {
-                    Some(f) => Fact::Mailbox(f),
+                    Some((f, uncertain)) => {
+                        slot.uncertain_uids = uncertain;
+                        Fact::Mailbox(f)
+                    }
                     None => {
                         slot.known = None;
+                        slot.uncertain_uids.clear();
                         continue;
                     }
                 },

@@ -10,6 +10,7 @@ use crate::proto::{Command, Reply};
 
 const G1: &str = "1111111111111111111111111111111111111111";
 const G2: &str = "2222222222222222222222222222222222222222";
+const G3: &str = "3333333333333333333333333333333333333333";
 
 fn value(s: &str) -> Value {
     decode_value(Bytes::copy_from_slice(s.as_bytes())).expect("test value")
@@ -113,6 +114,21 @@ fn mailbox_reply(name: &str, last_uid: u32, modseq: u64, records: &[(u32, &str, 
         "MAILBOX".into(),
         value(&mailbox_kv(name, last_uid, modseq, records)),
     )
+}
+
+/// `mailbox_reply` of `name` keeping the uniqueid `from` had (a renamed mailbox).
+fn renamed_reply(
+    name: &str,
+    from: &str,
+    last_uid: u32,
+    modseq: u64,
+    records: &[(u32, &str, &str)],
+) -> Reply {
+    let kv = mailbox_kv(name, last_uid, modseq, records).replace(
+        &format!("UNIQUEID u-{name} "),
+        &format!("UNIQUEID u-{from} "),
+    );
+    Reply::Data("MAILBOX".into(), value(&kv))
 }
 
 /// The reproduction: `APPLY MAILBOX` answered OK and not stored; the
@@ -375,7 +391,7 @@ fn removal_and_rename_supersede_and_are_checked_too() {
     s.read(
         2,
         "GET MAILBOXES (user.a.Old user.a.New)",
-        vec![mailbox_reply("user.a.New", 2, 5, &[])],
+        vec![renamed_reply("user.a.New", "user.a.Old", 2, 5, &[])],
     );
     assert!(s.check().ok(), "{:#?}", s.check());
     s.ok(1, "APPLY UNMAILBOX user.a.New");
@@ -978,4 +994,51 @@ fn acknowledged_quota_must_stay_on_a_replica() {
         r.violations[0].what.contains("acknowledged removed"),
         "{r:#?}"
     );
+}
+
+/// What an acknowledged rename moves is held to under the new name: the
+/// records acknowledged under the old one (and which of them a dropped
+/// write left uncertain) go with it.
+#[test]
+fn a_rename_carries_the_known_state_and_its_uncertain_records() {
+    let rename = "APPLY RENAME %(OLDMBOXNAME user.a.Old NEWMBOXNAME user.a.New PARTITION default)";
+    let mut s = Script::new();
+    s.ok(
+        1,
+        &apply_mailbox("user.a.Old", 2, 5, &[(1, G1, ""), (2, G2, "")]),
+    );
+    s.ok(1, rename);
+    s.read(2, "GET MAILBOXES (user.a.New)", vec![]);
+    let r = s.check();
+    assert_eq!(r.violations.len(), 1, "{r:#?}");
+    assert_eq!(r.violations[0].mailbox.as_deref(), Some("user.a.New"));
+
+    // UID 1 expunged by a write left without a reply, then superseded: it
+    // stays uncertain under the new name.
+    let mut s = Script::new();
+    s.ok(
+        1,
+        &apply_mailbox("user.a.Old", 2, 5, &[(1, G1, ""), (2, G2, "")]),
+    );
+    s.send(
+        1,
+        &apply_mailbox("user.a.Old", 2, 6, &[(1, G1, "\\Expunged")]),
+    );
+    let t = s.tick();
+    s.h.closed(1, t);
+    s.ok(2, &apply_mailbox("user.a.Old", 3, 7, &[(3, G3, "")]));
+    s.ok(2, rename);
+    s.read(
+        3,
+        "GET FULLMAILBOX user.a.New",
+        vec![renamed_reply(
+            "user.a.New",
+            "user.a.Old",
+            3,
+            7,
+            &[(2, G2, ""), (3, G3, "")],
+        )],
+    );
+    let r = s.check();
+    assert!(r.ok() && r.reads_checked == 1, "{r:#?}");
 }
