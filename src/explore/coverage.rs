@@ -185,6 +185,7 @@ fn walk(steps: &[Step], f: &mut BTreeSet<String>, continuous: &mut bool, in_trig
             Step::Kill => "kill",
             Step::WaitMs(_) => "wait_ms",
             Step::WaitFor(_) => "wait_for",
+            Step::ExpectCount(_) => "expect_count",
             Step::Trigger { .. } => "trigger",
             Step::HoldSyncLock(_) => "hold_sync_lock",
             Step::ReleaseSyncLock { .. } => "release_sync_lock",

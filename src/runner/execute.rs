@@ -22,6 +22,7 @@ fn step_phase(step: &Step) -> &'static str {
     match step {
         Step::Sync(_) => "sync steps",
         Step::WaitMs(_) | Step::WaitFor(_) => "waits",
+        Step::ExpectCount(_) => "step checks",
         Step::Start | Step::Stop | Step::Kill => "continuous client control",
         Step::Lock(_) | Step::Unlock(_) | Step::Fault(_) | Step::Clear | Step::Mark(_) => {
             "locks and faults"
@@ -332,6 +333,11 @@ impl Run<'_> {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
+            Step::ExpectCount(c) => {
+                let check = self.count_check(n, c)?;
+                self.checks.push(check);
+                Ok(())
+            }
             Step::Trigger {
                 when,
                 then,
@@ -456,6 +462,35 @@ impl Run<'_> {
         });
         self.triggers = pending;
         result
+    }
+
+    /// The check of an `expect_count` step: the count now, or "not measured"
+    /// (failed) when the event log has dropped events after the set-up (a
+    /// count that may be short cannot prove a maximum or a minimum).
+    fn count_check(
+        &self,
+        n: usize,
+        c: &crate::scenario::ExpectCountSpec,
+    ) -> Result<super::Check, String> {
+        let name = format!("step {n}: {} count", c.label());
+        let range = c.range();
+        let first_kept = self.h.fake().events().events().next().map(|e| e.seq);
+        let missed = super::judge::missed_after(first_kept, self.setup_seq);
+        if missed > 0 {
+            return Ok(check(
+                name,
+                false,
+                format!(
+                    "not measured: the event log dropped {missed} event(s) after the set-up from memory"
+                ),
+            ));
+        }
+        let have = self.count_event(&c.event, c.verb.as_deref())?;
+        Ok(check(
+            name,
+            range.contains(have),
+            format!("expected {range} here, saw {have}"),
+        ))
     }
 
     pub(super) fn count_event(&self, event: &str, verb: Option<&str>) -> Result<u64, String> {

@@ -490,7 +490,7 @@ fn final_pass_applies(
 
 /// How many events after the set-up's last (`setup_seq`) a log whose oldest
 /// kept event is `first_kept` no longer holds.
-fn missed_after(first_kept: Option<u64>, setup_seq: u64) -> u64 {
+pub(super) fn missed_after(first_kept: Option<u64>, setup_seq: u64) -> u64 {
     first_kept.map_or(0, |first| first.saturating_sub(setup_seq + 1))
 }
 

@@ -19,9 +19,10 @@ pub use expect::{
     KnownFailureSetting, Range, REMOVED_IGNORE,
 };
 pub use steps::{
-    AclSpec, AnnotateSpec, AppendSpec, ExpungeSpec, FlagSpec, FolderSpec, MetadataSpec, QuotaSpec,
-    ReleaseSpec, ReleaseTable, RenameSpec, ServerMetadataSpec, SharedSeenSpec, Step, StepSpec,
-    SyncLockSpec, SyncSpec, SynclogSpec, TriggerSpec, WaitForSpec, SYNCLOG_KINDS,
+    AclSpec, AnnotateSpec, AppendSpec, ExpectCountSpec, ExpungeSpec, FlagSpec, FolderSpec,
+    MetadataSpec, QuotaSpec, ReleaseSpec, ReleaseTable, RenameSpec, ServerMetadataSpec,
+    SharedSeenSpec, Step, StepSpec, SyncLockSpec, SyncSpec, SynclogSpec, TriggerSpec, WaitForSpec,
+    SYNCLOG_KINDS,
 };
 
 use expect::valid_version_prefix;

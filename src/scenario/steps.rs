@@ -211,6 +211,66 @@ pub struct WaitForSpec {
     pub timeout_ms: u64,
 }
 
+/// `expect_count = { event, verb, min, max }`: a check, at this point of the
+/// run, of how many events the fake's log holds since the first step. Unlike
+/// the run-wide `[expect]` counts it pins a count to a moment (say, no
+/// `APPLY` while a sync lock is held), so a race after that moment cannot
+/// move it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectCountSpec {
+    /// `lock-hit`, `fault`, `command`, `connections`.
+    pub event: String,
+    /// For `command`: the label or leading words.
+    pub verb: Option<String>,
+    /// At least.
+    pub min: Option<u64>,
+    /// At most.
+    pub max: Option<u64>,
+}
+
+impl ExpectCountSpec {
+    /// The events it may count.
+    pub const EVENTS: [&'static str; 4] = ["lock-hit", "fault", "command", "connections"];
+
+    /// The bounds as a [`crate::scenario::Range`].
+    pub fn range(&self) -> crate::scenario::Range {
+        crate::scenario::Range {
+            min: self.min,
+            max: self.max,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !Self::EVENTS.contains(&self.event.as_str()) {
+            return Err(format!(
+                "expect_count event \"{}\": expected one of {}",
+                self.event,
+                Self::EVENTS.join(", ")
+            ));
+        }
+        if self.verb.is_some() && self.event != "command" {
+            return Err(format!(
+                "expect_count: `verb` goes with event \"command\", not \"{}\"",
+                self.event
+            ));
+        }
+        match (self.min, self.max) {
+            (None, None) => Err("expect_count needs `min`, `max` or both".into()),
+            (Some(a), Some(b)) if a > b => Err(format!("expect_count: min {a} > max {b}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// How reports name it: `lock-hit`, `command APPLY`.
+    pub fn label(&self) -> String {
+        match &self.verb {
+            Some(v) => format!("{} {v}", self.event),
+            None => self.event.clone(),
+        }
+    }
+}
+
 fn one_u64() -> u64 {
     1
 }
@@ -369,6 +429,7 @@ pub struct StepSpec {
     pub kill: Option<bool>,
     pub wait_ms: Option<u64>,
     pub wait_for: Option<WaitForSpec>,
+    pub expect_count: Option<ExpectCountSpec>,
     pub trigger: Option<Box<TriggerSpec>>,
     pub hold_sync_lock: Option<SyncLockSpec>,
     pub release_sync_lock: Option<ReleaseSpec>,
@@ -408,6 +469,8 @@ pub enum Step {
     Kill,
     WaitMs(u64),
     WaitFor(WaitForSpec),
+    /// A check of an event count at this point of the run.
+    ExpectCount(ExpectCountSpec),
     Trigger {
         when: MatchSpec,
         then: Vec<Step>,
@@ -469,6 +532,7 @@ impl Step {
             Step::Kill => "kill the continuous client (SIGKILL)".into(),
             Step::WaitMs(ms) => format!("wait {ms} ms"),
             Step::WaitFor(w) => format!("wait for {} x{}", w.event, w.count),
+            Step::ExpectCount(c) => format!("expect {} count {}", c.label(), c.range()),
             Step::Trigger { .. } => "trigger".into(),
             Step::HoldSyncLock(l) => format!(
                 "hold {}'s sync lock (a hand-run sync_client -u {}: {})",
@@ -501,6 +565,7 @@ impl Step {
                 | Step::Stop
                 | Step::Kill
                 | Step::WaitFor(_)
+                | Step::ExpectCount(_)
                 | Step::Trigger { .. }
                 | Step::HoldSyncLock(_)
                 | Step::ReleaseSyncLock { .. }
@@ -519,7 +584,7 @@ fn metadata_entry(key: &str, entry: &str) -> Result<(), String> {
     }
 }
 
-const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, move, delete_user, subscribe, unsubscribe, metadata, server_metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
+const STEP_KEYS: &str = "lock, unlock, fault, clear, mark, append, flag, seen, expunge, create, delete, rename, move, delete_user, subscribe, unsubscribe, metadata, server_metadata, annotate, quota, acl, sync, start, stop, kill, wait_ms, wait_for, expect_count, trigger, hold_sync_lock, release_sync_lock, skip_user, unskip_user, synclog, shared_seen";
 
 impl StepSpec {
     pub(super) fn to_step(&self) -> Result<Step, String> {
@@ -645,6 +710,10 @@ impl StepSpec {
                 ));
             }
             found.push(Step::WaitFor(v));
+        }
+        if let Some(v) = s.expect_count {
+            v.validate()?;
+            found.push(Step::ExpectCount(v));
         }
         if let Some(v) = s.hold_sync_lock {
             found.push(Step::HoldSyncLock(v));

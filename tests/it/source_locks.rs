@@ -100,6 +100,31 @@ fn source_lock_steps_parse_and_bad_ones_are_refused() {
             "6",
             "cannot run while a command is held",
         ),
+        (
+            "[[step]]\nexpect_count = { event = \"converged\", max = 0 }\n",
+            "6",
+            "expect_count event \"converged\": expected one of lock-hit, fault, command, connections",
+        ),
+        (
+            "[[step]]\nexpect_count = { event = \"lock-hit\", verb = \"GET\", max = 0 }\n",
+            "6",
+            "`verb` goes with event \"command\"",
+        ),
+        (
+            "[[step]]\nexpect_count = { event = \"fault\" }\n",
+            "6",
+            "needs `min`, `max` or both",
+        ),
+        (
+            "[[step]]\nexpect_count = { event = \"fault\", min = 3, max = 2 }\n",
+            "6",
+            "min 3 > max 2",
+        ),
+        (
+            "[[step]]\nexpect_count = { event = \"fault\", most = 2 }\n",
+            "7",
+            "unknown field `most`",
+        ),
     ];
     for (tail, line, what) in cases {
         let err = parse(&format!("{HEAD}{tail}")).expect_err(tail);
@@ -111,9 +136,10 @@ fn source_lock_steps_parse_and_bad_ones_are_refused() {
 }
 
 /// A hand-run `-u` holding the sync lock: without `-N` the daemon waits
-/// (no storm); with `-N` and a SEEN queued it storms with no LOCKED from the
-/// target. The storm is the hold's doing: the same scenario without the hold
-/// fails its storm expectations.
+/// (no APPLY while it is held: the `expect_count` step checks that at the
+/// moment, and fails without the hold); with `-N` and a SEEN queued it storms
+/// with no LOCKED from the target. The storm is the hold's doing: the same
+/// scenario without the hold fails its storm expectations.
 #[test]
 fn a_held_sync_lock_blocks_the_daemon_and_storms_it_with_n() {
     let Some(bins) = cyrus_bins() else { return };
@@ -126,6 +152,31 @@ fn a_held_sync_lock_blocks_the_daemon_and_storms_it_with_n() {
     assert!(blocks.stats.connections <= 4, "{}", show(&blocks));
     // The hand-run client's run is recorded, and it exited 0.
     assert!(blocks.exits.contains(&Some(0)), "{}", show(&blocks));
+    let step_checks: Vec<&str> = blocks
+        .checks
+        .iter()
+        .filter(|c| c.name.starts_with("step ") && c.name.ends_with(" count"))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        step_checks,
+        ["step 8: command APPLY count", "step 9: lock-hit count"],
+        "{}",
+        show(&blocks)
+    );
+    // Without the hold, the daemon applies the changes during the wait: the
+    // step check, and only it, fails.
+    let mut free = load("scenarios/source-locks/hand-run-user-blocks-daemon.toml");
+    free.steps
+        .retain(|s| !matches!(s, Step::HoldSyncLock(_) | Step::ReleaseSyncLock { .. }));
+    let free = run_scenario(&free, &opts);
+    let failed: Vec<&str> = free
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["step 7: command APPLY count"], "{}", show(&free));
 
     let storm_file = load("scenarios/source-locks/hand-run-user-nonblocking.toml");
     let storm = run_scenario(&storm_file, &opts);
