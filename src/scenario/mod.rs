@@ -335,6 +335,25 @@ impl Scenario {
         }
         let mut expect = raw.expect;
         expect.lost_given = expect.lost.is_some();
+        // A run expected to diverge may still lose nothing, or lose more than
+        // the author saw: without `lost` its ledger would go unchecked.
+        let unbounded = |e: &Expect| !e.converged && e.lost.is_none();
+        if unbounded(&expect) {
+            return Err(err_at(
+                text.find("converged").unwrap_or(0),
+                "[expect] converged = false needs `lost`: how many changes the ledger must find lost (0 if none may be)".into(),
+            ));
+        }
+        for prefix in expect.versions.keys() {
+            if unbounded(&expect.for_version(prefix)) {
+                return Err(err_at(
+                    expect_at(prefix),
+                    format!(
+                        "[expect.versions.\"{prefix}\"]: converged = false needs `lost` (here or in [expect]): how many changes the ledger must find lost"
+                    ),
+                ));
+            }
+        }
         if expect.converged && expect.lost.is_none() {
             expect.lost = Some(0);
         }

@@ -39,6 +39,7 @@ snapshot = true
 lock_hits = { max = 9 }
 [expect.versions."3.12"]
 converged = false
+lost = 1
 snapshot_name = "x@3.12"
 [expect.versions."3.12.4"]
 deferrals = { min = 2 }
@@ -54,7 +55,7 @@ queued = 7
     assert_eq!(e.snapshot_name, None);
     let e = s.expect.for_version("3.12.4");
     assert_eq!(e.deferrals.and_then(|r| r.min), Some(2));
-    assert_eq!((e.converged, e.lost), (false, None));
+    assert_eq!((e.converged, e.lost), (false, Some(1)));
     assert_eq!(e.snapshot_name.as_deref(), Some("x@3.12"));
     let e = s.expect.for_version("3.12.3");
     assert_eq!(e.deferrals.and_then(|r| r.min), Some(1));
@@ -177,6 +178,18 @@ fn bad_version_keys_are_refused_with_their_line() {
             "[[step]]\nsync = { expect_exit = { \"3.6\" = \"timeout\" } }\n",
             "4",
             "needs an `other` entry",
+        ),
+        // A divergence expected without `lost` would leave the ledger
+        // unchecked, in [expect] or in a version's table.
+        (
+            "[expect]\nconverged = false\n",
+            "5",
+            "converged = false needs `lost`",
+        ),
+        (
+            "[expect]\n[expect.versions.\"3.10\"]\nconverged = false\n",
+            "5",
+            "[expect.versions.\"3.10\"]: converged = false needs `lost`",
         ),
         (
             "[[step]]\nsync = { expect_exit = \"slow\" }\n",
