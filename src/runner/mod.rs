@@ -348,6 +348,12 @@ fn run_on_setup(
                 .any(|v| crate::scenario::version_matches(v, &opts.version)))
             && (k.targets.is_empty() || k.targets.iter().any(|t| t == opts.target.kind_name()))
     });
+    if let Some(c) = known
+        .filter(|_| report.error.is_none())
+        .and_then(|k| unknown_checks(&report.checks, k))
+    {
+        report.checks.push(c);
+    }
     report.verdict = verdict(report.error.is_some(), &report.checks, known);
     report.known_failure = known.map(|k| k.reason.clone());
     report.seconds = started.elapsed().as_secs_f64();
@@ -433,6 +439,35 @@ fn verdict(error: bool, checks: &[Check], known: Option<&KnownFailure>) -> Verdi
         (false, true, None) => Verdict::Fail,
         (false, false, None) => Verdict::Pass,
     }
+}
+
+/// A failed `known_failure` check when the known failure names a check this
+/// run does not have (a typo, or a check renamed since): else it would excuse
+/// nothing and its scenario FAIL with no word on why.
+fn unknown_checks(checks: &[Check], k: &KnownFailure) -> Option<Check> {
+    let missing: Vec<&str> = k
+        .checks
+        .iter()
+        .filter(|n| !checks.iter().any(|c| &c.name == *n))
+        .map(String::as_str)
+        .collect();
+    (!missing.is_empty()).then(|| Check {
+        name: "known_failure".into(),
+        ok: false,
+        detail: format!(
+            "[expect] known_failure.checks names {} that this run does not have; its checks: {}",
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            checks
+                .iter()
+                .map(|c| format!("`{}`", c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
 }
 
 /// The history mark that starts the catch-up passes.
@@ -536,5 +571,26 @@ mod tests {
             verdict(true, &checks(&["converged"]), Some(&converged)),
             Verdict::Error
         );
+    }
+
+    /// A known failure naming a check the run does not have adds a failed
+    /// `known_failure` check that says which; the run is then a FAIL.
+    #[test]
+    fn a_known_failure_naming_no_such_check_fails_and_says_so() {
+        assert!(unknown_checks(&checks(&["converged"]), &known(&["converged"])).is_none());
+        assert!(unknown_checks(&checks(&[]), &known(&[])).is_none());
+        let typo = known(&["converged", "convergd"]);
+        let mut run = checks(&["converged"]);
+        let c = unknown_checks(&run, &typo).expect("a check");
+        assert!(!c.ok);
+        assert!(
+            c.detail
+                .contains("names `convergd` that this run does not have")
+                && c.detail.contains("`lost changes`"),
+            "{}",
+            c.detail
+        );
+        run.push(c);
+        assert_eq!(verdict(false, &run, Some(&typo)), Verdict::Fail);
     }
 }
