@@ -317,9 +317,15 @@ impl Sweep<'_> {
                 Vec::new(),
                 "the mailbox is there, after an acknowledged removal".into(),
             )),
+            // Every acknowledged record went with it: the violation names
+            // their UIDs, so that a message the target never acknowledged
+            // (a later, unanswered APPLY's) is not counted as lost with them.
             (Fact::Mailbox(f), None) => lost.push((
                 About::Mailbox,
-                Vec::new(),
+                f.records
+                    .as_ref()
+                    .map(|r| r.keys().copied().collect())
+                    .unwrap_or_default(),
                 format!(
                     "the mailbox is missing (acknowledged with LAST_UID {})",
                     f.last_uid.map_or_else(|| "?".into(), |u| u.to_string())
