@@ -228,6 +228,15 @@ pub fn classify(
 
 /// Each change carried forward ([`carried_forward`]) through the later ones.
 fn carried(changes: &[&Change]) -> Vec<(Change, bool)> {
+    carried_with_names(changes)
+        .into_iter()
+        .map(|(c, ended, _)| (c, ended))
+        .collect()
+}
+
+/// [`carried`], with the names each change's mailbox took on the way (after
+/// each later rename of it, the last one included).
+fn carried_with_names(changes: &[&Change]) -> Vec<(Change, bool, Vec<String>)> {
     // Only renames and deletions move or end a mailbox: index them once.
     let moves: Vec<(usize, &Change)> = changes
         .iter()
@@ -249,19 +258,23 @@ fn carried(changes: &[&Change]) -> Vec<(Change, bool)> {
 /// whether a later deletion ended that mailbox first. A rename carries only
 /// its new name (its old name may be taken by another mailbox later); a
 /// deletion, a subscription and a quota root are not carried.
-fn carried_forward<'a>(c: &Change, later: impl Iterator<Item = &'a Change>) -> (Change, bool) {
+fn carried_forward<'a>(
+    c: &Change,
+    later: impl Iterator<Item = &'a Change>,
+) -> (Change, bool, Vec<String>) {
     use crate::types::names::at_or_under;
     let mut now = c.clone();
+    let mut names = Vec::new();
     match c {
         // A later rename or deletion of that name is of another mailbox.
-        Change::Delete { .. } => return (now, false),
+        Change::Delete { .. } => return (now, false, names),
         // Cyrus moves no subscription with a rename (docs/history.md), and a
         // quota root's fate in one is Cyrus's choice: both stay by name.
-        Change::Subscription { .. } | Change::Quota { .. } => return (now, false),
+        Change::Subscription { .. } | Change::Quota { .. } => return (now, false, names),
         _ => {}
     }
     for m in later {
-        let name = match &mut now {
+        let name: &mut String = match &mut now {
             Change::Append { mailbox, .. }
             | Change::Flags { mailbox, .. }
             | Change::Expunge { mailbox, .. }
@@ -283,29 +296,13 @@ fn carried_forward<'a>(c: &Change, later: impl Iterator<Item = &'a Change>) -> (
                     && (name == from || *from != crate::cyrus::user_inbox(user)) =>
             {
                 *name = format!("{to}{}", &name[from.len()..]);
+                names.push(name.clone());
             }
-            Change::Delete { mailbox, .. } if mailbox == name => return (now, true),
+            Change::Delete { mailbox, .. } if mailbox == name => return (now, true, names),
             _ => {}
         }
     }
-    (now, false)
-}
-
-/// The mailbox a change is in (a rename: none, it names two).
-fn mailbox_of(c: &Change) -> Option<&str> {
-    match c {
-        Change::Append { mailbox, .. }
-        | Change::Flags { mailbox, .. }
-        | Change::Expunge { mailbox, .. }
-        | Change::Create { mailbox, .. }
-        | Change::Delete { mailbox, .. }
-        | Change::Metadata { mailbox, .. }
-        | Change::Annotations { mailbox, .. }
-        | Change::Acl { mailbox, .. }
-        | Change::Subscription { mailbox, .. } => Some(mailbox),
-        Change::Quota { root, .. } => Some(root),
-        Change::Rename { .. } => None,
-    }
+    (now, false, names)
 }
 
 fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Class {
@@ -468,16 +465,13 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
 pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history::Violation]) {
     use crate::history::About;
     let changes: Vec<Change> = ledger.iter().map(|c| c.entry.change.clone()).collect();
-    let now = carried(&changes.iter().collect::<Vec<_>>());
-    for (c, (now, _)) in ledger.iter_mut().zip(now) {
+    let now = carried_with_names(&changes.iter().collect::<Vec<_>>());
+    for (c, (_, _, renamed)) in ledger.iter_mut().zip(now) {
         if c.class == Class::Superseded {
             continue;
         }
-        // A violation may name the mailbox as it was or as a rename left it.
-        let renamed: Vec<&str> = match (&c.entry.change, &now) {
-            (Change::Rename { .. }, Change::Rename { to, .. }) => vec![to.as_str()],
-            (_, n) => mailbox_of(n).into_iter().collect(),
-        };
+        // A violation may name the mailbox as it was or as any later rename
+        // made it (X -> Y -> Z: a write acknowledged at Y is lost at Y).
         let (user, mut mailboxes, uids): (&str, Vec<&str>, Vec<u32>) = match &c.entry.change {
             Change::Append {
                 user, mailbox, uid, ..
@@ -506,7 +500,7 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
             Change::Quota { user, root } => (user, vec![root], Vec::new()),
             Change::Rename { user, from, to } => (user, vec![from, to], Vec::new()),
         };
-        mailboxes.extend(renamed);
+        mailboxes.extend(renamed.iter().map(String::as_str));
         let guid = match &c.entry.change {
             Change::Append { guid, .. } => Some(guid.as_str()),
             _ => None,
@@ -812,12 +806,33 @@ mod tests {
             again: 0,
         };
         let mut l = classify(&entries, &moved, &moved, "");
-        mark_acknowledged_lost(&mut l, &[lost_in_old]);
+        mark_acknowledged_lost(&mut l, std::slice::from_ref(&lost_in_old));
         let marked: Vec<Class> = l.iter().map(|c| c.class).collect();
         assert_eq!(
             marked,
             [Class::AcknowledgedLost, Class::OnBackup, Class::OnBackup]
         );
+        // Through two renames (INBOX -> Old -> Older), a violation under the
+        // name in between still names the change made under the first.
+        let mut twice = entries.clone();
+        twice.push(entry(
+            3,
+            Change::Rename {
+                user: "a".into(),
+                from: a("Old"),
+                to: a("Older"),
+            },
+        ));
+        let moved_twice = with_mailboxes(&[
+            ("user.a", &[]),
+            ("user.a.Older", &[(1, "g1")]),
+            ("user.a.Sent", &[(1, "g2")]),
+        ]);
+        let mut l = classify(&twice, &moved_twice, &moved_twice, "");
+        assert_eq!(l[0].class, Class::OnBackup);
+        mark_acknowledged_lost(&mut l, &[lost_in_old]);
+        assert_eq!(l[0].class, Class::AcknowledgedLost);
+        assert_eq!(l[1].class, Class::OnBackup);
     }
 
     /// A violation names the changes it is about: the same user and mailbox,
