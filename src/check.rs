@@ -465,4 +465,114 @@ mod tests {
             "user alice, mailbox DELETED.user.alice.T.1: deleted mailbox missing on the backup (2 message(s))"
         );
     }
+
+    /// The other direction of every row: what the backup holds and the
+    /// source does not (a missed expunge, unsubscribe, delete, removal), and
+    /// values that differ. A row that ignored `(None, Some(_))` or compared
+    /// only presence would pass this state as converged.
+    #[test]
+    fn the_backups_extras_and_changed_values_name_themselves() {
+        let src = state(&["\\Seen"], false);
+        let b = state(&["\\Seen"], true);
+        let extras: Vec<String> = compare(&src, &b)
+            .divergences
+            .iter()
+            .map(|d| d.what.clone())
+            .collect();
+        assert_eq!(
+            extras,
+            ["message bb is live on the backup but expunged or absent on the source"]
+        );
+
+        let full = |acl: &str, note: &str, storage: u64, uidvalidity: u32| {
+            let mut s = state(&["\\Seen"], false);
+            let u = s.users.get_mut("alice").expect("alice");
+            let mb = u.mailboxes.get_mut("user.alice").expect("inbox");
+            mb.acl.insert("anyone".into(), acl.into());
+            mb.annotations
+                .insert("/private/comment".into(), note.into());
+            mb.messages
+                .get_mut(&1)
+                .expect("uid 1")
+                .annotations
+                .insert("/comment value.priv".into(), note.into());
+            u.deleted.insert(
+                "DELETED.user.alice.T.1".into(),
+                crate::mailstate::DeletedMailbox {
+                    uidvalidity,
+                    last_uid: 2,
+                    messages: 2,
+                },
+            );
+            u.quotas.insert(
+                "user.alice".into(),
+                [("STORAGE".to_string(), storage)].into(),
+            );
+            s
+        };
+        let lines = |src: &MailState, b: &MailState| -> Vec<String> {
+            compare(src, b)
+                .divergences
+                .iter()
+                .map(|d| d.what.clone())
+                .collect()
+        };
+        // Values that differ.
+        assert_eq!(
+            lines(&full("lr", "a", 9, 3), &full("lrs", "b", 8, 4)),
+            [
+                "ACL of anyone: source lr, backup lrs",
+                "mailbox annotation /private/comment: source \"a\", backup \"b\"",
+                "message annotation /comment value.priv: source \"a\", backup \"b\"",
+                "deleted mailbox UIDVALIDITY: source 3, backup 4",
+                "quota root user.alice: limits: source {\"STORAGE\": 9}, backup {\"STORAGE\": 8}",
+            ]
+        );
+        // On the backup only.
+        let mut bare = state(&["\\Seen"], false);
+        let mut extra = full("lr", "a", 9, 3);
+        {
+            let u = extra.users.get_mut("alice").expect("alice");
+            u.subscriptions.insert("user.alice.Gone".into());
+            u.mailboxes
+                .insert("user.alice.Gone".into(), MailboxState::default());
+            u.deleted.values_mut().for_each(|d| d.last_uid = 2);
+        }
+        bare.users
+            .get_mut("alice")
+            .expect("alice")
+            .mailboxes
+            .get_mut("user.alice")
+            .expect("inbox")
+            .messages
+            .get_mut(&1)
+            .expect("uid 1")
+            .annotations
+            .clear();
+        assert_eq!(
+            lines(&bare, &extra),
+            [
+                "ACL of anyone (lr) on the backup only",
+                "mailbox annotation /private/comment = \"a\" on the backup only",
+                "message annotation /comment value.priv = \"a\" on the backup only",
+                "mailbox on the backup only",
+                "subscription to user.alice.Gone on the backup only",
+                "deleted mailbox on the backup only",
+                "quota root user.alice {\"STORAGE\": 9} on the backup only",
+            ]
+        );
+        // A deleted mailbox's last UID.
+        let mut later = full("lr", "a", 9, 3);
+        later
+            .users
+            .get_mut("alice")
+            .expect("alice")
+            .deleted
+            .values_mut()
+            .for_each(|d| d.last_uid = 5);
+        assert_eq!(
+            lines(&full("lr", "a", 9, 3), &later),
+            ["deleted mailbox last UID: source 2, backup 5"]
+        );
+    }
 }
