@@ -290,3 +290,137 @@ fn the_mutation_scenarios_pass_without_the_fault() {
         }
     }
 }
+
+/// A lie (`OK` without storing) on every command that carries a removal or
+/// a new value leaves the backup with what the source no longer has: the
+/// other direction of the rows above, which no corruption reaches (each
+/// removes or lowers state). `before` is synced first; `change` is the
+/// change the lies swallow. No catch-up: sync_client retries a failed
+/// rename in its next pass, which would heal the state (the history check
+/// still fails such a run: `history.rs`).
+struct Lie {
+    before: &'static str,
+    change: &'static str,
+    when: &'static str,
+    target: Target,
+    named: &'static str,
+}
+
+const LIES: [Lie; 6] = [
+    Lie {
+        before: r#"append = { user = "@", count = 2 }"#,
+        change: r#"expunge = { user = "@", uids = "1" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        target: Target::Fake,
+        named: "is live on the backup but expunged or absent on the source",
+    },
+    Lie {
+        before: r#"subscribe = { user = "@", folder = "INBOX.Work.Projects" }"#,
+        change: r#"unsubscribe = { user = "@", folder = "INBOX.Work.Projects" }"#,
+        when: r#"verb = "APPLY UNSUB", mailbox = "user.@.Work.Projects""#,
+        target: Target::Fake,
+        named: "subscription to user.@.Work.Projects on the backup only",
+    },
+    Lie {
+        before: r#"append = { user = "@", folder = "INBOX.Work.Projects" }"#,
+        change: r#"delete = { user = "@", folder = "INBOX.Work.Projects" }"#,
+        when: r#"verb = "APPLY RENAME""#,
+        target: Target::Fake,
+        named: "mailbox on the backup only",
+    },
+    Lie {
+        before: r#"acl = { user = "@", identifier = "anyone", rights = "lr" }"#,
+        change: r#"acl = { user = "@", identifier = "anyone", rights = "lrs" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        target: Target::Fake,
+        named: "ACL of anyone: source lrs, backup lr",
+    },
+    Lie {
+        before: r#"metadata = { user = "@", entry = "/private/comment", value = "mine" }"#,
+        change: r#"metadata = { user = "@", entry = "/private/comment", value = "yours" }"#,
+        when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
+        target: Target::Fake,
+        named: "mailbox annotation /private/comment: source \"yours\", backup \"mine\"",
+    },
+    Lie {
+        before: r#"quota = { user = "@", storage = 5000 }"#,
+        change: r#"quota = { user = "@", storage = 6000 }"#,
+        when: r#"verb = "APPLY QUOTA""#,
+        target: Target::FakeSyncServer,
+        named: "quota root user.@: limits: source {\"STORAGE\": 6000}, backup {\"STORAGE\": 5000}",
+    },
+];
+
+fn lie_scenario(user: &str, l: &Lie, with_fault: bool) -> Scenario {
+    let fault = if with_fault {
+        format!(
+            "[[step]]\nfault = {{ when = {{ {} }}, action = \"lie\" }}\n",
+            l.when.replace('@', user)
+        )
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "description = \"a lie\"\n\
+         [[user]]\nname = \"{user}\"\n\
+         [[step]]\n{before}\n\
+         [[step]]\nsync = {{ mode = \"rolling-once\", expect_exit = 0 }}\n\
+         {fault}\
+         [[step]]\n{change}\n\
+         [[step]]\nsync = {{ mode = \"rolling-once\" }}\n\
+         [expect]\nconverged = true\ncatch_up = false\n",
+        before = l.before.replace('@', user),
+        change = l.change.replace('@', user),
+    );
+    Scenario::parse(&text, Path::new("lie.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Each lie fails the convergence check with its row among the differences
+/// (a lie also fails the history check: both are fine here); without the
+/// lie the same scenario passes.
+#[test]
+fn the_backups_extras_fail_the_convergence_check() {
+    let Some(bins) = cyrus_bins() else {
+        return;
+    };
+    let mut missed = Vec::new();
+    for target in [Target::Fake, Target::FakeSyncServer] {
+        let (h, opts) = harness(&bins, &target);
+        for (i, l) in LIES.iter().enumerate() {
+            if l.target != target {
+                continue;
+            }
+            let user = format!("lie{i}");
+            let named = l.named.replace('@', &user);
+            let report = run_on(&h, &lie_scenario(&user, l, true), &opts, Seed(15));
+            let converged = report.checks.iter().find(|k| k.name == "converged");
+            let caught = report.verdict == Verdict::Fail
+                && converged.is_some_and(|k| {
+                    !k.ok
+                        && k.detail
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("  - "))
+                            .any(|l| l.contains(&named))
+                });
+            if !caught {
+                missed.push(format!(
+                    "{}: want a difference saying `{named}`; verdict {:?}:\n{:#?}",
+                    l.change,
+                    report.verdict,
+                    report.failures()
+                ));
+            }
+            let user = format!("honest{i}");
+            let control = run_on(&h, &lie_scenario(&user, l, false), &opts, Seed(15));
+            if control.verdict != Verdict::Pass {
+                missed.push(format!(
+                    "{} without the lie: {:?}\n{:#?}",
+                    l.change,
+                    control.verdict,
+                    control.failures()
+                ));
+            }
+        }
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n\n"));
+}
