@@ -5,6 +5,7 @@ mod ci; // ci/examples/: the example CI files parse and run what the binary acce
 mod cli; // the binary as a user runs it: serve, --state, bad input
 mod codec; // dlist framing, decoding and encoding against real captures and generated input
 mod compare; // run --target backupd|sync_server|HOST:PORT through the relay; compare fake vs real
+mod counts; // each run-wide count check (deferrals, lock hits, queued, restarts, reconnect rate) fails when its count is off
 mod cyrus_source; // the real Cyrus source instance: start, fill, read back, stop
 mod docs; // the README stays a short quickstart with its tables; no file points outside the project
 mod examples; // examples/: the embedding example run as a test
