@@ -1042,3 +1042,91 @@ fn a_rename_carries_the_known_state_and_its_uncertain_records() {
     let r = s.check();
     assert!(r.ok() && r.reads_checked == 1, "{r:#?}");
 }
+
+/// The violations an audit found no test making: a changed UIDVALIDITY, a
+/// record's expunged state flipped either way, a `* SEEN` that differs, a
+/// sieve script older than acknowledged, a deleted one listed again.
+#[test]
+fn uidvalidity_expunged_state_seen_and_sieve_differences_are_named() {
+    let mut s = Script::new();
+    s.ok(
+        1,
+        &apply_mailbox("user.a.X", 2, 9, &[(1, G1, "\\Expunged"), (2, G2, "")]),
+    );
+    let changed = Reply::Data(
+        "MAILBOX".into(),
+        value(
+            &mailbox_kv("user.a.X", 2, 9, &[(1, G1, ""), (2, G2, "\\Expunged")])
+                .replace("UIDVALIDITY 7", "UIDVALIDITY 8"),
+        ),
+    );
+    s.read(2, "GET FULLMAILBOX user.a.X", vec![changed]);
+    let whats: Vec<String> = s
+        .check()
+        .violations
+        .iter()
+        .map(|v| v.what.clone())
+        .collect();
+    assert_eq!(
+        whats,
+        [
+            "UIDVALIDITY 8, acknowledged 7",
+            "live, acknowledged expunged",
+            "expunged, acknowledged live",
+        ]
+    );
+
+    let mut s = Script::new();
+    s.ok(1, &apply_mailbox("user.a", 0, 1, &[]));
+    s.ok(
+        1,
+        "APPLY SEEN %(USERID a UNIQUEID u9 LASTREAD 1 LASTUID 4 LASTCHANGE 2 SEENUIDS 1:4)",
+    );
+    s.ok(
+        1,
+        "APPLY SIEVE %(USERID a FILENAME s.script LAST_UPDATE 100 CONTENT \"x\")",
+    );
+    s.ok(
+        1,
+        "APPLY SIEVE %(USERID a FILENAME old.script LAST_UPDATE 50 CONTENT \"y\")",
+    );
+    s.ok(1, "APPLY UNSIEVE %(USERID a FILENAME old.script)");
+    s.read(
+        2,
+        "GET USER a",
+        vec![
+            mailbox_reply("user.a", 0, 1, &[]),
+            Reply::Data(
+                "SEEN".into(),
+                value("%(UNIQUEID u9 LASTREAD 1 LASTUID 4 LASTCHANGE 2 SEENUIDS 1:3)"),
+            ),
+            Reply::Data(
+                "SIEVE".into(),
+                value("%(FILENAME s.script LAST_UPDATE 99 GUID x ISACTIVE 0)"),
+            ),
+            Reply::Data(
+                "SIEVE".into(),
+                value("%(FILENAME old.script LAST_UPDATE 50 GUID y ISACTIVE 0)"),
+            ),
+        ],
+    );
+    let whats: Vec<String> = s
+        .check()
+        .violations
+        .iter()
+        .map(|v| v.what.clone())
+        .collect();
+    assert_eq!(whats.len(), 3, "{whats:#?}");
+    assert!(
+        whats[0].starts_with("`* SEEN` for uniqueid u9: LASTUID 4 SEENUIDS")
+            && whats[0].contains("acknowledged LASTUID 4"),
+        "{whats:#?}"
+    );
+    assert_eq!(
+        whats[1..],
+        [
+            "deleted sieve script old.script is listed again",
+            "sieve script s.script: LAST_UPDATE 99, acknowledged 100",
+        ]
+    );
+}
