@@ -180,6 +180,13 @@ fn of_the_nine_synclog_kinds_only_quota_and_annotation_halt_backupd() {
                 continue;
             }
             assert_eq!(r.verdict, Verdict::Fail, "{kind}: {}", show(&r));
+            // The halt leaves the backup short of the source: convergence is
+            // what fails.
+            assert!(
+                r.checks.iter().any(|c| c.name == "converged" && !c.ok),
+                "{kind}: {}",
+                show(&r)
+            );
             assert!(
                 r.ledger.iter().any(|e| e.class == Class::Queued
                     && matches!(&e.entry.change, Change::Append { user, .. } if user == "rhea")),

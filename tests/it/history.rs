@@ -176,6 +176,7 @@ fn an_acl_or_an_annotation_lost_and_healed_by_the_catch_up_fails() {
         let s = scenario_from(dir.path(), what, &text);
         let r = run_scenario(&s, &opts);
         assert_eq!(r.verdict, Verdict::Fail, "{what}: {:#?}", r.failures());
+        assert!(!acked_check(&r).ok, "{what}: {:#?}", r.checks);
         assert_eq!(
             r.acknowledged_lost.len(),
             1,
@@ -236,6 +237,7 @@ fn a_quota_lost_on_a_replica_and_healed_by_the_catch_up_fails() {
     let s = scenario_from(dir.path(), "quota", QUOTA_DROPPED);
     let r = run_scenario(&s, &opts);
     assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.failures());
+    assert!(!acked_check(&r).ok, "{:#?}", r.checks);
     assert_eq!(r.acknowledged_lost.len(), 1, "{:#?}", r.acknowledged_lost);
     let v = &r.acknowledged_lost[0];
     assert_eq!(v.mailbox.as_deref(), Some("user.qu"), "{v}");
@@ -359,6 +361,7 @@ fn a_lying_proxy_behind_host_port_is_caught() {
     assert_eq!(last.name, "final -u sends no APPLY");
     assert!(last.ok, "{last:?}");
     assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.failures());
+    assert!(!acked_check(&r).ok, "{:#?}", r.checks);
     let v = &r.acknowledged_lost;
     assert_eq!(v.len(), 1, "{v:#?}");
     assert_eq!(v[0].mailbox.as_deref(), Some("user.lu.Lied"));
