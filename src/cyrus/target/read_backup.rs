@@ -65,15 +65,15 @@ impl RealTarget {
                 out.stderr.trim()
             )));
         }
-        let mut us = parse_cyr_backup_mailboxes(&out.stdout)?;
+        let rows = parse_cyr_backup_rows(&out.stdout)?;
         if sqlite3_available() {
             if let Some(path) = self.backup_path(user)? {
                 let mut index = path.into_os_string();
                 index.push(".index");
-                enrich_from_index(&mut us, Path::new(&index), user)?;
+                return state_from_index(rows, Path::new(&index), user);
             }
         }
-        Ok(us)
+        state_from_rows(rows)
     }
 }
 
@@ -90,9 +90,22 @@ pub(super) fn sqlite3_available() -> bool {
     })
 }
 
-/// `cyr_backup json mailboxes` -> live mailboxes with uniqueid and live UID -> GUID
-/// (flags, dates, sizes and counters are not printed and stay zero).
-pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
+/// One mailbox row of `cyr_backup json mailboxes`. It prints every row of
+/// the backup's index, those of removed mailboxes too (it has no deleted
+/// mark), so that several rows may carry one name: the index updates a row
+/// by uniqueid, and removes by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupRow {
+    /// The mailbox's uniqueid (the index's key).
+    pub uniqueid: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Live UID -> GUID (flags, dates and sizes are not printed and stay zero).
+    pub messages: BTreeMap<u32, MessageState>,
+}
+
+/// `cyr_backup json mailboxes` -> its rows, live records only.
+pub fn parse_cyr_backup_rows(text: &str) -> Result<Vec<BackupRow>> {
     let start = text.find('[').unwrap_or(text.len());
     let json: serde_json::Value = if start == text.len() {
         serde_json::Value::Array(Vec::new())
@@ -100,7 +113,7 @@ pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
         serde_json::from_str(&text[start..])
             .map_err(|e| CyrusError::Config(format!("cyr_backup json mailboxes: {e}")))?
     };
-    let mut us = UserState::default();
+    let mut rows = Vec::new();
     for mb in json.as_array().into_iter().flatten() {
         let Some(name) = mb.get("mboxname").and_then(|v| v.as_str()) else {
             continue;
@@ -129,29 +142,60 @@ pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
                 },
             );
         }
-        if name.starts_with("DELETED.") {
+        rows.push(BackupRow {
+            uniqueid: mb
+                .get("uniqueid")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            name: name.to_string(),
+            messages,
+        });
+    }
+    Ok(rows)
+}
+
+/// Rows taken as they are (without the index, nothing says which are
+/// removed) -> a user's state: `DELETED.*` names as deleted mailboxes, the
+/// rest live. Two rows of one name are an error naming both: which one is
+/// the mailbox cannot be told, and taking either could hide a difference.
+pub fn state_from_rows(rows: Vec<BackupRow>) -> Result<UserState> {
+    let mut us = UserState::default();
+    let mut uniqueids: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for row in rows {
+        if let Some(other) = uniqueids.insert(row.name.clone(), row.uniqueid.clone()) {
+            return Err(CyrusError::Config(format!(
+                "the backup holds two live mailboxes named {} (uniqueids {} and {})",
+                row.name,
+                other.as_deref().unwrap_or("?"),
+                row.uniqueid.as_deref().unwrap_or("?")
+            )));
+        }
+        if row.name.starts_with("DELETED.") {
             us.deleted.insert(
-                name.to_string(),
+                row.name,
                 DeletedMailbox {
-                    messages: u32::try_from(messages.len()).unwrap_or(u32::MAX),
+                    messages: u32::try_from(row.messages.len()).unwrap_or(u32::MAX),
                     ..DeletedMailbox::default()
                 },
             );
             continue;
         }
         us.mailboxes.insert(
-            name.to_string(),
+            row.name,
             MailboxState {
-                uniqueid: mb
-                    .get("uniqueid")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string),
-                messages,
+                uniqueid: row.uniqueid,
+                messages: row.messages,
                 ..MailboxState::default()
             },
         );
     }
     Ok(us)
+}
+
+/// `cyr_backup json mailboxes` -> a user's state, every row taken for live
+/// ([`state_from_rows`]).
+pub fn parse_cyr_backup_mailboxes(text: &str) -> Result<UserState> {
+    state_from_rows(parse_cyr_backup_rows(text)?)
 }
 
 /// The annotations backupd's index keeps as dlist text (`dlist_printbuf` of the
@@ -202,26 +246,37 @@ fn sqlite_json(index: &Path, sql: &str) -> Result<Vec<serde_json::Value>> {
         .map_err(|e| CyrusError::Config(format!("sqlite3 json output: {e}")))
 }
 
-/// Fill in what `cyr_backup` does not print from the backup's SQLite index: per
-/// mailbox UIDVALIDITY, LAST_UID, HIGHESTMODSEQ and the deleted mark; per record
-/// flags, INTERNALDATE and size; and the subscriptions. The UID -> GUID sets must
-/// agree with `cyr_backup`'s.
-fn enrich_from_index(us: &mut UserState, index: &Path, owner: &str) -> Result<()> {
+/// `cyr_backup`'s rows with the backup's SQLite index: the rows the index
+/// marks deleted are left out (matched by uniqueid, the index's key: a name
+/// may be on a removed row and a live one at once), then what `cyr_backup`
+/// does not print is filled in: per mailbox UIDVALIDITY, LAST_UID,
+/// HIGHESTMODSEQ, ACL and annotations; per record flags, INTERNALDATE, size
+/// and annotations; and the subscriptions. The UID -> GUID sets must agree
+/// with `cyr_backup`'s.
+fn state_from_index(rows: Vec<BackupRow>, index: &Path, owner: &str) -> Result<UserState> {
     let mailboxes = sqlite_json(
         index,
-        "SELECT id, mboxname, uidvalidity, last_uid, highestmodseq, deleted, annotations, acl \
-         FROM mailbox",
+        "SELECT id, uniqueid, mboxname, uidvalidity, last_uid, highestmodseq, deleted, \
+         annotations, acl FROM mailbox",
     )?;
+    let removed: std::collections::BTreeSet<&str> = mailboxes
+        .iter()
+        .filter(|row| row["deleted"].as_i64().unwrap_or(0) != 0)
+        .filter_map(|row| row["uniqueid"].as_str())
+        .collect();
+    let live: Vec<BackupRow> = rows
+        .into_iter()
+        .filter(|r| !r.uniqueid.as_deref().is_some_and(|u| removed.contains(u)))
+        .collect();
+    let mut us = state_from_rows(live)?;
     let mut by_id = BTreeMap::new();
     for row in &mailboxes {
-        let name = row["mboxname"].as_str().unwrap_or_default().to_string();
-        let id = row["id"].as_i64().unwrap_or(-1);
-        let deleted = row["deleted"].as_i64().unwrap_or(0) != 0;
-        if deleted {
-            us.mailboxes.remove(&name);
-            us.deleted.remove(&name);
+        if row["deleted"].as_i64().unwrap_or(0) != 0 {
             continue;
         }
+        let name = row["mboxname"].as_str().unwrap_or_default().to_string();
+        let uniqueid = row["uniqueid"].as_str();
+        let id = row["id"].as_i64().unwrap_or(-1);
         let uidvalidity = u32::try_from(row["uidvalidity"].as_i64().unwrap_or(0)).unwrap_or(0);
         let last_uid = u32::try_from(row["last_uid"].as_i64().unwrap_or(0)).unwrap_or(0);
         if let Some(d) = us.deleted.get_mut(&name) {
@@ -232,6 +287,13 @@ fn enrich_from_index(us: &mut UserState, index: &Path, owner: &str) -> Result<()
         let Some(mb) = us.mailboxes.get_mut(&name) else {
             continue;
         };
+        if mb.uniqueid.as_deref() != uniqueid {
+            return Err(CyrusError::Config(format!(
+                "backup index row {id} names {name} with uniqueid {}, cyr_backup shows {}",
+                uniqueid.unwrap_or("?"),
+                mb.uniqueid.as_deref().unwrap_or("?")
+            )));
+        }
         mb.uidvalidity = uidvalidity;
         mb.last_uid = last_uid;
         mb.highestmodseq = u64::try_from(row["highestmodseq"].as_i64().unwrap_or(0)).unwrap_or(0);
@@ -254,10 +316,9 @@ fn enrich_from_index(us: &mut UserState, index: &Path, owner: &str) -> Result<()
             continue;
         }
         let uid = u32::try_from(row["uid"].as_i64().unwrap_or(0)).unwrap_or(0);
-        let mb = us
-            .mailboxes
-            .get_mut(name)
-            .expect("by_id names live mailboxes");
+        let Some(mb) = us.mailboxes.get_mut(name) else {
+            continue;
+        };
         let Some(m) = mb.messages.get_mut(&uid) else {
             return Err(CyrusError::Config(format!(
                 "backup index has live record {name} UID {uid} that cyr_backup does not show"
@@ -294,7 +355,7 @@ fn enrich_from_index(us: &mut UserState, index: &Path, owner: &str) -> Result<()
             us.subscriptions.insert(n.to_string());
         }
     }
-    Ok(())
+    Ok(us)
 }
 
 #[cfg(test)]
@@ -324,6 +385,83 @@ mod tests {
         assert_eq!(a.uniqueid.as_deref(), Some("u1"));
         assert_eq!(a.messages.len(), 1);
         assert_eq!(a.messages[&1].guid, "aa");
+    }
+
+    /// A backup index as backupd lays it out (the columns read here), written
+    /// with the `sqlite3` tool; `None` when it is missing and not required.
+    fn index_file(dir: &Path, sql: &str) -> Option<std::path::PathBuf> {
+        if !sqlite3_available() {
+            let required = std::env::var("CI").is_ok_and(|v| v == "true")
+                || std::env::var("BACKUPD_SIM_REQUIRE_CYRUS").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "sqlite3 is required here (make setup installs it)"
+            );
+            return None;
+        }
+        let path = dir.join("u.index");
+        let schema = "CREATE TABLE mailbox(id INTEGER PRIMARY KEY, uniqueid CHAR UNIQUE NOT NULL, \
+             mboxname CHAR NOT NULL, uidvalidity INTEGER, last_uid INTEGER, highestmodseq INTEGER, \
+             deleted INTEGER, annotations CHAR, acl CHAR); \
+             CREATE TABLE message(id INTEGER PRIMARY KEY, guid CHAR, size INTEGER); \
+             CREATE TABLE mailbox_message(mailbox_id INTEGER, message_id INTEGER, uid INTEGER, \
+             flags CHAR, internaldate INTEGER, expunged INTEGER, annotations CHAR); \
+             CREATE TABLE subscription(mboxname CHAR, unsubscribed INTEGER);";
+        let status = Command::new("sqlite3")
+            .arg(&path)
+            .arg(format!("{schema} {sql}"))
+            .status()
+            .expect("sqlite3");
+        assert!(status.success());
+        Some(path)
+    }
+
+    /// One name on a removed row and on a live one (a mailbox removed, then
+    /// made again under its name): the live row is the mailbox, whichever
+    /// comes first in the index; before December 2026 the removed row took
+    /// the name away (the mailbox read as missing: a made-up loss), or the
+    /// reader panicked.
+    #[test]
+    fn a_removed_row_does_not_hide_a_live_mailbox_of_its_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cyr = r#"[
+  {"uniqueid": "old", "mboxname": "user.a.X", "last_appenddate": "x",
+   "messages": [{"uid": 1, "guid": "g-old"}]},
+  {"uniqueid": "new", "mboxname": "user.a.X", "last_appenddate": "x",
+   "messages": [{"uid": 1, "guid": "g-new"}]}
+]"#;
+        for (old_id, new_id) in [(1, 2), (2, 1)] {
+            let sub = dir.path().join(format!("{old_id}"));
+            std::fs::create_dir_all(&sub).expect("dir");
+            let Some(index) = index_file(
+                &sub,
+                &format!(
+                    "INSERT INTO mailbox VALUES ({old_id}, 'old', 'user.a.X', 7, 1, 3, 1, '', ''); \
+                     INSERT INTO mailbox VALUES ({new_id}, 'new', 'user.a.X', 9, 1, 4, 0, '', 'a\tlrs\t'); \
+                     INSERT INTO message VALUES (1, 'g-old', 10); INSERT INTO message VALUES (2, 'g-new', 20); \
+                     INSERT INTO mailbox_message VALUES ({old_id}, 1, 1, '()', 5, 0, ''); \
+                     INSERT INTO mailbox_message VALUES ({new_id}, 2, 1, '(\\Seen)', 6, 0, '');"
+                ),
+            ) else {
+                return;
+            };
+            let rows = parse_cyr_backup_rows(cyr).expect("rows");
+            let us = state_from_index(rows, &index, "a").expect("state");
+            let x = us.mailboxes.get("user.a.X").expect("the live mailbox");
+            assert_eq!(x.uniqueid.as_deref(), Some("new"));
+            assert_eq!((x.uidvalidity, x.highestmodseq), (9, 4));
+            let m = &x.messages[&1];
+            assert_eq!((m.guid.as_str(), m.size, m.internaldate), ("g-new", 20, 6));
+            assert_eq!(m.flags, ["\\Seen"]);
+        }
+        // Without the index both rows look live: an error naming both, not
+        // one of them picked.
+        let e = parse_cyr_backup_mailboxes(cyr).expect_err("two live rows");
+        assert!(
+            e.to_string()
+                .contains("two live mailboxes named user.a.X (uniqueids old and new)"),
+            "{e}"
+        );
     }
 
     #[test]
