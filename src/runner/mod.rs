@@ -441,31 +441,59 @@ fn verdict(error: bool, checks: &[Check], known: Option<&KnownFailure>) -> Verdi
     }
 }
 
-/// A failed `known_failure` check when the known failure names a check this
-/// run does not have (a typo, or a check renamed since): else it would excuse
-/// nothing and its scenario FAIL with no word on why.
+/// The lines a check lists (a difference, a lost change): `  - …` and
+/// `  step …` lines of its detail.
+fn listed(c: &Check) -> impl Iterator<Item = &str> {
+    c.detail.lines().filter_map(|l| {
+        l.strip_prefix("  - ")
+            .or_else(|| l.starts_with("  step ").then(|| &l[2..]))
+    })
+}
+
+/// A failed `known_failure` check when the known failure does not explain
+/// this run: it names a check the run does not have (a typo, or a check
+/// renamed since: else it would excuse nothing, with no word on why), or a
+/// check it excuses lists a line none of its `differences` is in (a new
+/// difference beside the known ones).
 fn unknown_checks(checks: &[Check], k: &KnownFailure) -> Option<Check> {
+    let quote = |v: &[&str]| {
+        v.iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let missing: Vec<&str> = k
         .checks
         .iter()
         .filter(|n| !checks.iter().any(|c| &c.name == *n))
         .map(String::as_str)
         .collect();
-    (!missing.is_empty()).then(|| Check {
+    if !missing.is_empty() {
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        return Some(Check {
+            name: "known_failure".into(),
+            ok: false,
+            detail: format!(
+                "[expect] known_failure.checks names {} that this run does not have; its checks: {}",
+                quote(&missing),
+                quote(&names)
+            ),
+        });
+    }
+    let unexplained: Vec<&str> = checks
+        .iter()
+        .filter(|c| {
+            !c.ok && k.checks.contains(&c.name) && KnownFailure::LISTING.contains(&c.name.as_str())
+        })
+        .flat_map(listed)
+        .filter(|line| !k.differences.iter().any(|d| line.contains(d.as_str())))
+        .collect();
+    (!unexplained.is_empty()).then(|| Check {
         name: "known_failure".into(),
         ok: false,
         detail: format!(
-            "[expect] known_failure.checks names {} that this run does not have; its checks: {}",
-            missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            checks
-                .iter()
-                .map(|c| format!("`{}`", c.name))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "lines the known failure's `differences` do not name (a new failure beside the known one):\n  {}",
+            unexplained.join("\n  ")
         ),
     })
 }
@@ -535,6 +563,7 @@ mod tests {
             versions: Vec::new(),
             targets: Vec::new(),
             checks: checks.iter().map(|c| (*c).to_owned()).collect(),
+            differences: Vec::new(),
         }
     }
 
@@ -592,5 +621,32 @@ mod tests {
         );
         run.push(c);
         assert_eq!(verdict(false, &run, Some(&typo)), Verdict::Fail);
+    }
+
+    /// A known failure of `converged` explains the differences it names, and
+    /// only them: one more line is a failed `known_failure` check, and FAIL.
+    #[test]
+    fn a_known_failure_explains_only_the_differences_it_names() {
+        let mut run = checks(&["converged", "lost changes"]);
+        run[0].detail = "not converged: 2 difference(s)\n  - user d: subscription to user.d on the backup only\n  - user d: subscription to user.d.Sent on the backup only\ndiff (- source, + backup):\n- x".into();
+        run[1].detail = "expected 0, ledger says 1:\n  step 1: unsubscribe user.d.Sent".into();
+        let mut k = known(&["converged", "lost changes"]);
+        k.differences = vec![
+            "user d: subscription to".into(),
+            "step 1: unsubscribe".into(),
+        ];
+        assert!(unknown_checks(&run, &k).is_none());
+        assert_eq!(verdict(false, &run, Some(&k)), Verdict::Xfail);
+        run[0].detail = run[0].detail.replace(
+            "diff (",
+            "  - user d, mailbox user.d, UID 3: lost: message g is not on the backup\ndiff (",
+        );
+        let c = unknown_checks(&run, &k).expect("a new difference");
+        assert_eq!(
+            c.detail,
+            "lines the known failure's `differences` do not name (a new failure beside the known one):\n  user d, mailbox user.d, UID 3: lost: message g is not on the backup"
+        );
+        run.push(c);
+        assert_eq!(verdict(false, &run, Some(&k)), Verdict::Fail);
     }
 }

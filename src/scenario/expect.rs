@@ -52,9 +52,35 @@ pub struct KnownFailure {
     /// not an XFAIL: a new loss in a scenario known to fail is not hidden.
     #[serde(default)]
     pub checks: Vec<String>,
+    /// For `converged` and `lost changes`: a piece of each difference line it
+    /// expects (`"user dino: subscription to"`). A line of those checks that
+    /// none of them is in is a new failure: FAIL.
+    #[serde(default)]
+    pub differences: Vec<String>,
 }
 
-/// `known_failure`: `{ reason, versions, targets }`, or `false` (none: in a
+impl KnownFailure {
+    /// The checks whose listed lines (differences, lost changes) a known
+    /// failure must name one by one.
+    pub const LISTING: [&'static str; 2] = ["converged", "lost changes"];
+
+    fn validate(&self) -> Result<(), String> {
+        if self.checks.is_empty() {
+            return Err("known_failure needs `checks`: the checks it fails, as the report names them (a known failure of any check would hide a new one)".into());
+        }
+        if self.differences.is_empty()
+            && self
+                .checks
+                .iter()
+                .any(|c| Self::LISTING.contains(&c.as_str()))
+        {
+            return Err("known_failure excusing `converged` or `lost changes` needs `differences`: a piece of each line it expects those checks to list (e.g. \"user dino: subscription to\"), so that a new difference in the same check is not hidden".into());
+        }
+        Ok(())
+    }
+}
+
+/// `known_failure`: `{ reason, versions, targets, checks, differences }`, or `false` (none: in a
 /// `[expect.versions."…"]` table it drops the known failure `[expect]`
 /// gives, e.g. for a patched build that fixes it). Reads as the
 /// `Option<KnownFailure>` it holds.
@@ -76,9 +102,11 @@ impl<'de> Deserialize<'de> for KnownFailureSetting {
             toml::Value::Boolean(true) => Err(D::Error::custom(
                 "known_failure = true says nothing: give { reason = \"…\" }, or false for none",
             )),
-            v => KnownFailure::deserialize(v)
-                .map(|k| KnownFailureSetting(Some(k)))
-                .map_err(D::Error::custom),
+            v => {
+                let k = KnownFailure::deserialize(v).map_err(D::Error::custom)?;
+                k.validate().map_err(D::Error::custom)?;
+                Ok(KnownFailureSetting(Some(k)))
+            }
         }
     }
 }

@@ -91,7 +91,7 @@ description = "d"
 name = "u"
 [expect]
 reconnect_rate_max = 3.0
-known_failure = { reason = "stock storms" }
+known_failure = { reason = "stock storms", checks = ["reconnect rate"] }
 [expect.versions."+sync-client-backoff"]
 known_failure = false
 [expect.versions."3.12"]
@@ -112,6 +112,16 @@ deferrals = { min = 2 }
         (
             "[expect.versions.\"+x\"]\nknown_failure = true\n",
             "known_failure = true says nothing",
+        ),
+        // A known failure names its checks, and for the two that list lines,
+        // the lines: else a new failure would hide behind it.
+        (
+            "known_failure = { reason = \"r\" }\n",
+            "known_failure needs `checks`",
+        ),
+        (
+            "[expect.versions.\"3.10\"]\nknown_failure = { reason = \"r\", checks = [\"converged\"] }\n",
+            "needs `differences`",
         ),
         (
             "[expect.versions.\"3.6+\"]\nconverged = false\n",
