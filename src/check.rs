@@ -178,10 +178,11 @@ fn compare_user(user: &str, s: &UserState, b: &UserState, out: &mut Vec<Divergen
                 "deleted mailbox on the backup only".into(),
             )),
             (Some(sd), Some(bd)) => {
-                let fields: [(&str, u32, u32); 3] = [
-                    ("UIDVALIDITY", sd.uidvalidity, bd.uidvalidity),
-                    ("last UID", sd.last_uid, bd.last_uid),
-                    ("messages", sd.messages, bd.messages),
+                let fields: [(&str, u64, u64); 4] = [
+                    ("UIDVALIDITY", sd.uidvalidity.into(), bd.uidvalidity.into()),
+                    ("last UID", sd.last_uid.into(), bd.last_uid.into()),
+                    ("HIGHESTMODSEQ", sd.highestmodseq, bd.highestmodseq),
+                    ("messages", sd.messages.into(), bd.messages.into()),
                 ];
                 for (what, x, y) in fields {
                     if x != y {
@@ -426,6 +427,7 @@ mod tests {
                     uidvalidity: 3,
                     last_uid: 2,
                     messages: 2,
+                    highestmodseq: 9,
                 },
             );
             u.quotas
@@ -502,6 +504,7 @@ mod tests {
                     uidvalidity,
                     last_uid: 2,
                     messages: 2,
+                    highestmodseq: 9,
                 },
             );
             u.quotas.insert(
@@ -569,10 +572,16 @@ mod tests {
             .expect("alice")
             .deleted
             .values_mut()
-            .for_each(|d| d.last_uid = 5);
+            .for_each(|d| {
+                d.last_uid = 5;
+                d.highestmodseq = 12;
+            });
         assert_eq!(
             lines(&full("lr", "a", 9, 3), &later),
-            ["deleted mailbox last UID: source 2, backup 5"]
+            [
+                "deleted mailbox last UID: source 2, backup 5",
+                "deleted mailbox HIGHESTMODSEQ: source 9, backup 12"
+            ]
         );
     }
 }

@@ -45,6 +45,10 @@ pub struct DeletedMailbox {
     pub last_uid: u32,
     /// How many live messages it holds.
     pub messages: u32,
+    /// HIGHESTMODSEQ: a copy that missed a later change (a flag, a seen
+    /// state, an annotation set before the delete) is behind on it.
+    #[serde(default)]
+    pub highestmodseq: u64,
 }
 
 /// One mailbox: identity, counters and live (not expunged) messages.

@@ -535,7 +535,7 @@ fn read_deleted_imap(
     for (entry, st) in imap.list_status(
         "",
         &format!("{prefix}*"),
-        &["MESSAGES", "UIDNEXT", "UIDVALIDITY"],
+        &["MESSAGES", "UIDNEXT", "UIDVALIDITY", "HIGHESTMODSEQ"],
     )? {
         if !entry.name.starts_with(&prefix)
             || entry.attributes.iter().any(|a| {
@@ -554,6 +554,7 @@ fn read_deleted_imap(
                 .ok_or_else(|| missing("UIDNEXT"))?
                 .saturating_sub(1),
             messages: st.messages.ok_or_else(|| missing("MESSAGES"))?,
+            highestmodseq: st.highestmodseq.ok_or_else(|| missing("HIGHESTMODSEQ"))?,
         };
         out.insert(entry.name, d);
     }

@@ -534,6 +534,7 @@ impl UserBackup {
                         last_uid: m.last_uid,
                         messages: u32::try_from(m.records.iter().filter(|r| !r.expunged).count())
                             .unwrap_or(u32::MAX),
+                        highestmodseq: m.highestmodseq,
                     };
                     (n.clone(), d)
                 })

@@ -306,7 +306,7 @@ struct Lie {
     named: &'static str,
 }
 
-const LIES: [Lie; 6] = [
+const LIES: [Lie; 7] = [
     Lie {
         before: r#"append = { user = "@", count = 2 }"#,
         change: r#"expunge = { user = "@", uids = "1" }"#,
@@ -341,6 +341,18 @@ const LIES: [Lie; 6] = [
         when: r#"verb = "APPLY MAILBOX", mailbox = "user.@""#,
         target: Target::Fake,
         named: "mailbox annotation /private/comment: source \"yours\", backup \"mine\"",
+    },
+    // A flag set, then the folder deleted: the DELETED.* copy that missed
+    // the flag is behind on HIGHESTMODSEQ (flags of a deleted mailbox are
+    // not read: it is compared on its counters).
+    Lie {
+        before: r#"append = { user = "@", folder = "INBOX.Sent" }"#,
+        change:
+            "flag = { user = \"@\", folder = \"INBOX.Sent\", uids = \"1\", add = [\"$Label1\"] }\n\
+                 [[step]]\ndelete = { user = \"@\", folder = \"INBOX.Sent\" }",
+        when: r#"verb = "APPLY MAILBOX""#,
+        target: Target::Fake,
+        named: "deleted mailbox HIGHESTMODSEQ: source",
     },
     Lie {
         before: r#"quota = { user = "@", storage = 5000 }"#,

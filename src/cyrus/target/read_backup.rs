@@ -282,6 +282,8 @@ fn state_from_index(rows: Vec<BackupRow>, index: &Path, owner: &str) -> Result<U
         if let Some(d) = us.deleted.get_mut(&name) {
             d.uidvalidity = uidvalidity;
             d.last_uid = last_uid;
+            d.highestmodseq =
+                u64::try_from(row["highestmodseq"].as_i64().unwrap_or(0)).unwrap_or(0);
             continue;
         }
         let Some(mb) = us.mailboxes.get_mut(&name) else {

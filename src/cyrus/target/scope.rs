@@ -40,6 +40,7 @@ impl StateScope {
             for d in user.deleted.values_mut() {
                 d.uidvalidity = 0;
                 d.last_uid = 0;
+                d.highestmodseq = 0;
             }
             for mb in user.mailboxes.values_mut() {
                 mb.uidvalidity = 0;
@@ -97,6 +98,7 @@ mod tests {
                 uidvalidity: 4,
                 last_uid: 2,
                 messages: 1,
+                highestmodseq: 6,
             },
         );
         s.users.insert("a".into(), us);
@@ -120,7 +122,8 @@ mod tests {
             DeletedMailbox {
                 uidvalidity: 0,
                 last_uid: 0,
-                messages: 1
+                messages: 1,
+                highestmodseq: 0,
             }
         );
     }
