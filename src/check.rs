@@ -230,10 +230,19 @@ fn annotation_diffs(
 }
 
 fn compare_mailbox(s: &MailboxState, b: &MailboxState, out: &mut dyn FnMut(Option<u32>, String)) {
-    if let (Some(x), Some(y)) = (&s.uniqueid, &b.uniqueid) {
-        if x != y {
-            out(None, format!("uniqueid: source {x}, backup {y}"));
-        }
+    // A side without one is a difference too: each reader gets it (EXAMINE's
+    // MAILBOXID, the index, the fake's store), so one missing is a read that
+    // went wrong, or an identity the target lost.
+    if s.uniqueid != b.uniqueid {
+        let show = |u: &Option<String>| u.clone().unwrap_or_else(|| "none".into());
+        out(
+            None,
+            format!(
+                "uniqueid: source {}, backup {}",
+                show(&s.uniqueid),
+                show(&b.uniqueid)
+            ),
+        );
     }
     let fields: [(&str, u64, u64); 3] = [
         ("UIDVALIDITY", s.uidvalidity.into(), b.uidvalidity.into()),
@@ -485,6 +494,24 @@ mod tests {
             extras,
             ["message bb is live on the backup but expunged or absent on the source"]
         );
+        // A uniqueid one side lacks.
+        let mut none = state(&["\\Seen"], false);
+        none.users
+            .get_mut("alice")
+            .expect("alice")
+            .mailboxes
+            .get_mut("user.alice")
+            .expect("inbox")
+            .uniqueid = None;
+        let lines_of = |src: &MailState, b: &MailState| -> Vec<String> {
+            compare(src, b)
+                .divergences
+                .iter()
+                .map(|d| d.what.clone())
+                .collect()
+        };
+        assert_eq!(lines_of(&src, &none), ["uniqueid: source u1, backup none"]);
+        assert_eq!(lines_of(&none, &src), ["uniqueid: source none, backup u1"]);
 
         let full = |acl: &str, note: &str, storage: u64, uidvalidity: u32| {
             let mut s = state(&["\\Seen"], false);
