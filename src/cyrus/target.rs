@@ -13,13 +13,12 @@
 //!   flags, dates, sizes, counters, annotations or subscriptions. Those live in the
 //!   backup's SQLite index (`<backup>.index`: `mailbox`, `mailbox_message` and
 //!   `subscription` tables, annotations as dlist text), which is read with the
-//!   `sqlite3` command line tool when it is installed ([`StateScope::Backup`]).
-//!   Without it the state holds only what `cyr_backup` prints
-//!   ([`StateScope::UidGuid`]) and both sides of a comparison must be cut down with
-//!   [`StateScope::project`]. Only live records (no `expunged` mark) are projected;
-//!   mailboxes marked deleted in the index (`APPLY UNMAILBOX`) are left out, and
-//!   `DELETED.*` ones (a delayed delete) are projected apart. backupd keeps no
-//!   quota.
+//!   `sqlite3` command line tool ([`StateScope::Backup`]). It is required:
+//!   `cyr_backup` prints every row of the index, those of removed mailboxes
+//!   too, and only the index says which were removed. Only live records (no
+//!   `expunged` mark) are projected; mailboxes marked deleted in the index
+//!   (`APPLY UNMAILBOX`) are left out (by uniqueid), and `DELETED.*` ones (a
+//!   delayed delete) are projected apart. backupd keeps no quota.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -48,7 +47,7 @@ pub use lock::BackupLock;
 pub use read_backup::parse_cyr_backup_mailboxes;
 pub use scope::StateScope;
 
-use read_backup::sqlite3_available;
+use read_backup::{sqlite3_available, NO_SQLITE3};
 
 type Result<T> = std::result::Result<T, CyrusError>;
 
@@ -150,6 +149,9 @@ impl RealTarget {
                 missing.join(", "),
                 kind.name()
             )));
+        }
+        if kind == TargetKind::Backupd && !sqlite3_available() {
+            return Err(CyrusError::Config(NO_SQLITE3.into()));
         }
         // The installation's own `cyrus` uid (a chroot has its own passwd),
         // and a root the programs can reach (below the chroot).
@@ -322,12 +324,11 @@ impl RealTarget {
     }
 
     /// What [`RealTarget::read_state`] can see: [`StateScope::Full`] for a replica,
-    /// [`StateScope::Backup`] for backupd when the `sqlite3` tool is installed.
+    /// [`StateScope::Backup`] for backupd.
     pub fn state_scope(&self) -> StateScope {
         match self.kind {
             TargetKind::SyncServer => StateScope::Full,
-            TargetKind::Backupd if sqlite3_available() => StateScope::Backup,
-            TargetKind::Backupd => StateScope::UidGuid,
+            TargetKind::Backupd => StateScope::Backup,
         }
     }
 

@@ -174,8 +174,8 @@ impl Run<'_> {
         checks.push(self.history_check(Some(crate::history::FinalRead {
             state: &backup,
             users: &users,
-            // Flags, counters and subscriptions are read at every scope but UID -> GUID.
-            full: scope != crate::cyrus::StateScope::UidGuid,
+            // Flags, counters and subscriptions are read on every target.
+            full: true,
         })));
         let t = self.timing.lap("history check", t);
         let (source, mut backup): (MailState, MailState) =

@@ -115,9 +115,6 @@ fn converges(kind: TargetKind) {
         assert!(target.imap_addr().is_some());
         assert_eq!(target.state_scope(), StateScope::Full);
     }
-    if target.state_scope() == StateScope::UidGuid {
-        eprintln!("note: no sqlite3 tool: backupd compared on UID -> GUID only");
-    }
     let mut source = source_for(&bins, dir.path(), &target);
     let users = ["alice", "bob"];
     let mut rng = Rng::new(Seed(61)).fork("populate");
@@ -319,4 +316,34 @@ fn bench_smoke_quick() {
     )
     .expect("valid json");
     assert_eq!(json["workloads"].as_array().map(Vec::len), Some(6));
+}
+
+/// Without the `sqlite3` tool a real backupd is not read (its `cyr_backup`
+/// lists removed mailboxes as well, and only the index tells them apart): the
+/// run is an ERROR that says what to install, not a comparison that reports
+/// every removed mailbox as on the backup.
+#[test]
+fn a_real_backupd_is_not_read_without_sqlite3() {
+    if crate::util::cyrus_bins().is_none() {
+        return;
+    }
+    let empty = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, stderr) = crate::util::bin_in(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &[
+            "run",
+            "--target",
+            "backupd",
+            "--color",
+            "never",
+            "scenarios/basic/user-sync.toml",
+        ],
+        &[("PATH", empty.path())],
+    );
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ERROR user-sync")
+            && stdout.contains("reading a real backupd needs the `sqlite3` tool"),
+        "{stdout}\n{stderr}"
+    );
 }

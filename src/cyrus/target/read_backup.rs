@@ -66,16 +66,24 @@ impl RealTarget {
             )));
         }
         let rows = parse_cyr_backup_rows(&out.stdout)?;
-        if sqlite3_available() {
-            if let Some(path) = self.backup_path(user)? {
-                let mut index = path.into_os_string();
-                index.push(".index");
-                return state_from_index(rows, Path::new(&index), user);
-            }
+        if !sqlite3_available() {
+            return Err(CyrusError::Config(NO_SQLITE3.into()));
         }
-        state_from_rows(rows)
+        let Some(path) = self.backup_path(user)? else {
+            return Err(CyrusError::Config(format!(
+                "cyr_backup -u {user} printed mailboxes, but ctl_backups lists no backup file for {user}"
+            )));
+        };
+        let mut index = path.into_os_string();
+        index.push(".index");
+        state_from_index(rows, Path::new(&index), user)
     }
 }
+
+/// Why a real backupd cannot be read without the `sqlite3` tool.
+pub(super) const NO_SQLITE3: &str = "reading a real backupd needs the `sqlite3` tool: \
+     `cyr_backup` prints the mailboxes of a backup's index, removed ones too, and only the \
+     index says which were removed (install it: `apt-get install sqlite3`, or `make setup`)";
 
 pub(super) fn sqlite3_available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
