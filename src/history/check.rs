@@ -134,8 +134,9 @@ pub(super) struct Slot {
     /// is held to.
     pub(super) uncertain_uids: BTreeSet<u32>,
     /// Those of `unresolved` that are `APPLY MAILBOX` of the known mailbox
-    /// (the same uniqueid): applied or not, they cannot take away what it
-    /// was acknowledged to hold.
+    /// (the same uniqueid) or `APPLY EXPUNGE` of it: applied or not, they
+    /// cannot take away what it was acknowledged to hold (but the records
+    /// they name).
     pub(super) growing: BTreeSet<usize>,
 }
 
@@ -353,12 +354,17 @@ impl Sweep<'_> {
                 Outcome::Ok => {}
                 Outcome::Unanswered | Outcome::Pending => {
                     slot.unresolved.insert(i);
-                    if let (Write::Mailbox(f), Some(Fact::Mailbox(k))) =
-                        (w, slot.known.as_ref().map(|k| &k.fact))
-                    {
-                        if !f.uniqueid.is_empty() && f.uniqueid == k.uniqueid {
+                    match (w, slot.known.as_ref().map(|k| &k.fact)) {
+                        (Write::Mailbox(f), Some(Fact::Mailbox(k)))
+                            if !f.uniqueid.is_empty() && f.uniqueid == k.uniqueid =>
+                        {
                             slot.growing.insert(i);
                         }
+                        // It can only expunge the UIDs it names.
+                        (Write::Expunge { .. }, Some(Fact::Mailbox(_))) => {
+                            slot.growing.insert(i);
+                        }
+                        _ => {}
                     }
                 }
                 Outcome::No(_) | Outcome::Bad(_) => {}

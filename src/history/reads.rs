@@ -27,16 +27,32 @@ impl Sweep<'_> {
             return None;
         };
         let mut want = known.clone();
-        want.acl = None;
-        want.annotations = None;
+        // An unanswered APPLY MAILBOX that carries the ACL or the annotations
+        // as known leaves them so, applied or not; one that carries others
+        // may have changed them.
+        let (mut acl_same, mut annotations_same) = (true, true);
         let lower = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, _) => a,
         };
         for &j in &slot.growing {
-            let Call::Write(w @ Write::Mailbox(f)) = &self.ops[j].call else {
+            let Call::Write(w) = &self.ops[j].call else {
                 continue;
             };
+            if let Write::Expunge { .. } = w {
+                // The records it names may be expunged; nothing else changes.
+                if let Some(records) = want.records.as_mut() {
+                    for uid in written_uids(w) {
+                        records.remove(&uid);
+                    }
+                }
+                continue;
+            }
+            let Write::Mailbox(f) = w else {
+                continue;
+            };
+            acl_same &= f.acl.is_none() || f.acl == known.acl;
+            annotations_same &= f.annotations.is_none() || f.annotations == known.annotations;
             // Taken as growing against the uniqueid known when it ended; an
             // acknowledged write may have given the mailbox another since
             // (re-created on the source): then it could replace it.
@@ -54,6 +70,12 @@ impl Sweep<'_> {
                     records.remove(&uid);
                 }
             }
+        }
+        if !acl_same {
+            want.acl = None;
+        }
+        if !annotations_same {
+            want.annotations = None;
         }
         Some((Fact::Mailbox(want), k.op, slot.uncertain_uids.clone()))
     }

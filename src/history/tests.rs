@@ -1130,3 +1130,98 @@ fn uidvalidity_expunged_state_seen_and_sieve_differences_are_named() {
         ]
     );
 }
+
+/// An unanswered `APPLY EXPUNGE` of a known mailbox can only expunge the
+/// UIDs it names: meanwhile the mailbox, its other records and its counters
+/// are still held to (before, nothing of it was checked until the expunge
+/// was superseded).
+#[test]
+fn an_unanswered_apply_expunge_can_only_take_the_uids_it_names() {
+    let setup = || {
+        let mut s = Script::new();
+        s.ok(
+            1,
+            &apply_mailbox("user.a.X", 2, 5, &[(1, G1, ""), (2, G2, "")]),
+        );
+        s.send(
+            1,
+            "APPLY EXPUNGE %(MBOXNAME user.a.X UNIQUEID u-user.a.X UID (1))",
+        );
+        let t = s.tick();
+        s.h.closed(1, t);
+        s
+    };
+    // UID 1 expunged or not: both pass, and the read is checked.
+    for records in [vec![(1, G1, ""), (2, G2, "")], vec![(2, G2, "")]] {
+        let mut s = setup();
+        s.read(
+            2,
+            "GET FULLMAILBOX user.a.X",
+            vec![mailbox_reply("user.a.X", 2, 6, &records)],
+        );
+        let r = s.check();
+        assert!(r.ok() && r.reads_checked == 1, "{records:?}: {r:#?}");
+    }
+    // The mailbox gone, or UID 2 gone: a lost acknowledged write.
+    for (read, answer) in [
+        ("GET MAILBOXES (user.a.X)", vec![]),
+        (
+            "GET FULLMAILBOX user.a.X",
+            vec![mailbox_reply("user.a.X", 2, 6, &[(1, G1, "")])],
+        ),
+    ] {
+        let mut s = setup();
+        s.read(2, read, answer.clone());
+        let r = s.check();
+        assert_eq!(r.violations.len(), 1, "{read} {answer:?}: {r:#?}");
+    }
+}
+
+/// An unanswered `APPLY MAILBOX` that carries the acknowledged ACL and
+/// annotations unchanged leaves them so: their loss meanwhile is caught. One
+/// that carries others may have applied them: they are not held.
+#[test]
+fn an_unanswered_apply_mailbox_holds_the_acl_it_does_not_change() {
+    let acked = acl_mailbox("ac\tlrswipkxtecdan\tanyone\tlr\t", "hello");
+    for (dropped, caught) in [
+        (acked.replace("HIGHESTMODSEQ 3", "HIGHESTMODSEQ 4"), true),
+        (
+            acl_mailbox("ac\tlrswipkxtecdan\t", "bye")
+                .replace("HIGHESTMODSEQ 3", "HIGHESTMODSEQ 4"),
+            false,
+        ),
+    ] {
+        let mut s = Script::new();
+        s.ok(1, &format!("APPLY MAILBOX {acked}"));
+        s.send(1, &format!("APPLY MAILBOX {dropped}"));
+        let t = s.tick();
+        s.h.closed(1, t);
+        // The read lacks `anyone` and shows another comment.
+        s.read(
+            2,
+            "GET FULLMAILBOX user.ac.X",
+            vec![Reply::Data(
+                "MAILBOX".into(),
+                value(&acl_mailbox("ac\tlrswipkxtecdan\t", "bye")),
+            )],
+        );
+        let whats: Vec<String> = s
+            .check()
+            .violations
+            .iter()
+            .map(|v| v.what.clone())
+            .collect();
+        if caught {
+            assert_eq!(
+                whats,
+                [
+                    "ACL entry anyone lr missing",
+                    "annotation /comment (shared) has another value"
+                ],
+                "{dropped}"
+            );
+        } else {
+            assert!(whats.is_empty(), "{dropped}: {whats:?}");
+        }
+    }
+}
