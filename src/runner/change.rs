@@ -16,6 +16,22 @@ impl Run<'_> {
     pub(super) fn change(&mut self, n: usize, step: &Step) -> Result<(), String> {
         let before = self.ledger.len();
         let result = self.change_inner(n, step);
+        // The ledger judges a change in its user's tree: a folder of another
+        // user's (`user.bob.X` in a step of alice's) would be looked for in
+        // the wrong place, and its loss taken for something else.
+        let outside = self.ledger[before..].iter().find_map(|e| {
+            let inbox = crate::cyrus::user_inbox(e.change.user());
+            e.change
+                .mailboxes()
+                .into_iter()
+                .find(|m| !crate::types::names::at_or_under(m, &inbox))
+                .map(|m| (e.change.user().to_owned(), m.to_owned()))
+        });
+        if let Some((user, m)) = outside {
+            return Err(format!(
+                "`{m}` is not one of {user}'s folders: a step acts in its user's own tree (INBOX, INBOX.…); give the folder's owner as `user`"
+            ));
+        }
         let new: Vec<(String, String)> = self.ledger[before..]
             .iter()
             .map(|e| (change_user(&e.change).to_owned(), e.change.to_string()))

@@ -132,6 +132,60 @@ impl Change {
             | Change::Subscription { user, .. } => user,
         }
     }
+
+    /// The internal mailbox names it changed (a quota change: its root).
+    pub fn mailboxes(&self) -> Vec<&str> {
+        match self {
+            Change::Append { mailbox, .. }
+            | Change::Flags { mailbox, .. }
+            | Change::Expunge { mailbox, .. }
+            | Change::Create { mailbox, .. }
+            | Change::Delete { mailbox, .. }
+            | Change::Metadata { mailbox, .. }
+            | Change::Annotations { mailbox, .. }
+            | Change::Acl { mailbox, .. }
+            | Change::Subscription { mailbox, .. } => vec![mailbox],
+            Change::Rename { from, to, .. } => vec![from, to],
+            Change::Quota { root, .. } => vec![root],
+        }
+    }
+}
+
+/// One channel log line: its TYPE (upper-cased) and arguments, bare or
+/// double-quoted with `\`-escapes (Cyrus quotes a name with a space, a tab,
+/// parentheses, `"`, `\`, `{` or `}`: `imap/sync_log.c`).
+fn log_line(line: &str) -> Option<(String, Vec<String>)> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else { break };
+        let mut w = String::new();
+        if first == '"' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => w.extend(chars.next()),
+                    c => w.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                w.push(c);
+                chars.next();
+            }
+        }
+        words.push(w);
+    }
+    let mut words = words.into_iter();
+    let verb = words.next()?.to_ascii_uppercase();
+    Some((verb, words.collect()))
 }
 
 /// Where a change ended up.
@@ -313,13 +367,38 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
             .and_then(|u| u.mailboxes.get(name))
             .cloned()
     };
-    let logged = |user: &str, names: &[&str]| {
-        log.lines().any(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            names.iter().any(|n| words.contains(n))
-                || (words.first() == Some(&"USER") && words.get(1) == Some(&user))
-                || (words.first() == Some(&"META") && words.get(1) == Some(&user))
+    // Which channel log lines would still carry the change: a mailbox line
+    // naming its mailbox (sync_do_mailboxes sends the whole mailbox), the
+    // line of its own kind, or a USER line of its user (sync_do_user sends
+    // everything of the user). Not a line of another kind that names the
+    // mailbox (SUB, ANNOTATION, QUOTA, UNMAILBOX carry no messages) nor META
+    // (seen state, subscriptions and sieve only).
+    // Subscriptions and quota go by their own lines, not with a mailbox.
+    let by_mailbox = !matches!(c, Change::Subscription { .. } | Change::Quota { .. });
+    const CONTENT: [&str; 4] = ["APPEND", "MAILBOX", "DOUBLEMAILBOX", "RENAME"];
+    let lines: Vec<(String, Vec<String>)> = log.lines().filter_map(log_line).collect();
+    let logged = |user: &str, names: &[&str], own: &[&str]| {
+        lines.iter().any(|(verb, args)| {
+            let names_one = || args.iter().any(|a| names.contains(&a.as_str()));
+            match verb.as_str() {
+                "USER" => args.first().is_some_and(|u| u == user),
+                v if CONTENT.contains(&v) => by_mailbox && names_one(),
+                "META" | "SUB" | "UNSUB" => {
+                    own.contains(&verb.as_str())
+                        && args.first().is_some_and(|u| u == user)
+                        && (verb == "META"
+                            || args.get(1).is_some_and(|m| names.contains(&m.as_str())))
+                }
+                v => own.contains(&v) && names_one(),
+            }
         })
+    };
+    let own: &[&str] = match c {
+        Change::Metadata { .. } => &["ANNOTATION"],
+        Change::Delete { .. } => &["UNMAILBOX"],
+        Change::Quota { .. } => &["QUOTA"],
+        Change::Subscription { .. } => &["SUB", "UNSUB", "META"],
+        _ => &[],
     };
     let (done, superseded, user, names): (bool, bool, &str, Vec<&str>) = match c {
         Change::Append {
@@ -366,12 +445,18 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
                 .all(|u| b.as_ref().is_none_or(|m| !m.messages.contains_key(u)));
             (done, false, user, vec![mailbox])
         }
-        Change::Create { user, mailbox } => (
-            mbox(backup, user, mailbox).is_some(),
-            mbox(source, user, mailbox).is_none(),
-            user,
-            vec![mailbox],
-        ),
+        // Done when the backup holds the mailbox the source holds: the same
+        // uniqueid (an old mailbox of that name, one a lost delete left, is
+        // not it).
+        Change::Create { user, mailbox } => {
+            let (s, b) = (mbox(source, user, mailbox), mbox(backup, user, mailbox));
+            let same = match (s.as_ref().and_then(|m| m.uniqueid.as_ref()), b.as_ref()) {
+                (_, None) => false,
+                (Some(x), Some(b)) => b.uniqueid.as_ref().is_none_or(|y| y == x),
+                (None, Some(_)) => true,
+            };
+            (same, s.is_none(), user, vec![mailbox])
+        }
         Change::Delete { user, mailbox } => (
             mbox(backup, user, mailbox).is_none(),
             mbox(source, user, mailbox).is_some(),
@@ -450,7 +535,7 @@ fn class_of(c: &Change, source: &MailState, backup: &MailState, log: &str) -> Cl
         Class::Superseded
     } else if done {
         Class::OnBackup
-    } else if logged(user, &names) {
+    } else if logged(user, &names, own) {
         Class::Queued
     } else {
         Class::Lost
@@ -617,6 +702,128 @@ mod tests {
                 Class::Queued
             ]
         );
+    }
+
+    /// A channel log line queues only what it would carry: a mailbox line
+    /// naming the mailbox or the user's USER line carry its messages; META,
+    /// SUB, ANNOTATION, QUOTA and UNMAILBOX lines carry none (before December
+    /// 2026 any line naming the mailbox or META of the user made a lost
+    /// message "queued"); a quoted name is read as Cyrus writes it.
+    #[test]
+    fn a_log_line_queues_only_what_it_carries() {
+        let source = state(&[(1, "g1")], &["user.a"]);
+        let backup = state(&[], &[]);
+        let one = |log: &str| classify(&[append(1, "g1")], &source, &backup, log)[0].class;
+        for log in [
+            "APPEND user.a\n",
+            "MAILBOX user.a\n",
+            "DOUBLEMAILBOX user.a user.a.Sent\n",
+            "USER a\n",
+        ] {
+            assert_eq!(one(log), Class::Queued, "{log}");
+        }
+        for log in [
+            "META a\n",
+            "SUB a user.a\n",
+            "ANNOTATION user.a\n",
+            "QUOTA user.a\n",
+            "UNMAILBOX user.a\n",
+            "USER b\n",
+        ] {
+            assert_eq!(one(log), Class::Lost, "{log}");
+        }
+        // A subscription is carried by its own lines, META and USER.
+        let sub = Entry {
+            step: 2,
+            change: Change::Subscription {
+                user: "a".into(),
+                mailbox: "user.a".into(),
+                on: true,
+            },
+        };
+        for (log, class) in [
+            ("SUB a user.a\n", Class::Queued),
+            ("META a\n", Class::Queued),
+            ("APPEND user.a\n", Class::Lost),
+        ] {
+            assert_eq!(
+                classify(std::slice::from_ref(&sub), &backup, &backup, log)[0].class,
+                Class::Superseded,
+                "the source is unsubscribed here"
+            );
+            let subscribed = state(&[], &["user.a"]);
+            assert_eq!(
+                classify(std::slice::from_ref(&sub), &subscribed, &backup, log)[0].class,
+                class,
+                "{log}"
+            );
+        }
+        // Quoted names.
+        let spaced = Entry {
+            step: 1,
+            change: Change::Append {
+                user: "a".into(),
+                mailbox: "user.a.My Folder".into(),
+                uid: 1,
+                guid: "g1".into(),
+            },
+        };
+        let src = with_mailboxes(&[("user.a.My Folder", &[(1, "g1")])]);
+        assert_eq!(
+            classify(&[spaced], &src, &backup, "APPEND \"user.a.My Folder\"\n")[0].class,
+            Class::Queued
+        );
+        assert_eq!(
+            log_line(r#"RENAME "user.a.x \"q\"" user.a.y"#),
+            Some((
+                "RENAME".to_string(),
+                vec!["user.a.x \"q\"".to_string(), "user.a.y".to_string()]
+            ))
+        );
+    }
+
+    /// A folder deleted and created again under its name: the backup that
+    /// still holds the old one (another uniqueid) does not hold the new one.
+    #[test]
+    fn a_create_is_done_only_with_the_sources_mailbox() {
+        let with_id = |id: &str| {
+            let mut s = with_mailboxes(&[("user.a.X", &[])]);
+            if let Some(m) = s
+                .users
+                .get_mut("a")
+                .and_then(|u| u.mailboxes.get_mut("user.a.X"))
+            {
+                m.uniqueid = Some(id.into());
+            }
+            s
+        };
+        let entries = [
+            entry(
+                1,
+                Change::Delete {
+                    user: "a".into(),
+                    mailbox: "user.a.X".into(),
+                },
+            ),
+            entry(
+                1,
+                Change::Create {
+                    user: "a".into(),
+                    mailbox: "user.a.X".into(),
+                },
+            ),
+        ];
+        let classes = |backup: &MailState| -> Vec<Class> {
+            classify(&entries, &with_id("new"), backup, "")
+                .iter()
+                .map(|c| c.class)
+                .collect()
+        };
+        assert_eq!(
+            classes(&with_id("new")),
+            [Class::Superseded, Class::OnBackup]
+        );
+        assert_eq!(classes(&with_id("old")), [Class::Superseded, Class::Lost]);
     }
 
     fn with_mailboxes(names: &[(&str, &[(u32, &str)])]) -> MailState {

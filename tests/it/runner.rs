@@ -539,3 +539,35 @@ fn a_failed_artifact_write_is_reported() {
     // The other files were copied.
     assert!(reports.join("user-sync/report.json").is_file());
 }
+
+/// A step on another user's folder (granted by an ACL, so the source takes
+/// it) is an ERROR that says so: the ledger would look for the change in the
+/// acting user's tree and call its loss something else.
+#[test]
+fn a_step_on_another_users_folder_is_refused() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let dir = scratch();
+    let file = dir.path().join("other.toml");
+    std::fs::write(
+        &file,
+        "description = \"another user's folder\"\n\
+         [[user]]\nname = \"oa\"\n[[user]]\nname = \"ob\"\n\
+         [[step]]\nacl = { user = \"ob\", identifier = \"oa\", rights = \"lrsip\" }\n\
+         [[step]]\nappend = { user = \"oa\", folder = \"user.ob\" }\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run(&[
+        file.to_str().expect("path"),
+        "--color",
+        "never",
+        "--sandbox-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("`user.ob` is not one of oa's folders"),
+        "{stdout}\n{stderr}"
+    );
+}
