@@ -345,9 +345,15 @@ fn carried_forward<'a>(
             continue;
         }
         match m {
+            // An INBOX rename moves the INBOX's messages, not its folders;
+            // its ACL and annotations are copied and the INBOX keeps its own
+            // (Cyrus `annotate_rename_mailbox`: "copy here"), so a metadata
+            // or ACL change of the INBOX stays judged there.
             Change::Rename { user, from, to }
                 if at_or_under(name, from)
-                    && (name == from || *from != crate::cyrus::user_inbox(user)) =>
+                    && (name == from || *from != crate::cyrus::user_inbox(user))
+                    && !(*from == crate::cyrus::user_inbox(user)
+                        && matches!(c, Change::Metadata { .. } | Change::Acl { .. })) =>
             {
                 *name = format!("{to}{}", &name[from.len()..]);
                 names.push(name.clone());
@@ -780,6 +786,49 @@ mod tests {
                 vec!["user.a.x \"q\"".to_string(), "user.a.y".to_string()]
             ))
         );
+    }
+
+    /// An INBOX rename copies the INBOX's metadata to the new mailbox and the
+    /// INBOX keeps its own: a metadata change of the INBOX is judged at the
+    /// INBOX, so a backup whose INBOX lacks it is lost although the renamed
+    /// copy has it.
+    #[test]
+    fn an_inbox_rename_leaves_its_metadata_judged_at_the_inbox() {
+        let entries = [
+            entry(
+                1,
+                Change::Metadata {
+                    user: "a".into(),
+                    mailbox: "user.a".into(),
+                    entry: "/private/comment".into(),
+                },
+            ),
+            entry(
+                2,
+                Change::Rename {
+                    user: "a".into(),
+                    from: "user.a".into(),
+                    to: "user.a.Old".into(),
+                },
+            ),
+        ];
+        let with = |inbox: bool| {
+            let mut s = with_mailboxes(&[("user.a", &[]), ("user.a.Old", &[])]);
+            let u = s.users.get_mut("a").expect("a");
+            for (name, has) in [("user.a", inbox), ("user.a.Old", true)] {
+                if has {
+                    u.mailboxes
+                        .get_mut(name)
+                        .expect("mailbox")
+                        .annotations
+                        .insert("/private/comment".into(), "x".into());
+                }
+            }
+            s
+        };
+        let class = |backup: &MailState| classify(&entries, &with(true), backup, "")[0].class;
+        assert_eq!(class(&with(true)), Class::OnBackup);
+        assert_eq!(class(&with(false)), Class::Lost);
     }
 
     /// A folder deleted and created again under its name: the backup that
