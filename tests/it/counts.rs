@@ -1,8 +1,9 @@
 //! The run-wide count checks fail when their count is off: for each, a
 //! bundled scenario with the behaviour that produces its count taken away
 //! (or, for the queued changes, left in place), and the failed checks must be
-//! exactly the ones that count names. A check that never failed proves
-//! nothing (an audit in December 2026 found these four never had).
+//! exactly the ones that count names. So too the step checks of a trigger
+//! never reached and of a run killed at its deadline. A check that never
+//! failed proves nothing (an audit in December 2026 found these never had).
 
 use std::path::Path;
 
@@ -76,6 +77,42 @@ fn each_count_check_fails_when_its_count_is_off() {
     assert_eq!(
         failed(&r),
         ["connections", "reconnect rate"],
+        "{:#?}",
+        r.failures()
+    );
+}
+
+/// A required trigger no command reaches fails `step N: trigger`; a one-shot
+/// run killed at its deadline (a stall, no `expect_exit`) fails
+/// `step N: finished`.
+#[test]
+fn a_trigger_never_reached_and_a_run_killed_at_its_deadline_fail_their_step() {
+    let Some(bins) = cyrus_bins() else { return };
+    let opts = RunOptions::new(bins, Target::Fake);
+    let parse = |text: &str| Scenario::parse(text, Path::new("step.toml")).expect("scenario");
+
+    let trigger = parse(
+        "description = \"d\"\n[[user]]\nname = \"tr\"\n\
+         [[step]]\ntrigger = { when = { verb = \"APPLY SIEVE\" }, then = [{ mark = \"m\" }], timeout_ms = 300 }\n\
+         [[step]]\nappend = { user = \"tr\" }\n\
+         [[step]]\nsync = { mode = \"rolling-once\", expect_exit = 0 }\n",
+    );
+    let r = run_scenario(&trigger, &opts);
+    assert_eq!(failed(&r), ["step 1: trigger"], "{:#?}", r.failures());
+
+    let mut stalled = load("scenarios/faults/stall-past-sync-timeout.toml");
+    // No read timeout: the client waits on the stalled reply until the
+    // run's own deadline kills it.
+    stalled.client.sync_timeout = None;
+    stalled.client.timeout = 3;
+    for s in stalled.steps.iter_mut() {
+        if let Step::Sync(spec) = s {
+            spec.expect_exit = None;
+        }
+    }
+    let r = run_scenario(&stalled, &opts);
+    assert!(
+        failed(&r).contains(&"step 3: finished"),
         "{:#?}",
         r.failures()
     );
