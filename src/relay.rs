@@ -373,6 +373,13 @@ impl Tap {
                 // Switched on only if the server says OK (see reply_bytes).
                 self.compress = Compress::Asked;
             }
+            // What follows may be encrypted: decoded as csync, ciphertext
+            // would leave a history with nothing in it, and a run with no
+            // acknowledged write would pass.
+            if let Some(why) = unreadable_after(&label.verb, head) {
+                self.up.lost = Some(why);
+                break;
+            }
             self.commanded = true;
             self.data_lines = 0;
             self.data.clear();
@@ -485,9 +492,70 @@ impl Tap {
     }
 }
 
+/// Why the relay can read no more of a connection after this command: TLS
+/// (`STARTTLS`), or a SASL mechanism that may negotiate a security layer
+/// (anything but those known to have none).
+fn unreadable_after(verb: &str, head: &str) -> Option<String> {
+    const NO_LAYER: [&str; 6] = [
+        "PLAIN",
+        "LOGIN",
+        "EXTERNAL",
+        "ANONYMOUS",
+        "CRAM-MD5",
+        "OAUTHBEARER",
+    ];
+    match verb {
+        "STARTTLS" => Some("STARTTLS: the relay cannot read TLS".into()),
+        "AUTHENTICATE" => {
+            let mech = head
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            (!NO_LAYER.contains(&mech.as_str()) && !mech.starts_with("SCRAM-")).then(|| {
+                format!("AUTHENTICATE {mech}: a SASL mechanism that may negotiate a security layer the relay cannot read")
+            })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// STARTTLS, or a SASL mechanism with a possible security layer, ends what
+    /// the relay can read: reported lost (the run has no verdict), not
+    /// decoded as ciphertext into a history with no writes (a target that
+    /// stores nothing would pass). PLAIN and SCRAM go on.
+    #[test]
+    fn tls_and_sasl_security_layers_are_reported_lost() {
+        for first in [
+            &b"STARTTLS\r\n"[..],
+            b"AUTHENTICATE GSSAPI\r\n",
+            b"AUTHENTICATE DIGEST-MD5\r\n",
+        ] {
+            let mut tap = Tap::new(3, Limits::default(), true);
+            let out = tap.feed(Dir::ToServer, first);
+            assert_eq!(lost(&out).len(), 1, "{:?}", String::from_utf8_lossy(first));
+            assert!(
+                lost(&out)[0].contains("the relay cannot read"),
+                "{:?}",
+                lost(&out)
+            );
+            // Ciphertext after it is not decoded into commands.
+            assert!(tap
+                .feed(Dir::ToServer, b"\x16\x03\x01\x02\x00\r\nNOOP\r\n")
+                .is_empty());
+        }
+        for first in [
+            &b"AUTHENTICATE PLAIN AHJlcGx1c2VyAHNlY3JldA==\r\n"[..],
+            b"AUTHENTICATE SCRAM-SHA-256\r\n",
+        ] {
+            let mut tap = Tap::new(3, Limits::default(), true);
+            assert!(lost(&tap.feed(Dir::ToServer, first)).is_empty());
+        }
+    }
 
     fn lost(out: &[(SessionId, Tapped)]) -> Vec<&str> {
         out.iter()
