@@ -130,11 +130,27 @@ impl Conn {
     }
 }
 
+/// The answer to one of the runner's reads must be `OK`, or `NO` for a user
+/// or mailbox the target does not have (`IMAP_MAILBOX_NONEXISTENT`: the
+/// history judges that absence): any other refusal (`LOCKED`, an error) is a
+/// read that shows nothing, and a run whose only look at a mailbox's records
+/// is refused must not pass for it.
+fn answered(c: &Conn, what: &str, answer: &[Reply]) -> Result<(), ReadError> {
+    match answer.last() {
+        Some(Reply::Ok(_)) => Ok(()),
+        Some(Reply::No(t)) if t.starts_with("IMAP_MAILBOX_NONEXISTENT") => Ok(()),
+        other => Err(c.protocol(format!(
+            "{what} answered `{}`: the read shows nothing",
+            other.map(Reply::to_line).unwrap_or_default().trim_end()
+        ))),
+    }
+}
+
 /// Read every one of `users` on `target`: `GET USER`, then `GET FULLMAILBOX`
 /// of each mailbox listed; then `GET QUOTA` of each of `quota_roots` (a
 /// replica's; backupd refuses it), then `EXIT`, waiting for the target to
-/// close. Users the target refuses (`NO`) are skipped; the history has the
-/// answer.
+/// close. A `GET USER` or `GET FULLMAILBOX` refused but for a user or
+/// mailbox the target does not have is an error ([`answered`]).
 pub fn read_users(
     target: &Target,
     users: &[String],
@@ -187,6 +203,7 @@ pub fn read_users(
         );
         line.extend_from_slice(b"\r\n");
         let answer = c.call(&line)?;
+        answered(&c, &format!("GET USER {user}"), &answer)?;
         let names: Vec<String> = answer
             .iter()
             .filter_map(|r| match r {
@@ -204,7 +221,8 @@ pub fn read_users(
                 crate::dlist::Direction::ToServer,
             );
             line.extend_from_slice(b"\r\n");
-            c.call(&line)?;
+            let answer = c.call(&line)?;
+            answered(&c, &format!("GET FULLMAILBOX {name}"), &answer)?;
         }
         // backupd keeps each user it opened locked until RESTART or EXIT.
         c.call(b"RESTART\r\n")?;

@@ -146,6 +146,36 @@ fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
     drop((honest, liar));
 }
 
+/// A `HOST:PORT` target that refuses the runner's own reads of the records
+/// (`GET FULLMAILBOX` answered `NO IMAP_MAILBOX_LOCKED`) does not pass: those
+/// reads are the only look at the records a final `-u` cannot see (it trusts
+/// the target's summaries), so a refusal fails the read check.
+#[test]
+fn a_host_port_target_that_refuses_the_runners_reads_fails() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let s = scenario("scenarios/basic/rolling-changes.toml");
+    let refusing = Sim::start(
+        "[[fault]]\nwhen = { verb = \"GET FULLMAILBOX\" }\naction = \"no\"\ncode = \"IMAP_MAILBOX_LOCKED\"\n",
+    );
+    let opts = run_options(refusing.target(), scratch.path()).expect("cyrus");
+    let r = run_scenario(&s, &opts);
+    assert_eq!(r.verdict, Verdict::Fail, "{:#?}", r.failures());
+    let read = r
+        .checks
+        .iter()
+        .find(|c| !c.ok && c.name.ends_with("of the target"));
+    assert!(
+        read.is_some_and(
+            |c| c.detail.contains("GET FULLMAILBOX") && c.detail.contains("the read shows nothing")
+        ),
+        "{:#?}",
+        r.checks
+    );
+}
+
 /// `run --target HOST:PORT` against a `backupd-sim serve` started by hand,
 /// in each personality, on the scenario that carries every compared row: it
 /// passes as it does on the fake, the real backupd and the real sync_server.
