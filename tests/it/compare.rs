@@ -112,8 +112,8 @@ fn steps_a_target_lacks_are_skipped_with_the_reason() {
 /// final `-u` that must send no APPLY, never from the client's exit code: an
 /// honest server passes, and one that answers OK to APPLY MAILBOX and stores
 /// nothing (exit codes all 0) fails. (A server that keeps every record but
-/// drops message bodies is not caught this way: `GET USER` shows records, not
-/// bodies; `docs/real-targets.md` says so.)
+/// drops message bodies is not caught this way: `GET USER` shows summaries,
+/// not records or bodies; `docs/real-targets.md` says so.)
 #[test]
 fn a_host_port_target_is_judged_by_a_final_pass_not_by_exit_codes() {
     if cyrus_bins().is_none() {
