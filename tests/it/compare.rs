@@ -176,6 +176,32 @@ fn a_host_port_target_that_refuses_the_runners_reads_fails() {
     );
 }
 
+/// On a `HOST:PORT` target the counts the event log and the client runs
+/// give (here connections) are checked as on any target: before, they were
+/// dropped without a word.
+#[test]
+fn a_host_port_target_checks_its_counts() {
+    if cyrus_bins().is_none() {
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut s = scenario("scenarios/basic/rolling-changes.toml");
+    s.expect.connections = Some(backupd_sim::scenario::Range {
+        min: None,
+        max: Some(0),
+    });
+    let honest = Sim::start("");
+    let opts = run_options(honest.target(), scratch.path()).expect("cyrus");
+    let r = run_scenario(&s, &opts);
+    let failed: Vec<&str> = r
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["connections"], "{:#?}", r.checks);
+}
+
 /// `run --target HOST:PORT` against a `backupd-sim serve` started by hand,
 /// in each personality, on the scenario that carries every compared row: it
 /// passes as it does on the fake, the real backupd and the real sync_server.
