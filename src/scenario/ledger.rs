@@ -563,33 +563,14 @@ pub fn mark_acknowledged_lost(ledger: &mut [Classified], lost: &[crate::history:
         }
         // A violation may name the mailbox as it was or as any later rename
         // made it (X -> Y -> Z: a write acknowledged at Y is lost at Y).
-        let (user, mut mailboxes, uids): (&str, Vec<&str>, Vec<u32>) = match &c.entry.change {
-            Change::Append {
-                user, mailbox, uid, ..
-            } => (user, vec![mailbox], vec![*uid]),
-            Change::Flags {
-                user,
-                mailbox,
-                uids,
-            }
-            | Change::Expunge {
-                user,
-                mailbox,
-                uids,
-            }
-            | Change::Annotations {
-                user,
-                mailbox,
-                uids,
-            } => (user, vec![mailbox], uids.clone()),
-            Change::Create { user, mailbox }
-            | Change::Delete { user, mailbox }
-            | Change::Metadata { user, mailbox, .. }
-            | Change::Acl { user, mailbox }
-            | Change::Subscription { user, mailbox, .. } => (user, vec![mailbox], Vec::new()),
-            // A quota violation names its root as the mailbox.
-            Change::Quota { user, root } => (user, vec![root], Vec::new()),
-            Change::Rename { user, from, to } => (user, vec![from, to], Vec::new()),
+        // A quota violation names its root as the mailbox (`mailboxes`).
+        let (user, mut mailboxes) = (c.entry.change.user(), c.entry.change.mailboxes());
+        let uids: Vec<u32> = match &c.entry.change {
+            Change::Append { uid, .. } => vec![*uid],
+            Change::Flags { uids, .. }
+            | Change::Expunge { uids, .. }
+            | Change::Annotations { uids, .. } => uids.clone(),
+            _ => Vec::new(),
         };
         mailboxes.extend(renamed.iter().map(String::as_str));
         let guid = match &c.entry.change {
