@@ -483,13 +483,16 @@ mod tests {
     /// only presence would pass this state as converged.
     #[test]
     fn the_backups_extras_and_changed_values_name_themselves() {
+        let lines = |src: &MailState, b: &MailState| -> Vec<String> {
+            compare(src, b)
+                .divergences
+                .iter()
+                .map(|d| d.what.clone())
+                .collect()
+        };
         let src = state(&["\\Seen"], false);
         let b = state(&["\\Seen"], true);
-        let extras: Vec<String> = compare(&src, &b)
-            .divergences
-            .iter()
-            .map(|d| d.what.clone())
-            .collect();
+        let extras = lines(&src, &b);
         assert_eq!(
             extras,
             ["message bb is live on the backup but expunged or absent on the source"]
@@ -503,15 +506,8 @@ mod tests {
             .get_mut("user.alice")
             .expect("inbox")
             .uniqueid = None;
-        let lines_of = |src: &MailState, b: &MailState| -> Vec<String> {
-            compare(src, b)
-                .divergences
-                .iter()
-                .map(|d| d.what.clone())
-                .collect()
-        };
-        assert_eq!(lines_of(&src, &none), ["uniqueid: source u1, backup none"]);
-        assert_eq!(lines_of(&none, &src), ["uniqueid: source none, backup u1"]);
+        assert_eq!(lines(&src, &none), ["uniqueid: source u1, backup none"]);
+        assert_eq!(lines(&none, &src), ["uniqueid: source none, backup u1"]);
 
         let full = |acl: &str, note: &str, storage: u64, uidvalidity: u32| {
             let mut s = state(&["\\Seen"], false);
@@ -539,13 +535,6 @@ mod tests {
                 [("STORAGE".to_string(), storage)].into(),
             );
             s
-        };
-        let lines = |src: &MailState, b: &MailState| -> Vec<String> {
-            compare(src, b)
-                .divergences
-                .iter()
-                .map(|d| d.what.clone())
-                .collect()
         };
         // Values that differ.
         assert_eq!(
