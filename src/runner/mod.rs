@@ -350,7 +350,7 @@ fn run_on_setup(
     });
     if let Some(c) = known
         .filter(|_| report.error.is_none())
-        .and_then(|k| unknown_checks(&report.checks, k))
+        .and_then(|k| known_failure_check(&report.checks, k))
     {
         report.checks.push(c);
     }
@@ -455,7 +455,7 @@ fn listed(c: &Check) -> impl Iterator<Item = &str> {
 /// renamed since: else it would excuse nothing, with no word on why), or a
 /// check it excuses lists a line none of its `differences` is in (a new
 /// difference beside the known ones).
-fn unknown_checks(checks: &[Check], k: &KnownFailure) -> Option<Check> {
+fn known_failure_check(checks: &[Check], k: &KnownFailure) -> Option<Check> {
     let quote = |v: &[&str]| {
         v.iter()
             .map(|m| format!("`{m}`"))
@@ -606,11 +606,11 @@ mod tests {
     /// `known_failure` check that says which; the run is then a FAIL.
     #[test]
     fn a_known_failure_naming_no_such_check_fails_and_says_so() {
-        assert!(unknown_checks(&checks(&["converged"]), &known(&["converged"])).is_none());
-        assert!(unknown_checks(&checks(&[]), &known(&[])).is_none());
+        assert!(known_failure_check(&checks(&["converged"]), &known(&["converged"])).is_none());
+        assert!(known_failure_check(&checks(&[]), &known(&[])).is_none());
         let typo = known(&["converged", "convergd"]);
         let mut run = checks(&["converged"]);
-        let c = unknown_checks(&run, &typo).expect("a check");
+        let c = known_failure_check(&run, &typo).expect("a check");
         assert!(!c.ok);
         assert!(
             c.detail
@@ -635,13 +635,13 @@ mod tests {
             "user d: subscription to".into(),
             "step 1: unsubscribe".into(),
         ];
-        assert!(unknown_checks(&run, &k).is_none());
+        assert!(known_failure_check(&run, &k).is_none());
         assert_eq!(verdict(false, &run, Some(&k)), Verdict::Xfail);
         run[0].detail = run[0].detail.replace(
             "diff (",
             "  - user d, mailbox user.d, UID 3: lost: message g is not on the backup\ndiff (",
         );
-        let c = unknown_checks(&run, &k).expect("a new difference");
+        let c = known_failure_check(&run, &k).expect("a new difference");
         assert_eq!(
             c.detail,
             "lines the known failure's `differences` do not name (a new failure beside the known one):\n  user d, mailbox user.d, UID 3: lost: message g is not on the backup"
