@@ -146,11 +146,38 @@ fn answered(c: &Conn, what: &str, answer: &[Reply]) -> Result<(), ReadError> {
     }
 }
 
+/// How long a `GET USER` answered `NO IMAP_MAILBOX_LOCKED` is asked again
+/// (within the read's own deadline). The runner reads after the client has
+/// stopped, but a real backupd lets go of a user's lock only when the process
+/// that served the client has finished, which can trail the client's exit;
+/// any lock still held after this is a refusal ([`answered`]).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Send `line` and read its answer; while it is `NO IMAP_MAILBOX_LOCKED`, ask
+/// again after a pause (20 ms, doubling up to 200 ms) until [`LOCK_WAIT`] or
+/// the read's deadline, and return the last answer. A refused read changes
+/// nothing on the target, and the history ignores reads not answered `OK`.
+fn call_while_locked(c: &mut Conn, line: &[u8]) -> Result<Vec<Reply>, ReadError> {
+    let until = (Instant::now() + LOCK_WAIT).min(c.deadline);
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let answer = c.call(line)?;
+        let locked =
+            matches!(answer.last(), Some(Reply::No(t)) if t.starts_with("IMAP_MAILBOX_LOCKED"));
+        if !locked || Instant::now() + pause >= until {
+            return Ok(answer);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// Read every one of `users` on `target`: `GET USER`, then `GET FULLMAILBOX`
 /// of each mailbox listed; then `GET QUOTA` of each of `quota_roots` (a
 /// replica's; backupd refuses it), then `EXIT`, waiting for the target to
-/// close. A `GET USER` or `GET FULLMAILBOX` refused but for a user or
-/// mailbox the target does not have is an error ([`answered`]).
+/// close. A `GET USER` still locked after [`LOCK_WAIT`], or a `GET USER` or
+/// `GET FULLMAILBOX` refused otherwise but for a user or mailbox the target
+/// does not have, is an error ([`answered`]).
 pub fn read_users(
     target: &Target,
     users: &[String],
@@ -202,7 +229,7 @@ pub fn read_users(
             crate::dlist::Direction::ToServer,
         );
         line.extend_from_slice(b"\r\n");
-        let answer = c.call(&line)?;
+        let answer = call_while_locked(&mut c, &line)?;
         answered(&c, &format!("GET USER {user}"), &answer)?;
         let names: Vec<String> = answer
             .iter()
@@ -241,4 +268,78 @@ pub fn read_users(
     // Read to the end: the target has closed, and let go of its locks.
     while c.frame()?.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead as _, BufReader};
+    use std::net::TcpListener;
+
+    /// A target that answers the first `locked` `GET USER`s with
+    /// `NO IMAP_MAILBOX_LOCKED` and every other command `OK`; it returns how
+    /// many `GET USER`s it was sent.
+    fn target(locked: usize) -> (Target, std::thread::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut out = stream.try_clone().expect("clone");
+            out.write_all(b"* SASL PLAIN\r\n* OK test\r\n")
+                .expect("greet");
+            let mut gets = 0;
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let answer: &[u8] = if line.starts_with("GET USER") {
+                    gets += 1;
+                    if gets <= locked {
+                        b"NO IMAP_MAILBOX_LOCKED Mailbox locked\r\n"
+                    } else {
+                        b"OK success\r\n"
+                    }
+                } else {
+                    b"OK success\r\n"
+                };
+                out.write_all(answer).expect("answer");
+                if line == "EXIT" {
+                    break;
+                }
+            }
+            gets
+        });
+        let t = Target {
+            addr,
+            authname: "repl".into(),
+            password: "pw".into(),
+        };
+        (t, server)
+    }
+
+    /// Proves: a user still locked by a client that has just gone (a real
+    /// backupd's process outlives the client's exit) is asked again, and the
+    /// read succeeds once the lock is gone.
+    #[test]
+    fn a_locked_user_is_read_again_until_the_lock_is_gone() {
+        let (t, server) = target(3);
+        read_users(&t, &["kim".into()], &[], Duration::from_secs(10)).expect("read");
+        assert_eq!(server.join().expect("server"), 4);
+    }
+
+    /// Proves: a lock that is never let go fails the read by its deadline,
+    /// naming the refusal.
+    #[test]
+    fn a_lock_never_let_go_fails_the_read_in_time() {
+        let (t, server) = target(usize::MAX);
+        let started = Instant::now();
+        let e = read_users(&t, &["kim".into()], &[], Duration::from_millis(600))
+            .expect_err("locked for good");
+        assert!(started.elapsed() < Duration::from_secs(3), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("GET USER kim answered `NO IMAP_MAILBOX_LOCKED")
+                && e.contains("the read shows nothing"),
+            "{e}"
+        );
+        drop(server);
+    }
 }
