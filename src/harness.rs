@@ -38,6 +38,10 @@ pub use target::{kind_from_greeting, Target};
 /// The channel name the source replicates to the fake on.
 pub const CHANNEL: &str = "backup";
 
+/// How long [`Harness::settle_target`] waits for a relayed target to close
+/// the connections of a client that has ended.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why a harness could not be built or used.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
@@ -385,7 +389,20 @@ impl Harness {
     ) -> Result<SyncRun, HarnessError> {
         let mut argv: Vec<String> = vec!["-n".into(), CHANNEL.into()];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
-        Ok(self.client.run(&argv, timeout)?)
+        let run = self.client.run(&argv, timeout);
+        self.settle_target();
+        Ok(run?)
+    }
+
+    /// After a client has ended: wait (at most [`SETTLE_TIMEOUT`]) until a
+    /// relayed target has closed every connection whose client has gone. A
+    /// real backupd lets go of a user's lock only then, so the next client or
+    /// read would otherwise meet a lock nobody holds any more
+    /// ([`Relay::settle`]). False if one still lingers (the run goes on
+    /// then, as it did before this wait). True at once on the fake, which has
+    /// no relay in front of it.
+    pub fn settle_target(&self) -> bool {
+        self.relay.as_ref().is_none_or(|r| r.settle(SETTLE_TIMEOUT))
     }
 
     /// The sync_client runner (for spawning continuous modes).

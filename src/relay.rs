@@ -15,8 +15,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,7 +46,36 @@ pub struct Relay {
     /// The last greeting line the server sent (`* OK host Cyrus backup
     /// server 3.6.1`), once a connection got one.
     greeting: Arc<Mutex<Option<String>>>,
+    lingering: Arc<Lingering>,
     stop: Option<oneshot::Sender<()>>,
+}
+
+/// How many connections the client has left while the server has not
+/// closed its side yet. A real backupd lets go of a user's lock only when
+/// the process that served the connection is done (`backupd_reset()` closes
+/// the backups, then the socket), which can trail the client's exit: a client
+/// started meanwhile would meet the old lock.
+#[derive(Debug, Default)]
+struct Lingering {
+    count: Mutex<usize>,
+    none: Condvar,
+}
+
+impl Lingering {
+    fn enter(&self) {
+        if let Ok(mut n) = self.count.lock() {
+            *n += 1;
+        }
+    }
+
+    fn leave(&self) {
+        if let Ok(mut n) = self.count.lock() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.none.notify_all();
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -62,6 +91,8 @@ impl Relay {
         let (tx, mut rx) = oneshot::channel::<()>();
         let greeting = Arc::new(Mutex::new(None));
         let seen = Arc::clone(&greeting);
+        let lingering = Arc::new(Lingering::default());
+        let linger = Arc::clone(&lingering);
         tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -71,7 +102,8 @@ impl Relay {
                         let Ok((stream, peer)) = accepted else { continue };
                         let shared = Arc::clone(&shared);
                         let seen = Arc::clone(&seen);
-                        conns.spawn(relay_one(stream, peer, upstream, shared, seen));
+                        let linger = Arc::clone(&linger);
+                        conns.spawn(relay_one(stream, peer, upstream, shared, seen, linger));
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
@@ -82,8 +114,31 @@ impl Relay {
             addr,
             upstream,
             greeting,
+            lingering,
             stop: Some(tx),
         })
+    }
+
+    /// Wait (blocking, at most `timeout`) until the server has closed every
+    /// connection whose client has gone: then a real backupd holds no lock of
+    /// a finished client. False if some connection still lingers at the
+    /// deadline (a server that keeps a half-closed connection open).
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let Ok(mut n) = self.lingering.count.lock() else {
+            return false;
+        };
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = match self.lingering.none.wait_timeout(n, left) {
+                Ok((n, _)) => n,
+                Err(_) => return false,
+            };
+        }
+        true
     }
 
     /// Where the client connects.
@@ -118,6 +173,7 @@ async fn relay_one(
     upstream: SocketAddr,
     shared: Arc<Shared>,
     greeting: Arc<Mutex<Option<String>>>,
+    lingering: Arc<Lingering>,
 ) {
     let id = shared.next_session_id();
     shared.record(
@@ -155,9 +211,16 @@ async fn relay_one(
     let tap = Arc::new(Mutex::new(tap));
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer);
+    let up = async {
+        let end = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer).await;
+        // The client has gone (or the server cannot be written to): until the
+        // server closes too, this connection lingers.
+        lingering.enter();
+        end
+    };
     let down = pump(sr, cw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToClient);
     let (a, b) = tokio::join!(up, down);
+    lingering.leave();
     let reason = match (a, b) {
         (End::Eof, End::Eof) => "both sides closed".to_owned(),
         (End::Error(e), _) => format!("client side: {e}"),
@@ -523,6 +586,80 @@ fn unreadable_after(verb: &str, head: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A relay on a multi-threaded runtime in front of an upstream that, once
+    /// the client has gone, closes its side when told on `close` (never if
+    /// that is dropped).
+    fn relay_with_upstream(
+        close: std::sync::mpsc::Receiver<()>,
+    ) -> (tokio::runtime::Runtime, Relay) {
+        use std::io::Read as _;
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let up_addr = upstream.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let (mut s, _) = upstream.accept().expect("accept");
+            let mut buf = [0u8; 64];
+            while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+            if close.recv().is_err() {
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            drop(s);
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let shared = Shared::new(
+            crate::store::Store::temporary().expect("store"),
+            crate::server::ServerConfig::default(),
+        );
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let relay = rt
+            .block_on(Relay::start(listen, up_addr, shared))
+            .expect("relay");
+        (rt, relay)
+    }
+
+    /// The client connects, sends a line and hangs up; then the relay has
+    /// seen it go (bounded wait).
+    fn client_comes_and_goes(relay: &Relay) {
+        use std::io::Write as _;
+        let mut c = std::net::TcpStream::connect(relay.addr()).expect("connect");
+        c.write_all(b"EXIT\r\n").expect("write");
+        drop(c);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while relay.lingering.count.lock().map(|n| *n).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "the client's end was never seen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Proves: after a client has gone, the relay is not settled while the
+    /// server keeps its side open (a real backupd still holds the client's
+    /// locks then), and it settles once the server closes.
+    #[test]
+    fn settle_waits_for_the_server_to_close_after_the_client() {
+        let (close, closing) = std::sync::mpsc::channel();
+        let (_rt, relay) = relay_with_upstream(closing);
+        client_comes_and_goes(&relay);
+        assert!(!relay.settle(Duration::from_millis(100)));
+        close.send(()).expect("close");
+        assert!(relay.settle(Duration::from_secs(10)));
+    }
+
+    /// Proves: a server that keeps a half-closed connection open is waited
+    /// for no longer than the timeout.
+    #[test]
+    fn settle_gives_up_at_its_deadline() {
+        let (close, closing) = std::sync::mpsc::channel::<()>();
+        drop(close);
+        let (_rt, relay) = relay_with_upstream(closing);
+        client_comes_and_goes(&relay);
+        let started = Instant::now();
+        assert!(!relay.settle(Duration::from_millis(200)));
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
 
     /// STARTTLS, or a SASL mechanism with a possible security layer, ends what
     /// the relay can read: reported lost (the run has no verdict), not

@@ -141,6 +141,8 @@ impl Run<'_> {
                 "continuous sync_client stopped",
             );
             let stopped = c.stop();
+            // A real backupd may still hold the stopped client's locks.
+            self.h.settle_target();
             for (t, e) in stopped.life {
                 let (kind, label) = match e {
                     client::Life::Exit(status) => (
