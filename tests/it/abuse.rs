@@ -294,7 +294,9 @@ fn slow_loris_clients_are_dropped_with_memory_flat() {
         "every loris dropped for its slow command:\n{log}"
     );
     assert!(
-        longest < Duration::from_secs(idle_s) + gap * 3,
+        // A drop is seen at the next byte after the timeout; the slack is for
+        // a loaded machine (the loop gives up at 3x the timeout).
+        longest < Duration::from_secs(idle_s) + gap * 6,
         "dropped only after {longest:?}"
     );
     assert!(peak < rss0 + 8 * MIB, "RSS grew from {rss0} to {peak} KiB");
