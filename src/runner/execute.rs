@@ -473,24 +473,11 @@ impl Run<'_> {
         c: &crate::scenario::ExpectCountSpec,
     ) -> Result<super::Check, String> {
         let name = format!("step {n}: {} count", c.label());
-        let range = c.range();
         let first_kept = self.h.fake().events().events().next().map(|e| e.seq);
         let missed = super::judge::missed_after(first_kept, self.setup_seq);
-        if missed > 0 {
-            return Ok(check(
-                name,
-                false,
-                format!(
-                    "not measured: the event log dropped {missed} event(s) after the set-up from memory"
-                ),
-            ));
-        }
-        let have = self.count_event(&c.event, c.verb.as_deref())?;
-        Ok(check(
-            name,
-            range.contains(have),
-            format!("expected {range} here, saw {have}"),
-        ))
+        step_count_check(name, c.range(), missed, || {
+            self.count_event(&c.event, c.verb.as_deref())
+        })
     }
 
     pub(super) fn count_event(&self, event: &str, verb: Option<&str>) -> Result<u64, String> {
@@ -544,5 +531,65 @@ impl Run<'_> {
                     .count() as u64
             }
         })
+    }
+}
+
+/// An `expect_count` step's check: `count()` within `range`, or failed as
+/// "not measured" when `missed` events after the set-up are no longer in the
+/// event log (a count that may be short proves neither bound).
+fn step_count_check(
+    name: String,
+    range: crate::scenario::Range,
+    missed: u64,
+    count: impl FnOnce() -> Result<u64, String>,
+) -> Result<super::Check, String> {
+    if missed > 0 {
+        return Ok(check(
+            name,
+            false,
+            format!(
+                "not measured: the event log dropped {missed} event(s) after the set-up from memory"
+            ),
+        ));
+    }
+    let have = count()?;
+    Ok(check(
+        name,
+        range.contains(have),
+        format!("expected {range} here, saw {have}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_count_check;
+    use crate::scenario::Range;
+
+    /// Proves: a step count in range passes, one out of range fails, and
+    /// with events dropped after the set-up the check fails as not measured
+    /// even for a count in range (and the count is not taken).
+    #[test]
+    fn a_step_count_from_a_log_that_dropped_events_is_not_measured() {
+        let range = Range {
+            min: Some(1),
+            max: Some(2),
+        };
+        let c =
+            step_count_check("step 3: lock-hit count".into(), range, 0, || Ok(2)).expect("check");
+        assert!(c.ok, "{c:?}");
+        let c =
+            step_count_check("step 3: lock-hit count".into(), range, 0, || Ok(3)).expect("check");
+        assert!(!c.ok && c.detail == "expected 1..=2 here, saw 3", "{c:?}");
+        let c = step_count_check("step 3: lock-hit count".into(), range, 4, || {
+            panic!("counted although events were dropped")
+        })
+        .expect("check");
+        assert!(
+            !c.ok
+                && c.name == "step 3: lock-hit count"
+                && c.detail
+                    == "not measured: the event log dropped 4 event(s) after the set-up from memory",
+            "{c:?}"
+        );
     }
 }

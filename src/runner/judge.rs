@@ -553,7 +553,7 @@ impl<'a> Refusals<'a> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{final_pass_applies, missed_after, Refusals};
+    use super::{count_checks, final_pass_applies, missed_after, Refusals};
     use crate::events::EventKind;
 
     fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
@@ -656,5 +656,45 @@ mod tests {
         assert_eq!(missed_after(Some(5), 10), 0);
         // Events 6..=10 of the run dropped.
         assert_eq!(missed_after(Some(11), 5), 5);
+    }
+
+    /// Proves: with events dropped after the set-up, the checks counted from
+    /// the event log (lock hits, connections, the reconnect rate) fail as not
+    /// measured although each count is in range; deferrals and restarts,
+    /// counted elsewhere, are still judged.
+    #[test]
+    fn counts_from_a_log_that_dropped_events_are_not_measured() {
+        use crate::runner::Stats;
+        use crate::scenario::{Expect, Range};
+        let at_most = Some(Range {
+            min: None,
+            max: Some(5),
+        });
+        let e = Expect {
+            deferrals: at_most,
+            lock_hits: at_most,
+            connections: at_most,
+            restarts: at_most,
+            reconnect_rate_max: Some(100.0),
+            ..Expect::default()
+        };
+        let mut stats = Stats::default();
+        let checks = count_checks(&e, &stats);
+        assert_eq!(checks.len(), 5);
+        assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+        stats.events_missed = 3;
+        for c in count_checks(&e, &stats) {
+            let from_events = matches!(
+                c.name.as_str(),
+                "lock hits" | "connections" | "reconnect rate"
+            );
+            assert_eq!(c.ok, !from_events, "{c:?}");
+            if from_events {
+                assert_eq!(
+                    c.detail,
+                    "not measured: the event log dropped 3 event(s) after the set-up from memory"
+                );
+            }
+        }
     }
 }
