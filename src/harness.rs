@@ -27,7 +27,7 @@ use crate::cyrus::{
     SyncClient, SyncRun, TargetKind,
 };
 use crate::mailstate::MailState;
-use crate::relay::Relay;
+use crate::relay::{Relay, Settle};
 use crate::server::{control, FakeBackupd, ServerConfig, Shared};
 use crate::store::Store;
 
@@ -395,14 +395,24 @@ impl Harness {
     }
 
     /// After a client has ended: wait (at most [`SETTLE_TIMEOUT`]) until a
-    /// relayed target has closed every connection whose client has gone. A
-    /// real backupd lets go of a user's lock only then, so the next client or
-    /// read would otherwise meet a lock nobody holds any more
-    /// ([`Relay::settle`]). False if one still lingers (the run goes on
-    /// then, as it did before this wait). True at once on the fake, which has
-    /// no relay in front of it.
+    /// relayed target has closed the connections of clients that have gone.
+    /// A real backupd lets go of a user's lock only then, so the next client
+    /// or read would otherwise meet a lock nobody holds any more
+    /// ([`Relay::settle`]). With no client of this harness alive it waits
+    /// for every connection (a reaped client's end may not have reached the
+    /// relay yet); with one alive (a continuous client), for those the relay
+    /// has seen their client leave. False if one is still open at the
+    /// deadline (the run goes on then, as it did before this wait). True at
+    /// once on the fake, which has no relay in front of it.
     pub fn settle_target(&self) -> bool {
-        self.relay.as_ref().is_none_or(|r| r.settle(SETTLE_TIMEOUT))
+        let which = if self.client.alive() == 0 {
+            Settle::All
+        } else {
+            Settle::Gone
+        };
+        self.relay
+            .as_ref()
+            .is_none_or(|r| r.settle(which, SETTLE_TIMEOUT))
     }
 
     /// The sync_client runner (for spawning continuous modes).

@@ -35,6 +35,9 @@ use crate::types::SessionId;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no bytes in either direction for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a server may go on after its client has gone before the relay
+/// stops waiting for it to close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read size per direction.
 const CHUNK: usize = 64 * 1024;
 
@@ -46,36 +49,89 @@ pub struct Relay {
     /// The last greeting line the server sent (`* OK host Cyrus backup
     /// server 3.6.1`), once a connection got one.
     greeting: Arc<Mutex<Option<String>>>,
-    lingering: Arc<Lingering>,
+    conns: Arc<Conns>,
     stop: Option<oneshot::Sender<()>>,
 }
 
-/// How many connections the client has left while the server has not
-/// closed its side yet. A real backupd lets go of a user's lock only when
-/// the process that served the connection is done (`backupd_reset()` closes
-/// the backups, then the socket), which can trail the client's exit: a client
-/// started meanwhile would meet the old lock.
+/// The relay's connections, as [`Relay::settle`] waits on them. A real
+/// backupd lets go of a user's lock only when the process that served the
+/// connection is done (`backupd_reset()` closes the backups, then the
+/// socket), which can trail the client's exit: a client started meanwhile
+/// would meet the old lock.
 #[derive(Debug, Default)]
-struct Lingering {
-    count: Mutex<usize>,
-    none: Condvar,
+struct Conns {
+    counts: Mutex<Counts>,
+    changed: Condvar,
 }
 
-impl Lingering {
-    fn enter(&self) {
-        if let Ok(mut n) = self.count.lock() {
-            *n += 1;
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    /// Accepted and not done yet (done: the server has closed its side, or
+    /// was given up on).
+    open: usize,
+    /// Of those, the ones whose client the relay has seen leave.
+    gone: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Open,
+    Gone,
+}
+
+impl Counts {
+    fn get(&mut self, which: Which) -> &mut usize {
+        match which {
+            Which::Open => &mut self.open,
+            Which::Gone => &mut self.gone,
+        }
+    }
+}
+
+impl Conns {
+    /// Count one connection as `which` until the guard drops (also when its
+    /// task panics or is aborted).
+    fn count(self: &Arc<Self>, which: Which) -> Counted {
+        self.update(|c| *c.get(which) += 1);
+        Counted {
+            conns: Arc::clone(self),
+            which,
         }
     }
 
-    fn leave(&self) {
-        if let Ok(mut n) = self.count.lock() {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.none.notify_all();
-            }
-        }
+    fn update(&self, f: impl FnOnce(&mut Counts)) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c);
+        self.changed.notify_all();
     }
+}
+
+/// One connection counted in [`Conns`].
+struct Counted {
+    conns: Arc<Conns>,
+    which: Which,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let which = self.which;
+        self.conns.update(|c| {
+            let n = c.get(which);
+            *n = n.saturating_sub(1);
+        });
+    }
+}
+
+/// Which connections [`Relay::settle`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Every connection: when no client is alive any more. A reaped client's
+    /// end may not have reached the relay yet, so only this one is sure to
+    /// wait for it.
+    All,
+    /// Those whose client the relay has seen leave: when another client is
+    /// still connected, whose connection must not be waited for.
+    Gone,
 }
 
 impl Relay {
@@ -91,10 +147,10 @@ impl Relay {
         let (tx, mut rx) = oneshot::channel::<()>();
         let greeting = Arc::new(Mutex::new(None));
         let seen = Arc::clone(&greeting);
-        let lingering = Arc::new(Lingering::default());
-        let linger = Arc::clone(&lingering);
+        let conns = Arc::new(Conns::default());
+        let counter = Arc::clone(&conns);
         tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
+            let mut tasks = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
                     _ = &mut rx => break,
@@ -102,43 +158,48 @@ impl Relay {
                         let Ok((stream, peer)) = accepted else { continue };
                         let shared = Arc::clone(&shared);
                         let seen = Arc::clone(&seen);
-                        let linger = Arc::clone(&linger);
-                        conns.spawn(relay_one(stream, peer, upstream, shared, seen, linger));
+                        let open = counter.count(Which::Open);
+                        let counter = Arc::clone(&counter);
+                        tasks.spawn(relay_one(stream, peer, upstream, shared, seen, counter, open));
                     }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 }
             }
-            conns.abort_all();
+            tasks.abort_all();
         });
         Ok(Relay {
             addr,
             upstream,
             greeting,
-            lingering,
+            conns,
             stop: Some(tx),
         })
     }
 
-    /// Wait (blocking, at most `timeout`) until the server has closed every
-    /// connection whose client has gone: then a real backupd holds no lock of
-    /// a finished client. False if some connection still lingers at the
-    /// deadline (a server that keeps a half-closed connection open).
-    pub fn settle(&self, timeout: Duration) -> bool {
+    /// Wait (blocking, at most `timeout`) until the server has closed the
+    /// connections `which` names: then a real backupd holds no lock of a
+    /// finished client. False if one is still open at the deadline (a server
+    /// that keeps a half-closed connection open).
+    pub fn settle(&self, which: Settle, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let Ok(mut n) = self.lingering.count.lock() else {
-            return false;
-        };
-        while *n > 0 {
+        let mut c = self.conns.counts.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let left_open = match which {
+                Settle::All => c.open,
+                Settle::Gone => c.gone,
+            };
+            if left_open == 0 {
+                return true;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            n = match self.lingering.none.wait_timeout(n, left) {
-                Ok((n, _)) => n,
-                Err(_) => return false,
+            c = match self.conns.changed.wait_timeout(c, left) {
+                Ok((c, _)) => c,
+                Err(e) => e.into_inner().0,
             };
         }
-        true
     }
 
     /// Where the client connects.
@@ -173,7 +234,8 @@ async fn relay_one(
     upstream: SocketAddr,
     shared: Arc<Shared>,
     greeting: Arc<Mutex<Option<String>>>,
-    lingering: Arc<Lingering>,
+    conns: Arc<Conns>,
+    _open: Counted,
 ) {
     let id = shared.next_session_id();
     shared.record(
@@ -208,19 +270,23 @@ async fn relay_one(
     let history = shared.history().is_some();
     let mut tap = Tap::new(id, shared.session_config().limits, history);
     tap.greeting = Some(greeting);
-    let tap = Arc::new(Mutex::new(tap));
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
+    let tap = Mutex::new(tap);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
     let up = async {
-        let end = pump(cr, sw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToServer).await;
+        let end = pump(&mut cr, &mut sw, &tap, &shared, Dir::ToServer).await;
         // The client has gone (or the server cannot be written to): until the
-        // server closes too, this connection lingers.
-        lingering.enter();
-        end
+        // server is done too, this connection lingers.
+        (end, conns.count(Which::Gone))
     };
-    let down = pump(sr, cw, Arc::clone(&tap), Arc::clone(&shared), Dir::ToClient);
-    let (a, b) = tokio::join!(up, down);
-    lingering.leave();
+    let down = pump(&mut sr, &mut cw, &tap, &shared, Dir::ToClient);
+    let ((a, _gone), b) = tokio::join!(up, down);
+    if !matches!(b, End::Eof) {
+        // The server has not closed: it may still be at work on what the
+        // client sent (a real backupd holds the user's lock until it is
+        // done). The connection is done when the server is.
+        drain(&mut sr).await;
+    }
     let reason = match (a, b) {
         (End::Eof, End::Eof) => "both sides closed".to_owned(),
         (End::Error(e), _) => format!("client side: {e}"),
@@ -247,13 +313,26 @@ enum End {
     Error(String),
 }
 
-/// Copy one direction, decoding a copy; on EOF, half-close the other side so
-/// the peer sees it too.
+/// Copy one direction, decoding a copy; when it ends (EOF or an error),
+/// half-close the other side so the peer sees it too: a server learns at once
+/// that its client has gone, even when the client's end was a reset.
 async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    tap: Arc<Mutex<Tap>>,
-    shared: Arc<Shared>,
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    tap: &Mutex<Tap>,
+    shared: &Shared,
+    dir: Dir,
+) -> End {
+    let end = copy(from, to, tap, shared, dir).await;
+    let _ = to.shutdown().await;
+    end
+}
+
+async fn copy(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    tap: &Mutex<Tap>,
+    shared: &Shared,
     dir: Dir,
 ) -> End {
     let mut buf = vec![0u8; CHUNK];
@@ -271,7 +350,6 @@ async fn pump(
                 } else if let Ok(mut t) = tap.lock() {
                     t.client_closed = true;
                 }
-                let _ = to.shutdown().await;
                 return End::Eof;
             }
             Ok(Ok(n)) => n,
@@ -296,6 +374,16 @@ async fn pump(
             return End::Error(e.to_string());
         }
     }
+}
+
+/// Read (and drop) what a server still sends to a client that has gone,
+/// until it closes or [`DRAIN_TIMEOUT`] passes.
+async fn drain(from: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut buf = vec![0u8; CHUNK];
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while matches!(from.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Whether `COMPRESS DEFLATE` was asked for and answered.
@@ -587,19 +675,30 @@ fn unreadable_after(verb: &str, head: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// A relay on a multi-threaded runtime in front of an upstream that, once
-    /// the client has gone, closes its side when told on `close` (never if
-    /// that is dropped).
+    /// A relay on a one-worker runtime in front of an upstream that, once the
+    /// client has gone (EOF), says so on the returned receiver, writes a
+    /// reply when `bye` (a server finishing the client's last command), and
+    /// closes its side when told on `close` (never if that is dropped).
     fn relay_with_upstream(
         close: std::sync::mpsc::Receiver<()>,
-    ) -> (tokio::runtime::Runtime, Relay) {
-        use std::io::Read as _;
+        bye: bool,
+    ) -> (
+        tokio::runtime::Runtime,
+        Relay,
+        std::sync::mpsc::Receiver<()>,
+    ) {
+        use std::io::{Read as _, Write as _};
         let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let up_addr = upstream.local_addr().expect("addr");
+        let (saw_eof, eof) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let (mut s, _) = upstream.accept().expect("accept");
             let mut buf = [0u8; 64];
             while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+            let _ = saw_eof.send(());
+            if bye {
+                let _ = s.write_all(b"* BYE\r\n");
+            }
             if close.recv().is_err() {
                 std::thread::sleep(Duration::from_secs(5));
             }
@@ -618,7 +717,16 @@ mod tests {
         let relay = rt
             .block_on(Relay::start(listen, up_addr, shared))
             .expect("relay");
-        (rt, relay)
+        (rt, relay, eof)
+    }
+
+    /// Waits (bounded) until the relay counts `n` connections as open.
+    fn until_open(relay: &Relay, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while relay.conns.counts.lock().map(|c| c.open).unwrap_or(0) != n {
+            assert!(Instant::now() < deadline, "never {n} open connection(s)");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The client connects, sends a line and hangs up; then the relay has
@@ -629,7 +737,7 @@ mod tests {
         c.write_all(b"EXIT\r\n").expect("write");
         drop(c);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while relay.lingering.count.lock().map(|n| *n).unwrap_or(0) == 0 {
+        while relay.conns.counts.lock().map(|c| c.gone).unwrap_or(0) == 0 {
             assert!(Instant::now() < deadline, "the client's end was never seen");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -641,11 +749,13 @@ mod tests {
     #[test]
     fn settle_waits_for_the_server_to_close_after_the_client() {
         let (close, closing) = std::sync::mpsc::channel();
-        let (_rt, relay) = relay_with_upstream(closing);
+        let (_rt, relay, _) = relay_with_upstream(closing, false);
         client_comes_and_goes(&relay);
-        assert!(!relay.settle(Duration::from_millis(100)));
+        assert!(!relay.settle(Settle::Gone, Duration::from_millis(100)));
+        assert!(!relay.settle(Settle::All, Duration::from_millis(100)));
         close.send(()).expect("close");
-        assert!(relay.settle(Duration::from_secs(10)));
+        assert!(relay.settle(Settle::Gone, Duration::from_secs(10)));
+        assert!(relay.settle(Settle::All, Duration::from_secs(10)));
     }
 
     /// Proves: a server that keeps a half-closed connection open is waited
@@ -654,11 +764,60 @@ mod tests {
     fn settle_gives_up_at_its_deadline() {
         let (close, closing) = std::sync::mpsc::channel::<()>();
         drop(close);
-        let (_rt, relay) = relay_with_upstream(closing);
+        let (_rt, relay, _) = relay_with_upstream(closing, false);
         client_comes_and_goes(&relay);
         let started = Instant::now();
-        assert!(!relay.settle(Duration::from_millis(200)));
+        assert!(!relay.settle(Settle::All, Duration::from_millis(200)));
         assert!(started.elapsed() < Duration::from_secs(4));
+    }
+
+    /// Proves: `Settle::All` waits for a connection whose client has gone
+    /// before the relay has read its end (here the relay's only worker is
+    /// busy), where `Settle::Gone` does not know of it yet. This is the case
+    /// of a client just reaped: a real backupd may still hold its lock.
+    #[test]
+    fn settle_all_waits_for_a_client_whose_end_the_relay_has_not_read() {
+        use std::io::Write as _;
+        let (close, closing) = std::sync::mpsc::channel();
+        close.send(()).expect("close");
+        let (rt, relay, _) = relay_with_upstream(closing, false);
+        let mut c = std::net::TcpStream::connect(relay.addr()).expect("connect");
+        c.write_all(b"EXIT\r\n").expect("write");
+        until_open(&relay, 1);
+        let (busy, started) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let _ = busy.send(());
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the worker got busy");
+        drop(c);
+        assert!(relay.settle(Settle::Gone, Duration::ZERO));
+        assert!(!relay.settle(Settle::All, Duration::from_millis(100)));
+        assert!(relay.settle(Settle::All, Duration::from_secs(10)));
+    }
+
+    /// Proves: a client that resets its connection (killed with data unread)
+    /// is passed on to the server at once as an EOF, and the connection stays
+    /// open, for `settle`, until the server has closed, even when the
+    /// server's last reply can no longer be delivered.
+    #[test]
+    fn a_client_reset_reaches_the_server_and_is_settled_when_the_server_closes() {
+        let (close, closing) = std::sync::mpsc::channel();
+        let (rt, relay, eof) = relay_with_upstream(closing, true);
+        let addr = relay.addr();
+        rt.block_on(async move {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            c.write_all(b"APPLY RESERVE\r\n").await.expect("write");
+            c.set_zero_linger().expect("linger");
+            drop(c);
+        });
+        eof.recv_timeout(Duration::from_secs(10))
+            .expect("the server was told that the client has gone");
+        assert!(!relay.settle(Settle::All, Duration::from_millis(300)));
+        close.send(()).expect("close");
+        assert!(relay.settle(Settle::All, Duration::from_secs(10)));
     }
 
     /// STARTTLS, or a SASL mechanism with a possible security layer, ends what

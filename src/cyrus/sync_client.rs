@@ -8,7 +8,9 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -30,6 +32,9 @@ pub struct SyncClient {
     bins: CyrusBins,
     /// The config as seen from the host.
     config: PathBuf,
+    /// How many processes this runner and its clones have started and not
+    /// reaped yet.
+    alive: Arc<AtomicUsize>,
 }
 
 /// The outcome of one `sync_client` process.
@@ -94,7 +99,14 @@ impl SyncClient {
         SyncClient {
             bins: bins.clone(),
             config: config_path.as_ref().to_path_buf(),
+            alive: Arc::default(),
         }
+    }
+
+    /// How many `sync_client` processes this runner (or a clone of it) has
+    /// started that are not reaped yet.
+    pub fn alive(&self) -> usize {
+        self.alive.load(Ordering::SeqCst)
     }
 
     /// Run to completion, or kill it (SIGKILL) at `timeout`.
@@ -126,9 +138,11 @@ impl SyncClient {
             ))?;
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().map(drain);
+        self.alive.fetch_add(1, Ordering::SeqCst);
         Ok(RunningSyncClient {
             child: Some(child),
             tracked: Some(tracked),
+            alive: Some(Alive(Arc::clone(&self.alive))),
             argv,
             started: Instant::now(),
             stdout,
@@ -164,6 +178,8 @@ pub struct RunningSyncClient {
     child: Option<Child>,
     /// Its entry in the interrupt registry, until reaped.
     tracked: Option<process::Tracked>,
+    /// Its count in [`SyncClient::alive`], until reaped.
+    alive: Option<Alive>,
     argv: Vec<String>,
     started: Instant,
     stdout: Option<Receiver<Vec<u8>>>,
@@ -222,6 +238,7 @@ impl RunningSyncClient {
         if let Some(t) = self.tracked.take() {
             process::untrack(t);
         }
+        self.alive = None;
         let status: ExitStatus =
             status.map_err(CyrusError::io(format!("wait for sync_client (pid {pid})")))?;
         let elapsed = self.started.elapsed();
@@ -247,5 +264,16 @@ impl Drop for RunningSyncClient {
         if let Some(t) = self.tracked.take() {
             process::untrack(t);
         }
+        self.alive = None;
+    }
+}
+
+/// One process counted in [`SyncClient::alive`] until dropped.
+#[derive(Debug)]
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

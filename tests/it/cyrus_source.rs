@@ -511,17 +511,20 @@ fn sync_client_is_killed_at_timeout() {
     assert!(run.elapsed >= Duration::from_secs(2) && run.elapsed < Duration::from_secs(10));
     assert!(run.to_string().contains("killed after timeout"));
     assert!(run.argv.iter().any(|a| a == "-C"));
+    assert_eq!(client.alive(), 0, "a finished run is not alive");
 
-    // the rolling mode, stopped by us
+    // the rolling mode, stopped by us; counted alive (by every clone) until reaped
     let mut rolling = client
         .spawn(&["-v", "-v", "-n", "backup", "-R"].map(String::from))
         .expect("spawn");
+    assert_eq!((client.alive(), client.clone().alive()), (1, 1));
     let pid = rolling.pid().expect("pid") as i32;
     std::thread::sleep(Duration::from_millis(300));
     assert!(rolling.is_running());
     let run = rolling.stop(Duration::from_secs(5)).expect("stop");
     eprintln!("{run}");
     assert!(!pid_alive(pid));
+    assert_eq!(client.alive(), 0, "a stopped client is not alive");
     assert!(
         rolling.stop(Duration::from_secs(1)).is_err(),
         "already stopped"
@@ -532,8 +535,10 @@ fn sync_client_is_killed_at_timeout() {
         .spawn(&["-n", "backup", "-R"].map(String::from))
         .expect("spawn");
     let pid = dropped.pid().expect("pid") as i32;
+    assert_eq!(client.alive(), 1);
     drop(dropped);
     assert!(!pid_alive(pid));
+    assert_eq!(client.alive(), 0, "a dropped client is not alive");
 
     // -r would escape supervision
     assert!(client.spawn(&["-r".to_string()]).is_err());
