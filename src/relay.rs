@@ -273,19 +273,40 @@ async fn relay_one(
     let tap = Mutex::new(tap);
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
-    let up = async {
-        let end = pump(&mut cr, &mut sw, &tap, &shared, Dir::ToServer).await;
-        // The client has gone (or the server cannot be written to): until the
-        // server is done too, this connection lingers.
-        (end, conns.count(Which::Gone))
+    let (a, b, _gone, until) = {
+        let mut up = std::pin::pin!(pump(&mut cr, &mut sw, &tap, &shared, Dir::ToServer));
+        let mut down = std::pin::pin!(pump(&mut sr, &mut cw, &tap, &shared, Dir::ToClient));
+        let mut server_end = None;
+        let a = tokio::select! {
+            a = &mut up => a,
+            b = &mut down => {
+                server_end = Some(b);
+                (&mut up).await
+            }
+        };
+        // The client has gone (or the server cannot be written to): until
+        // the server is done too, this connection lingers, for at most
+        // DRAIN_TIMEOUT (a real backupd closes at once).
+        let gone = conns.count(Which::Gone);
+        let until = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let b = match server_end {
+            Some(b) => b,
+            None => tokio::time::timeout_at(until, &mut down)
+                .await
+                .unwrap_or_else(|_| {
+                    End::Error(format!(
+                        "not closed {} s after the client's end",
+                        DRAIN_TIMEOUT.as_secs()
+                    ))
+                }),
+        };
+        (a, b, gone, until)
     };
-    let down = pump(&mut sr, &mut cw, &tap, &shared, Dir::ToClient);
-    let ((a, _gone), b) = tokio::join!(up, down);
     if !matches!(b, End::Eof) {
         // The server has not closed: it may still be at work on what the
         // client sent (a real backupd holds the user's lock until it is
         // done). The connection is done when the server is.
-        drain(&mut sr).await;
+        drain(&mut sr, until).await;
     }
     let reason = match (a, b) {
         (End::Eof, End::Eof) => "both sides closed".to_owned(),
@@ -377,10 +398,10 @@ async fn copy(
 }
 
 /// Read (and drop) what a server still sends to a client that has gone,
-/// until it closes or [`DRAIN_TIMEOUT`] passes.
-async fn drain(from: &mut tokio::net::tcp::OwnedReadHalf) {
+/// until it closes or `until` passes.
+async fn drain(from: &mut tokio::net::tcp::OwnedReadHalf, until: tokio::time::Instant) {
     let mut buf = vec![0u8; CHUNK];
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+    let _ = tokio::time::timeout_at(until, async {
         while matches!(from.read(&mut buf).await, Ok(n) if n > 0) {}
     })
     .await;
@@ -785,9 +806,10 @@ mod tests {
         c.write_all(b"EXIT\r\n").expect("write");
         until_open(&relay, 1);
         let (busy, started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
         rt.spawn(async move {
             let _ = busy.send(());
-            std::thread::sleep(Duration::from_millis(500));
+            let _ = released.recv_timeout(Duration::from_secs(30));
         });
         started
             .recv_timeout(Duration::from_secs(10))
@@ -795,6 +817,7 @@ mod tests {
         drop(c);
         assert!(relay.settle(Settle::Gone, Duration::ZERO));
         assert!(!relay.settle(Settle::All, Duration::from_millis(100)));
+        release.send(()).expect("release");
         assert!(relay.settle(Settle::All, Duration::from_secs(10)));
     }
 

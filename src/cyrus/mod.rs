@@ -29,7 +29,7 @@ pub use imap::{FetchedMessage, ImapClient, ListEntry, MailboxInfo, StatusInfo};
 pub use instance::{
     to_internal_name, to_user_view_name, user_inbox, Channel, SourceInstance, SourceOptions,
 };
-pub use sync_client::{RunningSyncClient, SyncClient, SyncRun};
+pub use sync_client::{Alive, RunningSyncClient, SyncClient, SyncRun};
 pub use target::{BackupLock, RealTarget, StateScope, TargetKind};
 
 /// Default Debian location of the Cyrus executables.

@@ -104,9 +104,17 @@ impl SyncClient {
     }
 
     /// How many `sync_client` processes this runner (or a clone of it) has
-    /// started that are not reaped yet.
+    /// started that are not reaped yet, plus the [`SyncClient::hold`]s kept.
     pub fn alive(&self) -> usize {
         self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Count as one client alive until the returned token is dropped: a
+    /// supervisor that restarts its client holds one, so the gap between an
+    /// exit and the restart never looks like no client at all.
+    pub fn hold(&self) -> Alive {
+        self.alive.fetch_add(1, Ordering::SeqCst);
+        Alive(Arc::clone(&self.alive))
     }
 
     /// Run to completion, or kill it (SIGKILL) at `timeout`.
@@ -138,11 +146,10 @@ impl SyncClient {
             ))?;
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().map(drain);
-        self.alive.fetch_add(1, Ordering::SeqCst);
         Ok(RunningSyncClient {
             child: Some(child),
             tracked: Some(tracked),
-            alive: Some(Alive(Arc::clone(&self.alive))),
+            alive: Some(self.hold()),
             argv,
             started: Instant::now(),
             stdout,
@@ -194,10 +201,14 @@ impl RunningSyncClient {
 
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
+        let running = match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
+        };
+        if !running {
+            self.alive = None;
         }
+        running
     }
 
     /// Wait up to `timeout` for it to exit by itself; kill it (SIGKILL) otherwise.
@@ -268,9 +279,9 @@ impl Drop for RunningSyncClient {
     }
 }
 
-/// One process counted in [`SyncClient::alive`] until dropped.
+/// One client counted in [`SyncClient::alive`] until dropped.
 #[derive(Debug)]
-struct Alive(Arc<AtomicUsize>);
+pub struct Alive(Arc<AtomicUsize>);
 
 impl Drop for Alive {
     fn drop(&mut self) {

@@ -46,6 +46,8 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 pub struct Supervised {
     state: Arc<State>,
     thread: Option<JoinHandle<()>>,
+    /// Counts as a client alive from start to stop, restarts included.
+    hold: Option<crate::cyrus::Alive>,
 }
 
 impl Supervised {
@@ -58,6 +60,7 @@ impl Supervised {
         log_run: PathBuf,
         clock: Clock,
     ) -> Result<Supervised, String> {
+        let hold = client.hold();
         let first = client.spawn(&args).map_err(|e| e.to_string())?;
         let state = Arc::new(State::default());
         *state.current_pid.lock().unwrap_or_else(|e| e.into_inner()) = first.pid();
@@ -68,6 +71,7 @@ impl Supervised {
         Ok(Supervised {
             state,
             thread: Some(thread),
+            hold: Some(hold),
         })
     }
 
@@ -105,6 +109,7 @@ impl Supervised {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.hold = None;
         fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
             std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
         }

@@ -539,6 +539,11 @@ fn sync_client_is_killed_at_timeout() {
     drop(dropped);
     assert!(!pid_alive(pid));
     assert_eq!(client.alive(), 0, "a dropped client is not alive");
+    // a supervisor's hold counts as a client until dropped
+    let hold = client.hold();
+    assert_eq!(client.alive(), 1);
+    drop(hold);
+    assert_eq!(client.alive(), 0);
 
     // -r would escape supervision
     assert!(client.spawn(&["-r".to_string()]).is_err());
