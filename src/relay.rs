@@ -306,7 +306,7 @@ async fn relay_one(
         // The server has not closed: it may still be at work on what the
         // client sent (a real backupd holds the user's lock until it is
         // done). The connection is done when the server is.
-        drain(&mut sr, until).await;
+        drain(&mut sr, &tap, &shared, until).await;
     }
     let reason = match (a, b) {
         (End::Eof, End::Eof) => "both sides closed".to_owned(),
@@ -377,32 +377,45 @@ async fn copy(
         };
         // Decode before forwarding: the peer cannot answer what it has not
         // seen, so a switch to DEFLATE is known before the next bytes arrive.
-        let tapped = match tap.lock() {
-            Ok(mut t) => t.feed(dir, &buf[..n]),
-            Err(_) => Vec::new(),
-        };
-        for (session, t) in tapped {
-            match t {
-                Tapped::Event(kind) => shared.record(session, kind),
-                Tapped::Command { text, cmd } => {
-                    shared.history_command(session, &text, cmd.as_ref());
-                }
-                Tapped::Reply(replies) => shared.history_reply(session, &replies),
-                Tapped::Lost(why) => shared.history_lost(session, &why),
-            }
-        }
+        record(tap, shared, dir, &buf[..n]);
         if let Err(e) = to.write_all(&buf[..n]).await {
             return End::Error(e.to_string());
         }
     }
 }
 
-/// Read (and drop) what a server still sends to a client that has gone,
-/// until it closes or `until` passes.
-async fn drain(from: &mut tokio::net::tcp::OwnedReadHalf, until: tokio::time::Instant) {
+/// Decode a copy of `bytes` going `dir` and record what it holds.
+fn record(tap: &Mutex<Tap>, shared: &Shared, dir: Dir, bytes: &[u8]) {
+    let tapped = match tap.lock() {
+        Ok(mut t) => t.feed(dir, bytes),
+        Err(_) => Vec::new(),
+    };
+    for (session, t) in tapped {
+        match t {
+            Tapped::Event(kind) => shared.record(session, kind),
+            Tapped::Command { text, cmd } => {
+                shared.history_command(session, &text, cmd.as_ref());
+            }
+            Tapped::Reply(replies) => shared.history_reply(session, &replies),
+            Tapped::Lost(why) => shared.history_lost(session, &why),
+        }
+    }
+}
+
+/// Read what a server still sends to a client that has gone, until it
+/// closes or `until` passes. Not delivered, but recorded: what the server
+/// acknowledged it must hold, whether the client heard it or not.
+async fn drain(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    tap: &Mutex<Tap>,
+    shared: &Shared,
+    until: tokio::time::Instant,
+) {
     let mut buf = vec![0u8; CHUNK];
     let _ = tokio::time::timeout_at(until, async {
-        while matches!(from.read(&mut buf).await, Ok(n) if n > 0) {}
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            record(tap, shared, Dir::ToClient, &buf[..n]);
+        }
     })
     .await;
 }
@@ -841,6 +854,75 @@ mod tests {
         assert!(!relay.settle(Settle::All, Duration::from_millis(300)));
         close.send(()).expect("close");
         assert!(relay.settle(Settle::All, Duration::from_secs(10)));
+    }
+
+    /// Proves: what a server answers after its client has reset the
+    /// connection is still recorded, though it can no longer be delivered
+    /// (here the second answer, sent once the relay has failed to deliver
+    /// the first and is draining): a target's acknowledgement counts whether
+    /// the client heard it or not.
+    #[test]
+    fn answers_after_the_client_has_gone_are_recorded() {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        use std::sync::mpsc::channel;
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let up_addr = upstream.local_addr().expect("addr");
+        let (got_cmd, cmd) = channel();
+        let (saw_eof, eof) = channel();
+        let (go, going) = channel::<()>();
+        let (close, closing) = channel::<()>();
+        std::thread::spawn(move || {
+            let (s, _) = upstream.accept().expect("accept");
+            let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = got_cmd.send(());
+            let mut buf = [0u8; 64];
+            while r.read(&mut buf).is_ok_and(|n| n > 0) {}
+            let _ = saw_eof.send(());
+            let mut w = s;
+            let _ = w.write_all(b"OK first\r\n");
+            let _ = going.recv_timeout(Duration::from_secs(30));
+            let _ = w.write_all(b"NO IMAP_MAILBOX_LOCKED Mailbox locked\r\n");
+            let _ = closing.recv_timeout(Duration::from_secs(30));
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let shared = Shared::new(
+            crate::store::Store::temporary().expect("store"),
+            crate::server::ServerConfig::default(),
+        );
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let relay = rt
+            .block_on(Relay::start(listen, up_addr, Arc::clone(&shared)))
+            .expect("relay");
+        let addr = relay.addr();
+        let c = rt.block_on(async move {
+            let mut c = TcpStream::connect(addr).await.expect("connect");
+            c.write_all(b"EXIT\r\n").await.expect("write");
+            c
+        });
+        cmd.recv_timeout(Duration::from_secs(10))
+            .expect("the server got the command");
+        rt.block_on(async move {
+            c.set_zero_linger().expect("linger");
+            drop(c);
+        });
+        eof.recv_timeout(Duration::from_secs(10))
+            .expect("the server was told that the client has gone");
+        assert!(!relay.settle(Settle::All, Duration::from_millis(300)));
+        go.send(()).expect("go");
+        close.send(()).expect("close");
+        assert!(relay.settle(Settle::All, Duration::from_secs(10)));
+        let hits = shared
+            .events()
+            .events()
+            .filter(|e| matches!(e.kind, EventKind::LockHit { .. }))
+            .count();
+        assert_eq!(hits, 1);
     }
 
     /// STARTTLS, or a SASL mechanism with a possible security layer, ends what
