@@ -35,8 +35,8 @@ use crate::types::SessionId;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no bytes in either direction for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// How long a server may go on after its client has gone before the relay
-/// stops waiting for it to close.
+/// How long a server may go on after its client has gone before its
+/// connection counts as stuck (see [`Relay::settle`]).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read size per direction.
 const CHUNK: usize = 64 * 1024;
@@ -58,10 +58,13 @@ pub struct Relay {
 /// connection is done (`backupd_reset()` closes the backups, then the
 /// socket), which can trail the client's exit: a client started meanwhile
 /// would meet the old lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Conns {
     counts: Mutex<Counts>,
     changed: Condvar,
+    /// How long a server may go on after its client's end before its
+    /// connection counts as stuck.
+    drain: Duration,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -71,12 +74,16 @@ struct Counts {
     open: usize,
     /// Of those, the ones whose client the relay has seen leave.
     gone: usize,
+    /// Of those, the ones whose server has not closed within the drain time
+    /// after its client's end (the relay still waits for it).
+    stuck: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Which {
     Open,
     Gone,
+    Stuck,
 }
 
 impl Counts {
@@ -84,11 +91,20 @@ impl Counts {
         match which {
             Which::Open => &mut self.open,
             Which::Gone => &mut self.gone,
+            Which::Stuck => &mut self.stuck,
         }
     }
 }
 
 impl Conns {
+    fn new(drain: Duration) -> Conns {
+        Conns {
+            counts: Mutex::default(),
+            changed: Condvar::new(),
+            drain,
+        }
+    }
+
     /// Count one connection as `which` until the guard drops (also when its
     /// task panics or is aborted).
     fn count(self: &Arc<Self>, which: Which) -> Counted {
@@ -142,12 +158,23 @@ impl Relay {
         upstream: SocketAddr,
         shared: Arc<Shared>,
     ) -> io::Result<Relay> {
+        Self::start_with_drain(listen, upstream, shared, DRAIN_TIMEOUT).await
+    }
+
+    /// [`Relay::start`] with a server given `drain` after its client's end
+    /// before its connection counts as stuck.
+    async fn start_with_drain(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        shared: Arc<Shared>,
+        drain: Duration,
+    ) -> io::Result<Relay> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (tx, mut rx) = oneshot::channel::<()>();
         let greeting = Arc::new(Mutex::new(None));
         let seen = Arc::clone(&greeting);
-        let conns = Arc::new(Conns::default());
+        let conns = Arc::new(Conns::new(drain));
         let counter = Arc::clone(&conns);
         tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
@@ -178,18 +205,19 @@ impl Relay {
 
     /// Wait (blocking, at most `timeout`) until the server has closed the
     /// connections `which` names: then a real backupd holds no lock of a
-    /// finished client. False if one is still open at the deadline (a server
-    /// that keeps a half-closed connection open).
+    /// finished client. False if one is still open at the deadline, or as
+    /// soon as only stuck ones are left (a server still open 10 s after its
+    /// client's end: busy, or one that keeps a half-closed connection open).
     pub fn settle(&self, which: Settle, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut c = self.conns.counts.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let left_open = match which {
+            let open = match which {
                 Settle::All => c.open,
                 Settle::Gone => c.gone,
             };
-            if left_open == 0 {
-                return true;
+            if open.saturating_sub(c.stuck) == 0 {
+                return c.stuck == 0;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -285,28 +313,36 @@ async fn relay_one(
             }
         };
         // The client has gone (or the server cannot be written to): until
-        // the server is done too, this connection lingers, for at most
-        // DRAIN_TIMEOUT (a real backupd closes at once).
+        // the server is done too, this connection lingers (a real backupd
+        // closes at once).
         let gone = conns.count(Which::Gone);
-        let until = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let until = tokio::time::Instant::now() + conns.drain;
         let b = match server_end {
             Some(b) => b,
             None => tokio::time::timeout_at(until, &mut down)
                 .await
                 .unwrap_or_else(|_| {
                     End::Error(format!(
-                        "not closed {} s after the client's end",
-                        DRAIN_TIMEOUT.as_secs()
+                        "not closed {} ms after the client's end",
+                        conns.drain.as_millis()
                     ))
                 }),
         };
         (a, b, gone, until)
     };
-    if !matches!(b, End::Eof) {
+    if !matches!(b, End::Eof) && !drain(&mut sr, &tap, &shared, until).await {
         // The server has not closed: it may still be at work on what the
         // client sent (a real backupd holds the user's lock until it is
-        // done). The connection is done when the server is.
-        drain(&mut sr, &tap, &shared, until).await;
+        // done). The connection is done when the server is; until then
+        // `settle` says it is stuck rather than wait for it.
+        let _stuck = conns.count(Which::Stuck);
+        drain(
+            &mut sr,
+            &tap,
+            &shared,
+            tokio::time::Instant::now() + IDLE_TIMEOUT,
+        )
+        .await;
     }
     let reason = match (a, b) {
         (End::Eof, End::Eof) => "both sides closed".to_owned(),
@@ -403,21 +439,23 @@ fn record(tap: &Mutex<Tap>, shared: &Shared, dir: Dir, bytes: &[u8]) {
 }
 
 /// Read what a server still sends to a client that has gone, until it
-/// closes or `until` passes. Not delivered, but recorded: what the server
-/// acknowledged it must hold, whether the client heard it or not.
+/// closes (true) or `until` passes (false). Not delivered, but recorded:
+/// what the server acknowledged it must hold, whether the client heard it
+/// or not.
 async fn drain(
     from: &mut tokio::net::tcp::OwnedReadHalf,
     tap: &Mutex<Tap>,
     shared: &Shared,
     until: tokio::time::Instant,
-) {
+) -> bool {
     let mut buf = vec![0u8; CHUNK];
-    let _ = tokio::time::timeout_at(until, async {
+    tokio::time::timeout_at(until, async {
         while let Ok(n @ 1..) = from.read(&mut buf).await {
             record(tap, shared, Dir::ToClient, &buf[..n]);
         }
     })
-    .await;
+    .await
+    .is_ok()
 }
 
 /// Whether `COMPRESS DEFLATE` was asked for and answered.
@@ -716,6 +754,7 @@ mod tests {
     fn relay_with_upstream(
         close: std::sync::mpsc::Receiver<()>,
         bye: bool,
+        drain: Duration,
     ) -> (
         tokio::runtime::Runtime,
         Relay,
@@ -749,7 +788,7 @@ mod tests {
         );
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let relay = rt
-            .block_on(Relay::start(listen, up_addr, shared))
+            .block_on(Relay::start_with_drain(listen, up_addr, shared, drain))
             .expect("relay");
         (rt, relay, eof)
     }
@@ -783,7 +822,7 @@ mod tests {
     #[test]
     fn settle_waits_for_the_server_to_close_after_the_client() {
         let (close, closing) = std::sync::mpsc::channel();
-        let (_rt, relay, _) = relay_with_upstream(closing, false);
+        let (_rt, relay, _) = relay_with_upstream(closing, false, DRAIN_TIMEOUT);
         client_comes_and_goes(&relay);
         assert!(!relay.settle(Settle::Gone, Duration::from_millis(100)));
         assert!(!relay.settle(Settle::All, Duration::from_millis(100)));
@@ -798,7 +837,7 @@ mod tests {
     fn settle_gives_up_at_its_deadline() {
         let (close, closing) = std::sync::mpsc::channel::<()>();
         drop(close);
-        let (_rt, relay, _) = relay_with_upstream(closing, false);
+        let (_rt, relay, _) = relay_with_upstream(closing, false, DRAIN_TIMEOUT);
         client_comes_and_goes(&relay);
         let started = Instant::now();
         assert!(!relay.settle(Settle::All, Duration::from_millis(200)));
@@ -814,7 +853,7 @@ mod tests {
         use std::io::Write as _;
         let (close, closing) = std::sync::mpsc::channel();
         close.send(()).expect("close");
-        let (rt, relay, _) = relay_with_upstream(closing, false);
+        let (rt, relay, _) = relay_with_upstream(closing, false, DRAIN_TIMEOUT);
         let mut c = std::net::TcpStream::connect(relay.addr()).expect("connect");
         c.write_all(b"EXIT\r\n").expect("write");
         until_open(&relay, 1);
@@ -841,7 +880,7 @@ mod tests {
     #[test]
     fn a_client_reset_reaches_the_server_and_is_settled_when_the_server_closes() {
         let (close, closing) = std::sync::mpsc::channel();
-        let (rt, relay, eof) = relay_with_upstream(closing, true);
+        let (rt, relay, eof) = relay_with_upstream(closing, true, DRAIN_TIMEOUT);
         let addr = relay.addr();
         rt.block_on(async move {
             let mut c = TcpStream::connect(addr).await.expect("connect");
@@ -923,6 +962,32 @@ mod tests {
             .filter(|e| matches!(e.kind, EventKind::LockHit { .. }))
             .count();
         assert_eq!(hits, 1);
+    }
+
+    /// Proves: a server still open the drain time after its client's end
+    /// makes `settle` answer false at once (it may still hold the client's
+    /// lock), not true, and the relay goes on waiting for it: once it
+    /// closes, the relay settles.
+    #[test]
+    fn a_server_open_past_the_drain_time_is_stuck_until_it_closes() {
+        let (close, closing) = std::sync::mpsc::channel();
+        let (_rt, relay, _) = relay_with_upstream(closing, false, Duration::from_millis(100));
+        client_comes_and_goes(&relay);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while relay.conns.counts.lock().map(|c| c.stuck).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "never counted stuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let started = Instant::now();
+        assert!(!relay.settle(Settle::All, Duration::from_secs(10)));
+        assert!(!relay.settle(Settle::Gone, Duration::from_secs(10)));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a stuck connection is answered at once"
+        );
+        close.send(()).expect("close");
+        until_open(&relay, 0);
+        assert!(relay.settle(Settle::All, Duration::ZERO));
     }
 
     /// STARTTLS, or a SASL mechanism with a possible security layer, ends what

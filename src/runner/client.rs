@@ -46,8 +46,6 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 pub struct Supervised {
     state: Arc<State>,
     thread: Option<JoinHandle<()>>,
-    /// Counts as a client alive from start to stop, restarts included.
-    hold: Option<crate::cyrus::Alive>,
 }
 
 impl Supervised {
@@ -66,12 +64,14 @@ impl Supervised {
         *state.current_pid.lock().unwrap_or_else(|e| e.into_inner()) = first.pid();
         let st = Arc::clone(&state);
         let thread = std::thread::spawn(move || {
+            // A client counts as alive while the supervisor may restart one,
+            // so the gap between an exit and a restart is not "no client".
+            let _hold = hold;
             supervise(client, args, policy, log_run, first, &st, &*clock);
         });
         Ok(Supervised {
             state,
             thread: Some(thread),
-            hold: Some(hold),
         })
     }
 
@@ -109,7 +109,6 @@ impl Supervised {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.hold = None;
         fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
             std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
         }
