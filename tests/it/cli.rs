@@ -315,7 +315,7 @@ fn an_installed_copy_runs_the_bundled_suite_outside_the_checkout() {
     .expect("chmod");
     let bin = place.path().join("bin/backupd-sim");
     std::fs::create_dir_all(bin.parent().expect("bin dir")).expect("mkdir");
-    std::fs::copy(BIN, &bin).expect("copy the binary");
+    crate::util::copy_executable(Path::new(BIN), &bin);
     let work = place.path().join("work");
     let cache = place.path().join("cache");
     std::fs::create_dir(&work).expect("mkdir");

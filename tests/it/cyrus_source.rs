@@ -572,12 +572,9 @@ fn locate_reports_what_is_missing() {
 
 /// A fake installation whose `master` is the given shell script body.
 fn fake_bins(dir: &std::path::Path, master: &str) -> CyrusBins {
-    use std::os::unix::fs::PermissionsExt;
     for name in ["master", "imapd", "sync_client", "ctl_cyrusdb"] {
         let body = if name == "master" { master } else { "exit 0" };
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        crate::util::write_executable(&dir.join(name), format!("#!/bin/sh\n{body}\n").as_bytes());
     }
     CyrusBins::locate(dir).expect("fake bins")
 }

@@ -52,16 +52,13 @@ fn tree(layout: &[(&str, &str)], make: impl Fn(&Path, &str)) -> (TempDir, PathBu
 }
 
 fn script(path: &Path, name: &str) {
-    std::fs::write(path, format!("#!/bin/sh\necho {name}\n")).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    crate::util::write_executable(path, format!("#!/bin/sh\necho {name}\n").as_bytes());
 }
 
 /// A copy of the host's Debian program (the real thing, moved to where
 /// upstream installs it).
 fn copy_debian(path: &Path, name: &str) {
-    std::fs::copy(Path::new(DEFAULT_CYRUS_BIN).join(name), path)
-        .unwrap_or_else(|e| panic!("copy {name}: {e}"));
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    crate::util::copy_executable(&Path::new(DEFAULT_CYRUS_BIN).join(name), path);
 }
 
 /// Run the CLI with `env` set and CYRUS_PREFIX / CYRUS_BIN cleared

@@ -21,6 +21,44 @@ use backupd_sim::store::Store;
 
 use crate::codec::Conn;
 
+/// Make `path` an executable holding `content`, written by a child process
+/// (`sh -c 'cat > PATH'`). Written from this process, the file could be held
+/// open for writing by a child another test thread forks at that moment, and
+/// running it would then fail with ETXTBSY ("Text file busy").
+pub fn write_executable(path: &Path, content: &[u8]) {
+    use std::io::Write as _;
+    let mut sh = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    sh.stdin
+        .take()
+        .expect("stdin")
+        .write_all(content)
+        .expect("write the executable");
+    let status = sh.wait().expect("wait for sh");
+    assert!(status.success(), "writing {}: {status}", path.display());
+}
+
+/// Copy the executable `from` to `to` by a child process (`install -m 755`),
+/// for the reason given at [`write_executable`].
+pub fn copy_executable(from: &Path, to: &Path) {
+    let status = std::process::Command::new("install")
+        .args(["-m", "755"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("install");
+    assert!(
+        status.success(),
+        "copying {} to {}: {status}",
+        from.display(),
+        to.display()
+    );
+}
+
 /// The Cyrus installation the tests drive: `$CYRUS_PREFIX` (an installed
 /// tree), `$CYRUS_BIN` (a directory of executables) or the Debian default.
 ///
