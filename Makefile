@@ -17,13 +17,15 @@ export CYRUS_PREFIX CYRUS_BIN
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
-	@echo "make setup  install cyrus-common cyrus-imapd cyrus-replication with apt-get when missing"
+	@echo "make setup  install cyrus-common cyrus-imapd cyrus-replication sqlite3 with apt-get when missing"
 	@echo "make setup-matrix  build the Cyrus 3.10 and 3.12 chroots (backupd-sim cyrus install; once, ~2x400 MiB)"
 	@echo "make build  build the release binary target/release/backupd-sim"
 	@echo "make demo   one built-in end-to-end replication, printing what it verified"
 	@echo "make lint   cargo fmt --check and cargo clippy -D warnings"
 	@echo "make hygiene  HYGIENE_RUNS (50) runs + interrupts: no leftover Cyrus process or sandbox"
 	@echo "make fuzz   each cargo-fuzz target for FUZZ_SECONDS (60); fails on a crash"
+	@echo "make fuzz-build  build the fuzz targets only (FUZZ_TARGETS)"
+	@echo "make fuzz-cmin   minimise each target's corpus in place (FUZZ_TARGETS), after a campaign"
 	@echo "make abuse  the fake under abuse at full counts (slow loris, floods, oversized input, bombs, SIGKILLed saves, control garbage)"
 	@echo "make soak   convergence scenarios SOAK_RUNS (1000) times correct, then with lie/hide-missing"
 	@echo "make bench  fake vs real backupd vs real sync_server vs a floor: bench/results.md and .json"
