@@ -777,6 +777,16 @@ mod tests {
             }
             drop(s);
         });
+        let (rt, relay, _) = relay_to(up_addr, drain);
+        (rt, relay, eof)
+    }
+
+    /// A relay to `up_addr` on a one-worker runtime, with the store its
+    /// event log is kept in.
+    fn relay_to(
+        up_addr: SocketAddr,
+        drain: Duration,
+    ) -> (tokio::runtime::Runtime, Relay, Arc<Shared>) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -788,9 +798,14 @@ mod tests {
         );
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let relay = rt
-            .block_on(Relay::start_with_drain(listen, up_addr, shared, drain))
+            .block_on(Relay::start_with_drain(
+                listen,
+                up_addr,
+                Arc::clone(&shared),
+                drain,
+            ))
             .expect("relay");
-        (rt, relay, eof)
+        (rt, relay, shared)
     }
 
     /// Waits (bounded) until the relay counts `n` connections as open.
@@ -925,19 +940,7 @@ mod tests {
             let _ = w.write_all(b"NO IMAP_MAILBOX_LOCKED Mailbox locked\r\n");
             let _ = closing.recv_timeout(Duration::from_secs(30));
         });
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let shared = Shared::new(
-            crate::store::Store::temporary().expect("store"),
-            crate::server::ServerConfig::default(),
-        );
-        let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let relay = rt
-            .block_on(Relay::start(listen, up_addr, Arc::clone(&shared)))
-            .expect("relay");
+        let (rt, relay, shared) = relay_to(up_addr, DRAIN_TIMEOUT);
         let addr = relay.addr();
         let c = rt.block_on(async move {
             let mut c = TcpStream::connect(addr).await.expect("connect");
